@@ -1,0 +1,78 @@
+# postdate: plain GNU make. `make run` starts everything; `make test` checks it.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PORT    ?= 8080
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARNINGS = -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes
+PKGS     = libcurl sqlite3 json-c libcrypto
+CPPFLAGS += -Ilib -D_GNU_SOURCE
+ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
+
+# `make test SANITIZE=1` builds everything with ASan and UBSan.
+ifeq ($(SANITIZE),1)
+ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS    += -fsanitize=address,undefined
+endif
+
+LIB_OBJS = lib/log.o lib/config.o lib/timeparse.o lib/fields.o lib/form.o \
+           lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/auth.o lib/http.o \
+           lib/render.o
+CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health
+BIN_PROGS  =
+UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_form tests/unit/test_jsonreq \
+             tests/unit/test_config tests/unit/test_message
+
+.PHONY: all deps run test unit-test integration-test install clean
+
+all: $(CGI_PROGS) $(BIN_PROGS)
+
+lib/%.o: lib/%.c lib/postdate.h sql/schema.h
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+# The schema is compiled into the store so a program never runs without it.
+sql/schema.h: sql/schema.sql
+	{ echo '/* generated from sql/schema.sql by make */'; \
+	  echo 'static const char schema_sql[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
+	  echo ';'; } > $@
+
+lib/libpostdate.a: $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+cgi-bin/%: cgi-bin/%.c lib/libpostdate.a
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< lib/libpostdate.a $(LDLIBS)
+
+bin/%: bin/%.c lib/libpostdate.a
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< lib/libpostdate.a $(LDLIBS)
+
+tests/unit/test_%: tests/unit/test_%.c tests/unit/unit.c tests/unit/unit.h lib/libpostdate.a
+	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/unit.c lib/libpostdate.a $(LDLIBS)
+
+# Installs the Debian packages that are missing (and nothing when none is).
+deps:
+	@sh etc/deps.sh
+
+run: deps all
+	@PORT=$(PORT) bin/postdate-stack
+
+test: deps all $(UNIT_TESTS)
+	@sh tests/run.sh
+
+unit-test: $(UNIT_TESTS)
+	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin $(DESTDIR)$(PREFIX)/bin \
+	           $(DESTDIR)$(PREFIX)/share/postdate/www $(DESTDIR)$(PREFIX)/share/postdate/etc
+	install -m 755 $(CGI_PROGS) $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin/
+	$(if $(BIN_PROGS),install -m 755 $(BIN_PROGS) $(DESTDIR)$(PREFIX)/bin/)
+	install -m 644 www/* $(DESTDIR)$(PREFIX)/share/postdate/www/
+	install -m 644 etc/nginx.conf etc/postdate.conf.example $(DESTDIR)$(PREFIX)/share/postdate/etc/
+
+clean:
+	rm -f lib/*.o lib/libpostdate.a sql/schema.h $(CGI_PROGS) $(BIN_PROGS) $(UNIT_TESTS)

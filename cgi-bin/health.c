@@ -1,0 +1,68 @@
+/*
+ * health: GET /api/health, without a token. Tells a monitor whether the
+ * database answers and how late the most overdue pending message is, which
+ * is how an operator sees that no dispatcher is running.
+ */
+#include <json-c/json.h>
+
+#include "postdate.h"
+
+static const char usage[] =
+"usage: health [-c FILE] [-l FILE]\n"
+"\n"
+"The FastCGI responder for GET /api/health: {\"ok\": true, \"pending\": n,\n"
+"\"oldest_overdue_s\": x}, or 503 with ok false when the database cannot be\n"
+"read. Needs no token. Run it under a FastCGI server behind nginx or Apache;\n"
+"started without one it answers a single plain-CGI request.\n"
+"\n"
+"  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
+"                     /etc/postdate.conf)\n"
+"  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
+"                     sends a worker's stderr to /dev/null)\n"
+"  -h, --help         show this text\n"
+"  -V, --version      show the version\n"
+"\n"
+"Exit status: 0 when the server closes the socket, 1 on a start-up failure,\n"
+"2 on bad usage.\n"
+"\n"
+"Example: curl -s http://127.0.0.1:8080/api/health\n";
+
+static void
+handle_health(struct pd_request *r)
+{
+	struct pd_app *app = http_app(r);
+	json_object *o = json_object_new_object();
+	long pending = 0;
+	pd_ms earliest = 0, now = time_now();
+
+	if (http_fields(r)->n != 0) {
+		json_object_put(o);
+		http_error(r, 400, "unknown field", http_fields(r)->v[0].name);
+		return;
+	}
+	if (app->store == NULL || store_health(app->store, &pending, &earliest) != STORE_OK) {
+		json_object_object_add(o, "ok", json_object_new_boolean(0));
+		json_object_object_add(o, "error", json_object_new_string("the database cannot be read"));
+		http_reply(r, 503, NULL, o);
+		return;
+	}
+	json_object_object_add(o, "ok", json_object_new_boolean(1));
+	json_object_object_add(o, "pending", json_object_new_int64(pending));
+	json_object_object_add(o, "oldest_overdue_s", json_object_new_double(
+	    earliest != 0 && earliest < now ? (double)(now - earliest) / 1000.0 : 0.0));
+	http_reply(r, 200, NULL, o);
+}
+
+static const struct pd_route route = {
+	.name = "health",
+	.method = "GET",
+	.needs_auth = 0,
+	.handles_no_store = 1,
+	.handle = handle_health,
+};
+
+int
+main(int argc, char **argv)
+{
+	return http_main(argc, argv, &route, usage);
+}

@@ -1,0 +1,86 @@
+/*
+ * schedule: POST /api/schedule. Validates a message, stores it durably and
+ * answers 201 only after the commit (see API.md).
+ */
+#include <stdio.h>
+
+#include <json-c/json.h>
+
+#include "postdate.h"
+
+static const char usage[] =
+"usage: schedule [-c FILE] [-l FILE]\n"
+"\n"
+"The FastCGI responder for POST /api/schedule: stores a message to be\n"
+"POSTed to its target URLs at a given time. Run it under a FastCGI server\n"
+"(spawn-fcgi, or a systemd socket) behind nginx or Apache; started without\n"
+"one it answers a single plain-CGI request.\n"
+"\n"
+"  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
+"                     /etc/postdate.conf)\n"
+"  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
+"                     sends a worker's stderr to /dev/null)\n"
+"  -h, --help         show this text\n"
+"  -V, --version      show the version\n"
+"\n"
+"Exit status: 0 when the server closes the socket, 1 on a start-up failure\n"
+"(bad configuration), 2 on bad usage.\n"
+"\n"
+"Example: spawn-fcgi -s /run/postdate/schedule.sock -F 4 -- schedule -c /etc/postdate.conf\n";
+
+static void
+handle_schedule(struct pd_request *r)
+{
+	struct pd_app *app = http_app(r);
+	struct pd_message m;
+	const char *why, *field;
+	char location[64], sentence[128], due[PD_TIME_BUF];
+	pd_ms now = time_now();
+
+	if (message_from_fields(&m, http_fields(r), &app->cfg, now, &why, &field) != 0) {
+		http_error(r, 400, why, field);
+		return;
+	}
+	switch (store_insert(app->store, &m, now)) {
+	case STORE_OK:
+		log_info("scheduled %s due %s (%zu payload bytes)", m.id, time_format(m.due, due),
+		         m.payload_len);
+		snprintf(location, sizeof(location), "Location: /api/status?id=%s\r\n", m.id);
+		http_reply(r, 201, location, render_scheduled(&m));
+		break;
+	case STORE_EXISTS:
+		snprintf(location, sizeof(location), "Location: /api/status?id=%s\r\n", m.id);
+		http_reply(r, 200, location, render_scheduled(&m));
+		break;
+	case STORE_FULL:
+		snprintf(sentence, sizeof(sentence),
+		         "the store already holds max_pending (%ld) pending messages",
+		         app->cfg.max_pending);
+		http_error(r, 507, sentence, NULL);
+		break;
+	case STORE_BUSY:
+		http_error(r, 503, "the database is busy; try again", NULL);
+		break;
+	case STORE_NOSPACE:
+		http_error(r, 503, "the database is out of disk space", NULL);
+		break;
+	default:
+		http_error(r, 500, "the message could not be stored", NULL);
+		break;
+	}
+	message_free(&m);
+}
+
+static const struct pd_route route = {
+	.name = "schedule",
+	.method = "POST",
+	.needs_auth = 1,
+	.raw_json_key = "payload",
+	.handle = handle_schedule,
+};
+
+int
+main(int argc, char **argv)
+{
+	return http_main(argc, argv, &route, usage);
+}

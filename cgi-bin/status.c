@@ -1,0 +1,227 @@
+/*
+ * status: GET /api/status. With id, one message and its attempt history;
+ * without, a page of the list in due order with counts per state.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "postdate.h"
+
+#define LIST_DEFAULT_LIMIT 100
+#define LIST_MAX_LIMIT 1000
+
+static const char usage[] =
+"usage: status [-c FILE] [-l FILE]\n"
+"\n"
+"The FastCGI responder for GET /api/status: ?id=ID answers one message with\n"
+"its attempt history; without id it lists messages by due time\n"
+"(?state=pending|delivering|delivered|failed|cancelled|all, &limit=1..1000,\n"
+"&cursor= from the previous page's next_cursor). Run it under a FastCGI\n"
+"server behind nginx or Apache; started without one it answers a single\n"
+"plain-CGI request.\n"
+"\n"
+"  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
+"                     /etc/postdate.conf)\n"
+"  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
+"                     sends a worker's stderr to /dev/null)\n"
+"  -h, --help         show this text\n"
+"  -V, --version      show the version\n"
+"\n"
+"Exit status: 0 when the server closes the socket, 1 on a start-up failure,\n"
+"2 on bad usage.\n"
+"\n"
+"Example: spawn-fcgi -s /run/postdate/status.sock -F 2 -- status -c /etc/postdate.conf\n";
+
+static void
+reply_store_error(struct pd_request *r, enum store_result res)
+{
+	if (res == STORE_BUSY || res == STORE_NOSPACE)
+		http_error(r, 503, "the database is busy; try again", NULL);
+	else
+		http_error(r, 500, "the database could not be read", NULL);
+}
+
+static int
+add_attempt(void *ctx, const struct pd_attempt *a)
+{
+	json_object_array_add(ctx, render_attempt(a));
+	return 0;
+}
+
+static void
+reply_one(struct pd_request *r, const char *id)
+{
+	struct pd_store *store = http_app(r)->store;
+	struct pd_message m;
+	enum store_result res;
+	json_object *o, *history;
+
+	res = id_valid(id) ? store_get(store, id, &m) : STORE_NOTFOUND;
+	if (res == STORE_NOTFOUND) {
+		http_error(r, 404, "no message has this id", "id");
+		return;
+	}
+	if (res != STORE_OK) {
+		reply_store_error(r, res);
+		return;
+	}
+	o = render_message(&m);
+	history = json_object_new_array();
+	json_object_object_add(o, "history", history);
+	message_free(&m);
+	res = store_history(store, id, add_attempt, history);
+	if (res != STORE_OK) {
+		json_object_put(o);
+		reply_store_error(r, res);
+		return;
+	}
+	http_reply(r, 200, NULL, o);
+}
+
+/* The cursor is "<due>.<id>" of the last message shown. Clients treat it
+ * as opaque; it is checked strictly all the same. */
+static int
+cursor_parse(const char *text, pd_ms *due, char id[PD_ID_LEN + 1])
+{
+	const char *dot = strchr(text, '.');
+	pd_ms v = 0;
+
+	if (dot == NULL || dot == text || dot - text > 15 || !id_valid(dot + 1))
+		return -1;
+	for (const char *p = text; p < dot; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	*due = v;
+	memcpy(id, dot + 1, PD_ID_LEN + 1);
+	return 0;
+}
+
+struct list_page {
+	json_object *messages;
+	int limit;
+	int seen;
+	char next_cursor[64];
+};
+
+static int
+add_message(void *ctx, const struct pd_message *m)
+{
+	struct list_page *page = ctx;
+
+	/* One row past the limit is read only to learn whether a next page exists. */
+	if (++page->seen > page->limit)
+		return 1;
+	json_object_array_add(page->messages, render_message(m));
+	snprintf(page->next_cursor, sizeof(page->next_cursor), "%" PRId64 ".%s", m->due, m->id);
+	return 0;
+}
+
+static void
+reply_list(struct pd_request *r)
+{
+	const struct pd_fields *f = http_fields(r);
+	const struct pd_field *state_f = fields_get(f, "state");
+	const struct pd_field *limit_f = fields_get(f, "limit");
+	const struct pd_field *cursor_f = fields_get(f, "cursor");
+	struct pd_store *store = http_app(r)->store;
+	struct list_page page = { .limit = LIST_DEFAULT_LIMIT };
+	char after_id[PD_ID_LEN + 1];
+	pd_ms after_due = 0;
+	long counts[PD_NSTATES];
+	enum store_result res;
+	int state = PD_PENDING;
+	json_object *o, *c;
+
+	if (state_f != NULL && strcmp(state_f->value, "all") == 0)
+		state = -1;
+	else if (state_f != NULL && (state = state_parse(state_f->value)) < 0) {
+		http_error(r, 400, "state must be pending, delivering, delivered, failed, "
+		           "cancelled or all", "state");
+		return;
+	}
+	if (limit_f != NULL) {
+		long v = 0;
+
+		if (limit_f->len == 0 || limit_f->len > 4)
+			v = -1;
+		for (size_t i = 0; v >= 0 && i < limit_f->len; i++)
+			v = limit_f->value[i] >= '0' && limit_f->value[i] <= '9' ?
+			    v * 10 + (limit_f->value[i] - '0') : -1;
+		if (v < 1 || v > LIST_MAX_LIMIT) {
+			http_error(r, 400, "limit must be a whole number from 1 to 1000", "limit");
+			return;
+		}
+		page.limit = (int)v;
+	}
+	if (cursor_f != NULL && cursor_parse(cursor_f->value, &after_due, after_id) != 0) {
+		http_error(r, 400, "not a cursor from a previous answer", "cursor");
+		return;
+	}
+
+	page.messages = json_object_new_array();
+	res = store_list(store, state, after_due, cursor_f != NULL ? after_id : NULL,
+	                 page.limit + 1, add_message, &page);
+	if (res == STORE_OK)
+		res = store_counts(store, counts);
+	if (res != STORE_OK) {
+		json_object_put(page.messages);
+		reply_store_error(r, res);
+		return;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "messages", page.messages);
+	json_object_object_add(o, "next_cursor", page.seen > page.limit ?
+	    json_object_new_string(page.next_cursor) : NULL);
+	c = json_object_new_object();
+	for (int i = 0; i < PD_NSTATES; i++)
+		json_object_object_add(c, state_name((enum pd_state)i),
+		                       json_object_new_int64(counts[i]));
+	json_object_object_add(o, "counts", c);
+	http_reply(r, 200, NULL, o);
+}
+
+static void
+handle_status(struct pd_request *r)
+{
+	static const char *const known[] = { "id", "state", "limit", "cursor", NULL };
+	const struct pd_fields *f = http_fields(r);
+	const struct pd_field *id;
+
+	for (size_t i = 0; i < f->n; i++) {
+		size_t k;
+
+		for (k = 0; known[k] != NULL && strcmp(f->v[i].name, known[k]) != 0; k++)
+			;
+		if (known[k] == NULL) {
+			http_error(r, 400, "unknown field", f->v[i].name);
+			return;
+		}
+		if (fields_count(f, f->v[i].name) > 1) {
+			http_error(r, 400, "this field may be given only once", f->v[i].name);
+			return;
+		}
+	}
+	id = fields_get(f, "id");
+	if (id != NULL)
+		reply_one(r, id->value);
+	else
+		reply_list(r);
+}
+
+static const struct pd_route route = {
+	.name = "status",
+	.method = "GET",
+	.needs_auth = 1,
+	.handle = handle_status,
+};
+
+int
+main(int argc, char **argv)
+{
+	return http_main(argc, argv, &route, usage);
+}

@@ -1,0 +1,34 @@
+/*
+ * auth.c: bearer tokens. Both sides are hashed first so the comparison
+ * takes the same time whatever the length or content of the guess.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "postdate.h"
+
+int
+auth_bearer_ok(const struct pd_config *cfg, const char *authorization)
+{
+	unsigned char given[SHA256_DIGEST_LENGTH], want[SHA256_DIGEST_LENGTH];
+	const char *token;
+	int ok = 0;
+
+	if (cfg->ntokens == 0)
+		return 1;
+	if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+		return 0;
+	token = authorization + 7;
+	while (*token == ' ')
+		token++;
+	SHA256((const unsigned char *)token, strlen(token), given);
+	/* Every token is compared, so the time does not tell which matched. */
+	for (size_t i = 0; i < cfg->ntokens; i++) {
+		SHA256((const unsigned char *)cfg->tokens[i], strlen(cfg->tokens[i]), want);
+		ok |= CRYPTO_memcmp(given, want, sizeof(want)) == 0;
+	}
+	return ok;
+}

@@ -1,0 +1,412 @@
+/*
+ * config.c: the configuration file, "key = value" lines and "#" comments.
+ * Unknown keys and bad values are errors naming the line, so a typo never
+ * silently runs with a default.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "postdate.h"
+
+#define CONFIG_MAX_LINE 4096
+#define CONFIG_MAX_TOKENS 64
+#define CONFIG_MAX_FILE (1 << 20)
+
+const char *
+config_path(const char *flag_value)
+{
+	const char *env;
+
+	if (flag_value != NULL)
+		return flag_value;
+	env = getenv("POSTDATE_CONF");
+	if (env != NULL && *env != '\0')
+		return env;
+	return "/etc/postdate.conf";
+}
+
+void
+config_defaults(struct pd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_body = 1048576;
+	cfg->max_pending = 1000000;
+	cfg->default_max_attempts = 8;
+	cfg->default_timeout = 10;
+	cfg->retry_base = 5;
+	cfg->retry_max = 3600;
+	cfg->buffer_horizon = 3600;
+	cfg->concurrency = 64;
+	cfg->synchronous_full = 1;
+}
+
+/* Strict decimal: digits only, no sign, within [min, max]. */
+static int
+parse_long(const char *text, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*text))
+		return -1;
+	errno = 0;
+	v = strtol(text, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* One CIDR range: an IPv4 or IPv6 address, optionally "/prefix". */
+static int
+cidr_valid(const char *text, size_t len)
+{
+	char buf[64];
+	unsigned char addr[16];
+	char *slash;
+	long prefix;
+	int v6;
+
+	if (len == 0 || len >= sizeof(buf))
+		return 0;
+	memcpy(buf, text, len);
+	buf[len] = '\0';
+	slash = strchr(buf, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	v6 = strchr(buf, ':') != NULL;
+	if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
+		return 0;
+	if (slash != NULL && parse_long(slash + 1, 0, v6 ? 128 : 32, &prefix) != 0)
+		return 0;
+	return 1;
+}
+
+/* "a/n, b/m": every comma-separated item a valid CIDR range. */
+static int
+cidr_list_valid(const char *text)
+{
+	const char *p = text;
+
+	for (;;) {
+		const char *start, *end, *comma;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		start = p;
+		comma = strchr(p, ',');
+		end = comma != NULL ? comma : p + strlen(p);
+		p = end;
+		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
+			end--;
+		if (!cidr_valid(start, (size_t)(end - start)))
+			return 0;
+		if (comma == NULL)
+			return 1;
+		p = comma + 1;
+	}
+}
+
+/* "whsec_" and base64 of 24 to 64 bytes, as the Standard Webhooks spec has it. */
+static int
+signing_secret_valid(const char *text)
+{
+	unsigned char raw[128];
+	size_t len;
+	int n;
+
+	if (strncmp(text, "whsec_", 6) != 0)
+		return 0;
+	text += 6;
+	len = strlen(text);
+	if (len == 0 || len % 4 != 0 || len > 88)
+		return 0;
+	n = EVP_DecodeBlock(raw, (const unsigned char *)text, (int)len);
+	if (n < 0)
+		return 0;
+	/* EVP_DecodeBlock counts padding as zero bytes. */
+	n -= (text[len - 1] == '=') + (text[len - 2] == '=');
+	return n >= 24 && n <= 64;
+}
+
+/* Visible ASCII only, 16 to 256 of them: long enough to resist guessing. */
+static int
+token_valid(const char *text)
+{
+	size_t len = strlen(text);
+
+	if (len < 16 || len > 256)
+		return 0;
+	for (; *text; text++)
+		if (*text <= ' ' || *text > '~')
+			return 0;
+	return 1;
+}
+
+static int
+set_string(char **slot, const char *value)
+{
+	char *copy = strdup(value);
+
+	if (copy == NULL)
+		return -1;
+	free(*slot);
+	*slot = copy;
+	return 0;
+}
+
+struct config_int_key {
+	const char *name;
+	long min, max;
+	size_t offset;
+	int is_long;
+};
+
+#define INT_KEY(name, min, max) { #name, min, max, offsetof(struct pd_config, name), 0 }
+
+static const struct config_int_key config_int_keys[] = {
+	INT_KEY(default_max_attempts, 1, 100),
+	INT_KEY(default_timeout, 1, 300),
+	INT_KEY(retry_base, 1, 86400),
+	INT_KEY(retry_max, 1, 604800),
+	INT_KEY(buffer_horizon, 10, 86400),
+	INT_KEY(concurrency, 1, 10000),
+};
+
+int
+config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t errlen)
+{
+	char key[64], value[CONFIG_MAX_LINE + 1];
+	const char *p = line, *eq, *vstart, *vend;
+	size_t klen, vlen;
+	long n;
+
+	if (strlen(line) > CONFIG_MAX_LINE) {
+		snprintf(err, errlen, "line longer than %d bytes", CONFIG_MAX_LINE);
+		return -1;
+	}
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p == '\0' || *p == '#')
+		return 0;
+	eq = strchr(p, '=');
+	if (eq == NULL) {
+		snprintf(err, errlen, "expected \"key = value\"");
+		return -1;
+	}
+	klen = (size_t)(eq - p);
+	while (klen > 0 && (p[klen - 1] == ' ' || p[klen - 1] == '\t'))
+		klen--;
+	if (klen == 0 || klen >= sizeof(key)) {
+		snprintf(err, errlen, "expected \"key = value\"");
+		return -1;
+	}
+	memcpy(key, p, klen);
+	key[klen] = '\0';
+	vstart = eq + 1;
+	while (*vstart == ' ' || *vstart == '\t')
+		vstart++;
+	vend = vstart + strlen(vstart);
+	while (vend > vstart && (vend[-1] == ' ' || vend[-1] == '\t' || vend[-1] == '\r'))
+		vend--;
+	vlen = (size_t)(vend - vstart);
+	memcpy(value, vstart, vlen);
+	value[vlen] = '\0';
+	if (vlen == 0) {
+		snprintf(err, errlen, "%s has no value", key);
+		return -1;
+	}
+
+	if (strcmp(key, "database") == 0)
+		return set_string(&cfg->database, value);
+	if (strcmp(key, "token") == 0) {
+		char **grown;
+
+		if (!token_valid(value)) {
+			snprintf(err, errlen, "token must be 16 to 256 visible ASCII characters");
+			return -1;
+		}
+		if (cfg->ntokens == CONFIG_MAX_TOKENS) {
+			snprintf(err, errlen, "at most %d tokens", CONFIG_MAX_TOKENS);
+			return -1;
+		}
+		grown = realloc(cfg->tokens, (cfg->ntokens + 1) * sizeof(*grown));
+		if (grown == NULL)
+			return -1;
+		cfg->tokens = grown;
+		cfg->tokens[cfg->ntokens] = NULL;
+		if (set_string(&cfg->tokens[cfg->ntokens], value) != 0)
+			return -1;
+		cfg->ntokens++;
+		return 0;
+	}
+	if (strcmp(key, "allow_targets") == 0) {
+		if (!cidr_list_valid(value)) {
+			snprintf(err, errlen, "allow_targets must be comma-separated CIDR ranges "
+			         "such as 127.0.0.0/8, ::1");
+			return -1;
+		}
+		return set_string(&cfg->allow_targets, value);
+	}
+	if (strcmp(key, "signing_secret") == 0) {
+		if (!signing_secret_valid(value)) {
+			snprintf(err, errlen, "signing_secret must be \"whsec_\" followed by "
+			         "base64 of 24 to 64 bytes");
+			return -1;
+		}
+		return set_string(&cfg->signing_secret, value);
+	}
+	if (strcmp(key, "synchronous") == 0) {
+		if (strcmp(value, "full") == 0)
+			cfg->synchronous_full = 1;
+		else if (strcmp(value, "normal") == 0)
+			cfg->synchronous_full = 0;
+		else {
+			snprintf(err, errlen, "synchronous must be full or normal");
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "max_body") == 0) {
+		/* nginx is configured to pass at most 64 MiB. */
+		if (parse_long(value, 1024, 64L << 20, &n) != 0) {
+			snprintf(err, errlen, "max_body must be a whole number from 1024 to 67108864");
+			return -1;
+		}
+		cfg->max_body = (size_t)n;
+		return 0;
+	}
+	if (strcmp(key, "max_pending") == 0) {
+		if (parse_long(value, 1, 1000000000000L, &n) != 0) {
+			snprintf(err, errlen, "max_pending must be a whole number from 1 to 1000000000000");
+			return -1;
+		}
+		cfg->max_pending = n;
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(config_int_keys) / sizeof(config_int_keys[0]); i++) {
+		const struct config_int_key *k = &config_int_keys[i];
+
+		if (strcmp(key, k->name) != 0)
+			continue;
+		if (parse_long(value, k->min, k->max, &n) != 0) {
+			snprintf(err, errlen, "%s must be a whole number from %ld to %ld",
+			         k->name, k->min, k->max);
+			return -1;
+		}
+		*(int *)((char *)cfg + k->offset) = (int)n;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown key \"%s\"", key);
+	return -1;
+}
+
+/* A relative database path is taken from the configuration file's folder,
+ * so the same file works whatever folder a program starts in. */
+static int
+resolve_database(struct pd_config *cfg)
+{
+	const char *slash;
+	char *joined;
+	size_t dirlen;
+
+	if (cfg->database == NULL)
+		return set_string(&cfg->database, "/var/lib/postdate/postdate.db");
+	if (cfg->database[0] == '/' || (slash = strrchr(cfg->path, '/')) == NULL)
+		return 0;
+	dirlen = (size_t)(slash - cfg->path);
+	joined = malloc(dirlen + 1 + strlen(cfg->database) + 1);
+	if (joined == NULL)
+		return -1;
+	sprintf(joined, "%.*s/%s", (int)dirlen, cfg->path, cfg->database);
+	free(cfg->database);
+	cfg->database = joined;
+	return 0;
+}
+
+int
+config_load(struct pd_config *cfg, const char *path, char *err, size_t errlen)
+{
+	char line[CONFIG_MAX_LINE + 1], why[256];
+	char *text = NULL;
+	const char *p, *end;
+	size_t len;
+	FILE *fp;
+	int lineno = 0, rc = -1;
+
+	config_defaults(cfg);
+	if (set_string(&cfg->path, path) != 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	fp = fopen(path, "r");
+	if (fp == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* Read it whole (and bounded) so that NUL bytes and long lines are seen. */
+	text = malloc(CONFIG_MAX_FILE + 1);
+	if (text == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	len = fread(text, 1, CONFIG_MAX_FILE + 1, fp);
+	if (ferror(fp) || len > CONFIG_MAX_FILE) {
+		snprintf(err, errlen, "%s: %s", path, ferror(fp) ? "read error" : "larger than 1 MiB");
+		goto out;
+	}
+	for (p = text, end = text + len; p < end; p += len + 1) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		lineno++;
+		len = (size_t)((nl != NULL ? nl : end) - p);
+		if (len > CONFIG_MAX_LINE) {
+			snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
+			         CONFIG_MAX_LINE);
+			goto out;
+		}
+		if (memchr(p, '\0', len) != NULL) {
+			snprintf(err, errlen, "%s:%d: NUL byte in line", path, lineno);
+			goto out;
+		}
+		memcpy(line, p, len);
+		line[len] = '\0';
+		if (config_parse_line(cfg, line, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			goto out;
+		}
+	}
+	if (cfg->retry_max < cfg->retry_base) {
+		snprintf(err, errlen, "%s: retry_max (%d) is below retry_base (%d)", path,
+		         cfg->retry_max, cfg->retry_base);
+		goto out;
+	}
+	if (resolve_database(cfg) != 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(text);
+	fclose(fp);
+	return rc;
+}
+
+void
+config_free(struct pd_config *cfg)
+{
+	for (size_t i = 0; i < cfg->ntokens; i++)
+		free(cfg->tokens[i]);
+	free(cfg->tokens);
+	free(cfg->path);
+	free(cfg->database);
+	free(cfg->allow_targets);
+	free(cfg->signing_secret);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,387 @@
+/*
+ * http.c: the request loop every FastCGI program shares. It checks the
+ * method, the token and the body size, decodes the fields, and only then
+ * calls the route's handler. A bad request ends that request with a JSON
+ * error; the process keeps serving.
+ *
+ * Under a FastCGI server (fd 0 is a listening socket) it loops on
+ * FCGX_Accept_r; started any other way it serves one plain-CGI request
+ * from stdin and the environment.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <fcgiapp.h>
+#include <json-c/json.h>
+
+#include "postdate.h"
+
+extern char **environ;
+
+struct pd_request {
+	struct pd_app *app;
+	FCGX_Request *fcgx;       /* NULL under plain CGI */
+	char **envp;
+	char *body;
+	size_t body_len;
+	struct pd_fields fields;
+	int is_head;
+	int replied;
+};
+
+struct pd_app *
+http_app(struct pd_request *r)
+{
+	return r->app;
+}
+
+const struct pd_fields *
+http_fields(struct pd_request *r)
+{
+	return &r->fields;
+}
+
+const char *
+http_param(struct pd_request *r, const char *name)
+{
+	return FCGX_GetParam(name, r->envp);
+}
+
+static const char *
+status_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Content Too Large";
+	case 415: return "Unsupported Media Type";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 507: return "Insufficient Storage";
+	default: return "Status";
+	}
+}
+
+static void
+http_write(struct pd_request *r, const char *data, size_t len)
+{
+	if (r->fcgx != NULL)
+		FCGX_PutStr(data, (int)len, r->fcgx->out);
+	else
+		fwrite(data, 1, len, stdout);
+}
+
+void
+http_reply(struct pd_request *r, int status, const char *extra, struct json_object *body)
+{
+	char head[1024];
+	const char *text;
+	size_t textlen;
+	int n;
+
+	if (r->replied) {
+		json_object_put(body);
+		return;
+	}
+	r->replied = 1;
+	text = json_object_to_json_string_length(body,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &textlen);
+	n = snprintf(head, sizeof(head),
+	    "Status: %d %s\r\n"
+	    "Content-Type: application/json\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Cache-Control: no-store\r\n"
+	    "%s\r\n",
+	    status, status_reason(status), textlen + 1, extra != NULL ? extra : "");
+	http_write(r, head, (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1);
+	if (!r->is_head) {
+		http_write(r, text, textlen);
+		http_write(r, "\n", 1);
+	}
+	json_object_put(body);
+}
+
+static void
+http_error_with(struct pd_request *r, int status, const char *extra, const char *sentence,
+                const char *field)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "error", json_object_new_string(sentence));
+	json_object_object_add(o, "field", field != NULL ? json_object_new_string(field) : NULL);
+	http_reply(r, status, extra, o);
+}
+
+void
+http_error(struct pd_request *r, int status, const char *sentence, const char *field)
+{
+	http_error_with(r, status, NULL, sentence, field);
+}
+
+/* Strict Content-Length: digits only, no sign, no overflow. */
+static int
+parse_content_length(const char *text, size_t *out)
+{
+	size_t v = 0;
+
+	if (text == NULL || *text == '\0') {
+		*out = 0;
+		return 0;
+	}
+	for (; *text; text++) {
+		if (*text < '0' || *text > '9' || v > (SIZE_MAX - 9) / 10)
+			return -1;
+		v = v * 10 + (size_t)(*text - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Reads exactly len bytes of body. */
+static int
+read_body(struct pd_request *r, size_t len)
+{
+	size_t got = 0;
+
+	r->body = malloc(len + 1);
+	if (r->body == NULL)
+		return -1;
+	while (got < len) {
+		int n;
+
+		if (r->fcgx != NULL)
+			n = FCGX_GetStr(r->body + got, (int)(len - got), r->fcgx->in);
+		else
+			n = (int)fread(r->body + got, 1, len - got, stdin);
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+	}
+	r->body[len] = '\0';
+	r->body_len = len;
+	return 0;
+}
+
+/* The media type without parameters, compared case-insensitively. */
+static int
+media_type_is(const char *content_type, const char *want)
+{
+	size_t n = strlen(want);
+
+	return strncasecmp(content_type, want, n) == 0 &&
+	       (content_type[n] == '\0' || content_type[n] == ';' || content_type[n] == ' ');
+}
+
+/* Turns the query string (GET) or body (POST) into fields, or answers. */
+static int
+decode_request(struct pd_request *r, const char *method)
+{
+	const struct pd_route *route = r->app->route;
+	const char *why = NULL, *type;
+	char field[PD_MAX_NAME + 1] = "";
+	size_t len;
+	int rc;
+
+	if (strcmp(method, "POST") != 0) {
+		const char *query = http_param(r, "QUERY_STRING");
+
+		rc = form_decode(query != NULL ? query : "", query != NULL ? strlen(query) : 0,
+		                 &r->fields, &why, field, sizeof(field));
+		goto decoded;
+	}
+	if (parse_content_length(http_param(r, "CONTENT_LENGTH"), &len) != 0) {
+		http_error(r, 400, "invalid Content-Length", NULL);
+		return -1;
+	}
+	if (len > r->app->cfg.max_body) {
+		char sentence[96];
+
+		snprintf(sentence, sizeof(sentence), "the request body is larger than %zu bytes",
+		         r->app->cfg.max_body);
+		http_error(r, 413, sentence, NULL);
+		return -1;
+	}
+	if (read_body(r, len) != 0) {
+		http_error(r, 400, "the request body ended early", NULL);
+		return -1;
+	}
+	type = http_param(r, "CONTENT_TYPE");
+	if (len == 0 && (type == NULL || *type == '\0'))
+		return 0;
+	if (type != NULL && media_type_is(type, "application/json"))
+		rc = jsonreq_decode(r->body, len, route->raw_json_key, &r->fields, &why,
+		                    field, sizeof(field));
+	else if (type == NULL || *type == '\0' ||
+	         media_type_is(type, "application/x-www-form-urlencoded"))
+		rc = form_decode(r->body, len, &r->fields, &why, field, sizeof(field));
+	else {
+		http_error(r, 415, "send application/x-www-form-urlencoded or application/json",
+		           NULL);
+		return -1;
+	}
+decoded:
+	if (rc != 0) {
+		http_error(r, 400, why != NULL ? why : "malformed request",
+		           field[0] != '\0' ? field : NULL);
+		return -1;
+	}
+	return 0;
+}
+
+/* A store that could not be opened at start-up is tried again, at most once
+ * a second, so a database that comes back is served without a restart. */
+static int
+store_reopen(struct pd_app *app)
+{
+	static pd_ms last_try;
+	pd_ms now = time_now();
+
+	if (now - last_try < 1000)
+		return 0;
+	last_try = now;
+	return store_open(&app->store, &app->cfg) == 0;
+}
+
+static void
+serve_request(struct pd_request *r)
+{
+	const struct pd_route *route = r->app->route;
+	const char *method = http_param(r, "REQUEST_METHOD");
+
+	if (method == NULL)
+		method = "GET";
+	r->is_head = strcmp(method, "HEAD") == 0;
+	if (strcmp(method, route->method) != 0 &&
+	    !(r->is_head && strcmp(route->method, "GET") == 0)) {
+		http_error_with(r, 405, strcmp(route->method, "GET") == 0 ?
+		    "Allow: GET, HEAD\r\n" : "Allow: POST\r\n",
+		    "method not allowed", NULL);
+		return;
+	}
+	if (route->needs_auth && !auth_bearer_ok(&r->app->cfg, http_param(r, "HTTP_AUTHORIZATION"))) {
+		http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n",
+		    "a valid token is required: send Authorization: Bearer <token>", NULL);
+		return;
+	}
+	if (decode_request(r, method) != 0)
+		return;
+	if (r->app->store == NULL && !store_reopen(r->app) && !route->handles_no_store) {
+		http_error(r, 503, "the database is unavailable", NULL);
+		return;
+	}
+	route->handle(r);
+	if (!r->replied) {
+		log_error("%s: handler sent no answer", route->name);
+		http_error(r, 500, "internal error", NULL);
+	}
+}
+
+static void
+request_reset(struct pd_request *r)
+{
+	free(r->body);
+	r->body = NULL;
+	r->body_len = 0;
+	fields_free(&r->fields);
+	r->is_head = 0;
+	r->replied = 0;
+}
+
+static void
+usage_exit(const char *usage, int status)
+{
+	fputs(usage, status == 0 ? stdout : stderr);
+	exit(status);
+}
+
+int
+http_main(int argc, char **argv, const struct pd_route *route, const char *usage)
+{
+	static const struct option options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "log", required_argument, NULL, 'l' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static struct pd_app app;
+	struct pd_request r = { .app = &app };
+	const char *conf = NULL, *logfile = NULL;
+	char err[512];
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:l:hV", options, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 'l':
+			logfile = optarg;
+			break;
+		case 'h':
+			usage_exit(usage, 0);
+			break;
+		case 'V':
+			printf("postdate %s %s\n", route->name, PD_VERSION);
+			return 0;
+		default:
+			usage_exit(usage, 2);
+		}
+	}
+	if (optind != argc)
+		usage_exit(usage, 2);
+
+	log_init(route->name);
+	/* spawn-fcgi points a worker's stderr at /dev/null; --log keeps its lines. */
+	if (logfile != NULL && freopen(logfile, "a", stderr) == NULL) {
+		fprintf(stdout, "%s: cannot open %s: %s\n", route->name, logfile, strerror(errno));
+		return 1;
+	}
+	setvbuf(stderr, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	app.route = route;
+	if (config_load(&app.cfg, config_path(conf), err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return 1;
+	}
+	if (app.cfg.ntokens == 0 && route->needs_auth)
+		log_warn("no token in %s: the API is open to anyone who can reach it",
+		         app.cfg.path);
+	if (store_open(&app.store, &app.cfg) != 0)
+		log_error("cannot open the database %s yet; answering 503 until it opens",
+		          app.cfg.database);
+
+	if (FCGX_IsCGI()) {
+		r.envp = environ;
+		serve_request(&r);
+		fflush(stdout);
+		request_reset(&r);
+	} else {
+		FCGX_Request fcgx;
+
+		if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgx, 0, 0) != 0) {
+			log_error("cannot initialise FastCGI");
+			return 1;
+		}
+		r.fcgx = &fcgx;
+		while (FCGX_Accept_r(&fcgx) >= 0) {
+			r.envp = fcgx.envp;
+			serve_request(&r);
+			FCGX_Finish_r(&fcgx);
+			request_reset(&r);
+		}
+	}
+	store_close(app.store);
+	config_free(&app.cfg);
+	return 0;
+}

@@ -1,0 +1,329 @@
+/*
+ * postdate.h: the shared core of postdate, the HTTP message scheduler.
+ *
+ * Types first, then each concept followed by its functions, one .c file
+ * per concept. Functions that can fail return 0 on success and -1 on
+ * failure unless their comment says otherwise; "why" out-parameters
+ * receive a static English sentence fit for an API error message.
+ */
+#ifndef POSTDATE_H
+#define POSTDATE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PD_VERSION "0.1.0"
+
+/* Milliseconds since the Unix epoch, UTC. Every time inside postdate. */
+typedef int64_t pd_ms;
+
+#define PD_MS_PER_S 1000LL
+
+/* Bounds on what a request may contain (see API.md "Common rules"). */
+#define PD_MAX_FIELDS 64         /* fields in one request */
+#define PD_MAX_NAME 64           /* bytes in a field name */
+#define PD_MAX_JSON_DEPTH 32     /* nesting of a JSON request body */
+#define PD_MAX_URLS 16           /* targets in one pool */
+#define PD_MAX_URL 2048          /* bytes in one URL */
+#define PD_MAX_IDEMPOTENCY_KEY 200
+#define PD_MAX_CONTENT_TYPE 255
+#define PD_MAX_TIME_TEXT 64      /* bytes in an `at`, `delay` or `tz` value */
+#define PD_ID_LEN 26             /* 128 random bits in base32 */
+
+enum pd_state {
+	PD_PENDING,
+	PD_DELIVERING,
+	PD_DELIVERED,
+	PD_FAILED,
+	PD_CANCELLED,
+	PD_NSTATES
+};
+
+/* ---- log.c: one line per event on stderr ---- */
+
+void log_init(const char *program);
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ---- config.c: the key = value configuration file ---- */
+
+struct pd_config {
+	char *path;               /* the file it was read from */
+	char *database;           /* absolute, or relative to the file's folder */
+	char **tokens;
+	size_t ntokens;
+	char *allow_targets;      /* comma-separated CIDR ranges, or NULL */
+	char *signing_secret;     /* "whsec_<base64>", or NULL */
+	size_t max_body;
+	long max_pending;
+	int default_max_attempts;
+	int default_timeout;      /* seconds */
+	int retry_base;           /* seconds */
+	int retry_max;            /* seconds */
+	int buffer_horizon;       /* seconds */
+	int concurrency;
+	int synchronous_full;     /* 1: synchronous=FULL, 0: NORMAL */
+};
+
+/* The file to read: the -c value if given, else $POSTDATE_CONF, else
+ * /etc/postdate.conf. */
+const char *config_path(const char *flag_value);
+
+/* Sets every key to its default. */
+void config_defaults(struct pd_config *cfg);
+
+/* Reads FILE over the defaults. On failure writes "FILE:LINE: reason" to
+ * err and returns -1; cfg is then still safe to config_free(). */
+int config_load(struct pd_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Parses one "key = value" line (no newline). Returns 0, or -1 with the
+ * reason in err. Blank and comment lines are accepted and ignored. */
+int config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t errlen);
+
+void config_free(struct pd_config *cfg);
+
+/* ---- timeparse.c: times and durations as users write them ---- */
+
+/* The current time. */
+pd_ms time_now(void);
+
+/* Writes t as RFC 3339 UTC with milliseconds ("2026-11-22T13:30:00.000Z")
+ * into buf (at least PD_TIME_BUF bytes). Returns buf. */
+#define PD_TIME_BUF 32
+char *time_format(pd_ms t, char *buf);
+
+/* RFC 3339: "2026-11-22T13:30:00Z", "...+01:00", fractions of any length
+ * (truncated to milliseconds); 't' and 'z' accepted; a space for 'T' too. */
+int timeparse_rfc3339(const char *text, pd_ms *out, const char **why);
+
+/* "YYYY-MM-DD HH:MM[:SS]" in the IANA zone tz (NULL or "" for UTC), using
+ * the system's zoneinfo. A time that the zone skips (DST gap) is an error;
+ * a time that occurs twice (DST overlap) means the first occurrence. */
+int timeparse_local(const char *text, const char *tz, pd_ms *out, const char **why);
+
+/* Unix seconds, digits only. */
+int timeparse_unix(const char *text, pd_ms *out, const char **why);
+
+/* Any of the three forms above, chosen by shape. tz applies to the local
+ * form only; a tz with another form is an error. */
+int timeparse_at(const char *text, const char *tz, pd_ms *out, const char **why);
+
+/* "90" (seconds), "90s", "15m", "2h", "7d", "1h30m": units in descending
+ * order, each at most once; at most ten years in all. */
+int timeparse_duration(const char *text, pd_ms *out, const char **why);
+
+/* Whether tz names a zone in the system's zoneinfo. */
+int timezone_exists(const char *tz);
+
+/* ---- fields.c, form.c, jsonreq.c: request bodies as a list of fields ---- */
+
+/* One decoded field. value is NUL-terminated and may also contain NULs
+ * (len is authoritative). is_json marks a JSON value kept as JSON text. */
+struct pd_field {
+	char *name;
+	char *value;
+	size_t len;
+	int is_json;
+};
+
+struct pd_fields {
+	struct pd_field *v;
+	size_t n;
+};
+
+/* Appends a copy of name and value. Fails when PD_MAX_FIELDS are taken. */
+int fields_add(struct pd_fields *f, const char *name, size_t namelen,
+               const char *value, size_t len, int is_json);
+
+/* The first field called name, or NULL. */
+const struct pd_field *fields_get(const struct pd_fields *f, const char *name);
+
+/* How many fields are called name. */
+size_t fields_count(const struct pd_fields *f, const char *name);
+
+void fields_free(struct pd_fields *f);
+
+/* Decodes application/x-www-form-urlencoded (also a query string):
+ * '&'-separated, '+' is a space, %XX decoded once; repeated names kept in
+ * order. On a malformed escape, too many fields or too long a name,
+ * returns -1 with *why and *field (the offending name, or NULL). */
+int form_decode(const char *body, size_t len, struct pd_fields *out,
+                const char **why, char *field, size_t fieldlen);
+
+/* Decodes an application/json object. Strings become fields as they are;
+ * numbers and booleans their JSON text; null is skipped; an array of
+ * scalars becomes repeated fields. For the key raw_json_key (the payload),
+ * any non-string value is kept as JSON text with is_json set. Any other
+ * nested object or array is an error naming the key. */
+int jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
+                   struct pd_fields *out, const char **why, char *field, size_t fieldlen);
+
+/* ---- id.c: message ids ---- */
+
+/* Writes a fresh id (PD_ID_LEN chars of lowercase base32 from 128 bits of
+ * OpenSSL randomness) and its NUL into buf. */
+int id_generate(char buf[PD_ID_LEN + 1]);
+
+/* Whether text has the shape of an id (so junk never reaches a query). */
+int id_valid(const char *text);
+
+/* ---- message.c: a message and how a schedule request becomes one ---- */
+
+struct pd_message {
+	char id[PD_ID_LEN + 1];
+	enum pd_state state;
+	pd_ms due;                /* when the user asked for delivery */
+	pd_ms created;
+	pd_ms next_attempt;       /* when the next round falls due; 0 if none */
+	pd_ms delivered_at;       /* 0 if not delivered */
+	char *urls;               /* the pool, one URL per line */
+	char *payload;
+	size_t payload_len;
+	char *content_type;
+	char *callback;           /* NULL if none */
+	char *idempotency_key;    /* NULL if none */
+	char *delivered_to;       /* NULL if not delivered */
+	char *report_of;          /* for a callback report, the message it reports on */
+	int max_attempts;
+	int timeout;              /* seconds per HTTP attempt */
+	int attempts;             /* rounds done */
+};
+
+const char *state_name(enum pd_state s);
+
+/* The state called name, or -1. */
+int state_parse(const char *name);
+
+/* Builds a new pending message from a schedule request's fields. On a bad
+ * field returns -1 with *why and *field naming it. Sets everything except
+ * id and created, which the store assigns. */
+int message_from_fields(struct pd_message *m, const struct pd_fields *f,
+                        const struct pd_config *cfg, pd_ms now,
+                        const char **why, const char **field);
+
+/* Checks one target or callback URL: http or https, a host, no spaces or
+ * control bytes, at most PD_MAX_URL bytes. */
+int url_acceptable(const char *url, size_t len, const char **why);
+
+void message_free(struct pd_message *m);
+
+/* ---- store.c: everything that touches SQLite ---- */
+
+enum store_result {
+	STORE_OK = 0,
+	STORE_NOTFOUND,     /* no such message */
+	STORE_EXISTS,       /* the idempotency key was used; message holds the original */
+	STORE_FULL,         /* max_pending reached */
+	STORE_CONFLICT,     /* the message is in a state that forbids the change */
+	STORE_BUSY,         /* the database stayed locked past the busy timeout */
+	STORE_NOSPACE,      /* the disk is full */
+	STORE_ERROR         /* anything else; logged */
+};
+
+struct pd_store;
+
+/* Opens (creating and migrating as needed) the configured database. */
+int store_open(struct pd_store **out, const struct pd_config *cfg);
+void store_close(struct pd_store *s);
+
+/* Assigns m->id and m->created and inserts m in one transaction, into the
+ * near-term buffer too when due within the horizon. Returns STORE_OK,
+ * STORE_EXISTS (m replaced by the message holding its idempotency key),
+ * STORE_FULL, STORE_BUSY or STORE_ERROR. */
+enum store_result store_insert(struct pd_store *s, struct pd_message *m, pd_ms now);
+
+/* Reads one message. STORE_OK, STORE_NOTFOUND, STORE_BUSY or STORE_ERROR. */
+enum store_result store_get(struct pd_store *s, const char *id, struct pd_message *m);
+
+struct pd_attempt {
+	pd_ms at;
+	const char *url;
+	int status;               /* HTTP status, 0 if none */
+	const char *error;        /* NULL if none */
+	int ms;
+};
+
+typedef int (*store_attempt_fn)(void *ctx, const struct pd_attempt *a);
+
+/* Calls fn for each recorded attempt of id, oldest first. */
+enum store_result store_history(struct pd_store *s, const char *id, store_attempt_fn fn, void *ctx);
+
+/* A page of the list: messages in state (or every state if state < 0)
+ * ordered by (due, id) after the cursor position (after_due, after_id;
+ * after_id NULL for the first page). Calls fn for each, at most limit. */
+typedef int (*store_message_fn)(void *ctx, const struct pd_message *m);
+enum store_result store_list(struct pd_store *s, int state, pd_ms after_due, const char *after_id,
+                             int limit, store_message_fn fn, void *ctx);
+
+/* Message counts per state. */
+enum store_result store_counts(struct pd_store *s, long counts[PD_NSTATES]);
+
+/* Cancels a pending message. STORE_OK (also when already cancelled),
+ * STORE_NOTFOUND, STORE_CONFLICT (*state says what it is), STORE_BUSY or
+ * STORE_ERROR. */
+enum store_result store_cancel(struct pd_store *s, const char *id, enum pd_state *state);
+
+/* How many messages are pending and the earliest next attempt among them
+ * (0 if none). */
+enum store_result store_health(struct pd_store *s, long *pending, pd_ms *earliest);
+
+/* ---- render.c: messages as API.md's JSON (json_object *) ---- */
+
+struct json_object;
+
+/* The answer to a schedule request: id, state, due, created, status_url. */
+struct json_object *render_scheduled(const struct pd_message *m);
+
+/* A message as status and the list show it, without history. */
+struct json_object *render_message(const struct pd_message *m);
+
+/* One entry of a message's history. */
+struct json_object *render_attempt(const struct pd_attempt *a);
+
+/* ---- auth.c: bearer tokens ---- */
+
+/* Whether the Authorization header value carries one of the configured
+ * tokens, compared in constant time. */
+int auth_bearer_ok(const struct pd_config *cfg, const char *authorization);
+
+/* ---- http.c: the FastCGI (or plain CGI) request loop ---- */
+
+struct pd_request;
+
+/* What a route accepts; http_serve checks these before the handler runs. */
+struct pd_route {
+	const char *name;         /* program name for logs and --help */
+	const char *method;       /* "GET" or "POST" (GET routes also take HEAD) */
+	int needs_auth;           /* 0 only for /api/health */
+	const char *raw_json_key; /* the JSON key kept as JSON text, or NULL */
+	int handles_no_store;     /* called even when the database cannot be opened */
+	void (*handle)(struct pd_request *r);
+};
+
+/* The state each program keeps across requests. */
+struct pd_app {
+	struct pd_config cfg;
+	struct pd_store *store;
+	const struct pd_route *route;
+};
+
+/* Parses -c/--help, loads the configuration and opens the store, exiting
+ * 2 on bad usage and 1 on failure; then serves requests until the web
+ * server closes the socket (or once, as plain CGI). Returns the exit status. */
+int http_main(int argc, char **argv, const struct pd_route *route, const char *usage);
+
+/* For handlers. */
+struct pd_app *http_app(struct pd_request *r);
+const struct pd_fields *http_fields(struct pd_request *r);
+const char *http_param(struct pd_request *r, const char *name);
+
+/* Sends a JSON response and releases body. extra holds further header
+ * lines ("Name: value\r\n"...), or NULL. */
+void http_reply(struct pd_request *r, int status, const char *extra, struct json_object *body);
+
+/* Sends {"error": sentence, "field": field or null}. */
+void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
+
+#endif

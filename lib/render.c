@@ -1,0 +1,96 @@
+/*
+ * render.c: messages as the JSON objects of API.md. One place, so the
+ * schedule answer, status, the list and callback reports agree.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "postdate.h"
+
+static json_object *
+json_time(pd_ms t)
+{
+	char buf[PD_TIME_BUF];
+
+	return t != 0 ? json_object_new_string(time_format(t, buf)) : NULL;
+}
+
+static json_object *
+json_string_or_null(const char *s)
+{
+	return s != NULL ? json_object_new_string(s) : NULL;
+}
+
+static json_object *
+json_urls(const char *urls)
+{
+	json_object *a = json_object_new_array();
+	const char *p = urls;
+
+	while (p != NULL && *p != '\0') {
+		const char *nl = strchr(p, '\n');
+		size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+
+		json_object_array_add(a, json_object_new_string_len(p, (int)len));
+		p = nl != NULL ? nl + 1 : NULL;
+	}
+	return a;
+}
+
+/* The answer to a schedule request. */
+json_object *
+render_scheduled(const struct pd_message *m)
+{
+	json_object *o = json_object_new_object();
+	char url[64];
+
+	snprintf(url, sizeof(url), "/api/status?id=%s", m->id);
+	json_object_object_add(o, "id", json_object_new_string(m->id));
+	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
+	json_object_object_add(o, "due", json_time(m->due));
+	json_object_object_add(o, "created", json_time(m->created));
+	json_object_object_add(o, "status_url", json_object_new_string(url));
+	return o;
+}
+
+/* A message as status and the list show it (history is added by the caller). */
+json_object *
+render_message(const struct pd_message *m)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_string(m->id));
+	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
+	json_object_object_add(o, "due", json_time(m->due));
+	json_object_object_add(o, "created", json_time(m->created));
+	json_object_object_add(o, "urls", json_urls(m->urls));
+	json_object_object_add(o, "callback", json_string_or_null(m->callback));
+	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
+	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));
+	json_object_object_add(o, "next_attempt",
+	    m->state == PD_PENDING ? json_time(m->next_attempt) : NULL);
+	json_object_object_add(o, "delivered_to", json_string_or_null(m->delivered_to));
+	json_object_object_add(o, "delivered_at", json_time(m->delivered_at));
+	json_object_object_add(o, "payload_bytes", json_object_new_int64((int64_t)m->payload_len));
+	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
+	json_object_object_add(o, "timeout", json_object_new_int(m->timeout));
+	json_object_object_add(o, "idempotency_key", json_string_or_null(m->idempotency_key));
+	return o;
+}
+
+/* One attempt of the history. */
+json_object *
+render_attempt(const struct pd_attempt *a)
+{
+	json_object *o = json_object_new_object();
+	char buf[PD_TIME_BUF];
+
+	json_object_object_add(o, "at", json_object_new_string(time_format(a->at, buf)));
+	json_object_object_add(o, "url", json_object_new_string(a->url));
+	json_object_object_add(o, "status", a->status != 0 ? json_object_new_int(a->status) : NULL);
+	json_object_object_add(o, "error", json_string_or_null(a->error));
+	json_object_object_add(o, "ms", json_object_new_int(a->ms));
+	return o;
+}

@@ -1,0 +1,583 @@
+/*
+ * store.c: everything that touches SQLite. The rest of postdate sees only
+ * the functions in postdate.h, so another backend (PostgreSQL) is an
+ * added file, not a rewrite.
+ *
+ * Every statement is prepared once when the store opens and bound per
+ * call. Writes run in BEGIN IMMEDIATE transactions: the write lock is
+ * taken up front, so a transaction never fails half-way for a lock.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "postdate.h"
+#include "../sql/schema.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_BUSY_TIMEOUT_MS 5000
+
+/* The message columns every reader selects, in the order row_to_message reads. */
+#define MESSAGE_COLUMNS \
+	"id, state, due, created, next_attempt, delivered_at, urls, length(payload), " \
+	"content_type, callback, idempotency_key, delivered_to, report_of, " \
+	"max_attempts, timeout, attempts"
+
+enum statement {
+	ST_BEGIN,
+	ST_COMMIT,
+	ST_ROLLBACK,
+	ST_FIND_BY_KEY,
+	ST_PENDING_COUNT,
+	ST_INSERT_MESSAGE,
+	ST_INSERT_BUFFER,
+	ST_GET,
+	ST_HISTORY,
+	ST_LIST_STATE,
+	ST_LIST_ALL,
+	ST_COUNTS,
+	ST_STATE_OF,
+	ST_CANCEL,
+	ST_UNBUFFER,
+	ST_EARLIEST_BUFFERED,
+	ST_EARLIEST_UNBUFFERED,
+	ST_COUNT
+};
+
+static const char *const statement_sql[ST_COUNT] = {
+	[ST_BEGIN] = "BEGIN IMMEDIATE",
+	[ST_COMMIT] = "COMMIT",
+	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_FIND_BY_KEY] = "SELECT id FROM messages WHERE idempotency_key = ?1",
+	[ST_PENDING_COUNT] = "SELECT n FROM state_counts WHERE state = 'pending'",
+	[ST_INSERT_MESSAGE] =
+	    "INSERT INTO messages (id, state, due, created, next_attempt, buffered, urls, "
+	    "payload, content_type, callback, max_attempts, timeout, idempotency_key, report_of) "
+	    "VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+	[ST_INSERT_BUFFER] = "INSERT INTO buffer (message_id, due) VALUES (?1, ?2)",
+	[ST_GET] = "SELECT " MESSAGE_COLUMNS " FROM messages WHERE id = ?1",
+	[ST_HISTORY] =
+	    "SELECT at, url, status, error, ms FROM attempts WHERE message_id = ?1 ORDER BY seq",
+	[ST_LIST_STATE] =
+	    "SELECT " MESSAGE_COLUMNS " FROM messages "
+	    "WHERE state = ?1 AND (due, id) > (?2, ?3) ORDER BY due, id LIMIT ?4",
+	[ST_LIST_ALL] =
+	    "SELECT " MESSAGE_COLUMNS " FROM messages "
+	    "WHERE (due, id) > (?2, ?3) ORDER BY due, id LIMIT ?4",
+	[ST_COUNTS] = "SELECT state, n FROM state_counts",
+	[ST_STATE_OF] = "SELECT state FROM messages WHERE id = ?1",
+	[ST_CANCEL] =
+	    "UPDATE messages SET state = 'cancelled', next_attempt = NULL, buffered = 0 "
+	    "WHERE id = ?1 AND state = 'pending'",
+	[ST_UNBUFFER] = "DELETE FROM buffer WHERE message_id = ?1",
+	[ST_EARLIEST_BUFFERED] = "SELECT min(due) FROM buffer",
+	[ST_EARLIEST_UNBUFFERED] =
+	    "SELECT min(next_attempt) FROM messages WHERE state = 'pending' AND buffered = 0",
+};
+
+struct pd_store {
+	sqlite3 *db;
+	const struct pd_config *cfg;
+	sqlite3_stmt *st[ST_COUNT];
+};
+
+/* Maps an SQLite result code to a store result, logging the unexpected. */
+static enum store_result
+store_fail(struct pd_store *s, int rc, const char *what)
+{
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		log_warn("store: %s: database busy", what);
+		return STORE_BUSY;
+	case SQLITE_FULL:
+		log_error("store: %s: disk full", what);
+		return STORE_NOSPACE;
+	default:
+		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
+		return STORE_ERROR;
+	}
+}
+
+/* Steps a statement that returns no rows we need, and resets it. */
+static int
+store_exec(struct pd_store *s, enum statement id)
+{
+	int rc = sqlite3_step(s->st[id]);
+
+	sqlite3_reset(s->st[id]);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static void
+store_rollback(struct pd_store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		store_exec(s, ST_ROLLBACK);
+}
+
+static int
+bind_text_or_null(sqlite3_stmt *st, int i, const char *text)
+{
+	return text != NULL ? sqlite3_bind_text(st, i, text, -1, SQLITE_STATIC)
+	                    : sqlite3_bind_null(st, i);
+}
+
+static char *
+column_strdup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t != NULL ? strdup((const char *)t) : NULL;
+}
+
+/* Fills m from a row of MESSAGE_COLUMNS. The payload itself is not read:
+ * status needs only its length. */
+static int
+row_to_message(sqlite3_stmt *st, struct pd_message *m)
+{
+	const unsigned char *id = sqlite3_column_text(st, 0);
+	int state;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->id, sizeof(m->id), "%s", id != NULL ? (const char *)id : "");
+	state = state_parse((const char *)sqlite3_column_text(st, 1));
+	m->state = state >= 0 ? (enum pd_state)state : PD_PENDING;
+	m->due = sqlite3_column_int64(st, 2);
+	m->created = sqlite3_column_int64(st, 3);
+	m->next_attempt = sqlite3_column_int64(st, 4);
+	m->delivered_at = sqlite3_column_int64(st, 5);
+	m->urls = column_strdup(st, 6);
+	m->payload_len = (size_t)sqlite3_column_int64(st, 7);
+	m->content_type = column_strdup(st, 8);
+	m->callback = column_strdup(st, 9);
+	m->idempotency_key = column_strdup(st, 10);
+	m->delivered_to = column_strdup(st, 11);
+	m->report_of = column_strdup(st, 12);
+	m->max_attempts = sqlite3_column_int(st, 13);
+	m->timeout = sqlite3_column_int(st, 14);
+	m->attempts = sqlite3_column_int(st, 15);
+	if (m->urls == NULL || m->content_type == NULL) {
+		message_free(m);
+		return -1;
+	}
+	return 0;
+}
+
+/* Creates the schema in an empty database, or checks the version of an
+ * existing one. Several programs may open a new database at once: the
+ * IMMEDIATE transaction makes exactly one of them create it. */
+static int
+store_migrate(struct pd_store *s)
+{
+	sqlite3_stmt *st = NULL;
+	char *errmsg = NULL;
+	int version, rc;
+
+	rc = sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+	if (rc != SQLITE_OK || sqlite3_step(st) != SQLITE_ROW)
+		goto fail;
+	version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (version == 0) {
+		rc = sqlite3_exec(s->db, schema_sql, NULL, NULL, &errmsg);
+		if (rc != SQLITE_OK) {
+			log_error("store: creating the schema: %s", errmsg);
+			sqlite3_free(errmsg);
+			goto fail;
+		}
+		log_info("store: created %s (schema version %d)", s->cfg->database,
+		         STORE_SCHEMA_VERSION);
+	} else if (version != STORE_SCHEMA_VERSION) {
+		log_error("store: %s has schema version %d; this program knows version %d",
+		          s->cfg->database, version, STORE_SCHEMA_VERSION);
+		goto fail;
+	}
+	rc = sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		goto fail;
+	return 0;
+fail:
+	if (rc != SQLITE_OK)
+		log_error("store: opening %s: %s", s->cfg->database, sqlite3_errmsg(s->db));
+	sqlite3_finalize(st);
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+int
+store_open(struct pd_store **out, const struct pd_config *cfg)
+{
+	struct pd_store *s;
+	char pragmas[128];
+	int rc;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return -1;
+	s->cfg = cfg;
+	rc = sqlite3_open_v2(cfg->database, &s->db,
+	    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("store: opening %s: %s", cfg->database,
+		          s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+	snprintf(pragmas, sizeof(pragmas),
+	    "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+	    cfg->synchronous_full ? "FULL" : "NORMAL");
+	rc = sqlite3_exec(s->db, pragmas, NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("store: opening %s: %s", cfg->database, sqlite3_errmsg(s->db));
+		goto fail;
+	}
+	if (store_migrate(s) != 0)
+		goto fail;
+	for (int i = 0; i < ST_COUNT; i++) {
+		rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                        &s->st[i], NULL);
+		if (rc != SQLITE_OK) {
+			log_error("store: preparing \"%s\": %s", statement_sql[i],
+			          sqlite3_errmsg(s->db));
+			goto fail;
+		}
+	}
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return -1;
+}
+
+void
+store_close(struct pd_store *s)
+{
+	if (s == NULL)
+		return;
+	for (int i = 0; i < ST_COUNT; i++)
+		sqlite3_finalize(s->st[i]);
+	sqlite3_close(s->db);
+	free(s);
+}
+
+/* Reads the message id into m; STORE_OK or STORE_NOTFOUND, or an error. */
+static enum store_result
+store_read(struct pd_store *s, const char *id, struct pd_message *m)
+{
+	sqlite3_stmt *st = s->st[ST_GET];
+	enum store_result res;
+	int rc;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		res = row_to_message(st, m) == 0 ? STORE_OK : STORE_ERROR;
+	else if (rc == SQLITE_DONE)
+		res = STORE_NOTFOUND;
+	else
+		res = store_fail(s, rc, "reading a message");
+	sqlite3_reset(st);
+	return res;
+}
+
+/* The id of the message holding key, into id; 1 if found, 0 if not, -1 on error. */
+static int
+store_find_key(struct pd_store *s, const char *key, char id[PD_ID_LEN + 1], int *rc)
+{
+	sqlite3_stmt *st = s->st[ST_FIND_BY_KEY];
+	int found = 0;
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	*rc = sqlite3_step(st);
+	if (*rc == SQLITE_ROW) {
+		snprintf(id, PD_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+		found = 1;
+		*rc = SQLITE_OK;
+	} else if (*rc == SQLITE_DONE)
+		*rc = SQLITE_OK;
+	else
+		found = -1;
+	sqlite3_reset(st);
+	return found;
+}
+
+static int
+store_pending_count(struct pd_store *s, long *n)
+{
+	sqlite3_stmt *st = s->st[ST_PENDING_COUNT];
+	int rc = sqlite3_step(st);
+
+	*n = rc == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+enum store_result
+store_insert(struct pd_store *s, struct pd_message *m, pd_ms now)
+{
+	sqlite3_stmt *st = s->st[ST_INSERT_MESSAGE];
+	char existing[PD_ID_LEN + 1];
+	int buffered, rc;
+	long pending;
+	enum store_result res;
+
+	rc = store_exec(s, ST_BEGIN);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "beginning a schedule");
+
+	if (m->idempotency_key != NULL) {
+		int found = store_find_key(s, m->idempotency_key, existing, &rc);
+
+		if (found < 0) {
+			res = store_fail(s, rc, "looking up an idempotency key");
+			goto out;
+		}
+		if (found) {
+			struct pd_message original;
+
+			res = store_read(s, existing, &original);
+			if (res == STORE_OK) {
+				message_free(m);
+				*m = original;
+				res = STORE_EXISTS;
+			}
+			goto out;
+		}
+	}
+
+	rc = store_pending_count(s, &pending);
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "counting pending messages");
+		goto out;
+	}
+	if (pending >= s->cfg->max_pending) {
+		res = STORE_FULL;
+		goto out;
+	}
+
+	if (id_generate(m->id) != 0) {
+		log_error("store: no randomness for an id");
+		res = STORE_ERROR;
+		goto out;
+	}
+	m->created = now;
+	buffered = m->next_attempt <= now + (pd_ms)s->cfg->buffer_horizon * PD_MS_PER_S;
+	sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, m->due);
+	sqlite3_bind_int64(st, 3, m->created);
+	sqlite3_bind_int64(st, 4, m->next_attempt);
+	sqlite3_bind_int(st, 5, buffered);
+	sqlite3_bind_text(st, 6, m->urls, -1, SQLITE_STATIC);
+	sqlite3_bind_blob64(st, 7, m->payload, m->payload_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, m->content_type, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 9, m->callback);
+	sqlite3_bind_int(st, 10, m->max_attempts);
+	sqlite3_bind_int(st, 11, m->timeout);
+	bind_text_or_null(st, 12, m->idempotency_key);
+	bind_text_or_null(st, 13, m->report_of);
+	rc = store_exec(s, ST_INSERT_MESSAGE);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "inserting a message");
+		goto out;
+	}
+	if (buffered) {
+		sqlite3_bind_text(s->st[ST_INSERT_BUFFER], 1, m->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s->st[ST_INSERT_BUFFER], 2, m->next_attempt);
+		rc = store_exec(s, ST_INSERT_BUFFER);
+		if (rc != SQLITE_OK) {
+			res = store_fail(s, rc, "buffering a message");
+			goto out;
+		}
+	}
+	res = STORE_OK;
+out:
+	/* The answer is sent only after this commit: an acknowledged message is on disk. */
+	if (res == STORE_OK || res == STORE_EXISTS) {
+		rc = store_exec(s, ST_COMMIT);
+		if (rc != SQLITE_OK)
+			res = store_fail(s, rc, "committing a schedule");
+	}
+	store_rollback(s);
+	return res;
+}
+
+enum store_result
+store_get(struct pd_store *s, const char *id, struct pd_message *m)
+{
+	return store_read(s, id, m);
+}
+
+enum store_result
+store_history(struct pd_store *s, const char *id, store_attempt_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_HISTORY];
+	enum store_result res = STORE_OK;
+	int rc;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct pd_attempt a = {
+			.at = sqlite3_column_int64(st, 0),
+			.url = (const char *)sqlite3_column_text(st, 1),
+			.status = sqlite3_column_int(st, 2),
+			.error = (const char *)sqlite3_column_text(st, 3),
+			.ms = sqlite3_column_int(st, 4),
+		};
+
+		if (fn(ctx, &a) != 0)
+			break;
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		res = store_fail(s, rc, "reading history");
+	sqlite3_reset(st);
+	return res;
+}
+
+enum store_result
+store_list(struct pd_store *s, int state, pd_ms after_due, const char *after_id,
+           int limit, store_message_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[state >= 0 ? ST_LIST_STATE : ST_LIST_ALL];
+	enum store_result res = STORE_OK;
+	int rc;
+
+	if (state >= 0)
+		sqlite3_bind_text(st, 1, state_name((enum pd_state)state), -1, SQLITE_STATIC);
+	/* The first page starts before every (due, id): ids are never empty. */
+	sqlite3_bind_int64(st, 2, after_id != NULL ? after_due : INT64_MIN);
+	sqlite3_bind_text(st, 3, after_id != NULL ? after_id : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 4, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct pd_message m;
+		int stop;
+
+		if (row_to_message(st, &m) != 0) {
+			res = STORE_ERROR;
+			break;
+		}
+		stop = fn(ctx, &m);
+		message_free(&m);
+		if (stop)
+			break;
+	}
+	if (res == STORE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		res = store_fail(s, rc, "listing messages");
+	sqlite3_reset(st);
+	return res;
+}
+
+enum store_result
+store_counts(struct pd_store *s, long counts[PD_NSTATES])
+{
+	sqlite3_stmt *st = s->st[ST_COUNTS];
+	enum store_result res = STORE_OK;
+	int rc;
+
+	memset(counts, 0, sizeof(long) * PD_NSTATES);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int state = state_parse((const char *)sqlite3_column_text(st, 0));
+
+		if (state >= 0)
+			counts[state] = (long)sqlite3_column_int64(st, 1);
+	}
+	if (rc != SQLITE_DONE)
+		res = store_fail(s, rc, "counting messages");
+	sqlite3_reset(st);
+	return res;
+}
+
+enum store_result
+store_cancel(struct pd_store *s, const char *id, enum pd_state *state)
+{
+	sqlite3_stmt *st = s->st[ST_STATE_OF];
+	enum store_result res;
+	int rc, current;
+
+	rc = store_exec(s, ST_BEGIN);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "beginning a cancel");
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		res = STORE_NOTFOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		res = store_fail(s, rc, "reading a state");
+		goto out;
+	}
+	current = state_parse((const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	*state = current >= 0 ? (enum pd_state)current : PD_PENDING;
+	if (current == PD_CANCELLED) {
+		res = STORE_OK;
+		goto out;
+	}
+	if (current != PD_PENDING) {
+		res = STORE_CONFLICT;
+		goto out;
+	}
+	/* Dropping the buffer row in the same transaction is what keeps a
+	 * cancelled message from ever being claimed by a dispatcher. */
+	sqlite3_bind_text(s->st[ST_CANCEL], 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s->st[ST_UNBUFFER], 1, id, -1, SQLITE_STATIC);
+	if ((rc = store_exec(s, ST_CANCEL)) != SQLITE_OK ||
+	    (rc = store_exec(s, ST_UNBUFFER)) != SQLITE_OK ||
+	    (rc = store_exec(s, ST_COMMIT)) != SQLITE_OK) {
+		res = store_fail(s, rc, "cancelling");
+		goto out;
+	}
+	*state = PD_CANCELLED;
+	res = STORE_OK;
+out:
+	if (!sqlite3_get_autocommit(s->db) && (res == STORE_NOTFOUND || res == STORE_CONFLICT ||
+	    res == STORE_OK)) {
+		rc = store_exec(s, ST_COMMIT);
+		if (rc != SQLITE_OK)
+			res = store_fail(s, rc, "ending a cancel");
+	}
+	store_rollback(s);
+	return res;
+}
+
+/* The smallest value a one-row "SELECT min(...)" gives, or 0 when NULL. */
+static int
+store_min(struct pd_store *s, enum statement id, pd_ms *out)
+{
+	sqlite3_stmt *st = s->st[id];
+	int rc = sqlite3_step(st);
+
+	*out = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+enum store_result
+store_health(struct pd_store *s, long *pending, pd_ms *earliest)
+{
+	pd_ms buffered, unbuffered;
+	int rc;
+
+	/* Both minimums are index lookups; a single min over all pending
+	 * messages would have to merge the buffer with the far future. */
+	if ((rc = store_pending_count(s, pending)) != SQLITE_OK ||
+	    (rc = store_min(s, ST_EARLIEST_BUFFERED, &buffered)) != SQLITE_OK ||
+	    (rc = store_min(s, ST_EARLIEST_UNBUFFERED, &unbuffered)) != SQLITE_OK)
+		return store_fail(s, rc, "reading health");
+	if (buffered == 0 || (unbuffered != 0 && unbuffered < buffered))
+		*earliest = unbuffered;
+	else
+		*earliest = buffered;
+	return STORE_OK;
+}

@@ -1,0 +1,170 @@
+"""The integration-test harness: a real postdate stack on a loopback port.
+
+Stack() starts bin/postdate-stack (nginx + the FastCGI programs + SQLite) in
+a temporary folder with a configuration of the test's choosing; its methods
+talk HTTP to it and read its database directly, to check what was written.
+"""
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.parse
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TOKEN = "test-token-0123456789abcdef"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        try:
+            self.json = json.loads(body) if body else None
+        except ValueError:
+            self.json = None
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+class Stack:
+    """A running postdate. Use as a context manager, or call stop()."""
+
+    def __init__(self, config=None, tokens=(TOKEN,), database="postdate.db"):
+        self.dir = tempfile.mkdtemp(prefix="postdate-test-")
+        self.port = free_port()
+        self.token = tokens[0] if tokens else None
+        self.conf = os.path.join(self.dir, "postdate.conf")
+        lines = [f"database = {database}", "allow_targets = 127.0.0.0/8, ::1"]
+        lines += [f"token = {t}" for t in tokens]
+        for key, value in (config or {}).items():
+            lines.append(f"{key} = {value}")
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.db_path = os.path.join(self.dir, database)
+        self.log_path = os.path.join(self.dir, "stack.log")
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [os.path.join(TOP, "bin", "postdate-stack"), "--port", str(self.port),
+             "--dir", self.dir, "--conf", self.conf, "--quiet"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("postdate-stack exited:\n" + self.log())
+            try:
+                # The health program answering at all (ok true or false) means up.
+                if "ok" in (self.get("/api/health", token=None).json or {}):
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("postdate-stack did not become healthy:\n" + self.log())
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def log(self):
+        """The stack's output and the programs' log lines."""
+        text = ""
+        for path in (self.log_path, os.path.join(self.dir, "run", "postdate.log")):
+            try:
+                with open(path) as f:
+                    text += f.read()[-4000:]
+            except OSError:
+                pass
+        return text
+
+    # ---- HTTP ----
+
+    def request(self, method, path, body=None, headers=None, token="default"):
+        headers = dict(headers or {})
+        if token == "default":
+            token = self.token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read().decode("utf-8", "replace"))
+        finally:
+            conn.close()
+
+    def get(self, path, params=None, **kw):
+        if params:
+            path += "?" + urllib.parse.urlencode(params, doseq=True)
+        return self.request("GET", path, **kw)
+
+    def post_form(self, path, fields, **kw):
+        """fields: a dict, or a list of (name, value) pairs for repeated names."""
+        body = urllib.parse.urlencode(fields, doseq=True)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        headers.update(kw.pop("headers", {}))
+        return self.request("POST", path, body=body, headers=headers, **kw)
+
+    def post_json(self, path, obj, **kw):
+        body = obj if isinstance(obj, (str, bytes)) else json.dumps(obj)
+        headers = {"Content-Type": "application/json"}
+        headers.update(kw.pop("headers", {}))
+        return self.request("POST", path, body=body, headers=headers, **kw)
+
+    def schedule(self, **fields):
+        fields.setdefault("url", "http://127.0.0.1:9/hook")
+        r = self.post_form("/api/schedule", fields)
+        assert r.status == 201, r
+        return r.json
+
+    # ---- the database, read directly ----
+
+    def query(self, sql, *args):
+        db = sqlite3.connect(self.db_path, timeout=10)
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
+    def count(self, table="messages"):
+        return self.query(f"SELECT count(*) FROM {table}")[0][0]

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Runs the integration tests: every test_* function in tests/integration/test_*.py.
+
+A test that takes a `stack` argument shares one running postdate with the
+others; a test that needs its own configuration starts its own Stack.
+Usage: run.py [SUBSTRING...] runs only the tests whose name contains one.
+"""
+
+import importlib
+import inspect
+import os
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    wanted = sys.argv[1:]
+    tests = []
+    for name in sorted(os.listdir(here)):
+        if name.startswith("test_") and name.endswith(".py"):
+            module = importlib.import_module(name[:-3])
+            for fname, fn in inspect.getmembers(module, inspect.isfunction):
+                if fname.startswith("test_") and fn.__module__ == module.__name__:
+                    if not wanted or any(w in fname for w in wanted):
+                        tests.append((module.__name__, fname, fn))
+    tests.sort(key=lambda t: (t[0], t[2].__code__.co_firstlineno))
+
+    shared = None
+    passed = failed = 0
+    try:
+        for module, fname, fn in tests:
+            start = time.time()
+            try:
+                if "stack" in inspect.signature(fn).parameters:
+                    if shared is None:
+                        shared = harness.Stack()
+                    fn(shared)
+                else:
+                    fn()
+                passed += 1
+                print(f"ok   {module}.{fname} ({time.time() - start:.2f}s)", flush=True)
+            except Exception:
+                failed += 1
+                print(f"FAIL {module}.{fname} ({time.time() - start:.2f}s)", flush=True)
+                traceback.print_exc()
+                if shared is not None:
+                    print("  stack log:\n" + shared.log()[-1500:])
+    finally:
+        if shared is not None:
+            shared.close()
+    print(f"integration: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+/* test_config.c: the configuration file parser. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "postdate.h"
+#include "unit.h"
+
+/* Writes text to a fresh file and loads it; returns config_load's result. */
+static int
+load_text(struct pd_config *cfg, const char *text, size_t len, char *err, size_t errlen)
+{
+	char path[] = "/tmp/postdate-config-XXXXXX";
+	int fd = mkstemp(path), rc;
+
+	if (fd < 0 || write(fd, text, len) != (ssize_t)len)
+		return -2;
+	close(fd);
+	rc = config_load(cfg, path, err, errlen);
+	unlink(path);
+	return rc;
+}
+
+static void
+test_defaults_match_api_md(void)
+{
+	struct pd_config cfg;
+
+	config_defaults(&cfg);
+	CHECK_INT(cfg.max_body, 1048576);
+	CHECK_INT(cfg.max_pending, 1000000);
+	CHECK_INT(cfg.default_max_attempts, 8);
+	CHECK_INT(cfg.default_timeout, 10);
+	CHECK_INT(cfg.retry_base, 5);
+	CHECK_INT(cfg.retry_max, 3600);
+	CHECK_INT(cfg.buffer_horizon, 3600);
+	CHECK_INT(cfg.concurrency, 64);
+	CHECK_INT(cfg.synchronous_full, 1);
+	CHECK_INT(cfg.ntokens, 0);
+}
+
+static void
+test_every_key_is_read(void)
+{
+	static const char text[] =
+	    "# a comment\n"
+	    "\n"
+	    "database = /tmp/x.db\n"
+	    "token = aaaaaaaaaaaaaaaa1\n"
+	    "  token=bbbbbbbbbbbbbbbb2  \n"
+	    "allow_targets = 127.0.0.0/8, ::1, 10.1.2.3\n"
+	    "signing_secret = whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"
+	    "max_body = 2048\n"
+	    "max_pending = 5\n"
+	    "default_max_attempts = 3\n"
+	    "default_timeout = 20\n"
+	    "retry_base = 2\n"
+	    "retry_max = 60\n"
+	    "buffer_horizon = 600\n"
+	    "concurrency = 8\n"
+	    "synchronous = normal\n";
+	struct pd_config cfg;
+	char err[256] = "";
+
+	CHECK_INT(load_text(&cfg, text, sizeof(text) - 1, err, sizeof(err)), 0);
+	CHECK_STR(err, "");
+	CHECK_STR(cfg.database, "/tmp/x.db");
+	CHECK_INT(cfg.ntokens, 2);
+	CHECK_STR(cfg.tokens[1], "bbbbbbbbbbbbbbbb2");
+	CHECK_STR(cfg.allow_targets, "127.0.0.0/8, ::1, 10.1.2.3");
+	CHECK_INT(cfg.max_body, 2048);
+	CHECK_INT(cfg.max_pending, 5);
+	CHECK_INT(cfg.default_max_attempts, 3);
+	CHECK_INT(cfg.default_timeout, 20);
+	CHECK_INT(cfg.retry_base, 2);
+	CHECK_INT(cfg.retry_max, 60);
+	CHECK_INT(cfg.buffer_horizon, 600);
+	CHECK_INT(cfg.concurrency, 8);
+	CHECK_INT(cfg.synchronous_full, 0);
+	config_free(&cfg);
+}
+
+static void
+test_relative_database_is_beside_the_file(void)
+{
+	struct pd_config cfg;
+	char err[256];
+
+	CHECK_INT(load_text(&cfg, "database = my.db\n", 17, err, sizeof(err)), 0);
+	CHECK_STR(cfg.database, "/tmp/my.db");
+	config_free(&cfg);
+}
+
+static void
+test_errors_name_the_line(void)
+{
+	static const struct {
+		const char *text;
+		const char *err_contains;
+	} cases[] = {
+		{ "max_body = 2048\nnonsense = 1\n", ":2: unknown key \"nonsense\"" },
+		{ "concurrency = 0\n", ":1: concurrency must be" },
+		{ "concurrency = 10001\n", ":1: concurrency must be" },
+		{ "concurrency = 5x\n", ":1: concurrency must be" },
+		{ "concurrency = -5\n", ":1: concurrency must be" },
+		{ "concurrency = \n", ":1: concurrency has no value" },
+		{ "concurrency 5\n", ":1: expected \"key = value\"" },
+		{ "= 5\n", ":1: expected \"key = value\"" },
+		{ "synchronous = off\n", ":1: synchronous must be full or normal" },
+		{ "token = short\n", ":1: token must be" },
+		{ "token = has a space in it ok\n", ":1: token must be" },
+		{ "allow_targets = 10.0.0.0/33\n", ":1: allow_targets must be" },
+		{ "allow_targets = example.com\n", ":1: allow_targets must be" },
+		{ "allow_targets = 10.0.0.0/8,\n", ":1: allow_targets must be" },
+		{ "signing_secret = abc\n", ":1: signing_secret must be" },
+		{ "signing_secret = whsec_!!!!\n", ":1: signing_secret must be" },
+		{ "signing_secret = whsec_YWJj\n", ":1: signing_secret must be" },
+		{ "max_body = 99999999999999999999\n", ":1: max_body must be" },
+		{ "retry_base = 100\nretry_max = 10\n", "retry_max (10) is below retry_base (100)" },
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+		struct pd_config cfg;
+		char err[256] = "";
+
+		CHECK_INT(load_text(&cfg, cases[i].text, strlen(cases[i].text), err, sizeof(err)), -1);
+		if (strstr(err, cases[i].err_contains) == NULL) {
+			fprintf(stderr, "  case %zu: \"%s\" lacks \"%s\"\n", i, err, cases[i].err_contains);
+			unit_failed_checks++;
+		}
+		config_free(&cfg);
+	}
+}
+
+static void
+test_nul_byte_and_long_line_are_errors(void)
+{
+	struct pd_config cfg;
+	char err[256] = "", *big;
+
+	CHECK_INT(load_text(&cfg, "database = a\0b\n", 15, err, sizeof(err)), -1);
+	CHECK(strstr(err, ":1: NUL byte") != NULL);
+	config_free(&cfg);
+
+	big = malloc(5000);
+	memset(big, 'x', 5000);
+	memcpy(big, "# ", 2);
+	CHECK_INT(load_text(&cfg, big, 5000, err, sizeof(err)), -1);
+	CHECK(strstr(err, ":1: line longer than") != NULL);
+	config_free(&cfg);
+	free(big);
+}
+
+static void
+test_missing_file_is_an_error(void)
+{
+	struct pd_config cfg;
+	char err[256] = "";
+
+	CHECK_INT(config_load(&cfg, "/nonexistent/postdate.conf", err, sizeof(err)), -1);
+	CHECK(strstr(err, "No such file") != NULL);
+	config_free(&cfg);
+}
+
+static void
+test_path_order_flag_then_env_then_etc(void)
+{
+	unsetenv("POSTDATE_CONF");
+	CHECK_STR(config_path(NULL), "/etc/postdate.conf");
+	setenv("POSTDATE_CONF", "/tmp/env.conf", 1);
+	CHECK_STR(config_path(NULL), "/tmp/env.conf");
+	CHECK_STR(config_path("/tmp/flag.conf"), "/tmp/flag.conf");
+	unsetenv("POSTDATE_CONF");
+}
+
+static void
+test_bearer_token_compare(void)
+{
+	struct pd_config cfg;
+	char err[256];
+
+	config_defaults(&cfg);
+	CHECK(auth_bearer_ok(&cfg, NULL));
+	CHECK_INT(config_parse_line(&cfg, "token = aaaaaaaaaaaaaaaa1", err, sizeof(err)), 0);
+	CHECK_INT(config_parse_line(&cfg, "token = bbbbbbbbbbbbbbbb2", err, sizeof(err)), 0);
+	CHECK(auth_bearer_ok(&cfg, "Bearer aaaaaaaaaaaaaaaa1"));
+	CHECK(auth_bearer_ok(&cfg, "bearer bbbbbbbbbbbbbbbb2"));
+	CHECK(!auth_bearer_ok(&cfg, NULL));
+	CHECK(!auth_bearer_ok(&cfg, ""));
+	CHECK(!auth_bearer_ok(&cfg, "Bearer aaaaaaaaaaaaaaaa"));
+	CHECK(!auth_bearer_ok(&cfg, "Bearer aaaaaaaaaaaaaaaa12"));
+	CHECK(!auth_bearer_ok(&cfg, "Basic aaaaaaaaaaaaaaaa1"));
+	CHECK(!auth_bearer_ok(&cfg, "aaaaaaaaaaaaaaaa1"));
+	config_free(&cfg);
+}
+
+static const struct unit_test tests[] = {
+	UNIT(test_defaults_match_api_md),
+	UNIT(test_every_key_is_read),
+	UNIT(test_relative_database_is_beside_the_file),
+	UNIT(test_errors_name_the_line),
+	UNIT(test_nul_byte_and_long_line_are_errors),
+	UNIT(test_missing_file_is_an_error),
+	UNIT(test_path_order_flag_then_env_then_etc),
+	UNIT(test_bearer_token_compare),
+};
+
+int
+main(void)
+{
+	return unit_run("config", tests, UNIT_COUNT(tests));
+}
