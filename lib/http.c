@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <fcgiapp.h>
 #include <json-c/json.h>
@@ -22,6 +23,22 @@
 #include "postdate.h"
 
 extern char **environ;
+
+/* Set while a request is being served: SIGTERM then waits for its end. */
+static volatile sig_atomic_t serving, stop_after_request;
+
+/* libfcgi's own SIGTERM handler only sets a flag while accept() keeps
+ * waiting, so a worker would outlive its server. Ours exits at once when
+ * idle, and after the current request (whose answer is already committed
+ * or not begun) when busy. */
+static void
+on_terminate(int signo)
+{
+	(void)signo;
+	if (!serving)
+		_exit(0);
+	stop_after_request = 1;
+}
 
 struct pd_request {
 	struct pd_app *app;
@@ -367,18 +384,25 @@ http_main(int argc, char **argv, const struct pd_route *route, const char *usage
 		fflush(stdout);
 		request_reset(&r);
 	} else {
+		struct sigaction sa = { .sa_handler = on_terminate };
 		FCGX_Request fcgx;
 
+		/* Installed before FCGX_Init, which then leaves it in place. */
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
 		if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgx, 0, 0) != 0) {
 			log_error("cannot initialise FastCGI");
 			return 1;
 		}
 		r.fcgx = &fcgx;
-		while (FCGX_Accept_r(&fcgx) >= 0) {
+		while (!stop_after_request && FCGX_Accept_r(&fcgx) >= 0) {
+			serving = 1;
 			r.envp = fcgx.envp;
 			serve_request(&r);
 			FCGX_Finish_r(&fcgx);
 			request_reset(&r);
+			serving = 0;
 		}
 	}
 	store_close(app.store);

@@ -64,7 +64,11 @@ class Stack:
         self.db_path = os.path.join(self.dir, database)
         self.log_path = os.path.join(self.dir, "stack.log")
         self.proc = None
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def start(self):
         log = open(self.log_path, "a")

@@ -79,3 +79,27 @@ def test_programs_answer_one_request_as_plain_cgi():
             HTTP_AUTHORIZATION="Bearer plain-cgi-token-0123456789"))
         assert p.stdout.startswith(b"Status: 200 OK"), p.stdout
         assert b'"pending":1' in p.stdout
+
+
+def processes_mentioning(text):
+    p = subprocess.run(["pgrep", "-f", text], capture_output=True, text=True)
+    return [int(x) for x in p.stdout.split()]
+
+
+def test_stopping_the_stack_ends_every_process_it_started():
+    # Regression: libfcgi's SIGTERM handler kept idle workers in accept(), and
+    # the last pid of each spawn-fcgi pid file (no final newline) was skipped.
+    import time
+    from harness import Stack
+    s = Stack()
+    try:
+        s.schedule()
+        started = processes_mentioning(s.dir)
+        assert len(started) >= 8 + 1, started     # 8 FastCGI workers, nginx
+        s.stop()
+        deadline = time.time() + 5
+        while processes_mentioning(s.dir) and time.time() < deadline:
+            time.sleep(0.1)
+        assert processes_mentioning(s.dir) == []
+    finally:
+        s.close()
