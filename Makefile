@@ -23,12 +23,13 @@ LIB_OBJS = lib/log.o lib/config.o lib/timeparse.o lib/fields.o lib/form.o \
            lib/render.o
 CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health
 BIN_PROGS  =
+BENCH_PROGS = bench/baseline_insert
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_form tests/unit/test_jsonreq \
              tests/unit/test_config tests/unit/test_message
 
 .PHONY: all deps run test unit-test integration-test install clean
 
-all: $(CGI_PROGS) $(BIN_PROGS)
+all: $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS)
 
 lib/%.o: lib/%.c lib/postdate.h sql/schema.h
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
@@ -49,6 +50,9 @@ cgi-bin/%: cgi-bin/%.c lib/libpostdate.a
 
 bin/%: bin/%.c lib/libpostdate.a
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< lib/libpostdate.a $(LDLIBS)
+
+bench/baseline_insert: bench/baseline_insert.c
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lfcgi -lsqlite3
 
 tests/unit/test_%: tests/unit/test_%.c tests/unit/unit.c tests/unit/unit.h lib/libpostdate.a
 	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/unit.c lib/libpostdate.a $(LDLIBS)
@@ -73,6 +77,8 @@ install: all
 	$(if $(BIN_PROGS),install -m 755 $(BIN_PROGS) $(DESTDIR)$(PREFIX)/bin/)
 	install -m 644 www/* $(DESTDIR)$(PREFIX)/share/postdate/www/
 	install -m 644 etc/nginx.conf etc/postdate.conf.example $(DESTDIR)$(PREFIX)/share/postdate/etc/
+	install -d $(DESTDIR)$(PREFIX)/share/postdate/cron
+	install -m 644 cron/* $(DESTDIR)$(PREFIX)/share/postdate/cron/
 
 clean:
-	rm -f lib/*.o lib/libpostdate.a sql/schema.h $(CGI_PROGS) $(BIN_PROGS) $(UNIT_TESTS)
+	rm -f lib/*.o lib/libpostdate.a sql/schema.h $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS) $(UNIT_TESTS)

@@ -15,7 +15,7 @@ log_init(const char *program)
 	log_program = program;
 }
 
-static void
+static void __attribute__((format(printf, 2, 0)))
 log_line(const char *level, const char *fmt, va_list ap)
 {
 	char line[2048];

@@ -73,8 +73,11 @@ static const char *const statement_sql[ST_COUNT] = {
 	    "WHERE id = ?1 AND state = 'pending'",
 	[ST_UNBUFFER] = "DELETE FROM buffer WHERE message_id = ?1",
 	[ST_EARLIEST_BUFFERED] = "SELECT min(due) FROM buffer",
+	/* Without statistics the planner would pick messages_by_state_due and
+	 * walk every pending message; the partial index answers at once. */
 	[ST_EARLIEST_UNBUFFERED] =
-	    "SELECT min(next_attempt) FROM messages WHERE state = 'pending' AND buffered = 0",
+	    "SELECT min(next_attempt) FROM messages INDEXED BY messages_to_promote "
+	    "WHERE state = 'pending' AND buffered = 0",
 };
 
 struct pd_store {
