@@ -25,7 +25,7 @@ CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health
 BIN_PROGS  =
 BENCH_PROGS = bench/baseline_insert
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_form tests/unit/test_jsonreq \
-             tests/unit/test_config tests/unit/test_message
+             tests/unit/test_config tests/unit/test_message tests/unit/test_store
 
 .PHONY: all deps run test unit-test integration-test install clean
 

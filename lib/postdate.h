@@ -269,6 +269,11 @@ enum store_result store_cancel(struct pd_store *s, const char *id, enum pd_state
  * (0 if none). */
 enum store_result store_health(struct pd_store *s, long *pending, pd_ms *earliest);
 
+/* Calls fn with each prepared statement's SQL and each line of its query
+ * plan, so a test can check that every statement uses an index. */
+typedef void (*store_plan_fn)(void *ctx, const char *sql, const char *plan_line);
+int store_query_plans(struct pd_store *s, store_plan_fn fn, void *ctx);
+
 /* ---- render.c: messages as API.md's JSON (json_object *) ---- */
 
 struct json_object;

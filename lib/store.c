@@ -584,3 +584,26 @@ store_health(struct pd_store *s, long *pending, pd_ms *earliest)
 		*earliest = buffered;
 	return STORE_OK;
 }
+
+int
+store_query_plans(struct pd_store *s, store_plan_fn fn, void *ctx)
+{
+	for (int i = 0; i < ST_COUNT; i++) {
+		sqlite3_stmt *st = s->st[i], *plan = NULL;
+		char *sql;
+		int rc;
+
+		if (sqlite3_stmt_readonly(st) && sqlite3_bind_parameter_count(st) == 0 &&
+		    strncmp(sqlite3_sql(st), "SELECT", 6) != 0)
+			continue;	/* BEGIN, COMMIT, ROLLBACK have no plan */
+		sql = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(st));
+		rc = sql != NULL ? sqlite3_prepare_v2(s->db, sql, -1, &plan, NULL) : SQLITE_NOMEM;
+		sqlite3_free(sql);
+		if (rc != SQLITE_OK)
+			return -1;
+		while (sqlite3_step(plan) == SQLITE_ROW)
+			fn(ctx, sqlite3_sql(st), (const char *)sqlite3_column_text(plan, 3));
+		sqlite3_finalize(plan);
+	}
+	return 0;
+}

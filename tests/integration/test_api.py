@@ -457,3 +457,16 @@ def test_database_is_wal_with_the_schema_version():
         s.schedule()
         assert s.query("PRAGMA journal_mode") == [("wal",)]
         assert s.query("PRAGMA user_version") == [(1,)]
+
+
+# ---- the page ----
+
+def test_page_and_its_assets_are_served_without_a_token(stack):
+    r = stack.get("/", token=None)
+    assert r.status == 200 and "text/html" in r.header("Content-Type"), r
+    assert '<script src="app.js"></script>' in r.body
+    r = stack.get("/app.js", token=None)
+    assert r.status == 200 and "javascript" in r.header("Content-Type"), r
+    assert "/api/status" in r.body and "innerHTML" not in r.body
+    assert stack.get("/style.css", token=None).status == 200
+    assert stack.get("/nope.html", token=None).status == 404
