@@ -9,24 +9,14 @@
 
 #include "postdate.h"
 
-static const char usage[] =
-"usage: cancel [-c FILE] [-l FILE]\n"
-"\n"
+/* For --help; http_main adds the usage line, the options and the exit status. */
+static const char description[] =
 "The FastCGI responder for POST /api/cancel (field id): cancels a pending\n"
 "message. Run it under a FastCGI server behind nginx or Apache; started\n"
-"without one it answers a single plain-CGI request.\n"
-"\n"
-"  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
-"                     /etc/postdate.conf)\n"
-"  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
-"                     sends a worker's stderr to /dev/null)\n"
-"  -h, --help         show this text\n"
-"  -V, --version      show the version\n"
-"\n"
-"Exit status: 0 when the server closes the socket, 1 on a start-up failure,\n"
-"2 on bad usage.\n"
-"\n"
-"Example: spawn-fcgi -s /run/postdate/cancel.sock -- cancel -c /etc/postdate.conf\n";
+"without one it answers a single plain-CGI request.\n";
+
+static const char example[] =
+"spawn-fcgi -s /run/postdate/cancel.sock -- cancel -c /etc/postdate.conf";
 
 static void
 handle_cancel(struct pd_request *r)
@@ -87,11 +77,13 @@ static const struct pd_route route = {
 	.name = "cancel",
 	.method = "POST",
 	.needs_auth = 1,
+	.description = description,
+	.example = example,
 	.handle = handle_cancel,
 };
 
 int
 main(int argc, char **argv)
 {
-	return http_main(argc, argv, &route, usage);
+	return http_main(argc, argv, &route);
 }

@@ -7,25 +7,15 @@
 
 #include "postdate.h"
 
-static const char usage[] =
-"usage: health [-c FILE] [-l FILE]\n"
-"\n"
+/* For --help; http_main adds the usage line, the options and the exit status. */
+static const char description[] =
 "The FastCGI responder for GET /api/health: {\"ok\": true, \"pending\": n,\n"
 "\"oldest_overdue_s\": x}, or 503 with ok false when the database cannot be\n"
 "read. Needs no token. Run it under a FastCGI server behind nginx or Apache;\n"
-"started without one it answers a single plain-CGI request.\n"
-"\n"
-"  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
-"                     /etc/postdate.conf)\n"
-"  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
-"                     sends a worker's stderr to /dev/null)\n"
-"  -h, --help         show this text\n"
-"  -V, --version      show the version\n"
-"\n"
-"Exit status: 0 when the server closes the socket, 1 on a start-up failure,\n"
-"2 on bad usage.\n"
-"\n"
-"Example: curl -s http://127.0.0.1:8080/api/health\n";
+"started without one it answers a single plain-CGI request.\n";
+
+static const char example[] =
+"curl -s http://127.0.0.1:8080/api/health";
 
 static void
 handle_health(struct pd_request *r)
@@ -58,11 +48,13 @@ static const struct pd_route route = {
 	.method = "GET",
 	.needs_auth = 0,
 	.handles_no_store = 1,
+	.description = description,
+	.example = example,
 	.handle = handle_health,
 };
 
 int
 main(int argc, char **argv)
 {
-	return http_main(argc, argv, &route, usage);
+	return http_main(argc, argv, &route);
 }

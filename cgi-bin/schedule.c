@@ -8,25 +8,15 @@
 
 #include "postdate.h"
 
-static const char usage[] =
-"usage: schedule [-c FILE] [-l FILE]\n"
-"\n"
+/* For --help; http_main adds the usage line, the options and the exit status. */
+static const char description[] =
 "The FastCGI responder for POST /api/schedule: stores a message to be\n"
 "POSTed to its target URLs at a given time. Run it under a FastCGI server\n"
 "(spawn-fcgi, or a systemd socket) behind nginx or Apache; started without\n"
-"one it answers a single plain-CGI request.\n"
-"\n"
-"  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
-"                     /etc/postdate.conf)\n"
-"  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
-"                     sends a worker's stderr to /dev/null)\n"
-"  -h, --help         show this text\n"
-"  -V, --version      show the version\n"
-"\n"
-"Exit status: 0 when the server closes the socket, 1 on a start-up failure\n"
-"(bad configuration), 2 on bad usage.\n"
-"\n"
-"Example: spawn-fcgi -s /run/postdate/schedule.sock -F 4 -- schedule -c /etc/postdate.conf\n";
+"one it answers a single plain-CGI request.\n";
+
+static const char example[] =
+"spawn-fcgi -s /run/postdate/schedule.sock -F 4 -- schedule -c /etc/postdate.conf";
 
 static void
 handle_schedule(struct pd_request *r)
@@ -76,11 +66,13 @@ static const struct pd_route route = {
 	.method = "POST",
 	.needs_auth = 1,
 	.raw_json_key = "payload",
+	.description = description,
+	.example = example,
 	.handle = handle_schedule,
 };
 
 int
 main(int argc, char **argv)
 {
-	return http_main(argc, argv, &route, usage);
+	return http_main(argc, argv, &route);
 }

@@ -13,27 +13,17 @@
 #define LIST_DEFAULT_LIMIT 100
 #define LIST_MAX_LIMIT 1000
 
-static const char usage[] =
-"usage: status [-c FILE] [-l FILE]\n"
-"\n"
+/* For --help; http_main adds the usage line, the options and the exit status. */
+static const char description[] =
 "The FastCGI responder for GET /api/status: ?id=ID answers one message with\n"
 "its attempt history; without id it lists messages by due time\n"
 "(?state=pending|delivering|delivered|failed|cancelled|all, &limit=1..1000,\n"
 "&cursor= from the previous page's next_cursor). Run it under a FastCGI\n"
 "server behind nginx or Apache; started without one it answers a single\n"
-"plain-CGI request.\n"
-"\n"
-"  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
-"                     /etc/postdate.conf)\n"
-"  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
-"                     sends a worker's stderr to /dev/null)\n"
-"  -h, --help         show this text\n"
-"  -V, --version      show the version\n"
-"\n"
-"Exit status: 0 when the server closes the socket, 1 on a start-up failure,\n"
-"2 on bad usage.\n"
-"\n"
-"Example: spawn-fcgi -s /run/postdate/status.sock -F 2 -- status -c /etc/postdate.conf\n";
+"plain-CGI request.\n";
+
+static const char example[] =
+"spawn-fcgi -s /run/postdate/status.sock -F 2 -- status -c /etc/postdate.conf";
 
 static void
 reply_store_error(struct pd_request *r, enum store_result res)
@@ -217,11 +207,13 @@ static const struct pd_route route = {
 	.name = "status",
 	.method = "GET",
 	.needs_auth = 1,
+	.description = description,
+	.example = example,
 	.handle = handle_status,
 };
 
 int
 main(int argc, char **argv)
 {
-	return http_main(argc, argv, &route, usage);
+	return http_main(argc, argv, &route);
 }

@@ -314,15 +314,29 @@ request_reset(struct pd_request *r)
 	r->replied = 0;
 }
 
+/* The --help text: the program's own description and example around the
+ * options and exit statuses that every FastCGI program shares. */
 static void
-usage_exit(const char *usage, int status)
+usage_exit(const struct pd_route *route, int status)
 {
-	fputs(usage, status == 0 ? stdout : stderr);
+	FILE *out = status == 0 ? stdout : stderr;
+
+	fprintf(out, "usage: %s [-c FILE] [-l FILE]\n\n%s\n", route->name, route->description);
+	fputs("  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
+	      "                     /etc/postdate.conf)\n"
+	      "  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
+	      "                     sends a worker's stderr to /dev/null)\n"
+	      "  -h, --help         show this text\n"
+	      "  -V, --version      show the version\n"
+	      "\n"
+	      "Exit status: 0 when the server closes the socket, 1 on a start-up failure\n"
+	      "(bad configuration; the reason is logged), 2 on bad usage.\n\n", out);
+	fprintf(out, "Example: %s\n", route->example);
 	exit(status);
 }
 
 int
-http_main(int argc, char **argv, const struct pd_route *route, const char *usage)
+http_main(int argc, char **argv, const struct pd_route *route)
 {
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -346,17 +360,17 @@ http_main(int argc, char **argv, const struct pd_route *route, const char *usage
 			logfile = optarg;
 			break;
 		case 'h':
-			usage_exit(usage, 0);
+			usage_exit(route, 0);
 			break;
 		case 'V':
 			printf("postdate %s %s\n", route->name, PD_VERSION);
 			return 0;
 		default:
-			usage_exit(usage, 2);
+			usage_exit(route, 2);
 		}
 	}
 	if (optind != argc)
-		usage_exit(usage, 2);
+		usage_exit(route, 2);
 
 	log_init(route->name);
 	/* spawn-fcgi points a worker's stderr at /dev/null; --log keeps its lines. */

@@ -304,6 +304,8 @@ struct pd_route {
 	int needs_auth;           /* 0 only for /api/health */
 	const char *raw_json_key; /* the JSON key kept as JSON text, or NULL */
 	int handles_no_store;     /* called even when the database cannot be opened */
+	const char *description;  /* for --help: what the program answers */
+	const char *example;      /* for --help: one command line */
 	void (*handle)(struct pd_request *r);
 };
 
@@ -314,10 +316,11 @@ struct pd_app {
 	const struct pd_route *route;
 };
 
-/* Parses -c/--help, loads the configuration and opens the store, exiting
- * 2 on bad usage and 1 on failure; then serves requests until the web
- * server closes the socket (or once, as plain CGI). Returns the exit status. */
-int http_main(int argc, char **argv, const struct pd_route *route, const char *usage);
+/* Parses the options (-c, -l, --help, --version), loads the configuration
+ * and opens the store, exiting 2 on bad usage and 1 on failure; then serves
+ * requests until the web server closes the socket (or once, as plain CGI).
+ * Returns the exit status. */
+int http_main(int argc, char **argv, const struct pd_route *route);
 
 /* For handlers. */
 struct pd_app *http_app(struct pd_request *r);
