@@ -3,26 +3,45 @@
  * Digits are walked by hand with explicit counts and every range is
  * checked; UTC arithmetic is our own (days from civil), and only the IANA
  * zone conversion goes through the C library and the system's zoneinfo.
+ *
+ * Choices where the contract is silent:
+ * - A leap second (:60) is refused: Unix time cannot represent it, and
+ *   folding it to :59 would quietly move the user's instant.
+ * - "YYYY-MM-DDTHH:MM[:SS]" without Z or an offset is the local form (UTC,
+ *   or the zone tz names), exactly like the form with a space.
+ * - The local form takes no fractions of a second.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "postdate.h"
 
 #define ZONEINFO_DIR "/usr/share/zoneinfo/"
-#define MAX_DURATION_MS (3650LL * 86400 * 1000)  /* ten years */
+#define SECONDS_PER_DAY 86400
+#define MS_PER_DAY (SECONDS_PER_DAY * PD_MS_PER_S)
+#define MAX_DURATION_MS (3650 * MS_PER_DAY)   /* ten years */
+#define DURATION_MAX_DIGITS 9
+#define UNIX_MAX_DIGITS 12
 
+#define WHY_EMPTY_TIME "the time is empty"
+#define WHY_TIME_SHAPE "not a valid time: use RFC 3339 (2026-11-22T13:30:00Z), " \
+	"YYYY-MM-DD HH:MM[:SS] or Unix seconds"
+#define WHY_DURATION_SHAPE "not a valid duration: use 90, 90s, 15m, 2h, 7d or 1h30m"
+
+/* The current time. */
 pd_ms
 time_now(void)
 {
-	struct timespec ts;
+	struct timespec ts = { 0, 0 };
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	return (pd_ms)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (pd_ms)ts.tv_sec * PD_MS_PER_S + ts.tv_nsec / 1000000;
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
@@ -39,6 +58,7 @@ days_from_civil(int64_t y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
+/* The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant). */
 static void
 civil_from_days(int64_t z, int *y, int *m, int *d)
 {
@@ -55,23 +75,35 @@ civil_from_days(int64_t z, int *y, int *m, int *d)
 	*y = (int)(yoe + era * 400 + (*m <= 2));
 }
 
+/* Whether year y of the Gregorian calendar has a February 29. */
+static int
+is_leap_year(int y)
+{
+	return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* How many days month m (1-12) of year y has. */
 static int
 days_in_month(int y, int m)
 {
 	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
 
-	return m == 2 && leap ? 29 : days[m - 1];
+	return m == 2 && is_leap_year(y) ? 29 : days[m - 1];
 }
 
+/*
+ * Writes t as "YYYY-MM-DDTHH:MM:SS.mmmZ". Times before 1970 floor towards
+ * the earlier day so the time of day stays positive; outside the years
+ * 0000-9999 the year simply has a sign or more digits, which still fits.
+ */
 char *
 time_format(pd_ms t, char *buf)
 {
-	int64_t days = t / 86400000, ms = t % 86400000;
+	int64_t days = t / MS_PER_DAY, ms = t % MS_PER_DAY;
 	int y, mo, d;
 
 	if (ms < 0) {
-		ms += 86400000;
+		ms += MS_PER_DAY;
 		days--;
 	}
 	civil_from_days(days, &y, &mo, &d);
@@ -81,7 +113,8 @@ time_format(pd_ms t, char *buf)
 	return buf;
 }
 
-/* Reads exactly n digits at *p into *out and advances *p. */
+/* Reads exactly n digits at *p into *out and advances *p past them.
+ * Stops at the first non-digit, so it never reads past a NUL. */
 static int
 digits(const char **p, int n, int *out)
 {
@@ -99,12 +132,62 @@ digits(const char **p, int n, int *out)
 	return 0;
 }
 
+/* Reads the single character c at *p and advances *p past it. */
+static int
+literal(const char **p, char c)
+{
+	if (**p != c)
+		return -1;
+	(*p)++;
+	return 0;
+}
+
 struct civil {
 	int year, month, day, hour, minute, second, ms;
 };
 
-/* "YYYY-MM-DD" then a separator in seps, "HH:MM", and ":SS" unless
- * seconds are optional; advances *p past what it read. */
+/* Checks that c names a real date and time of day; on failure sets *why. */
+static int
+civil_check(const struct civil *c, const char **why)
+{
+	if (c->month < 1 || c->month > 12) {
+		*why = "not a valid date: the month must be 01 to 12";
+		return -1;
+	}
+	if (c->day < 1 || c->day > 31) {
+		*why = "not a valid date: the day must be 01 to 31";
+		return -1;
+	}
+	if (c->day > days_in_month(c->year, c->month)) {
+		*why = c->month == 2 && c->day == 29 ?
+		    "not a valid date: February 29 exists only in leap years" :
+		    "not a valid date: that month does not have that many days";
+		return -1;
+	}
+	if (c->hour > 23) {
+		*why = "not a valid time: the hour must be 00 to 23";
+		return -1;
+	}
+	if (c->minute > 59) {
+		*why = "not a valid time: the minute must be 00 to 59";
+		return -1;
+	}
+	if (c->second == 60) {
+		*why = "not a valid time: a leap second (:60) cannot be scheduled";
+		return -1;
+	}
+	if (c->second > 59) {
+		*why = "not a valid time: the second must be 00 to 59";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Reads "YYYY-MM-DD", one separator from seps, "HH:MM", and ":SS" (which
+ * may be left out if seconds_optional), then checks every range. Advances
+ * *p past what it read.
+ */
 static int
 parse_civil(const char **p, const char *seps, int seconds_optional, struct civil *c,
             const char **why)
@@ -112,48 +195,54 @@ parse_civil(const char **p, const char *seps, int seconds_optional, struct civil
 	const char *s = *p;
 
 	memset(c, 0, sizeof(*c));
-	if (digits(&s, 4, &c->year) != 0 || *s++ != '-' || digits(&s, 2, &c->month) != 0 ||
-	    *s++ != '-' || digits(&s, 2, &c->day) != 0 || *s == '\0' ||
-	    strchr(seps, *s) == NULL || (s++, digits(&s, 2, &c->hour) != 0) ||
-	    *s++ != ':' || digits(&s, 2, &c->minute) != 0) {
-		*why = "not a valid time: use RFC 3339 (2026-11-22T13:30:00Z), "
-		       "YYYY-MM-DD HH:MM[:SS] or Unix seconds";
+	if (digits(&s, 4, &c->year) != 0 || literal(&s, '-') != 0 ||
+	    digits(&s, 2, &c->month) != 0 || literal(&s, '-') != 0 ||
+	    digits(&s, 2, &c->day) != 0) {
+		*why = WHY_TIME_SHAPE;
 		return -1;
 	}
-	if (*s == ':') {
-		s++;
+	/* strchr would match the terminating NUL, so test for it first. */
+	if (*s == '\0' || strchr(seps, *s) == NULL) {
+		*why = WHY_TIME_SHAPE;
+		return -1;
+	}
+	s++;
+	if (digits(&s, 2, &c->hour) != 0 || literal(&s, ':') != 0 ||
+	    digits(&s, 2, &c->minute) != 0) {
+		*why = WHY_TIME_SHAPE;
+		return -1;
+	}
+	if (literal(&s, ':') == 0) {
 		if (digits(&s, 2, &c->second) != 0) {
-			*why = "not a valid time: seconds must be two digits";
+			*why = "not a valid time: the seconds must be two digits";
 			return -1;
 		}
 	} else if (!seconds_optional) {
 		*why = "not a valid time: RFC 3339 needs seconds (HH:MM:SS)";
 		return -1;
 	}
-	if (c->month < 1 || c->month > 12) {
-		*why = "not a valid date: the month must be 01 to 12";
+	if (civil_check(c, why) != 0)
 		return -1;
-	}
-	if (c->day < 1 || c->day > days_in_month(c->year, c->month)) {
-		*why = "not a valid date: that month has no such day";
-		return -1;
-	}
-	/* A leap second (:60) is not representable in Unix time: refused. */
-	if (c->hour > 23 || c->minute > 59 || c->second > 59) {
-		*why = "not a valid time of day";
-		return -1;
-	}
 	*p = s;
 	return 0;
 }
 
+/* Seconds since the epoch of c read as UTC, ignoring c->ms. */
+static int64_t
+civil_to_seconds(const struct civil *c)
+{
+	return days_from_civil(c->year, c->month, c->day) * SECONDS_PER_DAY +
+	    c->hour * 3600 + c->minute * 60 + c->second;
+}
+
+/* Milliseconds since the epoch of c read as UTC. */
 static pd_ms
 civil_to_ms(const struct civil *c)
 {
-	return (days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 +
-	        c->minute * 60 + c->second) * 1000 + c->ms;
+	return civil_to_seconds(c) * PD_MS_PER_S + c->ms;
 }
 
+/* RFC 3339 with Z or an offset; fractions of any length, truncated to ms. */
 int
 timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 {
@@ -162,20 +251,16 @@ timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 	int sign, oh, om, frac_digits = 0;
 
 	if (text == NULL || *text == '\0') {
-		*why = "the time is empty";
+		*why = WHY_EMPTY_TIME;
 		return -1;
 	}
 	if (parse_civil(&p, "Tt ", 0, &c, why) != 0)
 		return -1;
-	/* Fractions of any length; milliseconds kept, the rest truncated. */
-	if (*p == '.') {
-		p++;
-		while (*p >= '0' && *p <= '9') {
+	/* Only the first three digits count; the rest are read and dropped. */
+	if (literal(&p, '.') == 0) {
+		for (; *p >= '0' && *p <= '9'; p++, frac_digits++)
 			if (frac_digits < 3)
 				c.ms = c.ms * 10 + (*p - '0');
-			frac_digits++;
-			p++;
-		}
 		if (frac_digits == 0) {
 			*why = "not a valid time: a fraction needs digits after the dot";
 			return -1;
@@ -183,7 +268,11 @@ timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 		for (; frac_digits < 3; frac_digits++)
 			c.ms *= 10;
 	}
-	if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+	if (*p == 'Z' || *p == 'z') {
+		if (p[1] != '\0') {
+			*why = "not a valid time: unexpected text after the Z";
+			return -1;
+		}
 		*out = civil_to_ms(&c);
 		return 0;
 	}
@@ -192,27 +281,39 @@ timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 		return -1;
 	}
 	sign = *p++ == '-' ? -1 : 1;
-	if (digits(&p, 2, &oh) != 0 || *p++ != ':' || digits(&p, 2, &om) != 0 || *p != '\0' ||
+	if (digits(&p, 2, &oh) != 0 || literal(&p, ':') != 0 || digits(&p, 2, &om) != 0 ||
 	    oh > 23 || om > 59) {
 		*why = "not a valid time: the offset must be +HH:MM or -HH:MM";
 		return -1;
 	}
-	*out = civil_to_ms(&c) - sign * (oh * 3600 + om * 60) * 1000LL;
+	if (*p != '\0') {
+		*why = "not a valid time: unexpected text after the offset";
+		return -1;
+	}
+	*out = civil_to_ms(&c) - sign * (oh * 3600 + om * 60) * PD_MS_PER_S;
 	return 0;
 }
 
+/*
+ * Whether tz names a zone in the system's zoneinfo. glibc silently falls
+ * back to UTC for a name it cannot load, so the name is checked here:
+ * a safe relative path to a regular file that starts with the TZif magic
+ * (zoneinfo also holds tables such as "leapseconds"). The "right/" zones
+ * count leap seconds in time_t and would put every time 27 s off.
+ */
 int
 timezone_exists(const char *tz)
 {
 	char path[sizeof(ZONEINFO_DIR) + PD_MAX_TIME_TEXT];
+	char magic[4];
 	struct stat st;
 	size_t len;
+	int fd, ok;
 
 	if (tz == NULL || (len = strlen(tz)) == 0 || len > PD_MAX_TIME_TEXT || tz[0] == '/' ||
-	    strstr(tz, "..") != NULL)
+	    strstr(tz, "..") != NULL || strncmp(tz, "right/", 6) == 0)
 		return 0;
-	/* glibc falls back to UTC for a name it cannot find, so check first. */
-	for (const char *p = tz; *p; p++) {
+	for (const char *p = tz; *p != '\0'; p++) {
 		char ch = *p;
 
 		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
@@ -220,52 +321,117 @@ timezone_exists(const char *tz)
 			return 0;
 	}
 	snprintf(path, sizeof(path), ZONEINFO_DIR "%s", tz);
-	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+	/* O_NONBLOCK so that a FIFO, were one there, cannot hang the open. */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) == -1)
+		return 0;
+	ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    read(fd, magic, sizeof(magic)) == (ssize_t)sizeof(magic) &&
+	    memcmp(magic, "TZif", sizeof(magic)) == 0;
+	close(fd);
+	return ok;
 }
 
+/* TZ is process-wide, so every switch of it goes through this lock. */
 static pthread_mutex_t tz_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Whether local time t in the current TZ reads exactly as c. */
+/* Whether instant t in the current TZ reads exactly as c (to the second). */
 static int
 local_matches(time_t t, const struct civil *c)
 {
 	struct tm tm;
 
 	return localtime_r(&t, &tm) != NULL && tm.tm_year + 1900 == c->year &&
-	       tm.tm_mon + 1 == c->month && tm.tm_mday == c->day && tm.tm_hour == c->hour &&
-	       tm.tm_min == c->minute && tm.tm_sec == c->second;
+	    tm.tm_mon + 1 == c->month && tm.tm_mday == c->day && tm.tm_hour == c->hour &&
+	    tm.tm_min == c->minute && tm.tm_sec == c->second;
 }
 
-/* The first instant whose local time in tz reads as c, via mktime under
- * TZ=tz. Both DST guesses are tried: in an overlap both match and the
- * earlier wins; in a gap neither does. */
-static int
-zone_to_ms(const struct civil *c, const char *tz, pd_ms *out, const char **why)
+/* The UTC offset in seconds of the current TZ at instant t, or 0 if
+ * localtime_r fails (the candidate it yields then simply fails to match). */
+static int64_t
+offset_at(time_t t)
 {
-	char *saved = NULL;
-	const char *old;
-	time_t best = 0;
+	struct tm tm;
+	struct civil c;
+
+	if (localtime_r(&t, &tm) == NULL)
+		return 0;
+	c.year = tm.tm_year + 1900;
+	c.month = tm.tm_mon + 1;
+	c.day = tm.tm_mday;
+	c.hour = tm.tm_hour;
+	c.minute = tm.tm_min;
+	c.second = tm.tm_sec;
+	return civil_to_seconds(&c) - (int64_t)t;
+}
+
+/*
+ * The earliest instant whose local time in the current TZ reads as c, into
+ * *best; -1 if none (c falls in a gap). Candidates come from mktime with
+ * either DST guess, and from the offsets in force a day before and a day
+ * after: zones that moved their standard offset (Asia/Pyongyang in 2015)
+ * repeat an hour with tm_isdst 0 both times, which mktime cannot tell
+ * apart. Every candidate must round-trip through localtime_r exactly.
+ */
+static int
+zone_first_instant(const struct civil *c, time_t *best)
+{
+	int64_t naive = civil_to_seconds(c);
+	time_t cand[4];
 	int found = 0;
 
-	pthread_mutex_lock(&tz_lock);
-	old = getenv("TZ");
-	if (old != NULL)
-		saved = strdup(old);
-	setenv("TZ", tz, 1);
-	tzset();
+	/* mktime's -1 may be a real instant (1969-12-31T23:59:59Z); the
+	 * round trip below sorts that from failure. */
 	for (int isdst = 0; isdst <= 1; isdst++) {
 		struct tm tm = {
 			.tm_year = c->year - 1900, .tm_mon = c->month - 1, .tm_mday = c->day,
 			.tm_hour = c->hour, .tm_min = c->minute, .tm_sec = c->second,
 			.tm_isdst = isdst,
 		};
-		time_t t = mktime(&tm);
 
-		if (t != (time_t)-1 && local_matches(t, c) && (!found || t < best)) {
-			best = t;
+		cand[isdst] = mktime(&tm);
+	}
+	cand[2] = (time_t)(naive - offset_at((time_t)(naive - SECONDS_PER_DAY)));
+	cand[3] = (time_t)(naive - offset_at((time_t)(naive + SECONDS_PER_DAY)));
+	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
+		if (local_matches(cand[i], c) && (!found || cand[i] < *best)) {
+			*best = cand[i];
 			found = 1;
 		}
 	}
+	return found ? 0 : -1;
+}
+
+/*
+ * Converts c, a local time in zone tz (already checked by
+ * timezone_exists), to UTC by switching TZ under tz_lock and restoring it.
+ * TZ gets the zone file's full path so that a TZDIR in the environment
+ * cannot make glibc read another file than the one we checked.
+ */
+static int
+zone_to_ms(const struct civil *c, const char *tz, pd_ms *out, const char **why)
+{
+	char path[sizeof(ZONEINFO_DIR) + PD_MAX_TIME_TEXT];
+	char *saved = NULL;
+	const char *old;
+	time_t t = 0;
+	int rc;
+
+	snprintf(path, sizeof(path), ZONEINFO_DIR "%s", tz);
+	pthread_mutex_lock(&tz_lock);
+	if ((old = getenv("TZ")) != NULL && (saved = strdup(old)) == NULL) {
+		pthread_mutex_unlock(&tz_lock);
+		*why = "the server is out of memory";
+		return -1;
+	}
+	if (setenv("TZ", path, 1) != 0) {
+		pthread_mutex_unlock(&tz_lock);
+		free(saved);
+		*why = "the server is out of memory";
+		return -1;
+	}
+	tzset();
+	rc = zone_first_instant(c, &t);
+	/* Restoring the old value cannot need more memory than it had. */
 	if (saved != NULL)
 		setenv("TZ", saved, 1);
 	else
@@ -273,14 +439,15 @@ zone_to_ms(const struct civil *c, const char *tz, pd_ms *out, const char **why)
 	tzset();
 	pthread_mutex_unlock(&tz_lock);
 	free(saved);
-	if (!found) {
+	if (rc != 0) {
 		*why = "that local time does not exist in that time zone (the clocks skip it)";
 		return -1;
 	}
-	*out = (pd_ms)best * 1000;
+	*out = (pd_ms)t * PD_MS_PER_S;
 	return 0;
 }
 
+/* "YYYY-MM-DD HH:MM[:SS]" ('T' for the space too) in zone tz, or UTC. */
 int
 timeparse_local(const char *text, const char *tz, pd_ms *out, const char **why)
 {
@@ -288,11 +455,15 @@ timeparse_local(const char *text, const char *tz, pd_ms *out, const char **why)
 	struct civil c;
 
 	if (text == NULL || *text == '\0') {
-		*why = "the time is empty";
+		*why = WHY_EMPTY_TIME;
 		return -1;
 	}
 	if (parse_civil(&p, " Tt", 1, &c, why) != 0)
 		return -1;
+	if (*p == '.') {
+		*why = "not a valid time: YYYY-MM-DD HH:MM[:SS] takes no fractions of a second";
+		return -1;
+	}
 	if (*p != '\0') {
 		*why = "not a valid time: unexpected text after the time";
 		return -1;
@@ -308,46 +479,56 @@ timeparse_local(const char *text, const char *tz, pd_ms *out, const char **why)
 	return zone_to_ms(&c, tz, out, why);
 }
 
+/* Unix seconds: 1 to 12 ASCII digits, nothing else. */
 int
 timeparse_unix(const char *text, pd_ms *out, const char **why)
 {
 	int64_t v = 0;
-	size_t n = 0;
+	size_t n;
 
-	for (; text[n] != '\0'; n++) {
-		if (text[n] < '0' || text[n] > '9' || n >= 12) {
-			*why = n >= 12 ? "Unix seconds out of range" : "not valid Unix seconds";
+	if (text == NULL || *text == '\0') {
+		*why = WHY_EMPTY_TIME;
+		return -1;
+	}
+	/* Twelve digits keep v * 1000 far inside int64_t (and past year 9999). */
+	for (n = 0; text[n] != '\0'; n++) {
+		if (text[n] < '0' || text[n] > '9') {
+			*why = "not valid Unix seconds: use digits only";
+			return -1;
+		}
+		if (n == UNIX_MAX_DIGITS) {
+			*why = "Unix seconds out of range: at most 12 digits";
 			return -1;
 		}
 		v = v * 10 + (text[n] - '0');
 	}
-	if (n == 0) {
-		*why = "the time is empty";
-		return -1;
-	}
-	*out = v * 1000;
+	*out = v * PD_MS_PER_S;
 	return 0;
 }
 
-/* Whether text ends in Z or a +HH:MM/-HH:MM offset after a time of day. */
+/* Whether text looks like a time with Z or an offset: after the date,
+ * a zone letter or a sign (the date's own dashes come before). */
 static int
-has_zone_designator(const char *text)
+has_zone_designator(const char *text, size_t len)
 {
-	size_t len = strlen(text);
-
-	if (len > 0 && (text[len - 1] == 'Z' || text[len - 1] == 'z'))
-		return 1;
-	return len > 16 && (text[len - 6] == '+' || text[len - 6] == '-') && text[len - 3] == ':';
+	return len > 10 && strpbrk(text + 10, "Zz+-") != NULL;
 }
 
+/*
+ * Any time form, chosen by shape: all digits are Unix seconds; with Z or
+ * an offset it is RFC 3339; anything else is the local form, which takes
+ * "YYYY-MM-DDTHH:MM:SS" without an offset too (as local time in tz or UTC).
+ */
 int
 timeparse_at(const char *text, const char *tz, pd_ms *out, const char **why)
 {
 	size_t len = text != NULL ? strlen(text) : 0;
+	int has_tz = tz != NULL && *tz != '\0';
 	int all_digits = len > 0;
+	pd_ms t;
 
 	if (len == 0) {
-		*why = "the time is empty";
+		*why = WHY_EMPTY_TIME;
 		return -1;
 	}
 	if (len > PD_MAX_TIME_TEXT) {
@@ -357,61 +538,87 @@ timeparse_at(const char *text, const char *tz, pd_ms *out, const char **why)
 	for (size_t i = 0; i < len; i++)
 		if (text[i] < '0' || text[i] > '9')
 			all_digits = 0;
-	if (all_digits || has_zone_designator(text)) {
-		if (tz != NULL && *tz != '\0') {
-			*why = "tz applies only to a YYYY-MM-DD HH:MM[:SS] time";
-			return -1;
-		}
-		return all_digits ? timeparse_unix(text, out, why) : timeparse_rfc3339(text, out, why);
+	if (!all_digits && !has_zone_designator(text, len))
+		return timeparse_local(text, tz, out, why);
+	/* Parse first, so malformed text gets its own reason rather than tz's. */
+	if ((all_digits ? timeparse_unix(text, &t, why) : timeparse_rfc3339(text, &t, why)) != 0)
+		return -1;
+	if (has_tz) {
+		*why = "tz applies only to a YYYY-MM-DD HH:MM[:SS] time";
+		return -1;
 	}
-	/* No zone designator: the local form, in tz or UTC (this includes
-	 * "YYYY-MM-DDTHH:MM:SS" without an offset). */
-	return timeparse_local(text, tz, out, why);
+	*out = t;
+	return 0;
 }
 
+/*
+ * "90" (seconds), or numbers with units d, h, m, s in that order, each at
+ * most once: "1d2h3m4s". Each number has 1 to 9 digits; the total is at
+ * most ten years, checked before each addition so nothing can overflow.
+ */
 int
 timeparse_duration(const char *text, pd_ms *out, const char **why)
 {
 	static const struct {
 		char unit;
 		int64_t ms;
-	} units[] = { { 'd', 86400000 }, { 'h', 3600000 }, { 'm', 60000 }, { 's', 1000 } };
+	} units[] = {
+		{ 'd', MS_PER_DAY }, { 'h', 3600 * PD_MS_PER_S },
+		{ 'm', 60 * PD_MS_PER_S }, { 's', PD_MS_PER_S },
+	};
+	const size_t nunits = sizeof(units) / sizeof(units[0]);
 	const char *p = text;
 	int64_t total = 0;
 	size_t next_unit = 0;
 
-	*why = "not a valid duration: use 90, 90s, 15m, 2h, 7d or 1h30m";
-	if (text == NULL || *text == '\0')
+	if (text == NULL || *text == '\0') {
+		*why = "the duration is empty";
 		return -1;
+	}
 	while (*p != '\0') {
 		int64_t n = 0;
+		size_t u;
 		int nd = 0;
 
-		while (*p >= '0' && *p <= '9') {
-			if (++nd > 9)
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (++nd > DURATION_MAX_DIGITS) {
+				*why = "not a valid duration: a number may have at most 9 digits";
 				return -1;
-			n = n * 10 + (*p++ - '0');
+			}
+			n = n * 10 + (*p - '0');
 		}
-		if (nd == 0)
+		if (nd == 0) {
+			*why = WHY_DURATION_SHAPE;
 			return -1;
-		/* Bare digits are seconds, and only on their own. */
+		}
+		/* Bare digits are seconds, but only as the whole text. */
 		if (*p == '\0' && p - nd == text) {
-			total = n * 1000;
-			break;
+			u = nunits - 1;
+		} else {
+			for (u = 0; u < nunits && units[u].unit != *p; u++)
+				continue;
+			if (*p == '\0') {
+				*why = "not a valid duration: each number after the first needs "
+				       "a unit (d, h, m or s)";
+				return -1;
+			}
+			if (u == nunits) {
+				*why = WHY_DURATION_SHAPE;
+				return -1;
+			}
+			if (u < next_unit) {
+				*why = "not a valid duration: units go d, h, m, s, "
+				       "largest first, each at most once";
+				return -1;
+			}
+			p++;
 		}
-		while (next_unit < 4 && units[next_unit].unit != *p)
-			next_unit++;
-		if (next_unit == 4)
+		if (n > (MAX_DURATION_MS - total) / units[u].ms) {
+			*why = "the duration is longer than ten years";
 			return -1;
-		total += n * units[next_unit].ms;
-		next_unit++;
-		p++;
-		if (total > MAX_DURATION_MS)
-			break;
-	}
-	if (total > MAX_DURATION_MS) {
-		*why = "the duration is longer than ten years";
-		return -1;
+		}
+		total += n * units[u].ms;
+		next_unit = u + 1;
 	}
 	*out = total;
 	return 0;
