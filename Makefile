@@ -20,14 +20,14 @@ endif
 
 LIB_OBJS = lib/log.o lib/config.o lib/timeparse.o lib/fields.o lib/form.o \
            lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/auth.o lib/http.o \
-           lib/render.o
+           lib/render.o lib/sign.o lib/retry.o lib/delivery.o
 CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health
-BIN_PROGS  =
+BIN_PROGS  = bin/dispatch
 BENCH_PROGS = bench/baseline_insert
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_form tests/unit/test_jsonreq \
              tests/unit/test_config tests/unit/test_message tests/unit/test_store
 
-.PHONY: all deps run test unit-test integration-test install clean
+.PHONY: all deps run test bench unit-test integration-test install clean
 
 all: $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS)
 
@@ -53,6 +53,13 @@ bin/%: bin/%.c lib/libpostdate.a
 
 bench/baseline_insert: bench/baseline_insert.c
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lfcgi -lsqlite3
+
+bench/baseline_multi: bench/baseline_multi.c
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lcurl
+
+# Not part of `make test`: the figures need a quiet machine.
+bench: all
+	@sh bench/run.sh
 
 tests/unit/test_%: tests/unit/test_%.c tests/unit/unit.c tests/unit/unit.h lib/libpostdate.a
 	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/unit.c lib/libpostdate.a $(LDLIBS)

@@ -43,6 +43,7 @@ config_defaults(struct pd_config *cfg)
 	cfg->retry_max = 3600;
 	cfg->buffer_horizon = 3600;
 	cfg->concurrency = 64;
+	cfg->host_concurrency = 32;
 	cfg->synchronous_full = 1;
 }
 
@@ -177,6 +178,7 @@ static const struct config_int_key config_int_keys[] = {
 	INT_KEY(retry_max, 1, 604800),
 	INT_KEY(buffer_horizon, 10, 86400),
 	INT_KEY(concurrency, 1, 10000),
+	INT_KEY(host_concurrency, 1, 10000),
 };
 
 int

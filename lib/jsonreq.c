@@ -107,6 +107,21 @@ jscan_utf8(const unsigned char *p, const unsigned char *end)
 	return n;
 }
 
+int
+utf8_valid(const char *text, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)text, *end = p + len;
+
+	while (p < end) {
+		size_t n = *p < 0x80 ? 1 : jscan_utf8(p, end);
+
+		if (n == 0)
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
 /* Appends the byte c to out (when not NULL and within cap). */
 static void
 jscan_byte(char *out, size_t cap, size_t *n, unsigned char c)

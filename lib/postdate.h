@@ -30,6 +30,7 @@ typedef int64_t pd_ms;
 #define PD_MAX_CONTENT_TYPE 255
 #define PD_MAX_TIME_TEXT 64      /* bytes in an `at`, `delay` or `tz` value */
 #define PD_ID_LEN 26             /* 128 random bits in base32 */
+#define PD_MAX_RESPONSE 65536    /* bytes of a target's answer kept for the report */
 
 enum pd_state {
 	PD_PENDING,
@@ -63,7 +64,8 @@ struct pd_config {
 	int retry_base;           /* seconds */
 	int retry_max;            /* seconds */
 	int buffer_horizon;       /* seconds */
-	int concurrency;
+	int concurrency;          /* deliveries in flight per dispatcher */
+	int host_concurrency;     /* ... and to any one host:port */
 	int synchronous_full;     /* 1: synchronous=FULL, 0: NORMAL */
 };
 
@@ -159,6 +161,10 @@ int form_decode(const char *body, size_t len, struct pd_fields *out,
  * nested object or array is an error naming the key. */
 int jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
                    struct pd_fields *out, const char **why, char *field, size_t fieldlen);
+
+/* Whether text is len bytes of well-formed UTF-8 (no overlong forms, no
+ * surrogates). */
+int utf8_valid(const char *text, size_t len);
 
 /* ---- id.c: message ids ---- */
 
@@ -269,6 +275,60 @@ enum store_result store_cancel(struct pd_store *s, const char *id, enum pd_state
  * (0 if none). */
 enum store_result store_health(struct pd_store *s, long *pending, pd_ms *earliest);
 
+/* The dispatch side. Its writes (leases and outcomes) may run at
+ * synchronous=NORMAL: losing the last of them to a power cut only means a
+ * message is delivered again, which at-least-once allows. */
+int store_sync_normal(struct pd_store *s);
+
+/* Explicit transactions (BEGIN IMMEDIATE) for the batched calls below,
+ * each of which runs inside one. store_commit rolls back when it fails. */
+enum store_result store_begin(struct pd_store *s);
+enum store_result store_commit(struct pd_store *s);
+void store_abort(struct pd_store *s);
+
+/* The earliest next attempt among pending messages without a buffer row,
+ * or 0: whether promotion has anything to do. */
+enum store_result store_next_unbuffered(struct pd_store *s, pd_ms *next);
+
+/* In its own transaction, gives up to limit pending messages whose next
+ * attempt is at or before until a buffer row; *promoted says how many. */
+enum store_result store_promote(struct pd_store *s, pd_ms until, int limit, int *promoted);
+
+/* The earliest due time in the buffer, or 0. A leased row is due when its
+ * lease ends. */
+enum store_result store_next_due(struct pd_store *s, pd_ms *due);
+
+/* Inside a transaction: leases up to limit buffer rows due at now (moving
+ * their due time to the lease's end), marks
+ * their messages delivering and calls fn with each (payload read; fn owns
+ * the message) and the lease it holds. */
+typedef int (*store_claim_fn)(void *ctx, struct pd_message *m, pd_ms lease);
+enum store_result store_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
+                              store_claim_fn fn, void *ctx);
+
+/* Inside a transaction: appends one HTTP attempt to id's history. */
+enum store_result store_add_attempt(struct pd_store *s, const char *id, const struct pd_attempt *a);
+
+/* The end of a round (or of a lease given back): what the message becomes. */
+struct pd_settlement {
+	const char *id;
+	pd_ms lease;              /* the lease the caller holds */
+	enum pd_state state;      /* PD_PENDING (another round), PD_DELIVERED or PD_FAILED */
+	int attempts;             /* rounds done */
+	pd_ms next_attempt;       /* for PD_PENDING */
+	const char *urls;         /* the pool, less any URL that answered 410 */
+	const char *delivered_to; /* NULL unless delivered */
+	pd_ms delivered_at;
+};
+
+/* Inside a transaction: writes o when its lease is still held (STORE_OK),
+ * else changes nothing (STORE_CONFLICT); BUSY or ERROR otherwise. */
+enum store_result store_settle(struct pd_store *s, const struct pd_settlement *o, pd_ms now);
+
+/* Inside a transaction: inserts a callback report message (assigning its
+ * id), bypassing max_pending so that no outcome goes unreported. */
+enum store_result store_add_report(struct pd_store *s, struct pd_message *m, pd_ms now);
+
 /* Calls fn with each prepared statement's SQL and each line of its query
  * plan, so a test can check that every statement uses an index. */
 typedef void (*store_plan_fn)(void *ctx, const char *sql, const char *plan_line);
@@ -286,6 +346,131 @@ struct json_object *render_message(const struct pd_message *m);
 
 /* One entry of a message's history. */
 struct json_object *render_attempt(const struct pd_attempt *a);
+
+/* A target's answer, as a callback report shows it. */
+struct pd_response {
+	int status;
+	const char *content_type; /* NULL if none */
+	const char *body;         /* at most PD_MAX_RESPONSE bytes */
+	size_t len;
+};
+
+/* The callback report of API.md for m (state delivered or failed): url is
+ * the target that accepted (NULL if none), r the answer to report (NULL
+ * if none); history (a JSON array) passes to the report. */
+struct json_object *render_report(const struct pd_message *m, const char *url,
+                                  const struct pd_response *r, struct json_object *history);
+
+/* ---- sign.c: Standard Webhooks signatures ---- */
+
+#define PD_SIGNATURE_BUF 64      /* "v1," + base64 of 32 bytes + NUL */
+
+struct pd_signer {
+	int enabled;              /* 0 when no signing_secret is configured */
+	unsigned char key[66];
+	size_t keylen;
+};
+
+/* Decodes a "whsec_<base64>" secret (NULL: signing off). */
+int sign_init(struct pd_signer *sg, const char *secret);
+
+/* Writes "v1,<base64 HMAC-SHA256 of id.timestamp.body>" into out. */
+int sign_webhook(const struct pd_signer *sg, const char *id, long long timestamp,
+                 const char *body, size_t len, char out[PD_SIGNATURE_BUF]);
+
+/* ---- retry.c: when a failed round is tried again ---- */
+
+/* How long to wait after rounds_failed failed rounds: retry_base *
+ * 2^(rounds_failed-1) s times a jitter factor from 0.8 to 1.2 (chosen by
+ * random), at least retry_after ms, at most retry_max. */
+pd_ms retry_delay(const struct pd_config *cfg, int rounds_failed, pd_ms retry_after,
+                  uint32_t random);
+
+/* A Retry-After header value (seconds, or an HTTP date) as ms from now;
+ * 0 when absent, malformed or in the past. */
+pd_ms retry_after_parse(const char *value, pd_ms now);
+
+/* ---- delivery.c: rounds of HTTP attempts over libcurl's multi interface ---- */
+
+/* How a round ended. */
+enum pd_outcome {
+	PD_OUTCOME_DELIVERED,     /* a target answered 2xx */
+	PD_OUTCOME_RETRY,         /* every target failed; another round later */
+	PD_OUTCOME_FAILED,        /* max_attempts rounds done, or no target left */
+	PD_OUTCOME_RELEASED       /* stopped before the round ended: give it back */
+};
+
+/* One HTTP attempt as delivery records it (the strings are the job's). */
+struct pd_attempt_record {
+	struct pd_attempt a;
+	char *error;              /* owned copy behind a.error */
+};
+
+/* A claimed message on its way: one round of attempts over its pool. */
+struct pd_job {
+	struct pd_message m;
+	pd_ms lease;                       /* the lease the store gave */
+	char *pool[PD_MAX_URLS];           /* the URLs, in the message's order */
+	size_t npool;
+	int gone[PD_MAX_URLS];             /* answered 410: dropped for good */
+	unsigned char order[PD_MAX_URLS];  /* this round's shuffled pool */
+	size_t norder, tried;
+	struct pd_attempt_record attempts[PD_MAX_URLS];
+	size_t nattempts;
+	pd_ms retry_after;                 /* the longest Retry-After this round (ms) */
+
+	/* The transfer in flight. */
+	void *easy;                        /* CURL * */
+	int slot;                          /* in the engine's list of transfers */
+	struct curl_slist *headers;
+	char errbuf[256];                  /* CURL_ERROR_SIZE */
+
+	/* The latest answer, kept for the callback report. */
+	int status;
+	char *content_type;
+	char *body;
+	size_t body_len;
+	int body_capped;
+
+	/* The outcome, once the round is over. */
+	enum pd_outcome outcome;
+	int accepted;                      /* index into pool, or -1 */
+	pd_ms finished;
+	pd_ms next_attempt;                /* for PD_OUTCOME_RETRY */
+	struct pd_job *next;               /* in the engine's list of finished jobs */
+};
+
+/* Makes a job of a claimed message (which it takes over); NULL when out
+ * of memory (m is then freed). */
+struct pd_job *job_new(struct pd_message *m, pd_ms lease);
+
+/* The pool less the URLs that answered 410, one per line (malloc'd). */
+char *job_urls_left(const struct pd_job *job);
+
+void job_free(struct pd_job *job);
+
+struct pd_engine;
+
+/* concurrency and host_concurrency come from cfg; sg signs when enabled. */
+struct pd_engine *engine_new(const struct pd_config *cfg, const struct pd_signer *sg, int verbose);
+void engine_free(struct pd_engine *e);
+
+/* Starts a round of job: shuffles its pool and sends the first attempt. */
+void engine_start(struct pd_engine *e, struct pd_job *job);
+
+/* Moves transfers on, waiting at most timeout_ms for something to happen;
+ * then returns the jobs whose round ended (a list linked by next), or NULL. */
+struct pd_job *engine_run(struct pd_engine *e, int timeout_ms);
+
+/* How many jobs have a transfer in flight. */
+int engine_active(const struct pd_engine *e);
+
+/* From now on a round ends after its current attempt (PD_OUTCOME_RELEASED
+ * if no target accepted): for stopping on a signal. */
+void engine_finish_rounds(struct pd_engine *e);
+
+/* Ends every transfer at once; their jobs come back released. */
+struct pd_job *engine_abort(struct pd_engine *e);
 
 /* ---- auth.c: bearer tokens ---- */
 

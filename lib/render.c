@@ -3,9 +3,11 @@
  * schedule answer, status, the list and callback reports agree.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <json-c/json.h>
+#include <openssl/evp.h>
 
 #include "postdate.h"
 
@@ -92,5 +94,45 @@ render_attempt(const struct pd_attempt *a)
 	json_object_object_add(o, "status", a->status != 0 ? json_object_new_int(a->status) : NULL);
 	json_object_object_add(o, "error", json_string_or_null(a->error));
 	json_object_object_add(o, "ms", json_object_new_int(a->ms));
+	return o;
+}
+
+/* The response part of a report: the body as text when it is UTF-8, else
+ * as base64 (so a binary answer survives JSON). */
+static json_object *
+render_response(const struct pd_response *r)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "status", json_object_new_int(r->status));
+	json_object_object_add(o, "content_type", json_string_or_null(r->content_type));
+	if (utf8_valid(r->body, r->len)) {
+		json_object_object_add(o, "body", json_object_new_string_len(r->body, (int)r->len));
+	} else {
+		char *b64 = malloc(4 * ((r->len + 2) / 3) + 1);
+
+		if (b64 != NULL) {
+			EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)r->body, (int)r->len);
+			json_object_object_add(o, "body_base64", json_object_new_string(b64));
+			free(b64);
+		}
+	}
+	return o;
+}
+
+json_object *
+render_report(const struct pd_message *m, const char *url, const struct pd_response *r,
+              json_object *history)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "id", json_object_new_string(m->id));
+	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
+	json_object_object_add(o, "due", json_time(m->due));
+	json_object_object_add(o, "delivered_at", json_time(m->delivered_at));
+	json_object_object_add(o, "url", json_string_or_null(url));
+	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
+	json_object_object_add(o, "response", r != NULL ? render_response(r) : NULL);
+	json_object_object_add(o, "history", history);
 	return o;
 }

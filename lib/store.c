@@ -25,6 +25,12 @@
 	"content_type, callback, idempotency_key, delivered_to, report_of, " \
 	"max_attempts, timeout, attempts"
 
+/* The end of a lease on a buffer row (inside ST_CLAIM). */
+#define LEASE_END \
+	"?1 + 1000 * (?3 + coalesce((SELECT timeout * " \
+	"(1 + length(urls) - length(replace(urls, char(10), ''))) " \
+	"FROM messages WHERE id = buffer.message_id), 0))"
+
 enum statement {
 	ST_BEGIN,
 	ST_COMMIT,
@@ -43,6 +49,13 @@ enum statement {
 	ST_UNBUFFER,
 	ST_EARLIEST_BUFFERED,
 	ST_EARLIEST_UNBUFFERED,
+	ST_PROMOTE,
+	ST_CLAIM,
+	ST_CLAIM_MESSAGE,
+	ST_LEASE_OF,
+	ST_ADD_ATTEMPT,
+	ST_SETTLE,
+	ST_REBUFFER,
 	ST_COUNT
 };
 
@@ -78,6 +91,36 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_EARLIEST_UNBUFFERED] =
 	    "SELECT min(next_attempt) FROM messages INDEXED BY messages_to_promote "
 	    "WHERE state = 'pending' AND buffered = 0",
+	/* Dispatch. Promotion marks the earliest unbuffered messages and
+	 * returns them, so the caller can give each its buffer row. */
+	[ST_PROMOTE] =
+	    "UPDATE messages SET buffered = 1 WHERE id IN ("
+	    "SELECT id FROM messages INDEXED BY messages_to_promote "
+	    "WHERE state = 'pending' AND buffered = 0 AND next_attempt <= ?1 "
+	    "ORDER BY next_attempt LIMIT ?2) RETURNING id, next_attempt",
+	/* A lease lasts as long as a whole round may take: the timeout for
+	 * every URL of the pool, plus ?3 seconds for writing the result back.
+	 * The claim moves the row's due time to the lease's end, so the due
+	 * index alone finds what is claimable, expired leases (a dispatcher
+	 * that died) included, without walking the rows leased right now. */
+	[ST_CLAIM] =
+	    "UPDATE buffer SET lease_until = " LEASE_END ", due = " LEASE_END " "
+	    "WHERE message_id IN (SELECT message_id FROM buffer "
+	    "WHERE due <= ?1 ORDER BY due LIMIT ?2) "
+	    "RETURNING message_id, lease_until",
+	[ST_CLAIM_MESSAGE] =
+	    "UPDATE messages SET state = 'delivering' "
+	    "WHERE id = ?1 AND state IN ('pending', 'delivering') "
+	    "RETURNING " MESSAGE_COLUMNS ", payload",
+	[ST_LEASE_OF] = "SELECT lease_until FROM buffer WHERE message_id = ?1",
+	[ST_ADD_ATTEMPT] =
+	    "INSERT INTO attempts (message_id, seq, at, url, status, error, ms) VALUES (?1, "
+	    "(SELECT coalesce(max(seq), 0) + 1 FROM attempts WHERE message_id = ?1), "
+	    "?2, ?3, ?4, ?5, ?6)",
+	[ST_SETTLE] =
+	    "UPDATE messages SET state = ?2, attempts = ?3, next_attempt = ?4, buffered = ?5, "
+	    "urls = ?6, delivered_to = ?7, delivered_at = ?8 WHERE id = ?1",
+	[ST_REBUFFER] = "UPDATE buffer SET due = ?2, lease_until = 0 WHERE message_id = ?1",
 };
 
 struct pd_store {
@@ -323,13 +366,53 @@ store_pending_count(struct pd_store *s, long *n)
 	return rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
+/* Assigns m->id and m->created and inserts m, with its buffer row when due
+ * within the horizon, inside the caller's transaction. */
+static enum store_result
+store_insert_row(struct pd_store *s, struct pd_message *m, pd_ms now)
+{
+	sqlite3_stmt *st = s->st[ST_INSERT_MESSAGE];
+	int buffered, rc;
+
+	if (id_generate(m->id) != 0) {
+		log_error("store: no randomness for an id");
+		return STORE_ERROR;
+	}
+	m->created = now;
+	buffered = m->next_attempt <= now + (pd_ms)s->cfg->buffer_horizon * PD_MS_PER_S;
+	sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, m->due);
+	sqlite3_bind_int64(st, 3, m->created);
+	sqlite3_bind_int64(st, 4, m->next_attempt);
+	sqlite3_bind_int(st, 5, buffered);
+	sqlite3_bind_text(st, 6, m->urls, -1, SQLITE_STATIC);
+	sqlite3_bind_blob64(st, 7, m->payload, m->payload_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, m->content_type, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 9, m->callback);
+	sqlite3_bind_int(st, 10, m->max_attempts);
+	sqlite3_bind_int(st, 11, m->timeout);
+	bind_text_or_null(st, 12, m->idempotency_key);
+	bind_text_or_null(st, 13, m->report_of);
+	rc = store_exec(s, ST_INSERT_MESSAGE);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "inserting a message");
+	if (buffered) {
+		sqlite3_bind_text(s->st[ST_INSERT_BUFFER], 1, m->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s->st[ST_INSERT_BUFFER], 2, m->next_attempt);
+		rc = store_exec(s, ST_INSERT_BUFFER);
+		if (rc != SQLITE_OK)
+			return store_fail(s, rc, "buffering a message");
+	}
+	return STORE_OK;
+}
+
 enum store_result
 store_insert(struct pd_store *s, struct pd_message *m, pd_ms now)
 {
-	sqlite3_stmt *st = s->st[ST_INSERT_MESSAGE];
 	char existing[PD_ID_LEN + 1];
-	int buffered, rc;
 	long pending;
+	int rc;
 	enum store_result res;
 
 	rc = store_exec(s, ST_BEGIN);
@@ -366,42 +449,7 @@ store_insert(struct pd_store *s, struct pd_message *m, pd_ms now)
 		goto out;
 	}
 
-	if (id_generate(m->id) != 0) {
-		log_error("store: no randomness for an id");
-		res = STORE_ERROR;
-		goto out;
-	}
-	m->created = now;
-	buffered = m->next_attempt <= now + (pd_ms)s->cfg->buffer_horizon * PD_MS_PER_S;
-	sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, m->due);
-	sqlite3_bind_int64(st, 3, m->created);
-	sqlite3_bind_int64(st, 4, m->next_attempt);
-	sqlite3_bind_int(st, 5, buffered);
-	sqlite3_bind_text(st, 6, m->urls, -1, SQLITE_STATIC);
-	sqlite3_bind_blob64(st, 7, m->payload, m->payload_len, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, m->content_type, -1, SQLITE_STATIC);
-	bind_text_or_null(st, 9, m->callback);
-	sqlite3_bind_int(st, 10, m->max_attempts);
-	sqlite3_bind_int(st, 11, m->timeout);
-	bind_text_or_null(st, 12, m->idempotency_key);
-	bind_text_or_null(st, 13, m->report_of);
-	rc = store_exec(s, ST_INSERT_MESSAGE);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_OK) {
-		res = store_fail(s, rc, "inserting a message");
-		goto out;
-	}
-	if (buffered) {
-		sqlite3_bind_text(s->st[ST_INSERT_BUFFER], 1, m->id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s->st[ST_INSERT_BUFFER], 2, m->next_attempt);
-		rc = store_exec(s, ST_INSERT_BUFFER);
-		if (rc != SQLITE_OK) {
-			res = store_fail(s, rc, "buffering a message");
-			goto out;
-		}
-	}
-	res = STORE_OK;
+	res = store_insert_row(s, m, now);
 out:
 	/* The answer is sent only after this commit: an acknowledged message is on disk. */
 	if (res == STORE_OK || res == STORE_EXISTS) {
@@ -583,6 +631,269 @@ store_health(struct pd_store *s, long *pending, pd_ms *earliest)
 	else
 		*earliest = buffered;
 	return STORE_OK;
+}
+
+/* ---- the dispatch side ---- */
+
+int
+store_sync_normal(struct pd_store *s)
+{
+	return sqlite3_exec(s->db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL) == SQLITE_OK
+	    ? 0 : -1;
+}
+
+enum store_result
+store_begin(struct pd_store *s)
+{
+	int rc = store_exec(s, ST_BEGIN);
+
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "beginning a transaction");
+}
+
+enum store_result
+store_commit(struct pd_store *s)
+{
+	int rc = store_exec(s, ST_COMMIT);
+	enum store_result res;
+
+	if (rc == SQLITE_OK)
+		return STORE_OK;
+	res = store_fail(s, rc, "committing");
+	store_rollback(s);
+	return res;
+}
+
+void
+store_abort(struct pd_store *s)
+{
+	store_rollback(s);
+}
+
+enum store_result
+store_next_unbuffered(struct pd_store *s, pd_ms *next)
+{
+	int rc = store_min(s, ST_EARLIEST_UNBUFFERED, next);
+
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "reading the next promotion");
+}
+
+enum store_result
+store_promote(struct pd_store *s, pd_ms until, int limit, int *promoted)
+{
+	sqlite3_stmt *st = s->st[ST_PROMOTE], *ins = s->st[ST_INSERT_BUFFER];
+	struct { char id[PD_ID_LEN + 1]; pd_ms due; } *rows;
+	enum store_result res;
+	int n = 0, rc;
+
+	*promoted = 0;
+	rows = calloc((size_t)limit, sizeof(*rows));
+	if (rows == NULL)
+		return STORE_ERROR;
+	if ((res = store_begin(s)) != STORE_OK) {
+		free(rows);
+		return res;
+	}
+	/* RETURNING rows are all computed at the first step; they are read
+	 * out before the buffer rows go in, to keep the two apart. */
+	sqlite3_bind_int64(st, 1, until);
+	sqlite3_bind_int(st, 2, limit);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < limit) {
+		snprintf(rows[n].id, sizeof(rows[n].id), "%s", (const char *)sqlite3_column_text(st, 0));
+		rows[n].due = sqlite3_column_int64(st, 1);
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		res = store_fail(s, rc, "promoting");
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		sqlite3_bind_text(ins, 1, rows[i].id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(ins, 2, rows[i].due);
+		if ((rc = store_exec(s, ST_INSERT_BUFFER)) != SQLITE_OK) {
+			res = store_fail(s, rc, "buffering a promoted message");
+			goto out;
+		}
+	}
+	res = store_commit(s);
+	if (res == STORE_OK)
+		*promoted = n;
+out:
+	store_rollback(s);
+	free(rows);
+	return res;
+}
+
+enum store_result
+store_next_due(struct pd_store *s, pd_ms *due)
+{
+	int rc = store_min(s, ST_EARLIEST_BUFFERED, due);
+
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "reading the next due time");
+}
+
+/* Deletes the buffer row of id (inside a transaction). */
+static int
+store_unbuffer(struct pd_store *s, const char *id)
+{
+	sqlite3_bind_text(s->st[ST_UNBUFFER], 1, id, -1, SQLITE_STATIC);
+	return store_exec(s, ST_UNBUFFER);
+}
+
+/* Marks message id delivering and reads it whole, payload included.
+ * STORE_NOTFOUND when it is no longer deliverable (a stale buffer row). */
+static enum store_result
+store_claim_message(struct pd_store *s, const char *id, struct pd_message *m)
+{
+	sqlite3_stmt *st = s->st[ST_CLAIM_MESSAGE];
+	enum store_result res = STORE_NOTFOUND;
+	int rc;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		const void *blob = sqlite3_column_blob(st, 16);
+		size_t len = (size_t)sqlite3_column_bytes(st, 16);
+
+		res = STORE_ERROR;
+		if (row_to_message(st, m) == 0) {
+			/* NUL-terminated too, like every payload. */
+			m->payload = malloc(len + 1);
+			if (m->payload != NULL) {
+				if (len > 0)
+					memcpy(m->payload, blob, len);
+				m->payload[len] = '\0';
+				m->payload_len = len;
+				res = STORE_OK;
+			} else
+				message_free(m);
+		}
+		/* Step to the end so the UPDATE completes before the reset. */
+		while (rc == SQLITE_ROW)
+			rc = sqlite3_step(st);
+	} else if (rc != SQLITE_DONE)
+		res = store_fail(s, rc, "claiming a message");
+	sqlite3_reset(st);
+	return res;
+}
+
+enum store_result
+store_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
+            store_claim_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_CLAIM];
+	struct { char id[PD_ID_LEN + 1]; pd_ms lease; } *rows;
+	enum store_result res = STORE_OK;
+	int n = 0, rc;
+
+	if (limit <= 0)
+		return STORE_OK;
+	rows = calloc((size_t)limit, sizeof(*rows));
+	if (rows == NULL)
+		return STORE_ERROR;
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int(st, 2, limit);
+	sqlite3_bind_int(st, 3, lease_slack_s);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n < limit) {
+			snprintf(rows[n].id, sizeof(rows[n].id), "%s",
+			         (const char *)sqlite3_column_text(st, 0));
+			rows[n].lease = sqlite3_column_int64(st, 1);
+			n++;
+		}
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE) {
+		free(rows);
+		return store_fail(s, rc, "claiming");
+	}
+	for (int i = 0; i < n && res == STORE_OK; i++) {
+		struct pd_message m;
+
+		res = store_claim_message(s, rows[i].id, &m);
+		if (res == STORE_NOTFOUND) {
+			/* Neither pending nor delivering: nothing to deliver. */
+			rc = store_unbuffer(s, rows[i].id);
+			res = rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "dropping a stale lease");
+			continue;
+		}
+		if (res == STORE_OK && fn(ctx, &m, rows[i].lease) != 0)
+			res = STORE_ERROR;
+	}
+	free(rows);
+	return res;
+}
+
+enum store_result
+store_add_attempt(struct pd_store *s, const char *id, const struct pd_attempt *a)
+{
+	sqlite3_stmt *st = s->st[ST_ADD_ATTEMPT];
+	int rc;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, a->at);
+	sqlite3_bind_text(st, 3, a->url, -1, SQLITE_STATIC);
+	if (a->status != 0)
+		sqlite3_bind_int(st, 4, a->status);
+	else
+		sqlite3_bind_null(st, 4);
+	bind_text_or_null(st, 5, a->error);
+	sqlite3_bind_int(st, 6, a->ms);
+	rc = store_exec(s, ST_ADD_ATTEMPT);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "recording an attempt");
+}
+
+enum store_result
+store_settle(struct pd_store *s, const struct pd_settlement *o, pd_ms now)
+{
+	sqlite3_stmt *lease = s->st[ST_LEASE_OF], *st = s->st[ST_SETTLE];
+	int rc, held, buffered;
+
+	/* Only the holder of the lease may move the message on: if it expired
+	 * and another dispatcher claimed the row, that one decides. */
+	sqlite3_bind_text(lease, 1, o->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(lease);
+	held = rc == SQLITE_ROW && sqlite3_column_int64(lease, 0) == o->lease;
+	sqlite3_reset(lease);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_fail(s, rc, "reading a lease");
+	if (!held)
+		return STORE_CONFLICT;
+
+	buffered = o->state == PD_PENDING &&
+	    o->next_attempt <= now + (pd_ms)s->cfg->buffer_horizon * PD_MS_PER_S;
+	sqlite3_bind_text(st, 1, o->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, state_name(o->state), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, o->attempts);
+	if (o->state == PD_PENDING)
+		sqlite3_bind_int64(st, 4, o->next_attempt);
+	else
+		sqlite3_bind_null(st, 4);
+	sqlite3_bind_int(st, 5, buffered);
+	sqlite3_bind_text(st, 6, o->urls, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 7, o->delivered_to);
+	if (o->delivered_at != 0)
+		sqlite3_bind_int64(st, 8, o->delivered_at);
+	else
+		sqlite3_bind_null(st, 8);
+	rc = store_exec(s, ST_SETTLE);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "settling a message");
+	if (buffered) {
+		sqlite3_bind_text(s->st[ST_REBUFFER], 1, o->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s->st[ST_REBUFFER], 2, o->next_attempt);
+		rc = store_exec(s, ST_REBUFFER);
+	} else
+		rc = store_unbuffer(s, o->id);
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "updating the buffer");
+}
+
+enum store_result
+store_add_report(struct pd_store *s, struct pd_message *m, pd_ms now)
+{
+	return store_insert_row(s, m, now);
 }
 
 int

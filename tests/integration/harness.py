@@ -50,7 +50,11 @@ class Response:
 class Stack:
     """A running postdate. Use as a context manager, or call stop()."""
 
-    def __init__(self, config=None, tokens=(TOKEN,), database="postdate.db"):
+    def __init__(self, config=None, tokens=(TOKEN,), database="postdate.db",
+                 dispatcher=False):
+        # Without a dispatcher messages stay where the test puts them; with
+        # one, the stack runs bin/dispatch --for 60 in a loop as cron would.
+        self.dispatcher = dispatcher
         self.dir = tempfile.mkdtemp(prefix="postdate-test-")
         self.port = free_port()
         self.token = tokens[0] if tokens else None
@@ -74,7 +78,8 @@ class Stack:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [os.path.join(TOP, "bin", "postdate-stack"), "--port", str(self.port),
-             "--dir", self.dir, "--conf", self.conf, "--quiet"],
+             "--dir", self.dir, "--conf", self.conf, "--quiet",
+             "--with-dispatch" if self.dispatcher else "--no-dispatch"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         deadline = time.time() + 15
