@@ -25,7 +25,8 @@ CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health
 BIN_PROGS  = bin/dispatch
 BENCH_PROGS = bench/baseline_insert
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_form tests/unit/test_jsonreq \
-             tests/unit/test_config tests/unit/test_message tests/unit/test_store
+             tests/unit/test_config tests/unit/test_message tests/unit/test_store \
+             tests/unit/test_delivery_policy
 
 .PHONY: all deps run test bench unit-test integration-test install clean
 
