@@ -337,21 +337,29 @@ sync_store(struct dispatcher *d, pd_ms now, int claim)
 	struct claimed c = { NULL, &c.head, 0 };
 	enum store_result res;
 	pd_ms next_due = 0;
+	int looked = claim > 0;
 
-	if (claim > 0 && (res = promote(d, now)) != STORE_OK)
-		goto fail;
-	if ((res = store_begin(d->store)) != STORE_OK)
-		goto fail;
-	for (struct pd_job *job = d->done; job != NULL; job = job->next)
-		if ((res = job_write_back(d, job, now)) != STORE_OK)
-			goto fail;
-	if (claim > 0) {
-		if ((res = store_claim(d->store, now, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
+	/* Reads first: an idle look costs two index probes, no write lock. */
+	if (looked) {
+		if ((res = promote(d, now)) != STORE_OK ||
 		    (res = store_next_due(d->store, &next_due)) != STORE_OK)
 			goto fail;
+		if (next_due == 0 || next_due > now)
+			claim = 0;
 	}
-	if ((res = store_commit(d->store)) != STORE_OK)
-		goto fail;
+	if (claim > 0 || d->done != NULL) {
+		if ((res = store_begin(d->store)) != STORE_OK)
+			goto fail;
+		for (struct pd_job *job = d->done; job != NULL; job = job->next)
+			if ((res = job_write_back(d, job, now)) != STORE_OK)
+				goto fail;
+		if (claim > 0 &&
+		    ((res = store_claim(d->store, now, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
+		     (res = store_next_due(d->store, &next_due)) != STORE_OK))
+			goto fail;
+		if ((res = store_commit(d->store)) != STORE_OK)
+			goto fail;
+	}
 
 	while (d->done != NULL) {
 		struct pd_job *job = d->done;
@@ -364,8 +372,8 @@ sync_store(struct dispatcher *d, pd_ms now, int claim)
 	d->done_tail = &d->done;
 	d->ndone = 0;
 	d->sync_failures = 0;
-	if (claim > 0) {
-		d->backlog = c.n == claim;
+	if (looked) {
+		d->backlog = claim > 0 && c.n == claim;
 		d->nothing_due = c.n == 0 && (next_due == 0 || next_due > now);
 		/* Sleep until the next due time, but look again soon anyway: a
 		 * message may be scheduled for right now at any moment. */
@@ -463,7 +471,9 @@ run(struct dispatcher *d)
 
 		wake = now + POLL_MS;
 		if (!stopping)
-			wake = earliest(wake, earliest(d->next_check, d->sync_retry_at));
+			wake = earliest(wake, d->next_check);
+		if (d->sync_retry_at > now)
+			wake = earliest(wake, d->sync_retry_at);
 		if (d->ndone > 0)
 			wake = earliest(wake, d->oldest_done + FLUSH_MS);
 		if (d->mode == MODE_FOR && !stopping)
