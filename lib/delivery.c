@@ -359,6 +359,15 @@ engine_start(struct pd_engine *e, struct pd_job *job)
 static const char *
 transfer_error(struct pd_job *job, CURLcode rc)
 {
+	curl_off_t connected_us = 0;
+
+	/* A transfer queued behind host_concurrency others to the same host
+	 * spends its timeout waiting; curl then blames the resolver. */
+	curl_easy_getinfo(job->easy, CURLINFO_CONNECT_TIME_T, &connected_us);
+	if (rc == CURLE_OPERATION_TIMEDOUT && connected_us == 0 &&
+	    curl_easy_getinfo(job->easy, CURLINFO_NAMELOOKUP_TIME_T, &connected_us) == CURLE_OK &&
+	    connected_us == 0)
+		return "timed out waiting for a free connection to this host (host_concurrency)";
 	return job->errbuf[0] != '\0' ? job->errbuf : curl_easy_strerror(rc);
 }
 
@@ -403,9 +412,10 @@ attempt_finished(struct pd_engine *e, struct pd_job *job, CURLcode rc)
 		}
 	}
 	attempt_record(job, now - ms, url, (int)status, error, ms);
-	if (e->verbose)
-		log_info("attempt %s to %s: %s%ld, %d ms", job->m.id, url,
-		         status != 0 ? "status " : "", status, ms);
+	if (e->verbose && status != 0)
+		log_info("attempt %s to %s: status %ld, %d ms", job->m.id, url, status, ms);
+	else if (e->verbose)
+		log_info("attempt %s to %s: %s, %d ms", job->m.id, url, error, ms);
 
 	transfer_end(e, job);
 	if (status >= 200 && status < 300) {
