@@ -202,11 +202,10 @@ job_write_back(struct dispatcher *d, struct pd_job *job, pd_ms now)
 	}
 	res = store_settle(d->store, &o, now);
 	free(urls);
-	if (res == STORE_CONFLICT) {
-		job->outcome = PD_OUTCOME_RELEASED;
-		job->lease = 0;         /* marks it lost, for the log line */
+	/* Not kept in the job's outcome: this transaction may yet roll back. */
+	job->lease_lost = res == STORE_CONFLICT;
+	if (res == STORE_CONFLICT)
 		return STORE_OK;
-	}
 	if (res != STORE_OK || job->m.callback == NULL ||
 	    (o.state != PD_DELIVERED && o.state != PD_FAILED))
 		return res;
@@ -238,6 +237,12 @@ job_log(struct dispatcher *d, const struct pd_job *job)
 	int round = job->m.attempts + 1;
 
 	d->attempts += (long)job->nattempts;
+	if (job->lease_lost) {
+		d->lost++;
+		log_warn("lost the lease of %s before its round ended; another dispatcher "
+		         "has it", job->m.id);
+		return;
+	}
 	switch (job->outcome) {
 	case PD_OUTCOME_DELIVERED: {
 		const struct pd_attempt *a = &job->attempts[job->nattempts - 1].a;
@@ -260,14 +265,8 @@ job_log(struct dispatcher *d, const struct pd_job *job)
 		         job->m.max_attempts, why);
 		break;
 	case PD_OUTCOME_RELEASED:
-		if (job->lease == 0) {
-			d->lost++;
-			log_warn("lost the lease of %s before its round ended; another dispatcher "
-			         "has it", job->m.id);
-		} else {
-			d->released++;
-			log_info("released %s: stopping before its round ended", job->m.id);
-		}
+		d->released++;
+		log_info("released %s: stopping before its round ended", job->m.id);
 		break;
 	}
 }

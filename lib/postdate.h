@@ -437,6 +437,7 @@ struct pd_job {
 	int accepted;                      /* index into pool, or -1 */
 	pd_ms finished;
 	pd_ms next_attempt;                /* for PD_OUTCOME_RETRY */
+	int lease_lost;                    /* another dispatcher took it over */
 	struct pd_job *next;               /* in the engine's list of finished jobs */
 };
 
