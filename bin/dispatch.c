@@ -26,8 +26,9 @@
 #define POLL_MS 10
 /* Results wait at most this long to be written back in one batch. */
 #define FLUSH_MS 5
-/* A lease outlives a round's timeouts by this much (s): time to write back. */
-#define LEASE_SLACK_S 30
+/* A lease outlives a round's timeouts by this much (s): time to write the
+ * result back. Past it the message may be delivered twice, never lost. */
+#define LEASE_SLACK_S 10
 /* On SIGTERM, how long transfers in flight may finish before they are cut
  * and their messages given back. */
 #define STOP_GRACE_MS 10000
