@@ -68,6 +68,7 @@ class Stack:
         self.db_path = os.path.join(self.dir, database)
         self.log_path = os.path.join(self.dir, "stack.log")
         self.proc = None
+        self.dispatchers = []        # the Popen of every spawn_dispatch()
         try:
             self.start()
         except BaseException:
@@ -106,6 +107,10 @@ class Stack:
         self.proc = None
 
     def close(self):
+        for p in self.dispatchers:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -118,13 +123,45 @@ class Stack:
     def log(self):
         """The stack's output and the programs' log lines."""
         text = ""
-        for path in (self.log_path, os.path.join(self.dir, "run", "postdate.log")):
+        paths = [self.log_path, os.path.join(self.dir, "run", "postdate.log")]
+        paths += [p.log_path for p in self.dispatchers]
+        for path in paths:
             try:
                 with open(path) as f:
                     text += f.read()[-4000:]
             except OSError:
                 pass
         return text
+
+    # ---- bin/dispatch, run by the test ----
+
+    def dispatch_command(self, *args):
+        return [os.path.join(TOP, "bin", "dispatch"), "-c", self.conf, *map(str, args)]
+
+    def dispatch(self, *args, timeout=60):
+        """Runs bin/dispatch -c CONF ARGS to completion: (returncode, stderr)."""
+        p = subprocess.run(self.dispatch_command(*args), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           timeout=timeout)
+        return p.returncode, p.stderr.decode("utf-8", "replace")
+
+    def spawn_dispatch(self, *args):
+        """Starts bin/dispatch -c CONF ARGS in the background. Its stderr goes
+        to a file in the stack folder, the Popen's `log_path` (also part of
+        log()); close() kills any still running."""
+        n = len(self.dispatchers) + 1
+        log_path = os.path.join(self.dir, f"dispatch-{n}.log")
+        with open(log_path, "a") as log:
+            p = subprocess.Popen(self.dispatch_command(*args), stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=log)
+        p.log_path = log_path
+        self.dispatchers.append(p)
+        return p
+
+    def dispatch_log(self, proc):
+        """What a spawned dispatcher has written to its stderr so far."""
+        with open(proc.log_path, errors="replace") as f:
+            return f.read()
 
     # ---- HTTP ----
 

@@ -1,0 +1,705 @@
+"""bin/dispatch against real targets: what a target receives and when, pools,
+retries, time-outs, callback reports, cancelling, and several dispatchers or
+a killed one, through real nginx, the FastCGI programs, SQLite and a
+recording HTTP sink (sink.py).
+
+Configurations keep retries short (retry_base 1 s, retry_max 4 s) so that the
+file runs in about a minute. Timings are printed, and only asserted loosely.
+"""
+
+import base64
+import collections
+import datetime
+import email.utils
+import hashlib
+import hmac
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import Stack, TOP
+from sink import Sink
+
+DISPATCH = os.path.join(TOP, "bin", "dispatch")
+FAST = {"retry_base": 1, "retry_max": 4}
+
+
+# ---- helpers ----
+
+def iso_to_s(text):
+    d = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return d.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def s_to_iso(t):
+    d = datetime.datetime.fromtimestamp(t, datetime.timezone.utc)
+    return d.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.1f} ms"
+
+
+def wait_until(fn, timeout, what):
+    """Polls fn() until it returns something truthy; returns that."""
+    deadline = time.time() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.time() >= deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}; last: {got!r}")
+        time.sleep(0.02)
+
+
+def status(s, id_):
+    r = s.get("/api/status", {"id": id_})
+    assert r.status == 200, r
+    return r.json
+
+
+def wait_state(s, id_, states, timeout=15):
+    """Polls /api/status until the message is in one of states; returns it."""
+    if isinstance(states, str):
+        states = (states,)
+    last = {}
+
+    def check():
+        last["s"] = status(s, id_)
+        return last["s"] if last["s"]["state"] in states else None
+    try:
+        return wait_until(check, timeout, f"{id_} to be {'/'.join(states)}")
+    except AssertionError:
+        raise AssertionError(f"waited {timeout} s for {id_} to be {'/'.join(states)}: "
+                             f"{json.dumps(last.get('s'))}\nlog:\n{s.log()[-2000:]}")
+
+
+def counts(s):
+    r = s.get("/api/status", {"state": "all", "limit": 1})
+    assert r.status == 200, r
+    return r.json["counts"]
+
+
+def wait_delivered(s, n, timeout=30):
+    last = {}
+
+    def check():
+        last["c"] = counts(s)
+        return last["c"]["delivered"] >= n
+    try:
+        wait_until(check, timeout, f"{n} delivered")
+    except AssertionError:
+        raise AssertionError(f"waited {timeout} s for {n} delivered: {last.get('c')}\n"
+                             f"log:\n{s.log()[-2000:]}")
+
+
+def all_messages(s, state="all"):
+    out, cursor = [], None
+    while True:
+        params = {"state": state, "limit": 1000}
+        if cursor:
+            params["cursor"] = cursor
+        r = s.get("/api/status", params)
+        assert r.status == 200, r
+        out += r.json["messages"]
+        cursor = r.json["next_cursor"]
+        if cursor is None:
+            return out
+
+
+def schedule_many(s, fields_list, threads=8):
+    """Schedules every dict of fields, several at a time; returns the answers
+    in the same order."""
+    with ThreadPoolExecutor(threads) as ex:
+        return list(ex.map(lambda f: s.schedule(**f), fields_list))
+
+
+def request_for(sink, id_, path=None):
+    got = [r for r in sink.requests(path) if r.headers.get("webhook-id") == id_]
+    return got[0] if got else None
+
+
+def wait_request_for(sink, id_, timeout=10):
+    return wait_until(lambda: request_for(sink, id_), timeout, f"a request for {id_}")
+
+
+def verify_signature(secret, req):
+    """True when req's webhook-signature is the Standard Webhooks v1 HMAC of
+    its own id, timestamp and body under secret (checked independently)."""
+    key = base64.b64decode(secret[len("whsec_"):])
+    signed = f"{req.headers['webhook-id']}.{req.headers['webhook-timestamp']}.".encode() + req.body
+    want = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    sigs = req.headers.get("webhook-signature", "").split()
+    return any(sig == "v1," + want for sig in sigs)
+
+
+def new_secret():
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
+
+
+def dispatch_version():
+    p = subprocess.run([DISPATCH, "-V"], capture_output=True, text=True, timeout=10)
+    m = re.search(r"\d+\.\d+\S*", p.stdout + p.stderr)
+    return m.group(0) if p.returncode == 0 and m else None
+
+
+# ---- when messages arrive ----
+
+def test_messages_arrive_at_their_due_time_never_before():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        start = time.time()
+        ats = [start + 1 + 2 * i / 29 for i in range(30)]
+        made = schedule_many(s, [{"url": sink.url("/due"), "at": s_to_iso(t),
+                                  "payload": str(i)} for i, t in enumerate(ats)])
+        assert time.time() - start < 1, "scheduling 30 messages took over 1 s"
+        due = {m["id"]: iso_to_s(m["due"]) for m in made}
+        sink.wait_for(30, "/due", timeout=10)
+        late = []
+        for r in sink.requests("/due"):
+            id_ = r.headers["webhook-id"]
+            # 2 ms for the float rounding of the two clocks' readings.
+            assert r.t >= due[id_] - 0.002, \
+                f"{id_} arrived {ms(due[id_] - r.t)} before its due time {s_to_iso(due[id_])}"
+            late.append(r.t - due[id_])
+        assert sorted(sink.ids("/due")) == sorted(due), "not every message arrived once"
+        print(f"due-time lateness over {len(late)}: p50 {ms(pct(late, 50))}, "
+              f"p99 {ms(pct(late, 99))}, max {ms(max(late))}")
+        assert max(late) < 5, late
+
+
+def test_each_message_is_delivered_exactly_once_under_normal_operation():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        made = schedule_many(s, [{"url": sink.url("/once"), "payload": f"m{i}"}
+                                 for i in range(300)])
+        ids = {m["id"] for m in made}
+        sink.wait_for(300, "/once", timeout=30)
+        wait_delivered(s, 300)
+        # Duplicates would come after the first copies: give any a moment.
+        time.sleep(0.5)
+        seen = collections.Counter(sink.ids("/once"))
+        assert set(seen) == ids, f"{len(ids - set(seen))} never arrived, " \
+            f"{len(set(seen) - ids)} unknown ids"
+        dup = {k: v for k, v in seen.items() if v != 1}
+        assert not dup, f"received more than once: {dup}"
+        listed = [m for m in all_messages(s) if m["id"] in ids]
+        assert len(listed) == 300
+        for m in listed:
+            assert m["state"] == "delivered", m
+            assert m["delivered_to"] == sink.url("/once"), m
+            assert m["delivered_at"] and iso_to_s(m["delivered_at"]) >= iso_to_s(m["due"]), m
+            assert m["attempts"] == 1, m
+        one = status(s, made[0]["id"])
+        assert len(one["history"]) == 1 and one["history"][0]["status"] == 200, one
+
+
+def test_asap_latency_with_a_running_dispatcher():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        lat = []
+        for i in range(30):
+            t0 = time.time()
+            m = s.schedule(url=sink.url("/asap"), payload=str(i))
+            r = wait_request_for(sink, m["id"], timeout=10)
+            lat.append(r.t - t0)
+        print(f"ASAP latency (schedule POST to target) over {len(lat)}: "
+              f"p50 {ms(pct(lat, 50))}, p99 {ms(pct(lat, 99))}, max {ms(max(lat))} "
+              f"(goal 20 ms)")
+        assert pct(lat, 50) < 1, lat
+
+
+# ---- what a target receives ----
+
+def test_target_receives_post_with_payload_content_type_and_webhook_headers():
+    version = dispatch_version()
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        text = "h\u00e9llo w\u00f6rld\n& = + %"
+        form = s.schedule(url=sink.url("/text"), payload=text)
+        sent = {"card": "renewal", "n": [1, 2], "s": "\u00e9"}
+        r = s.post_json("/api/schedule", {"url": sink.url("/json"), "payload": sent})
+        assert r.status == 201, r
+        obj = r.json
+        custom = s.schedule(url=sink.url("/custom"), payload="<a>1</a>",
+                            content_type="application/vnd.test+xml")
+        empty = s.schedule(url=sink.url("/empty"), payload="")
+        cases = [(form, "/text", text.encode(), "text/plain; charset=utf-8"),
+                 (obj, "/json", None, "application/json"),
+                 (custom, "/custom", b"<a>1</a>", "application/vnd.test+xml"),
+                 (empty, "/empty", b"", "text/plain; charset=utf-8")]
+        for m, path, body, ctype in cases:
+            req = sink.wait_for(1, path)[0]
+            now = time.time()
+            assert req.method == "POST", req
+            if body is None:
+                # The JSON object goes out as stored, which is that object.
+                stored = s.query("SELECT payload FROM messages WHERE id = ?", m["id"])[0][0]
+                assert req.body == stored, (req.body, stored)
+                assert json.loads(req.body) == sent
+            else:
+                assert req.body == body, (path, req.body, body)
+            assert req.headers.get("content-type") == ctype, (path, dict(req.headers))
+            assert req.headers.get("content-length") == str(len(req.body)), dict(req.headers)
+            assert req.headers.get("webhook-id") == m["id"], dict(req.headers)
+            ts = req.headers.get("webhook-timestamp", "")
+            assert ts.isdigit() and abs(int(ts) - now) < 5, (ts, now)
+            ua = req.headers.get("user-agent", "")
+            if version:
+                assert ua == f"postdate/{version}", (ua, version)
+            else:
+                assert ua.startswith("postdate/"), ua
+            assert "webhook-signature" not in req.headers, dict(req.headers)
+            assert len(sink.requests(path)) == 1
+
+
+def test_no_signature_header_without_a_secret():
+    with Sink() as sink, Stack(config=FAST) as s:
+        m = s.schedule(url=sink.url("/plain"), payload="x", callback=sink.url("/cb"))
+        assert s.dispatch("--once")[0] == 0
+        req = sink.wait_for(1, "/plain")[0]
+        assert req.headers["webhook-id"] == m["id"]
+        assert "webhook-signature" not in req.headers, dict(req.headers)
+        report = sink.wait_for(1, "/cb", timeout=15)[0]
+        assert "webhook-signature" not in report.headers, dict(report.headers)
+
+
+def test_signature_is_standard_webhooks_hmac_of_id_timestamp_and_body():
+    secret = new_secret()
+    with Sink() as sink, Stack(config=dict(FAST, signing_secret=secret), dispatcher=True) as s:
+        payloads = ["hello", "", "line\nbreak \u00e9 \u2603", "x" * 5000]
+        made = [s.schedule(url=sink.url("/signed"), payload=p) for p in payloads]
+        got = sink.wait_for(len(made), "/signed")
+        assert sorted(r.headers["webhook-id"] for r in got) == sorted(m["id"] for m in made)
+        for req in got:
+            sig = req.headers.get("webhook-signature")
+            assert sig and sig.startswith("v1,"), dict(req.headers)
+            assert verify_signature(secret, req), \
+                f"signature {sig} does not verify for {req.headers['webhook-id']}"
+        # And a wrong secret does not verify (the check itself checks something).
+        assert not verify_signature(new_secret(), got[0])
+
+
+# ---- pools ----
+
+def test_pool_fails_over_to_the_url_that_answers_2xx():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/down", status=500)
+        pool = [("url", sink.url("/down")), ("url", sink.url("/up"))]
+        ids = []
+        for i in range(16):
+            r = s.post_form("/api/schedule", pool + [("payload", str(i))])
+            assert r.status == 201, r
+            ids.append(r.json["id"])
+        down_first = 0
+        for id_ in ids:
+            st = wait_state(s, id_, ("delivered", "failed"))
+            assert st["state"] == "delivered", st
+            assert st["delivered_to"] == sink.url("/up"), st
+            assert st["attempts"] == 1, st
+            h = st["history"]
+            assert h[-1]["url"] == sink.url("/up") and h[-1]["status"] == 200, h
+            if len(h) == 2:
+                down_first += 1
+                assert h[0]["url"] == sink.url("/down") and h[0]["status"] == 500, h
+            else:
+                assert len(h) == 1, h
+        assert len(sink.requests("/up")) == 16
+        assert len(sink.requests("/down")) == down_first
+        print(f"pool failover: the 500 URL was tried first for {down_first} of 16")
+        # 16 coin flips all the same way has odds of 1 in 32768.
+        assert 0 < down_first < 16, "the pool does not look shuffled"
+
+
+def test_pool_is_shuffled_so_every_url_gets_a_share():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        pool = [("url", sink.url("/a")), ("url", sink.url("/b"))]
+        for i in range(60):
+            r = s.post_form("/api/schedule", pool + [("payload", str(i))])
+            assert r.status == 201, r
+        sink.wait_for(60, timeout=15)
+        wait_delivered(s, 60)
+        a, b = len(sink.requests("/a")), len(sink.requests("/b"))
+        print(f"shuffling: /a got {a}, /b got {b} of 60")
+        assert a + b == 60, (a, b)
+        assert a >= 10 and b >= 10, (a, b)
+
+
+def test_410_gone_url_is_asked_once_and_dropped_from_the_pool():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/gone", status=410)
+        sink.behave("/err", status=500)
+        r = s.post_form("/api/schedule", [("url", sink.url("/gone")), ("url", sink.url("/err")),
+                                          ("max_attempts", "3")])
+        assert r.status == 201, r
+        st = wait_state(s, r.json["id"], "failed", timeout=20)
+        assert len(sink.requests("/gone")) == 1, sink.requests("/gone")
+        assert len(sink.requests("/err")) == 3, sink.requests("/err")
+        assert st["urls"] == [sink.url("/err")], st
+        assert st["attempts"] == 3, st
+        gone = [h for h in st["history"] if h["url"] == sink.url("/gone")]
+        assert len(gone) == 1 and gone[0]["status"] == 410, st["history"]
+        assert len(st["history"]) == 4, st["history"]
+
+
+def test_message_whose_only_url_answers_410_fails_after_one_round():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/gone", status=410)
+        m = s.schedule(url=sink.url("/gone"), max_attempts=5)
+        st = wait_state(s, m["id"], "failed", timeout=10)
+        assert st["attempts"] == 1, st
+        assert st["urls"] == [], st
+        assert [h["status"] for h in st["history"]] == [410], st["history"]
+        assert len(sink.requests("/gone")) == 1
+
+
+# ---- retries ----
+
+def test_retry_after_delays_the_next_round_beyond_the_backoff():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/busy", [dict(status=503, headers={"Retry-After": "2"}), 200])
+        # An HTTP date on a 429: not before that second.
+        when = int(time.time()) + 4
+        sink.behave("/limited", [dict(status=429, headers={
+            "Retry-After": email.utils.formatdate(when, usegmt=True)}), 200])
+        busy = s.schedule(url=sink.url("/busy"))
+        limited = s.schedule(url=sink.url("/limited"))
+        first, second = sink.wait_for(2, "/busy", timeout=10)[:2]
+        gap = second.t - first.t
+        print(f"Retry-After 2 on 503: next round after {gap:.3f} s (retry_base 1)")
+        assert gap >= 1.9, f"next round after {gap:.3f} s despite Retry-After: 2"
+        st = wait_state(s, busy["id"], "delivered")
+        assert st["attempts"] == 2 and [h["status"] for h in st["history"]] == [503, 200], st
+        first, second = sink.wait_for(2, "/limited", timeout=10)[:2]
+        print(f"Retry-After date on 429: next round {second.t - when:+.3f} s from that date")
+        assert second.t >= when - 0.05, \
+            f"next round at {second.t:.3f}, before the Retry-After date {when}"
+        st = wait_state(s, limited["id"], "delivered")
+        assert [h["status"] for h in st["history"]] == [429, 200], st
+
+
+def test_redirects_are_not_followed_and_count_as_failures():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/moved", status=302, headers={"Location": sink.url("/elsewhere")})
+        m = s.schedule(url=sink.url("/moved"), max_attempts=2)
+        st = wait_state(s, m["id"], ("failed", "delivered"), timeout=10)
+        assert st["state"] == "failed", st
+        assert st["delivered_to"] is None, st
+        assert sink.requests("/elsewhere") == [], "the redirect was followed"
+        assert len(sink.requests("/moved")) == 2
+        assert len(st["history"]) == 2, st
+        for h in st["history"]:
+            assert h["status"] == 302, h
+            assert h["error"] and "redirect" in h["error"].lower(), h
+
+
+def test_backoff_grows_and_message_fails_after_max_attempts():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/broken", status=500)
+        m = s.schedule(url=sink.url("/broken"), max_attempts=4)
+        st = wait_state(s, m["id"], "failed", timeout=20)
+        got = sink.requests("/broken")
+        assert len(got) == 4, got
+        gaps = [b.t - a.t for a, b in zip(got, got[1:])]
+        print("backoff gaps (retry_base 1, retry_max 4): " +
+              ", ".join(f"{g:.2f} s" for g in gaps))
+        # About 1, 2, 4 s, each give or take a fifth, the last capped at 4.
+        assert 0.75 <= gaps[0] <= 1.5, gaps
+        assert gaps[2] > gaps[0], gaps
+        assert max(gaps) <= 4.5, gaps
+        assert st["attempts"] == 4 and st["max_attempts"] == 4, st
+        assert [h["status"] for h in st["history"]] == [500] * 4, st["history"]
+        assert st["delivered_to"] is None and st["delivered_at"] is None, st
+
+
+def test_timeout_cuts_a_slow_attempt():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/sleepy", delay=3)
+        m = s.schedule(url=sink.url("/sleepy"), timeout=1, max_attempts=1)
+        st = wait_state(s, m["id"], ("failed", "delivered"), timeout=10)
+        assert st["state"] == "failed", st
+        (h,) = st["history"]
+        assert h["status"] is None, h
+        assert h["error"] and "time" in h["error"].lower(), h
+        assert 900 <= h["ms"] < 2500, h
+        print(f"a 1 s time-out cut the attempt after {h['ms']} ms: {h['error']}")
+
+
+# ---- callback reports ----
+
+def test_callback_reports_a_delivery_signed_as_json():
+    secret = new_secret()
+    with Sink() as sink, Stack(config=dict(FAST, signing_secret=secret), dispatcher=True) as s:
+        sink.behave("/thanks", body=b"thanks", content_type="text/plain")
+        m = s.schedule(url=sink.url("/thanks"), payload="p", callback=sink.url("/cb"))
+        req = sink.wait_for(1, "/cb", timeout=10)[0]
+        assert req.method == "POST", req
+        assert req.headers.get("content-type") == "application/json", dict(req.headers)
+        report_id = req.headers.get("webhook-id")
+        assert report_id and report_id != m["id"], dict(req.headers)
+        assert verify_signature(secret, req), dict(req.headers)
+        rep = json.loads(req.body)
+        st = status(s, m["id"])
+        assert rep["id"] == m["id"], rep
+        assert rep["state"] == "delivered", rep
+        assert rep["url"] == sink.url("/thanks"), rep
+        assert rep["attempts"] == 1, rep
+        assert rep["due"] == m["due"], rep
+        assert rep["delivered_at"] == st["delivered_at"] and rep["delivered_at"], (rep, st)
+        assert rep["response"]["status"] == 200, rep
+        assert rep["response"]["content_type"] == "text/plain", rep
+        assert rep["response"]["body"] == "thanks", rep
+        assert rep.get("response", {}).get("body_base64") is None, rep
+        assert isinstance(rep["history"], list) and rep["history"] == st["history"], (rep, st)
+        # The report is a message of its own, reporting on the original.
+        assert s.query("SELECT report_of FROM messages WHERE id = ?", report_id) == \
+            [(m["id"],)]
+        assert wait_state(s, report_id, "delivered")["urls"] == [sink.url("/cb")]
+
+
+def test_callback_reports_a_failure_with_url_null():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/err", status=500, body=b"oops")
+        m = s.schedule(url=sink.url("/err"), max_attempts=1, callback=sink.url("/cb"))
+        req = sink.wait_for(1, "/cb", timeout=10)[0]
+        assert req.headers.get("content-type") == "application/json", dict(req.headers)
+        rep = json.loads(req.body)
+        assert rep["id"] == m["id"] and rep["state"] == "failed", rep
+        assert rep["url"] is None, rep
+        assert rep["attempts"] == 1, rep
+        assert rep["delivered_at"] is None, rep
+        assert rep["response"]["status"] == 500 and rep["response"]["body"] == "oops", rep
+        assert [h["status"] for h in rep["history"]] == [500], rep
+
+
+def test_callback_report_of_a_binary_answer_is_base64():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        sink.behave("/bin", body=b"\xff\x00\xfe", content_type="application/octet-stream")
+        m = s.schedule(url=sink.url("/bin"), callback=sink.url("/cb"))
+        rep = json.loads(sink.wait_for(1, "/cb", timeout=10)[0].body)
+        assert rep["id"] == m["id"] and rep["state"] == "delivered", rep
+        resp = rep["response"]
+        assert resp["content_type"] == "application/octet-stream", resp
+        assert base64.b64decode(resp["body_base64"]) == b"\xff\x00\xfe", resp
+        assert resp.get("body") is None, resp
+
+
+def test_callback_report_truncates_a_large_answer_to_64_kib():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        big = (b"0123456789abcdef" * 5000)[:70000]
+        sink.behave("/big", body=big)
+        m = s.schedule(url=sink.url("/big"), callback=sink.url("/cb"))
+        rep = json.loads(sink.wait_for(1, "/cb", timeout=10)[0].body)
+        assert rep["id"] == m["id"] and rep["state"] == "delivered", rep["state"]
+        body = rep["response"].get("body")
+        if body is None:
+            body = base64.b64decode(rep["response"]["body_base64"]).decode()
+        assert len(body) == 65536, len(body)
+        assert body.encode() == big[:65536]
+
+
+# ---- concurrency ----
+
+def test_a_slow_target_does_not_hold_up_others():
+    with Sink() as slow, Sink() as fast, Stack(config=FAST, dispatcher=True) as s:
+        slow.behave("/slow", delay=3)
+        slow_ids = [m["id"] for m in schedule_many(
+            s, [{"url": slow.url("/slow"), "timeout": 10, "payload": str(i)} for i in range(10)])]
+        sent = {}
+        for i in range(10):
+            t0 = time.time()
+            m = s.schedule(url=fast.url("/fast"), payload=str(i))
+            sent[m["id"]] = t0
+        got = fast.wait_for(10, "/fast", timeout=5)
+        waits = [r.t - sent[r.headers["webhook-id"]] for r in got]
+        print(f"fast target while a slow one sleeps: max wait {ms(max(waits))}, "
+              f"p50 {ms(pct(waits, 50))}")
+        assert max(waits) <= 1.5, waits
+        slow_got = slow.wait_for(10, "/slow", timeout=5)
+        # The slow answers come 3 s after their requests: all the fast ones
+        # were in before the first slow answer.
+        assert max(r.t for r in got) < min(r.t for r in slow_got) + 3, \
+            "the fast target waited for the slow one"
+        for id_ in slow_ids:
+            wait_state(s, id_, "delivered", timeout=15)
+
+
+# ---- cancelling ----
+
+def test_cancel_before_due_means_never_delivered():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        m = s.schedule(url=sink.url("/never"), delay="2s")
+        r = s.post_form("/api/cancel", {"id": m["id"]})
+        assert r.status == 200 and r.json["state"] == "cancelled", r
+        # Proving an absence: wait until well past the due time (1.5 s after it).
+        time.sleep(max(0, iso_to_s(m["due"]) + 1.5 - time.time()))
+        assert sink.requests() == [], sink.requests()
+        st = status(s, m["id"])
+        assert st["state"] == "cancelled" and st["history"] == [], st
+
+
+def test_cancel_after_a_real_delivery_is_409_delivered():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        m = s.schedule(url=sink.url("/done"))
+        wait_state(s, m["id"], "delivered")
+        r = s.post_form("/api/cancel", {"id": m["id"]})
+        assert r.status == 409, r
+        assert r.json["state"] == "delivered" and r.json["error"], r
+        assert status(s, m["id"])["state"] == "delivered"
+        assert len(sink.requests("/done")) == 1
+
+
+# ---- the modes ----
+
+def test_dispatch_once_delivers_what_is_due_and_leaves_the_rest():
+    with Sink() as sink, Stack(config=FAST) as s:
+        made = schedule_many(s, [{"url": sink.url("/now"), "payload": str(i)} for i in range(50)])
+        later = s.schedule(url=sink.url("/later"), delay="1h")
+        t0 = time.time()
+        rc, err = s.dispatch("--once")
+        took = time.time() - t0
+        assert rc == 0, err
+        assert "dispatch: info: exiting:" in err, err
+        print(f"dispatch --once delivered 50 in {took:.2f} s")
+        # Everything was delivered by the time it exited: no waiting here.
+        assert sorted(sink.ids("/now")) == sorted(m["id"] for m in made), sink.ids("/now")
+        c = counts(s)
+        assert c["delivered"] == 50 and c["pending"] == 1, c
+        assert sink.requests("/later") == []
+        st = status(s, later["id"])
+        assert st["state"] == "pending" and st["attempts"] == 0 and st["history"] == [], st
+
+
+def test_overlapping_dispatchers_deliver_each_message_once():
+    with Sink() as sink, Stack(config=FAST) as s:
+        t0 = time.time()
+        made = schedule_many(s, [{"url": sink.url("/both"), "payload": str(i)}
+                                 for i in range(1000)])
+        print(f"scheduled 1000 in {time.time() - t0:.2f} s")
+        ids = {m["id"] for m in made}
+        a = s.spawn_dispatch("--for", "6")
+        b = s.spawn_dispatch("--for", "6")
+        for p in (a, b):
+            try:
+                rc = p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                raise AssertionError("a dispatch --for 6 still runs after 30 s:\n" +
+                                     s.dispatch_log(p)[-2000:])
+            assert rc == 0, s.dispatch_log(p)[-2000:]
+            assert "dispatch: info: exiting:" in s.dispatch_log(p)
+        seen = collections.Counter(sink.ids("/both"))
+        assert set(seen) == ids, f"{len(ids - set(seen))} never arrived"
+        dup = {k: v for k, v in seen.items() if v != 1}
+        assert not dup, f"{len(dup)} received more than once, e.g. {list(dup.items())[:5]}"
+        assert counts(s)["delivered"] == 1000, counts(s)
+        share = [s.dispatch_log(p).count(" delivered ") for p in (a, b)]
+        print(f"two dispatchers: 1000 delivered once each, log lines per dispatcher {share}")
+
+
+def test_kill_9_in_the_middle_loses_no_message():
+    concurrency = 64          # the configuration's default
+    n = 3000
+    with Sink() as sink, Stack(config=FAST) as s:
+        # A 1 s time-out keeps the leases of killed rounds short (10 s + 1 s).
+        made = schedule_many(s, [{"url": sink.url("/k"), "payload": str(i), "timeout": 1}
+                                 for i in range(n)])
+        ids = {m["id"] for m in made}
+        kills, at = 0, []
+        for step in (150, 400, 250, 600):
+            before = len(sink.requests())
+            if before >= n:
+                break
+            p = s.spawn_dispatch("--watch")
+            try:
+                sink.wait_for(min(n, before + step), timeout=20)
+            except AssertionError:
+                raise AssertionError("dispatch --watch delivered too little:\n" +
+                                     s.dispatch_log(p)[-2000:])
+            p.send_signal(signal.SIGKILL)
+            p.wait(timeout=10)
+            kills += 1
+            at.append(len(sink.requests()))
+        t0 = time.time()
+        final = s.spawn_dispatch("--watch")
+        try:
+            wait_delivered(s, n, timeout=60)
+        finally:
+            final.send_signal(signal.SIGTERM)
+            try:
+                rc = final.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                final.kill()
+                raise AssertionError("dispatch --watch did not stop on SIGTERM within 20 s")
+        assert rc == 0, s.dispatch_log(final)[-2000:]
+        assert "dispatch: info: exiting:" in s.dispatch_log(final)
+        seen = collections.Counter(sink.ids("/k"))
+        missing = ids - set(seen)
+        assert not missing, f"{len(missing)} never arrived, e.g. {sorted(missing)[:3]}"
+        dups = sum(v - 1 for v in seen.values() if v > 1)
+        print(f"kill -9: {kills} kills (after {at} requests), {n} messages, "
+              f"{dups} duplicates ({len(sink.requests())} requests); "
+              f"the last dispatcher finished in {time.time() - t0:.1f} s")
+        assert dups <= kills * concurrency, f"{dups} duplicates after {kills} kills"
+        assert counts(s)["delivered"] == n
+
+
+# ---- usage ----
+
+def test_dispatch_help_and_version_exit_0():
+    p = subprocess.run([DISPATCH, "--help"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, p
+    out = p.stdout + p.stderr
+    for word in ("--once", "--for", "--watch"):
+        assert word in out, (word, out)
+    p = subprocess.run([DISPATCH, "-h"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0, p
+    p = subprocess.run([DISPATCH, "-V"], capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0 and re.search(r"\d+\.\d+", p.stdout + p.stderr), p
+
+
+def test_dispatch_bad_usage_exits_2():
+    with tempfile.TemporaryDirectory() as d:
+        conf = os.path.join(d, "postdate.conf")
+        with open(conf, "w") as f:
+            f.write(f"database = {os.path.join(d, 'x.db')}\n")
+        for args in ([], ["--once", "--watch"], ["--once", "--for", "5"], ["--for", "abc"],
+                     ["--for"], ["--for", "-3"], ["--bogus"], ["--once", "extra"]):
+            p = subprocess.run([DISPATCH, "-c", conf, *args], capture_output=True,
+                               text=True, timeout=10)
+            assert p.returncode == 2, (args, p.returncode, p.stderr)
+            assert p.stderr.strip(), (args, "bad usage should say why on stderr")
+
+
+def test_dispatch_bad_configuration_exits_1_naming_the_line():
+    with tempfile.TemporaryDirectory() as d:
+        conf = os.path.join(d, "postdate.conf")
+        with open(conf, "w") as f:
+            f.write(f"database = {os.path.join(d, 'x.db')}\nhost_concurrency = 0\n")
+        p = subprocess.run([DISPATCH, "-c", conf, "--once"], capture_output=True,
+                           text=True, timeout=10)
+        assert p.returncode == 1, p
+        assert f"{conf}:2" in p.stderr, p.stderr
+
+
+# ---- health ----
+
+def test_health_overdue_grows_without_a_dispatcher_and_clears_after_once():
+    with Sink() as sink, Stack(config=FAST) as s:
+        s.schedule(url=sink.url("/h"), at=s_to_iso(time.time() - 1))
+
+        def overdue():
+            h = s.get("/api/health", token=None).json
+            return h if h["oldest_overdue_s"] >= 1 else None
+        h = wait_until(overdue, 5, "oldest_overdue_s >= 1")
+        assert h["pending"] == 1, h
+        rc, err = s.dispatch("--once")
+        assert rc == 0, err
+        h = s.get("/api/health", token=None).json
+        assert h == {"ok": True, "pending": 0, "oldest_overdue_s": 0}, h
+        assert len(sink.requests("/h")) == 1
