@@ -64,56 +64,6 @@ parse_long(const char *text, long min, long max, long *out)
 	return 0;
 }
 
-/* One CIDR range: an IPv4 or IPv6 address, optionally "/prefix". */
-static int
-cidr_valid(const char *text, size_t len)
-{
-	char buf[64];
-	unsigned char addr[16];
-	char *slash;
-	long prefix;
-	int v6;
-
-	if (len == 0 || len >= sizeof(buf))
-		return 0;
-	memcpy(buf, text, len);
-	buf[len] = '\0';
-	slash = strchr(buf, '/');
-	if (slash != NULL)
-		*slash = '\0';
-	v6 = strchr(buf, ':') != NULL;
-	if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, addr) != 1)
-		return 0;
-	if (slash != NULL && parse_long(slash + 1, 0, v6 ? 128 : 32, &prefix) != 0)
-		return 0;
-	return 1;
-}
-
-/* "a/n, b/m": every comma-separated item a valid CIDR range. */
-static int
-cidr_list_valid(const char *text)
-{
-	const char *p = text;
-
-	for (;;) {
-		const char *start, *end, *comma;
-
-		while (*p == ' ' || *p == '\t')
-			p++;
-		start = p;
-		comma = strchr(p, ',');
-		end = comma != NULL ? comma : p + strlen(p);
-		p = end;
-		while (end > start && (end[-1] == ' ' || end[-1] == '\t'))
-			end--;
-		if (!cidr_valid(start, (size_t)(end - start)))
-			return 0;
-		if (comma == NULL)
-			return 1;
-		p = comma + 1;
-	}
-}
-
 /* "whsec_" and base64 of 24 to 64 bytes, as the Standard Webhooks spec has it. */
 static int
 signing_secret_valid(const char *text)
@@ -249,12 +199,28 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 		return 0;
 	}
 	if (strcmp(key, "allow_targets") == 0) {
-		if (!cidr_list_valid(value)) {
+		struct pd_cidr *ranges, *grown;
+		size_t count;
+
+		/* Repeated lines add up, like token lines. */
+		if (cidr_list_parse(value, &ranges, &count) != 0)
+			ranges = NULL;
+		if (ranges == NULL || cfg->nallow + count > PD_MAX_ALLOW_TARGETS) {
+			free(ranges);
 			snprintf(err, errlen, "allow_targets must be comma-separated CIDR ranges "
-			         "such as 127.0.0.0/8, ::1");
+			         "such as 127.0.0.0/8, ::1 (at most %d in all)", PD_MAX_ALLOW_TARGETS);
 			return -1;
 		}
-		return set_string(&cfg->allow_targets, value);
+		grown = realloc(cfg->allow, (cfg->nallow + count) * sizeof(*grown));
+		if (grown == NULL) {
+			free(ranges);
+			return -1;
+		}
+		memcpy(grown + cfg->nallow, ranges, count * sizeof(*grown));
+		free(ranges);
+		cfg->allow = grown;
+		cfg->nallow += count;
+		return 0;
 	}
 	if (strcmp(key, "signing_secret") == 0) {
 		if (!signing_secret_valid(value)) {
@@ -408,7 +374,7 @@ config_free(struct pd_config *cfg)
 	free(cfg->tokens);
 	free(cfg->path);
 	free(cfg->database);
-	free(cfg->allow_targets);
+	free(cfg->allow);
 	free(cfg->signing_secret);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -11,9 +11,12 @@
  * curl_multi_info_read. Easy handles are kept and reused, and the multi
  * handle's connection cache keeps connections to targets alive.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -181,6 +184,32 @@ on_body(char *data, size_t size, size_t n, void *ctx)
 	return len;
 }
 
+/* Opens each socket curl wants, unless the address it is about to
+ * connect to is one the target policy forbids: checking the address
+ * actually used is what stops DNS names (and rebinding) from reaching
+ * loopback or private networks. A refusal fails the connect. */
+static curl_socket_t
+on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *address)
+{
+	struct pd_job *job = ctx;
+	const char *kind = target_address_refused(job->policy, &address->addr);
+
+	(void)purpose;
+	if (kind != NULL) {
+		char text[INET6_ADDRSTRLEN] = "?";
+		const void *raw = address->family == AF_INET6 ?
+		    (const void *)&((struct sockaddr_in6 *)&address->addr)->sin6_addr :
+		    (const void *)&((struct sockaddr_in *)&address->addr)->sin_addr;
+
+		inet_ntop(address->family, raw, text, sizeof(text));
+		snprintf(job->refused, sizeof(job->refused),
+		         "refused by the target policy: %s is %s; the URL is dropped from the pool",
+		         text, kind);
+		return CURL_SOCKET_BAD;
+	}
+	return socket(address->family, address->socktype, address->protocol);
+}
+
 /* Appends "Name: value" to the job's header list. */
 static int
 add_header(struct pd_job *job, const char *name, const char *value)
@@ -208,6 +237,8 @@ attempt_start(struct pd_engine *e, struct pd_job *job)
 
 	job_clear_answer(job);
 	job->errbuf[0] = '\0';
+	job->refused[0] = '\0';
+	job->policy = e->cfg;
 	curl_slist_free_all(job->headers);
 	job->headers = NULL;
 	snprintf(stamp, sizeof(stamp), "%lld", now_s);
@@ -239,6 +270,10 @@ attempt_start(struct pd_engine *e, struct pd_job *job)
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)job->m.timeout * 1000L);
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
+	/* No proxy from the environment: the policy checks what is reached. */
+	curl_easy_setopt(easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, job);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->errbuf);
@@ -399,6 +434,8 @@ attempt_finished(struct pd_engine *e, struct pd_job *job, CURLcode rc)
 		error = "redirect not followed";
 	else if (status == 410)
 		error = "gone: the URL is dropped from the pool";
+	else if (status == 0 && job->refused[0] != '\0')
+		error = job->refused;
 	else if (status == 0)
 		error = transfer_error(job, rc);
 	if (status == 429 || status == 503) {
@@ -423,7 +460,9 @@ attempt_finished(struct pd_engine *e, struct pd_job *job, CURLcode rc)
 		round_end(e, job, PD_OUTCOME_DELIVERED);
 		return;
 	}
-	if (status == 410)
+	/* Dropped for good: 410, and addresses the policy refuses (a name
+	 * that resolves there once will likely do so again). */
+	if (status == 410 || (status == 0 && job->refused[0] != '\0'))
 		job->gone[index] = 1;
 	job->tried++;
 	round_continue(e, job);

@@ -44,7 +44,7 @@ text_printable(const char *text, size_t len)
 }
 
 int
-url_acceptable(const char *url, size_t len, const char **why)
+url_acceptable(const struct pd_config *cfg, const char *url, size_t len, const char **why)
 {
 	CURLU *u;
 	char *scheme = NULL, *host = NULL;
@@ -87,6 +87,8 @@ url_acceptable(const char *url, size_t len, const char **why)
 		*why = "the URL has no host";
 		goto out;
 	}
+	if (target_host_allowed(cfg, host, why) != 0)
+		goto out;
 	ok = 1;
 out:
 	curl_free(scheme);
@@ -151,7 +153,8 @@ check_field_names(const struct pd_fields *f, const char **why, const char **fiel
 
 /* The pool: every url field, checked, joined one per line. */
 static int
-collect_urls(struct pd_message *m, const struct pd_fields *f, const char **why)
+collect_urls(struct pd_message *m, const struct pd_fields *f, const struct pd_config *cfg,
+             const char **why)
 {
 	size_t n = fields_count(f, "url"), total = 0;
 	char *p;
@@ -167,7 +170,7 @@ collect_urls(struct pd_message *m, const struct pd_fields *f, const char **why)
 	for (size_t i = 0; i < f->n; i++) {
 		if (strcmp(f->v[i].name, "url") != 0)
 			continue;
-		if (url_acceptable(f->v[i].value, f->v[i].len, why) != 0)
+		if (url_acceptable(cfg, f->v[i].value, f->v[i].len, why) != 0)
 			return -1;
 		total += f->v[i].len + 1;
 	}
@@ -266,7 +269,7 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 	if (check_field_names(f, why, field) != 0)
 		goto bad;
 	*field = "url";
-	if (collect_urls(m, f, why) != 0)
+	if (collect_urls(m, f, cfg, why) != 0)
 		goto bad;
 	if (resolve_due(m, f, now, why, field) != 0)
 		goto bad;
@@ -305,7 +308,7 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 
 	*field = "callback";
 	if ((fv = fields_get(f, "callback")) != NULL) {
-		if (url_acceptable(fv->value, fv->len, why) != 0)
+		if (url_acceptable(cfg, fv->value, fv->len, why) != 0)
 			goto bad;
 		if (copy_text(&m->callback, fv) != 0)
 			goto oom;

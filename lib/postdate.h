@@ -31,6 +31,7 @@ typedef int64_t pd_ms;
 #define PD_MAX_TIME_TEXT 64      /* bytes in an `at`, `delay` or `tz` value */
 #define PD_ID_LEN 26             /* 128 random bits in base32 */
 #define PD_MAX_RESPONSE 65536    /* bytes of a target's answer kept for the report */
+#define PD_MAX_ALLOW_TARGETS 64  /* ranges in allow_targets */
 
 enum pd_state {
 	PD_PENDING,
@@ -48,6 +49,12 @@ void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* An address range; IPv4 is held as ::ffff:a.b.c.d with prefix 96 + n. */
+struct pd_cidr {
+	unsigned char addr[16];
+	int prefix;
+};
+
 /* ---- config.c: the key = value configuration file ---- */
 
 struct pd_config {
@@ -55,7 +62,8 @@ struct pd_config {
 	char *database;           /* absolute, or relative to the file's folder */
 	char **tokens;
 	size_t ntokens;
-	char *allow_targets;      /* comma-separated CIDR ranges, or NULL */
+	struct pd_cidr *allow;    /* allow_targets: ranges the target policy lets through */
+	size_t nallow;
 	char *signing_secret;     /* "whsec_<base64>", or NULL */
 	size_t max_body;
 	long max_pending;
@@ -210,8 +218,29 @@ int message_from_fields(struct pd_message *m, const struct pd_fields *f,
                         const char **why, const char **field);
 
 /* Checks one target or callback URL: http or https, a host, no spaces or
- * control bytes, at most PD_MAX_URL bytes. */
-int url_acceptable(const char *url, size_t len, const char **why);
+ * control bytes, at most PD_MAX_URL bytes, and a host the target policy
+ * allows (target.c). */
+int url_acceptable(const struct pd_config *cfg, const char *url, size_t len,
+                   const char **why);
+
+/* ---- target.c: which addresses may be delivered to (the SSRF guard) ---- */
+
+/* One range, "a.b.c.d[/n]" or "x::y[/n]", len bytes of text. */
+int cidr_parse(const char *text, size_t len, struct pd_cidr *out);
+
+/* "a/n, b/m, ...": a malloc'd array of at most PD_MAX_ALLOW_TARGETS. */
+int cidr_list_parse(const char *text, struct pd_cidr **out, size_t *n);
+
+/* A URL's host as libcurl gives it: refused (-1 with *why) when it is a
+ * literal address, in any spelling, or a localhost name, in a forbidden
+ * range that cfg->allow does not open. Other names pass: their address is
+ * checked when connecting. */
+int target_host_allowed(const struct pd_config *cfg, const char *host, const char **why);
+
+/* The kind of forbidden address sa is ("a loopback address"), or NULL
+ * when it may be connected to. */
+struct sockaddr;
+const char *target_address_refused(const struct pd_config *cfg, const struct sockaddr *sa);
 
 void message_free(struct pd_message *m);
 
@@ -412,7 +441,7 @@ struct pd_job {
 	pd_ms lease;                       /* the lease the store gave */
 	char *pool[PD_MAX_URLS];           /* the URLs, in the message's order */
 	size_t npool;
-	int gone[PD_MAX_URLS];             /* answered 410: dropped for good */
+	int gone[PD_MAX_URLS];             /* answered 410 or refused: dropped for good */
 	unsigned char order[PD_MAX_URLS];  /* this round's shuffled pool */
 	size_t norder, tried;
 	struct pd_attempt_record attempts[PD_MAX_URLS];
@@ -424,6 +453,8 @@ struct pd_job {
 	int slot;                          /* in the engine's list of transfers */
 	struct curl_slist *headers;
 	char errbuf[256];                  /* CURL_ERROR_SIZE */
+	const struct pd_config *policy;    /* whose allow_targets applies */
+	char refused[160];                 /* why the policy refused to connect, or "" */
 
 	/* The latest answer, kept for the callback report. */
 	int status;

@@ -51,7 +51,7 @@ class Stack:
     """A running postdate. Use as a context manager, or call stop()."""
 
     def __init__(self, config=None, tokens=(TOKEN,), database="postdate.db",
-                 dispatcher=False):
+                 dispatcher=False, allow_targets="127.0.0.0/8, ::1"):
         # Without a dispatcher messages stay where the test puts them; with
         # one, the stack runs bin/dispatch --for 60 in a loop as cron would.
         self.dispatcher = dispatcher
@@ -59,7 +59,11 @@ class Stack:
         self.port = free_port()
         self.token = tokens[0] if tokens else None
         self.conf = os.path.join(self.dir, "postdate.conf")
-        lines = [f"database = {database}", "allow_targets = 127.0.0.0/8, ::1"]
+        # The tests' targets are on loopback, which the target policy
+        # refuses unless allowed; allow_targets=None tests the default.
+        lines = [f"database = {database}"]
+        if allow_targets:
+            lines.append(f"allow_targets = {allow_targets}")
         lines += [f"token = {t}" for t in tokens]
         for key, value in (config or {}).items():
             lines.append(f"{key} = {value}")

@@ -67,7 +67,10 @@ test_every_key_is_read(void)
 	CHECK_STR(cfg.database, "/tmp/x.db");
 	CHECK_INT(cfg.ntokens, 2);
 	CHECK_STR(cfg.tokens[1], "bbbbbbbbbbbbbbbb2");
-	CHECK_STR(cfg.allow_targets, "127.0.0.0/8, ::1, 10.1.2.3");
+	CHECK_INT(cfg.nallow, 3);
+	CHECK_INT(cfg.allow[0].prefix, 96 + 8);
+	CHECK_INT(cfg.allow[1].prefix, 128);
+	CHECK_INT(cfg.allow[2].addr[15], 3);
 	CHECK_INT(cfg.max_body, 2048);
 	CHECK_INT(cfg.max_pending, 5);
 	CHECK_INT(cfg.default_max_attempts, 3);
@@ -112,6 +115,8 @@ test_errors_name_the_line(void)
 		{ "allow_targets = 10.0.0.0/33\n", ":1: allow_targets must be" },
 		{ "allow_targets = example.com\n", ":1: allow_targets must be" },
 		{ "allow_targets = 10.0.0.0/8,\n", ":1: allow_targets must be" },
+		{ "allow_targets = 10.0.0.0/+8\n", ":1: allow_targets must be" },
+		{ "allow_targets = 0177.0.0.1\n", ":1: allow_targets must be" },
 		{ "signing_secret = abc\n", ":1: signing_secret must be" },
 		{ "signing_secret = whsec_!!!!\n", ":1: signing_secret must be" },
 		{ "signing_secret = whsec_YWJj\n", ":1: signing_secret must be" },
