@@ -4,7 +4,8 @@
 set -eu
 
 packages="gcc make pkg-config libfcgi-dev spawn-fcgi libcurl4-openssl-dev
-libsqlite3-dev sqlite3 libjson-c-dev libssl-dev nginx tzdata python3 curl"
+libsqlite3-dev sqlite3 libjson-c-dev libssl-dev nginx tzdata python3 curl
+systemd"
 
 missing=
 for p in $packages; do
