@@ -84,7 +84,7 @@ install: all
 	install -m 755 $(CGI_PROGS) $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin/
 	$(if $(BIN_PROGS),install -m 755 $(BIN_PROGS) $(DESTDIR)$(PREFIX)/bin/)
 	install -m 644 www/* $(DESTDIR)$(PREFIX)/share/postdate/www/
-	install -m 644 etc/nginx.conf etc/postdate.conf.example $(DESTDIR)$(PREFIX)/share/postdate/etc/
+	install -m 644 etc/nginx.conf etc/apache.conf etc/postdate.conf.example $(DESTDIR)$(PREFIX)/share/postdate/etc/
 	install -d $(DESTDIR)$(PREFIX)/share/postdate/cron
 	install -m 644 cron/* $(DESTDIR)$(PREFIX)/share/postdate/cron/
 

@@ -1,11 +1,18 @@
 #!/bin/sh
 # Installs the Debian packages postdate needs to build, run and test, but
-# only those that are missing: on a ready machine it does nothing.
+# only those that are missing, then the browser tests' node modules when
+# they are missing or older than their lock file: on a ready machine it
+# does nothing.
 set -eu
+cd "$(dirname "$0")/.."
 
+# chromium, nodejs and npm are for the browser tests (tests/browser).
 packages="gcc make pkg-config libfcgi-dev spawn-fcgi libcurl4-openssl-dev
 libsqlite3-dev sqlite3 libjson-c-dev libssl-dev nginx tzdata python3 curl
-systemd"
+systemd chromium nodejs"
+# A nodejs from elsewhere (NodeSource) brings its own npm and conflicts
+# with Debian's, so Debian's npm only when there is no npm at all.
+command -v npm >/dev/null 2>&1 || packages="$packages npm"
 
 missing=
 for p in $packages; do
@@ -13,15 +20,25 @@ for p in $packages; do
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
 
-echo "deps: installing$missing"
-sudo=
-if [ "$(id -u)" != 0 ]; then
-	command -v sudo >/dev/null || { echo "deps: run as root or install:$missing" >&2; exit 1; }
-	sudo=sudo
+if [ -n "$missing" ]; then
+	echo "deps: installing$missing"
+	sudo=
+	if [ "$(id -u)" != 0 ]; then
+		command -v sudo >/dev/null || { echo "deps: run as root or install:$missing" >&2; exit 1; }
+		sudo=sudo
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -qq
+	# shellcheck disable=SC2086
+	$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-# shellcheck disable=SC2086
-$sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
+
+# npm writes node_modules/.package-lock.json last, so its absence means an
+# install that never finished.
+browser=tests/browser
+if [ ! -f "$browser/node_modules/.package-lock.json" ] ||
+   [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+	echo "deps: npm ci in $browser"
+	(cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
+fi

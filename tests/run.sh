@@ -29,6 +29,7 @@ for t in tests/unit/test_*; do
 	run_suite "$t"
 done
 run_suite python3 tests/integration/run.py
+run_suite python3 tests/browser/run.py
 
 echo
 echo "$passed passed, $failed failed"

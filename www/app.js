@@ -1,80 +1,752 @@
-// postdate's page: lists pending messages from /api/status. Everything shown
-// comes from the API and is untrusted, so it is set with textContent only.
+// postdate's web page: lists messages from /api/status, shows one with its
+// attempts, cancels, and schedules from a form. It talks only to
+// /api/status, /api/schedule, /api/cancel and /api/health.
+//
+// Everything the API returns (URLs, ids, keys, errors) is untrusted: it is
+// put on the page with textContent or attributes only, never as HTML.
 "use strict";
 
-const tokenKey = "postdate.token";
+const TOKEN_KEY = "postdate.token";
+const STATES = ["pending", "delivering", "delivered", "failed", "cancelled"];
+const REFRESH_MS = 5000;
+const DEFAULT_LIMIT = 50;
+// A working dispatcher picks a due message up within a second or two; this
+// much lateness means none is running.
+const OVERDUE_ALARM_S = 10;
+const TARGETS_SHOWN = 3;
 
-// A token in the address (#token=...) is kept and then removed from it.
-function takeTokenFromHash() {
-  const m = location.hash.match(/[#&]token=([^&]+)/);
-  if (m) {
-    localStorage.setItem(tokenKey, decodeURIComponent(m[1]));
-    history.replaceState(null, "", location.pathname + location.search);
+const $ = (id) => document.getElementById(id);
+
+// ---- small DOM helpers (text only) ----
+
+// el("td", {class: "x", text: "y", attrs: {title: "z"}}, child, ...)
+function el(tag, options = {}, ...children) {
+  const node = document.createElement(tag);
+  if (options.class) node.className = options.class;
+  if (options.text !== undefined) node.textContent = options.text;
+  for (const [name, value] of Object.entries(options.attrs || {})) {
+    node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child) node.append(child);
+  }
+  return node;
+}
+
+function showText(node, text) {
+  node.textContent = text || "";
+  node.hidden = !text;
+}
+
+function stateBadge(state) {
+  const known = STATES.includes(state) ? state : "unknown";
+  return el("span", { class: "state state-" + known, text: state });
+}
+
+function nothing() {
+  return el("span", { class: "muted", text: "—" });
+}
+
+// ---- time ----
+
+// "42 s", "4 min", "2 h 5 min", "3 d 4 h"
+function formatSpan(seconds) {
+  const s = Math.round(Math.abs(seconds));
+  if (s < 60) return s + " s";
+  const min = Math.round(s / 60);
+  if (min < 60) return min + " min";
+  const h = Math.floor(min / 60), m = min % 60;
+  if (h < 48) return m ? `${h} h ${m} min` : `${h} h`;
+  const d = Math.floor(h / 24), rh = h % 24;
+  return rh ? `${d} d ${rh} h` : `${d} d`;
+}
+
+// "in 4 min", or for the past "3 s late" (still pending) or "3 s ago".
+function formatRelative(iso, pastWord) {
+  const seconds = (Date.parse(iso) - Date.now()) / 1000;
+  if (Math.abs(seconds) < 1) return "now";
+  return seconds > 0 ? "in " + formatSpan(seconds) : formatSpan(seconds) + " " + pastWord;
+}
+
+// "23 Nov, 14:02:40" in the reader's zone and locale; the year only when it
+// is not this one.
+function formatLocal(iso) {
+  const d = new Date(iso);
+  if (isNaN(d)) return String(iso);
+  const options = { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", second: "2-digit" };
+  if (d.getFullYear() !== new Date().getFullYear()) options.year = "numeric";
+  return d.toLocaleString(undefined, options);
+}
+
+// A <time> whose relative part is kept current by updateRelativeTimes().
+function timeBlock(iso, pastWord) {
+  if (!iso) return nothing();
+  const rel = el("span", { class: "relative" });
+  rel.dataset.at = iso;
+  rel.dataset.past = pastWord;
+  rel.textContent = formatRelative(iso, pastWord);
+  return el("time", { class: "when", attrs: { datetime: iso, title: iso } },
+    el("span", { class: "local", text: formatLocal(iso) }), rel);
+}
+
+function updateRelativeTimes() {
+  for (const rel of document.querySelectorAll(".relative[data-at]")) {
+    rel.textContent = formatRelative(rel.dataset.at, rel.dataset.past);
   }
 }
 
-function askForToken() {
-  document.getElementById("token-form").hidden = false;
+// For a datetime-local value ("2026-11-23T09:30"), the instant it names here.
+function localInputToISO(value) {
+  const d = new Date(value);
+  return isNaN(d) ? value : d.toISOString();
 }
 
-function showError(text) {
-  const e = document.getElementById("error");
-  e.textContent = text;
-  e.hidden = !text;
-}
+// ---- the token ----
 
-function cell(row, text) {
-  const td = document.createElement("td");
-  td.textContent = text;
-  row.appendChild(td);
-}
-
-async function refresh() {
-  const token = localStorage.getItem(tokenKey);
-  let r;
+function storedToken() {
   try {
-    r = await fetch("/api/status?state=pending", {
-      headers: token ? { Authorization: "Bearer " + token } : {},
-    });
-  } catch (e) {
-    showError("The API is unreachable.");
-    return;
+    return localStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return "";
   }
-  if (r.status === 401) {
-    askForToken();
-    showError("The API needs a token.");
-    return;
-  }
-  const body = await r.json();
-  if (!r.ok) {
-    showError(body.error || "The API answered " + r.status + ".");
-    return;
-  }
-  showError("");
-  const tbody = document.querySelector("#messages tbody");
-  tbody.replaceChildren();
-  for (const m of body.messages) {
-    const row = document.createElement("tr");
-    cell(row, new Date(m.due).toLocaleString());
-    cell(row, m.urls.join("\n"));
-    cell(row, m.attempts + " / " + m.max_attempts);
-    cell(row, m.state);
-    cell(row, m.id);
-    tbody.appendChild(row);
-  }
-  document.getElementById("empty").hidden = body.messages.length !== 0;
-  document.getElementById("summary").textContent =
-    body.counts.pending + " pending, " + body.counts.delivered + " delivered, " +
-    body.counts.failed + " failed";
 }
 
-document.getElementById("token-form").addEventListener("submit", (ev) => {
-  ev.preventDefault();
-  localStorage.setItem(tokenKey, document.getElementById("token").value);
-  document.getElementById("token-form").hidden = true;
-  refresh();
-});
+function storeToken(token) {
+  if (token) localStorage.setItem(TOKEN_KEY, token);
+  else localStorage.removeItem(TOKEN_KEY);
+  $("forget-token").hidden = !token;
+}
 
-takeTokenFromHash();
-refresh();
-setInterval(() => { if (!document.hidden) refresh(); }, 5000);
+// A link with #token=... hands the page its token once; the address bar
+// then loses it so it is not bookmarked, shared or kept in history.
+function takeTokenFromHash() {
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const token = hash.get("token");
+  if (token === null) return;
+  storeToken(token.trim());
+  history.replaceState(history.state, "", location.pathname + location.search);
+}
+
+let waitingForToken = false;
+
+function askForToken(reason) {
+  $("token-reason").textContent = reason;
+  const panel = $("token-panel");
+  if (panel.hidden) {
+    panel.hidden = false;
+    $("token-input").value = "";
+    $("token-input").focus();
+  }
+  waitingForToken = true;
+}
+
+function tokenGiven(token) {
+  storeToken(token);
+  $("token-panel").hidden = true;
+  waitingForToken = false;
+  refresh();
+}
+
+function forgetToken() {
+  storeToken("");
+  forgetShownMessages();
+  askForToken("The token is forgotten. Enter one to see and schedule messages.");
+}
+
+// What the API showed with the token is not left on the screen without it.
+function forgetShownMessages() {
+  list.shown = "";
+  detail.shown = "";
+  $("tabs").replaceChildren();
+  $("messages").querySelector("tbody").replaceChildren();
+  $("detail-fields").replaceChildren();
+  $("history").querySelector("tbody").replaceChildren();
+  $("updated").textContent = "";
+}
+
+// ---- the API ----
+
+class ApiError extends Error {
+  constructor(status, message, field, body) {
+    super(message);
+    this.status = status;    // 0 when the API could not be reached
+    this.field = field || null;
+    this.body = body || null;
+  }
+}
+
+// The JSON an API route answers; an ApiError for anything but 2xx. A 401
+// also asks for a token.
+async function api(path, { method = "GET", form = null, auth = true } = {}) {
+  const headers = { Accept: "application/json" };
+  const token = storedToken();
+  if (auth && token) headers.Authorization = "Bearer " + token;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: form, cache: "no-store" });
+  } catch {
+    throw new ApiError(0, "The API is unreachable. Is postdate running?");
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON: a proxy's error page, say. The status says enough.
+  }
+  if (response.ok && body) return body;
+  if (response.status === 401) {
+    askForToken(token ? "The API did not accept the token you gave. Enter another one."
+                      : "The API needs a token.");
+  }
+  const message = (body && typeof body.error === "string" && body.error) ||
+    `The API answered ${response.status} ${response.statusText}`.trim() + ".";
+  throw new ApiError(response.status, message, body && body.field, body);
+}
+
+// ---- where we are: ?state=&limit= for the list, ?id= for one message ----
+
+function currentView() {
+  const query = new URLSearchParams(location.search);
+  const id = query.get("id");
+  if (id) return { name: "detail", id };
+  const state = query.get("state");
+  const limit = parseInt(query.get("limit"), 10);
+  return {
+    name: "list",
+    state: STATES.includes(state) || state === "all" ? state : "pending",
+    limit: limit >= 1 && limit <= 1000 ? limit : DEFAULT_LIMIT,
+  };
+}
+
+function listHref(state, limit) {
+  const query = new URLSearchParams();
+  if (state !== "pending") query.set("state", state);
+  if (limit !== DEFAULT_LIMIT) query.set("limit", String(limit));
+  const q = query.toString();
+  return q ? "?" + q : location.pathname;
+}
+
+function detailHref(id) {
+  return "?" + new URLSearchParams({ id }).toString();
+}
+
+// Links marked data-nav change the view without loading the page again.
+function navigate(href) {
+  history.pushState(null, "", href);
+  showView(true);
+}
+
+function onNavClick(event) {
+  const link = event.target.closest("a[data-nav]");
+  if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey ||
+      event.altKey) return;
+  event.preventDefault();
+  navigate(link.getAttribute("href"));
+}
+
+// ---- the list ----
+
+const list = {
+  key: "",          // state and limit the paging below belongs to
+  cursors: [null],  // cursors[i] fetches page i; the API's cursors only go forward
+  page: 0,
+  nextCursor: null,
+  shown: "",        // the JSON last rendered, to skip re-rendering the same rows
+  loadSeq: 0,
+};
+
+function resetPagingIfChanged(view) {
+  const key = view.state + "/" + view.limit;
+  if (list.key === key) return;
+  list.key = key;
+  list.cursors = [null];
+  list.page = 0;
+  list.nextCursor = null;
+  list.shown = "";
+}
+
+async function loadList(view) {
+  resetPagingIfChanged(view);
+  const seq = ++list.loadSeq;
+  const query = new URLSearchParams({ state: view.state, limit: String(view.limit) });
+  const cursor = list.cursors[list.page];
+  if (cursor) query.set("cursor", cursor);
+  let body;
+  try {
+    body = await api("/api/status?" + query.toString());
+  } catch (e) {
+    if (seq === list.loadSeq) showListFailure(e);
+    return false;
+  }
+  // A slower answer for a view the user has left must not overwrite it.
+  if (seq !== list.loadSeq) return false;
+  showText($("list-error"), "");
+  renderTabs(view, body.counts || {});
+  list.nextCursor = body.next_cursor || null;
+  renderPager(view, body.messages.length);
+  const json = JSON.stringify(body.messages);
+  if (json !== list.shown) {
+    list.shown = json;
+    renderRows(body.messages);
+    renderEmpty(view, body.messages.length);
+  }
+  return true;
+}
+
+// Without a valid token there is nothing to show; the token panel says why.
+function showListFailure(e) {
+  if (e.status !== 401) {
+    showText($("list-error"), e.message);
+    return;
+  }
+  showText($("list-error"), "");
+  list.shown = "";
+  $("messages").querySelector("tbody").replaceChildren();
+  $("messages").hidden = true;
+  $("prev-page").parentElement.hidden = true;
+  showText($("empty"), "Enter the API token above to see the messages.");
+}
+
+function renderTabs(view, counts) {
+  const all = STATES.reduce((sum, s) => sum + (counts[s] || 0), 0);
+  const tabs = [...STATES, "all"].map((state) => {
+    const count = state === "all" ? all : counts[state] || 0;
+    const link = el("a", { class: "tab", attrs: { href: listHref(state, view.limit) } },
+      el("span", { text: state[0].toUpperCase() + state.slice(1) }),
+      el("span", { class: "count", text: String(count) }));
+    link.dataset.nav = "";
+    link.dataset.state = state;
+    if (state === view.state) link.setAttribute("aria-current", "page");
+    return link;
+  });
+  keepFocus($("tabs"), () => $("tabs").replaceChildren(...tabs));
+}
+
+function renderPager(view, shownCount) {
+  $("prev-page").disabled = list.page === 0;
+  $("next-page").disabled = !list.nextCursor;
+  const first = list.page * view.limit + 1;
+  $("page-info").textContent = shownCount
+    ? `${first}–${first + shownCount - 1}` : list.page ? "past the end" : "";
+  $("prev-page").parentElement.hidden = list.page === 0 && !list.nextCursor;
+}
+
+function renderEmpty(view, shownCount) {
+  let text = "";
+  if (!shownCount) {
+    if (list.page > 0) text = "Nothing more on this page: go back to the previous one.";
+    else if (view.state === "all") text = "There are no messages yet. Schedule one with the form.";
+    else text = `No ${view.state} messages.`;
+  }
+  showText($("empty"), text);
+  $("messages").hidden = !shownCount;
+}
+
+function renderRows(messages) {
+  const tbody = $("messages").querySelector("tbody");
+  keepFocus(tbody, () => tbody.replaceChildren(...messages.map(messageRow)));
+}
+
+function messageRow(m) {
+  const open = el("a", { class: "id", text: m.id, attrs: { href: detailHref(m.id), title: m.id } });
+  open.dataset.nav = "";
+  open.dataset.focusKey = "open:" + m.id;
+  return el("tr", {},
+    labelled("Id", open),
+    labelled("Due", dueBlock(m)),
+    labelled("Targets", targetsBlock(m.urls || [])),
+    labelled("Attempts", el("span", { class: "num", text: `${m.attempts} / ${m.max_attempts}` })),
+    labelled("State", stateBadge(m.state)),
+    labelled("", m.state === "pending" ? cancelButton(m.id) : null));
+}
+
+// A cell that says what it holds when the table is shown as cards (narrow screens).
+function labelled(label, content) {
+  const td = el("td", {}, content);
+  if (label) td.dataset.label = label;
+  else td.className = "row-actions";
+  return td;
+}
+
+// Pending messages that have had a round show when the next one is.
+function dueBlock(m) {
+  const block = timeBlock(m.due, m.state === "pending" ? "late" : "ago");
+  if (m.state === "pending" && m.attempts > 0 && m.next_attempt) {
+    const next = el("span", { class: "relative" });
+    next.dataset.at = m.next_attempt;
+    next.dataset.past = "late";
+    next.textContent = formatRelative(m.next_attempt, "late");
+    block.append(el("span", { class: "next", text: "next round " }, next));
+  }
+  return block;
+}
+
+function targetsBlock(urls) {
+  const box = el("div", { class: "targets" });
+  for (const url of urls.slice(0, TARGETS_SHOWN)) box.append(el("span", { class: "url", text: url }));
+  if (urls.length > TARGETS_SHOWN) {
+    box.append(el("span", { class: "muted", text: `and ${urls.length - TARGETS_SHOWN} more` }));
+  }
+  if (!urls.length) box.append(nothing());
+  return box;
+}
+
+function cancelButton(id) {
+  const button = el("button", {
+    class: "danger small", text: "Cancel",
+    attrs: { type: "button", "aria-label": "Cancel message " + id },
+  });
+  button.dataset.focusKey = "cancel:" + id;
+  button.addEventListener("click", () => confirmAndCancel(id));
+  return button;
+}
+
+// Re-rendering must not throw away the keyboard user's place.
+function keepFocus(container, render) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? focusKeyOf(active) : null;
+  render();
+  if (!key) return;
+  for (const node of container.querySelectorAll("[data-focus-key]")) {
+    if (node.dataset.focusKey === key) {
+      node.focus();
+      return;
+    }
+  }
+}
+
+function focusKeyOf(node) {
+  if (node.dataset.focusKey) return node.dataset.focusKey;
+  if (node.dataset.state !== undefined) node.dataset.focusKey = "tab:" + node.dataset.state;
+  return node.dataset.focusKey || null;
+}
+
+function nextPage() {
+  if (!list.nextCursor) return;
+  list.cursors[list.page + 1] = list.nextCursor;
+  list.page += 1;
+  list.shown = "";
+  refresh();
+}
+
+function previousPage() {
+  if (list.page === 0) return;
+  list.page -= 1;
+  list.shown = "";
+  refresh();
+}
+
+// ---- one message ----
+
+const detail = { id: null, shown: "", loadSeq: 0 };
+
+// The fields of GET /api/status?id=, in reading order; any others the API
+// adds later are shown after them as they come.
+const DETAIL_FIELDS = [
+  ["state", "State", (v) => stateBadge(v)],
+  ["due", "Due", (v, m) => timeBlock(v, m.state === "pending" ? "late" : "ago")],
+  ["created", "Created", (v) => timeBlock(v, "ago")],
+  ["next_attempt", "Next round", (v) => timeBlock(v, "late")],
+  ["urls", "Targets", (v) => targetsList(v)],
+  ["callback", "Callback", (v) => el("span", { class: "url", text: v })],
+  ["attempts", "Rounds", (v, m) => el("span", { text: `${v} of at most ${m.max_attempts}` })],
+  ["max_attempts", null],
+  ["delivered_to", "Delivered to", (v) => el("span", { class: "url", text: v })],
+  ["delivered_at", "Delivered at", (v) => timeBlock(v, "ago")],
+  ["payload_bytes", "Payload", (v) => el("span", { text: `${v} byte${v === 1 ? "" : "s"}` })],
+  ["content_type", "Content type", (v) => el("code", { text: v })],
+  ["timeout", "Timeout per attempt", (v) => el("span", { text: v + " s" })],
+  ["idempotency_key", "Idempotency key", (v) => el("code", { text: v })],
+  ["id", null],
+  ["history", null],
+];
+
+function targetsList(urls) {
+  const ul = el("ul", { class: "plain" });
+  for (const url of urls || []) ul.append(el("li", { class: "url", text: url }));
+  return ul;
+}
+
+function fieldValue(render, value, m) {
+  if (value === null || value === undefined || value === "") return nothing();
+  return render ? render(value, m) : el("span", { text: typeof value === "string" ? value : JSON.stringify(value) });
+}
+
+async function loadDetail(view) {
+  if (detail.id !== view.id) {
+    detail.id = view.id;
+    detail.shown = "";
+    $("detail-id").textContent = view.id;
+    $("detail-fields").replaceChildren();
+    $("history").querySelector("tbody").replaceChildren();
+    $("history").hidden = true;
+    $("history-empty").hidden = true;
+    $("detail-actions").hidden = true;
+  }
+  const seq = ++detail.loadSeq;
+  let m;
+  try {
+    m = await api("/api/status?" + new URLSearchParams({ id: view.id }).toString());
+  } catch (e) {
+    if (seq === detail.loadSeq) {
+      showText($("detail-error"), e.status === 404 ? "There is no message with this id."
+        : e.status === 401 ? "Enter the API token above to see this message." : e.message);
+    }
+    return false;
+  }
+  if (seq !== detail.loadSeq || detail.id !== m.id) return false;
+  showText($("detail-error"), "");
+  const json = JSON.stringify(m);
+  if (json !== detail.shown) {
+    detail.shown = json;
+    renderDetail(m);
+  }
+  return true;
+}
+
+function renderDetail(m) {
+  const items = [];
+  const known = new Set(DETAIL_FIELDS.map(([key]) => key));
+  for (const [key, label, render] of DETAIL_FIELDS) {
+    if (label) items.push([label, fieldValue(render, m[key], m)]);
+  }
+  for (const key of Object.keys(m)) {
+    if (!known.has(key)) items.push([key, fieldValue(null, m[key], m)]);
+  }
+  $("detail-fields").replaceChildren(...items.map(([label, value]) =>
+    el("div", { class: "field-row" }, el("dt", { text: label }), el("dd", {}, value))));
+  $("detail-actions").hidden = m.state !== "pending";
+  const history = m.history || [];
+  $("history").querySelector("tbody").replaceChildren(...history.map(historyRow));
+  $("history").hidden = history.length === 0;
+  $("history-empty").hidden = history.length !== 0;
+}
+
+function historyRow(h) {
+  return el("tr", {},
+    labelled("Time", h.at ? el("time", { text: formatLocal(h.at), attrs: { datetime: h.at, title: h.at } }) : nothing()),
+    labelled("URL", el("span", { class: "url", text: h.url || "" })),
+    labelled("Status", h.status === null || h.status === undefined
+      ? nothing() : el("span", { class: h.status >= 200 && h.status < 300 ? "ok num" : "bad num", text: String(h.status) })),
+    labelled("Error", h.error ? el("span", { class: "bad", text: h.error }) : nothing()),
+    labelled("ms", el("span", { class: "num", text: h.ms === null || h.ms === undefined ? "" : String(h.ms) })));
+}
+
+// ---- cancelling ----
+
+function askToConfirmCancel(id) {
+  const dialog = $("cancel-dialog");
+  $("cancel-id").textContent = id;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "cancel"), { once: true });
+  });
+}
+
+async function confirmAndCancel(id) {
+  if (!(await askToConfirmCancel(id))) return;
+  const errorBox = currentView().name === "detail" ? $("detail-error") : $("list-error");
+  try {
+    await api("/api/cancel", { method: "POST", form: new URLSearchParams({ id }) });
+    showText(errorBox, "");
+  } catch (e) {
+    const state = e.body && e.body.state;
+    showText(errorBox, e.status === 409 && state
+      ? `Message ${id} is ${state} and can no longer be cancelled.` : e.message);
+  }
+  list.shown = "";
+  detail.shown = "";
+  refresh();
+}
+
+// ---- scheduling ----
+
+const FORM_FIELDS = ["url", "delay", "at", "payload", "content_type", "callback",
+  "max_attempts", "timeout", "idempotency_key"];
+
+// The form as the API's fields; empty optional fields are left out so the
+// API's defaults apply.
+function scheduleFields() {
+  const form = $("schedule-form");
+  const fields = new URLSearchParams();
+  for (const url of $("f-url").value.split(/\r?\n/)) {
+    if (url.trim()) fields.append("url", url.trim());
+  }
+  const when = form.elements.when.value;
+  if (when === "delay") fields.set("delay", $("f-delay").value.trim());
+  if (when === "at") fields.set("at", localInputToISO($("f-at").value));
+  fields.set("payload", $("f-payload").value);
+  for (const name of ["content_type", "callback", "max_attempts", "timeout", "idempotency_key"]) {
+    const value = $("f-" + name).value.trim();
+    if (value) fields.set(name, value);
+  }
+  return fields;
+}
+
+function clearFieldErrors() {
+  for (const name of FORM_FIELDS) {
+    showText($(`f-${name}-error`), "");
+    $("f-" + name).removeAttribute("aria-invalid");
+  }
+  showText($("schedule-error"), "");
+}
+
+// The API names the field it did not like; say so next to that field.
+function showScheduleError(e) {
+  const box = e.field && FORM_FIELDS.includes(e.field) ? $(`f-${e.field}-error`) : null;
+  if (!box) {
+    showText($("schedule-error"), e.message);
+    return;
+  }
+  const input = $("f-" + e.field);
+  if (input.closest("details")) input.closest("details").open = true;
+  showText(box, e.message);
+  input.setAttribute("aria-invalid", "true");
+  input.focus();
+}
+
+async function submitSchedule(event) {
+  event.preventDefault();
+  clearFieldErrors();
+  $("schedule-result").replaceChildren();
+  const button = event.submitter || $("schedule-form").querySelector("[type=submit]");
+  button.disabled = true;
+  try {
+    const made = await api("/api/schedule", { method: "POST", form: scheduleFields() });
+    scheduled(made);
+  } catch (e) {
+    if (e.status === 401) {
+      showText($("schedule-error"), "The API needs a token: enter it above, then schedule again.");
+    } else {
+      showScheduleError(e);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function scheduled(made) {
+  const link = el("a", { class: "id", text: made.id, attrs: { href: detailHref(made.id) } });
+  link.dataset.nav = "";
+  $("schedule-result").replaceChildren(
+    el("span", { text: "Scheduled " }), link,
+    el("span", { text: ", due " + formatLocal(made.due) + "." }));
+  $("schedule-form").reset();
+  updateAtHint();
+  list.shown = "";
+  refresh();
+}
+
+// Typing a delay or a time picks that choice.
+function pickWhenOnInput() {
+  $("f-delay").addEventListener("input", () => { $("f-when-delay").checked = true; });
+  $("f-at").addEventListener("input", () => { $("f-when-at").checked = true; });
+}
+
+function updateAtHint() {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "this browser's zone";
+  $("f-at-hint").textContent = "In " + zone + ".";
+}
+
+// ---- health: the banner ----
+
+async function refreshHealth() {
+  let health;
+  try {
+    health = await api("/api/health", { auth: false });
+  } catch (e) {
+    // Unreachable is said where the list or message would be; a 503 here
+    // means the database cannot be read.
+    showText($("banner"), e.status === 503 ? "The database cannot be read: " + e.message : "");
+    return;
+  }
+  const late = health.oldest_overdue_s || 0;
+  showText($("banner"), late >= OVERDUE_ALARM_S
+    ? `Messages are overdue: the oldest is ${formatSpan(late)} late. Is a dispatcher running?`
+    : "");
+}
+
+// ---- putting it together ----
+
+function showView(moved) {
+  const view = currentView();
+  $("list-view").hidden = view.name !== "list";
+  $("detail-view").hidden = view.name !== "detail";
+  document.title = view.name === "detail" ? `postdate: message ${view.id}`
+    : `postdate: ${view.state} messages`;
+  if (moved) {
+    // Say where the user went: focus the heading of the new view.
+    (view.name === "detail" ? $("detail-title") : $("list-title")).focus();
+  }
+  refresh();
+}
+
+let refreshing = null;
+let refreshAgain = false;
+
+// One refresh at a time; a request made meanwhile runs once it ends.
+function refresh() {
+  if (refreshing) {
+    refreshAgain = true;
+    return refreshing;
+  }
+  refreshing = (async () => {
+    do {
+      refreshAgain = false;
+      await refreshOnce();
+    } while (refreshAgain);
+    refreshing = null;
+  })();
+  return refreshing;
+}
+
+async function refreshOnce() {
+  const view = currentView();
+  const loads = [refreshHealth()];
+  // While the token is asked for, the API would only answer 401 again.
+  if (!waitingForToken) {
+    loads.push(view.name === "detail" ? loadDetail(view) : loadList(view));
+  }
+  const [, ok] = await Promise.all(loads);
+  if (ok) {
+    $("updated").textContent = "Updated " + new Date().toLocaleTimeString();
+  }
+  updateRelativeTimes();
+}
+
+function tick() {
+  // Nothing to watch in a hidden tab, and a dialog's row must stay put.
+  if (document.hidden || $("cancel-dialog").open) return;
+  refresh();
+}
+
+function start() {
+  takeTokenFromHash();
+  $("forget-token").hidden = !storedToken();
+  $("forget-token").addEventListener("click", forgetToken);
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const token = $("token-input").value.trim();
+    if (token) tokenGiven(token);
+  });
+  $("schedule-form").addEventListener("submit", submitSchedule);
+  $("prev-page").addEventListener("click", previousPage);
+  $("next-page").addEventListener("click", nextPage);
+  $("detail-cancel").addEventListener("click", () => confirmAndCancel(detail.id));
+  document.addEventListener("click", onNavClick);
+  window.addEventListener("popstate", () => showView(false));
+  window.addEventListener("hashchange", () => {
+    if (location.hash.includes("token=")) {
+      takeTokenFromHash();
+      tokenGiven(storedToken());
+    }
+  });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
+  pickWhenOnInput();
+  updateAtHint();
+  showView(false);
+  setInterval(tick, REFRESH_MS);
+}
+
+start();

@@ -1,0 +1,669 @@
+// The web page in a real browser: Debian's chromium, driven by playwright-core,
+// against a real postdate (nginx + FastCGI + SQLite) that tests/browser/run.py
+// starts and passes in through the environment. Every target URL is on
+// 127.0.0.1, and the browser may load nothing but the stack's own address.
+//
+// A tiny runner: each test gets a fresh browser context (so an empty
+// localStorage); the last line is "browser: N passed, N failed".
+// Usage (through run.py): node page.test.mjs [SUBSTRING...]
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, rmSync } from "node:fs";
+import http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const OUT = path.join(HERE, "out");
+const BASE = process.env.POSTDATE_URL || "";
+const TOKEN = process.env.POSTDATE_TOKEN || "";
+const CONF = process.env.POSTDATE_CONF || "";
+const TOP = process.env.POSTDATE_TOP || path.resolve(HERE, "../..");
+
+// Nothing listens on the discard port: messages aimed here stay pending
+// (no dispatcher runs) or fail at once (when a test runs one).
+const NOWHERE = "http://127.0.0.1:9/never";
+// The browser's zone is not UTC, and not a whole hour away from it, so a
+// conversion the page forgets shows.
+const ZONE = "Asia/Kolkata";
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 375, height: 812 };
+const TEST_TIMEOUT_MS = 30000;
+// The page's own threshold for the overdue banner (OVERDUE_ALARM_S in app.js).
+const OVERDUE_ALARM_S = 10;
+
+// ---- the API, straight (not through the page) ----
+
+function formBody(fields) {
+  const body = new URLSearchParams();
+  for (const [name, value] of Object.entries(fields)) {
+    for (const v of [].concat(value)) body.append(name, String(v));
+  }
+  return body;
+}
+
+async function apiRequest(method, route, fields = null, token = TOKEN) {
+  const headers = {};
+  if (token) headers.Authorization = "Bearer " + token;
+  let body;
+  if (fields) {
+    body = formBody(fields);
+    headers["Content-Type"] = "application/x-www-form-urlencoded";
+  }
+  const r = await fetch(BASE + route, { method, headers, body });
+  const text = await r.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // left null: the assertion that uses it says what came instead
+  }
+  return { status: r.status, json, text };
+}
+
+async function schedule(fields) {
+  const r = await apiRequest("POST", "/api/schedule", { url: NOWHERE, delay: "1h", ...fields });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+async function messageStatus(id) {
+  const r = await apiRequest("GET", "/api/status?" + new URLSearchParams({ id }));
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+async function listPage(query) {
+  const r = await apiRequest("GET", "/api/status?" + new URLSearchParams(query));
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+async function health() {
+  const r = await apiRequest("GET", "/api/health", null, null);
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+// A marker that makes this run's URLs easy to find in the page.
+function unique(word) {
+  return `${word}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
+}
+
+// ---- waiting ----
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Runs check until it stops throwing, or throws its last error at the timeout.
+async function eventually(check, timeoutMs = 8000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await sleep(100);
+    }
+  }
+}
+
+// ---- the page ----
+
+async function openPage(page, query = "", { withToken = true } = {}) {
+  await page.goto(BASE + "/" + query + (withToken ? "#token=" + encodeURIComponent(TOKEN) : ""));
+  if (withToken) await listOrDetailLoaded(page);
+}
+
+// The page writes "Updated ..." after each answer it got.
+async function listOrDetailLoaded(page) {
+  await page.locator("#updated", { hasText: "Updated" }).waitFor();
+}
+
+async function shownIds(page) {
+  return page.locator("#messages tbody a.id").allTextContents();
+}
+
+function rowOf(page, id) {
+  return page.locator("#messages tbody tr").filter({ has: page.locator("a.id", { hasText: id }) });
+}
+
+async function screenshot(page, name) {
+  mkdirSync(OUT, { recursive: true });
+  await page.screenshot({ path: path.join(OUT, name + ".png"), fullPage: true });
+}
+
+// The wall-clock time in ZONE, as a datetime-local input writes it: without
+// the seconds when they are :00 (fill() refuses a value the input changes).
+function localInputValue(ms) {
+  const parts = Object.fromEntries(new Intl.DateTimeFormat("en-CA", {
+    timeZone: ZONE, year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  }).formatToParts(new Date(ms)).map((p) => [p.type, p.value]));
+  const seconds = parts.second === "00" ? "" : ":" + parts.second;
+  return `${parts.year}-${parts.month}-${parts.day}T${parts.hour}:${parts.minute}${seconds}`;
+}
+
+function localClock(iso) {
+  return new Intl.DateTimeFormat("en-GB", {
+    timeZone: ZONE, hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+  }).format(new Date(iso));
+}
+
+// ---- a receiver on loopback, and a dispatcher run once ----
+
+// Answers /ok with 200 and anything else with 503.
+async function startSink() {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on("end", () => {
+      res.writeHead(req.url.startsWith("/ok") ? 200 : 503, { "Content-Type": "text/plain" });
+      res.end(req.url.startsWith("/ok") ? "fine" : "busy");
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+}
+
+// bin/dispatch --once: delivers what is due now, then exits.
+function dispatchOnce() {
+  return new Promise((resolve, reject) => {
+    const child = spawn(path.join(TOP, "bin", "dispatch"), ["-c", CONF, "--once"],
+      { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => { stderr += d; });
+    child.on("error", reject);
+    child.on("exit", (code) => code === 0 ? resolve(stderr)
+      : reject(new Error(`dispatch --once exited ${code}: ${stderr}`)));
+  });
+}
+
+// ---- the tests ----
+
+const tests = [];
+const test = (name, fn, options = {}) => tests.push({ name, fn, options });
+
+test("the list shows pending messages scheduled through the API, by due time", async ({ page }) => {
+  const mark = unique("list");
+  const late = await schedule({ url: `${NOWHERE}/${mark}/c`, delay: "3h" });
+  const soon = await schedule({ url: `${NOWHERE}/${mark}/a`, delay: "1h" });
+  const middle = await schedule({ url: `${NOWHERE}/${mark}/b`, delay: "2h", max_attempts: 3 });
+  const overdueAtStart = (await health()).oldest_overdue_s;
+  await openPage(page);
+
+  const ids = await shownIds(page);
+  const ours = ids.filter((id) => [late.id, soon.id, middle.id].includes(id));
+  assert.deepEqual(ours, [soon.id, middle.id, late.id]);
+  const api = await listPage({ state: "pending", limit: "50" });
+  assert.deepEqual(ids, api.messages.map((m) => m.id), "the page shows the API's order");
+
+  const row = rowOf(page, middle.id);
+  assert.equal(await row.locator("td[data-label=Targets]").innerText(), `${NOWHERE}/${mark}/b`);
+  assert.equal(await row.locator("td[data-label=Attempts]").innerText(), "0 / 3");
+  assert.equal(await row.locator("td[data-label=State]").innerText(), "pending");
+  assert.equal(await row.locator("time").getAttribute("datetime"), middle.due);
+  const due = await row.locator("td[data-label=Due]").innerText();
+  assert.ok(due.includes(localClock(middle.due)), `local time ${localClock(middle.due)} in ${due}`);
+  assert.match(due, /in (1 h 59 min|2 h)/);
+  assert.equal(await row.getByRole("button", { name: "Cancel message " + middle.id }).count(), 1);
+
+  // The counts per state are there as tabs.
+  const pendingTab = page.locator("#tabs a[data-state=pending]");
+  assert.equal(await pendingTab.getAttribute("aria-current"), "page");
+  assert.equal(await pendingTab.locator(".count").innerText(), String(api.counts.pending));
+  // A fresh stack has nothing overdue yet, so there is no banner.
+  if (overdueAtStart < OVERDUE_ALARM_S) assert.equal(await page.locator("#banner").isVisible(), false);
+});
+
+test("a state tab shows only that state, with the API's counts", async ({ page }) => {
+  const mark = unique("filter");
+  const kept = await schedule({ url: `${NOWHERE}/${mark}/kept` });
+  const gone = await schedule({ url: `${NOWHERE}/${mark}/gone` });
+  assert.equal((await apiRequest("POST", "/api/cancel", { id: gone.id })).status, 200);
+  await openPage(page);
+  assert.ok((await shownIds(page)).includes(kept.id));
+  assert.ok(!(await shownIds(page)).includes(gone.id), "a cancelled message is not pending");
+
+  await page.locator("#tabs a[data-state=cancelled]").click();
+  await eventually(async () => assert.ok((await shownIds(page)).includes(gone.id)));
+  assert.match(page.url(), /\?state=cancelled$/);
+  assert.ok(!(await shownIds(page)).includes(kept.id));
+  const states = await page.locator("#messages td[data-label=State]").allInnerTexts();
+  assert.ok(states.length > 0 && states.every((s) => s === "cancelled"), states.join());
+  assert.equal(await page.locator("#tabs a[data-state=cancelled]").getAttribute("aria-current"), "page");
+
+  const counts = (await listPage({ state: "all", limit: "1" })).counts;
+  for (const [state, n] of Object.entries(counts)) {
+    assert.equal(await page.locator(`#tabs a[data-state=${state}] .count`).innerText(), String(n), state);
+  }
+  const all = Object.values(counts).reduce((a, b) => a + b, 0);
+  assert.equal(await page.locator("#tabs a[data-state=all] .count").innerText(), String(all));
+
+  await page.locator("#tabs a[data-state=all]").click();
+  await eventually(async () => {
+    const ids = await shownIds(page);
+    assert.ok(ids.includes(kept.id) && ids.includes(gone.id));
+  });
+});
+
+test("paging follows the API's cursor forward and back", async ({ page }) => {
+  for (let i = 0; i < 7; i++) await schedule({ delay: `${5 + i}h` });
+  const first = await listPage({ state: "pending", limit: "3" });
+  const second = await listPage({ state: "pending", limit: "3", cursor: first.next_cursor });
+  assert.ok(first.next_cursor && second.messages.length === 3, "the API has two pages");
+
+  await openPage(page, "?limit=3");
+  assert.deepEqual(await shownIds(page), first.messages.map((m) => m.id));
+  assert.equal(await page.locator("#page-info").innerText(), "1–3");
+  assert.equal(await page.locator("#prev-page").isDisabled(), true);
+
+  await page.locator("#next-page").click();
+  await eventually(async () => assert.deepEqual(await shownIds(page), second.messages.map((m) => m.id)));
+  assert.equal(await page.locator("#page-info").innerText(), "4–6");
+
+  await page.locator("#prev-page").click();
+  await eventually(async () => assert.deepEqual(await shownIds(page), first.messages.map((m) => m.id)));
+  assert.equal(await page.locator("#prev-page").isDisabled(), true);
+});
+
+test("cancelling from the page (after confirming) cancels the message in the API", async ({ page }) => {
+  const m = await schedule({ delay: "10m" });
+  await openPage(page);
+  await rowOf(page, m.id).getByRole("button", { name: "Cancel message " + m.id }).click();
+  const dialog = page.locator("#cancel-dialog");
+  await dialog.waitFor();
+  assert.equal(await dialog.locator("#cancel-id").innerText(), m.id);
+  assert.equal((await messageStatus(m.id)).state, "pending", "nothing happens before confirming");
+
+  await dialog.getByRole("button", { name: "Cancel message" }).click();
+  await eventually(async () => assert.equal((await messageStatus(m.id)).state, "cancelled"));
+  await eventually(async () => assert.equal(await rowOf(page, m.id).count(), 0));
+  assert.equal(await page.locator("#list-error").isVisible(), false);
+});
+
+test("the cancel dialog works from the keyboard, and Escape keeps the message", async ({ page }) => {
+  const m = await schedule({ delay: "20m" });
+  await openPage(page);
+  const button = rowOf(page, m.id).getByRole("button", { name: "Cancel message " + m.id });
+  await button.focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#cancel-dialog").waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Keep it",
+    "the safe choice has the focus");
+  await page.keyboard.press("Escape");
+  await page.locator("#cancel-dialog").waitFor({ state: "hidden" });
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute("aria-label")),
+    "Cancel message " + m.id, "the focus is back where it was");
+  await sleep(300);
+  assert.equal((await messageStatus(m.id)).state, "pending");
+
+  // The id is a link that opens the message with Enter.
+  await rowOf(page, m.id).locator("a.id").focus();
+  await page.keyboard.press("Enter");
+  await page.locator("#detail-view").waitFor();
+  await eventually(async () => assert.equal(await page.locator("#detail-id").innerText(), m.id));
+});
+
+test("the form schedules a message that the API then returns", async ({ page }) => {
+  const mark = unique("form");
+  await openPage(page);
+  await page.getByLabel("Target URLs").fill(`${NOWHERE}/${mark}/1\n\n  ${NOWHERE}/${mark}/2  \n`);
+  await page.getByLabel("After a delay").check();
+  await page.getByLabel("Delay", { exact: true }).fill("15m");
+  await page.getByLabel("Payload").fill("hello from the form");
+  await page.getByLabel("Content type").fill("application/x-postdate-test");
+  await page.getByLabel(/Callback URL/).fill(`${NOWHERE}/${mark}/callback`);
+  const before = Date.now();
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+
+  const link = page.locator("#schedule-result a.id");
+  await link.waitFor();
+  const id = await link.innerText();
+  const m = await messageStatus(id);
+  assert.deepEqual(m.urls, [`${NOWHERE}/${mark}/1`, `${NOWHERE}/${mark}/2`]);
+  assert.equal(m.callback, `${NOWHERE}/${mark}/callback`);
+  assert.equal(m.content_type, "application/x-postdate-test");
+  assert.equal(m.payload_bytes, "hello from the form".length);
+  assert.equal(m.state, "pending");
+  const inMs = Date.parse(m.due) - before;
+  assert.ok(inMs > 14 * 60e3 && inMs < 16 * 60e3, `due in ${inMs} ms`);
+  // The list shows it without a reload, and the form is ready for the next one.
+  await eventually(async () => assert.equal(await rowOf(page, id).count(), 1));
+  assert.equal(await page.getByLabel("Target URLs").inputValue(), "");
+});
+
+test("a local date and time in the form is the instant the API stores", async ({ page }) => {
+  // One on a whole minute (the input drops ":00") and one with seconds.
+  const minute = Math.floor((Date.now() + 2 * 3600e3) / 60e3) * 60e3;
+  await openPage(page);
+  let previous = null;
+  for (const when of [minute, minute + 17e3]) {
+    await page.getByLabel("Target URLs").fill(NOWHERE);
+    await page.getByLabel("Local date and time", { exact: true }).fill(localInputValue(when));
+    assert.equal(await page.getByLabel("At a local date and time").isChecked(), true,
+      "typing a time picks that choice");
+    await page.getByRole("button", { name: "Schedule", exact: true }).click();
+    const id = await eventually(async () => {
+      const shown = await page.locator("#schedule-result a.id").innerText({ timeout: 500 });
+      assert.notEqual(shown, previous);
+      return shown;
+    });
+    previous = id;
+    assert.equal((await messageStatus(id)).due, new Date(when).toISOString());
+  }
+  // ICU names this zone by its older alias, Asia/Calcutta.
+  assert.match(await page.locator("#f-at-hint").innerText(), /Asia\/(Kolkata|Calcutta)/);
+});
+
+test("an error from the API appears at the field it names", async ({ page }) => {
+  await openPage(page);
+  const pendingBefore = (await listPage({ state: "all", limit: "1" })).counts.pending;
+  const expected = (await apiRequest("POST", "/api/schedule", { url: NOWHERE, delay: "5 minutes", payload: "" })).json;
+  assert.equal(expected.field, "delay");
+
+  await page.getByLabel("Target URLs").fill(NOWHERE);
+  await page.getByLabel("Delay", { exact: true }).fill("5 minutes");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  const delayError = page.locator("#f-delay-error");
+  await delayError.waitFor();
+  assert.equal(await delayError.innerText(), expected.error);
+  assert.equal(await page.getByLabel("Delay", { exact: true }).getAttribute("aria-invalid"), "true");
+  assert.match(await page.getByLabel("Delay", { exact: true }).getAttribute("aria-describedby"), /f-delay-error/);
+  assert.equal(await page.locator("#f-url-error").isVisible(), false);
+  assert.equal(await page.locator("#schedule-error").isVisible(), false);
+  await screenshot(page, "form-error");
+
+  // Fixing that field and breaking another moves the message there.
+  await page.getByLabel("Target URLs").fill("ftp://127.0.0.1/nope");
+  await page.getByLabel("Delay", { exact: true }).fill("5m");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-url-error").waitFor();
+  assert.match(await page.locator("#f-url-error").innerText(), /URL/);
+  assert.equal(await delayError.isVisible(), false);
+
+  // A field inside "More options" is opened to show its error.
+  await page.getByLabel("Target URLs").fill(NOWHERE);
+  await page.locator("#more-options summary").click();
+  await page.getByLabel("Delivery rounds").fill("101");
+  await page.locator("#more-options summary").click();
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-max_attempts-error").waitFor();
+  assert.match(await page.locator("#f-max_attempts-error").innerText(), /max_attempts/);
+  assert.equal(await page.locator("#more-options").getAttribute("open"), "");
+
+  assert.equal(await page.locator("#schedule-result").innerText(), "");
+  assert.equal((await listPage({ state: "all", limit: "1" })).counts.pending, pendingBefore,
+    "nothing was scheduled");
+});
+
+test("a 401 asks for the token, and the token given is then used", async ({ page }) => {
+  const m = await schedule({ delay: "30m" });
+  await openPage(page, "", { withToken: false });
+  const panel = page.locator("#token-panel");
+  await panel.waitFor();
+  assert.match(await page.locator("#token-reason").innerText(), /needs a token/);
+  assert.equal(await page.evaluate(() => document.activeElement.id), "token-input");
+  assert.equal(await page.locator("#messages tbody tr").count(), 0);
+  await page.locator("#empty", { hasText: "Enter the API token" }).waitFor();
+  assert.equal(await page.locator("#list-error").isVisible(), false);
+  await screenshot(page, "token");
+
+  await page.getByLabel("Token", { exact: true }).fill("not-the-token");
+  await page.getByRole("button", { name: "Use token" }).click();
+  await eventually(async () =>
+    assert.match(await page.locator("#token-reason").innerText(), /did not accept/));
+  assert.equal(await panel.isVisible(), true);
+
+  await page.getByLabel("Token", { exact: true }).fill(TOKEN);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await panel.waitFor({ state: "hidden" });
+  await eventually(async () => assert.ok((await shownIds(page)).includes(m.id)));
+  assert.equal(await page.evaluate(() => localStorage.getItem("postdate.token")), TOKEN);
+
+  // Forgetting it clears the token and what it showed, and asks again.
+  await page.getByRole("button", { name: "Forget token" }).click();
+  await panel.waitFor();
+  assert.equal(await page.evaluate(() => localStorage.getItem("postdate.token")), null);
+  assert.equal(await page.locator("#messages tbody tr").count(), 0);
+});
+
+test("a #token= link is kept and then removed from the address bar", async ({ page }) => {
+  await page.goto(`${BASE}/?state=all#token=${encodeURIComponent(TOKEN)}`);
+  await listOrDetailLoaded(page);
+  assert.equal(page.url(), `${BASE}/?state=all`);
+  assert.equal(await page.evaluate(() => localStorage.getItem("postdate.token")), TOKEN);
+  assert.equal(await page.locator("#token-panel").isVisible(), false);
+  await page.reload();
+  await listOrDetailLoaded(page);
+  assert.equal(await page.locator("#token-panel").isVisible(), false);
+  assert.ok((await shownIds(page)).length > 0);
+});
+
+test("untrusted URLs, keys and payloads are shown as text and run nothing", async ({ page }) => {
+  // URLs may not hold spaces, so their tags use "/" instead.
+  const url = `${NOWHERE}?q="><script>window.__xss=1</script><img/src=x/onerror=window.__xss=2>`;
+  const key = `"><img src=x onerror=window.__xss=3>`;
+  const callback = `${NOWHERE}/cb?"><svg/onload=window.__xss=4>`;
+  const payload = "<img src=x onerror=window.__xss=5>";
+  const m = await schedule({ url, idempotency_key: key, callback, payload, delay: "40m" });
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+
+  await openPage(page);
+  // The same through the form: a payload and URL the page sends and shows back.
+  await page.getByLabel("Target URLs").fill(url + "&form=1");
+  await page.getByLabel("Payload").fill(payload);
+  await page.getByLabel("Delay", { exact: true }).fill("41m");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#schedule-result a.id").waitFor();
+  const fromForm = await messageStatus(await page.locator("#schedule-result a.id").innerText());
+  assert.equal(fromForm.payload_bytes, payload.length);
+
+  await eventually(async () => assert.equal(await rowOf(page, fromForm.id).count(), 1));
+  assert.equal(await page.getByText(url, { exact: true }).isVisible(), true);
+  assert.equal(await page.getByText(url + "&form=1", { exact: true }).isVisible(), true);
+
+  await rowOf(page, m.id).locator("a.id").click();
+  await eventually(async () => assert.equal(await page.locator("#detail-id").innerText(), m.id));
+  await page.locator("#detail-fields").getByText(key, { exact: true }).waitFor();
+  assert.equal(await page.locator("#detail-fields").getByText(url, { exact: true }).isVisible(), true);
+  assert.equal(await page.locator("#detail-fields").getByText(callback, { exact: true }).isVisible(), true);
+
+  await sleep(300);
+  assert.equal(await page.evaluate(() => typeof window.__xss), "undefined");
+  assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 1);
+  assert.equal(await page.evaluate(() => document.querySelectorAll("main img, main svg").length), 0);
+  assert.deepEqual(requests.filter((u) => /\/x$/.test(u)), [], "no injected image was loaded");
+});
+
+test("the detail view shows every field and the attempt history", async ({ page }) => {
+  const sink = await startSink();
+  try {
+    const pool = await schedule({
+      url: [`${sink.url}/fail`, `${sink.url}/ok`], delay: "0s", payload: "hi", max_attempts: 2,
+      idempotency_key: unique("detail"),
+    });
+    const refused = await schedule({ url: `${NOWHERE}/refused`, delay: "0s", max_attempts: 1 });
+    await dispatchOnce();
+    const delivered = await messageStatus(pool.id);
+    const failed = await messageStatus(refused.id);
+    assert.equal(delivered.state, "delivered", JSON.stringify(delivered));
+    assert.equal(failed.state, "failed", JSON.stringify(failed));
+
+    await openPage(page, "?" + new URLSearchParams({ id: pool.id }));
+    await eventually(async () => assert.equal(await page.locator("#history tbody tr").count(), delivered.history.length));
+    const field = (label) => page.locator("#detail-fields .field-row")
+      .filter({ has: page.locator("dt", { hasText: new RegExp("^" + label + "$") }) }).locator("dd");
+    assert.equal(await field("State").innerText(), "delivered");
+    assert.equal(await field("Delivered to").innerText(), `${sink.url}/ok`);
+    assert.equal(await field("Rounds").innerText(), "1 of at most 2");
+    assert.equal(await field("Payload").innerText(), "2 bytes");
+    assert.equal(await field("Idempotency key").innerText(), delivered.idempotency_key);
+    assert.equal(await field("Content type").innerText(), delivered.content_type);
+    assert.equal(await field("Callback").innerText(), "—");
+    assert.ok((await field("Delivered at").innerText()).includes(localClock(delivered.delivered_at)));
+    assert.deepEqual(await field("Targets").locator("li").allInnerTexts(), delivered.urls);
+    assert.equal(await page.locator("#detail-actions").isVisible(), false, "no cancel once delivered");
+
+    const rows = page.locator("#history tbody tr");
+    for (const [i, h] of delivered.history.entries()) {
+      const row = rows.nth(i);
+      assert.equal(await row.locator("td[data-label=URL]").innerText(), h.url);
+      assert.equal(await row.locator("td[data-label=Status]").innerText(), String(h.status));
+      assert.equal(await row.locator("td[data-label=ms]").innerText(), String(h.ms));
+      assert.equal(await row.locator("time").getAttribute("datetime"), h.at);
+    }
+    assert.equal(await rows.last().locator("td[data-label=Status]").innerText(), "200");
+    await screenshot(page, "detail");
+
+    // From the list of failed messages to the one that was refused.
+    await openPage(page, "?state=all");
+    await screenshot(page, "list");
+    await page.locator("#tabs a[data-state=failed]").click();
+    await eventually(async () => assert.equal(await rowOf(page, refused.id).count(), 1));
+    await rowOf(page, refused.id).locator("a.id").click();
+    await eventually(async () => assert.equal(await page.locator("#history tbody tr").count(), 1));
+    assert.equal(await page.locator("#history td[data-label=Error]").innerText(), failed.history[0].error);
+    assert.equal(await page.locator("#history td[data-label=Status]").innerText(), "—");
+    await page.locator("#back-link").click();
+    await page.locator("#list-view").waitFor();
+    assert.equal(await page.locator("#detail-view").isVisible(), false);
+  } finally {
+    sink.close();
+  }
+});
+
+test("the page fits a 375 px wide screen", async ({ page }) => {
+  const long = `${NOWHERE}/${"a-very-long-path-segment-".repeat(6)}?and=a&long=query&string=too`;
+  const m = await schedule({ url: [long, NOWHERE], delay: "3m", idempotency_key: "k".repeat(120) });
+  await openPage(page, "?state=all");
+  const overflow = () => page.evaluate(() =>
+    document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.equal(await overflow(), 0, "no sideways scrolling on the list");
+  assert.equal(await page.getByText(long, { exact: true }).isVisible(), true);
+  const box = await page.getByRole("button", { name: "Schedule", exact: true }).boundingBox();
+  assert.ok(box.x >= 0 && box.x + box.width <= PHONE.width, JSON.stringify(box));
+  // Each row is a card whose cells say what they hold.
+  const label = await rowOf(page, m.id).locator("td[data-label=Targets]").evaluate(
+    (td) => getComputedStyle(td, "::before").content);
+  assert.equal(label, '"Targets"');
+  await screenshot(page, "list-375");
+
+  await openPage(page, "?" + new URLSearchParams({ id: m.id }));
+  await page.locator("#detail-fields dt").first().waitFor();
+  assert.equal(await overflow(), 0, "no sideways scrolling on a message");
+  await screenshot(page, "detail-375");
+}, { viewport: PHONE });
+
+test("an unreachable API is said so, not shown as an empty list", async ({ page }) => {
+  await page.route("**/api/**", (route) => route.abort("connectionrefused"));
+  await page.goto(BASE + "/#token=" + encodeURIComponent(TOKEN));
+  const error = page.locator("#list-error");
+  await error.waitFor();
+  assert.match(await error.innerText(), /API is unreachable/);
+  assert.equal(await page.locator("#empty").isVisible(), false);
+});
+
+test("the list refreshes itself while the tab is visible", async ({ page }) => {
+  await openPage(page);
+  const countBefore = await page.locator("#tabs a[data-state=pending] .count").innerText();
+  const m = await schedule({ delay: "2m" });
+  // The page refreshes every 5 s; no reload, no click.
+  await eventually(async () => assert.equal(await rowOf(page, m.id).count(), 1), 8000);
+  assert.equal(await page.locator("#tabs a[data-state=pending] .count").innerText(),
+    String(Number(countBefore) + 1));
+});
+
+test("a banner says so when health reports overdue messages", async ({ page }) => {
+  // Due at once, and no dispatcher runs: it is overdue within seconds.
+  await schedule({ delay: "0s" });
+  await eventually(async () =>
+    assert.ok((await health()).oldest_overdue_s >= OVERDUE_ALARM_S), 20000);
+  await openPage(page);
+  const banner = page.locator("#banner");
+  await banner.waitFor();
+  assert.match(await banner.innerText(), /overdue.*late.*dispatcher/);
+  await screenshot(page, "banner");
+});
+
+// ---- the runner ----
+
+async function runTest(browser, t) {
+  const context = await browser.newContext({
+    viewport: t.options.viewport || DESKTOP, locale: "en-GB", timezoneId: ZONE,
+  });
+  // Only the stack under test: anything else the page tried would be a bug.
+  const strayRequests = [];
+  await context.route((url) => !url.href.startsWith(BASE + "/"), (route) => {
+    strayRequests.push(route.request().url());
+    return route.abort();
+  });
+  const page = await context.newPage();
+  const pageErrors = [];
+  page.on("pageerror", (e) => pageErrors.push(e.message));
+  page.setDefaultTimeout(8000);
+  let timer;
+  try {
+    await Promise.race([
+      t.fn({ page, context }),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${TEST_TIMEOUT_MS} ms`)), TEST_TIMEOUT_MS);
+      }),
+    ]);
+    assert.deepEqual(pageErrors, [], "the page threw");
+    assert.deepEqual(strayRequests, [], "the page asked for something off the stack");
+  } catch (e) {
+    await screenshot(page, "FAIL-" + t.name.replace(/[^a-z0-9]+/gi, "-")).catch(() => {});
+    throw e;
+  } finally {
+    clearTimeout(timer);
+    await context.close();
+  }
+}
+
+async function main() {
+  // Screenshots of failures from an earlier run would only mislead.
+  rmSync(OUT, { recursive: true, force: true });
+  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(BASE) || !TOKEN) {
+    console.log("browser: POSTDATE_URL (http://127.0.0.1:PORT) and POSTDATE_TOKEN must be set; use run.py");
+    console.log("browser: 0 passed, 1 failed");
+    process.exitCode = 1;
+    return;
+  }
+  const wanted = process.argv.slice(2);
+  const chosen = tests.filter((t) => !wanted.length || wanted.some((w) => t.name.includes(w)));
+  let passed = 0, failed = 0;
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: "/usr/bin/chromium", headless: true, args: ["--no-sandbox"],
+    });
+  } catch (e) {
+    console.log("browser: chromium did not start: " + e.message);
+    console.log("browser: 0 passed, 1 failed");
+    process.exitCode = 1;
+    return;
+  }
+  try {
+    for (const t of chosen) {
+      const start = Date.now();
+      const took = () => ((Date.now() - start) / 1000).toFixed(2) + "s";
+      try {
+        await runTest(browser, t);
+        passed++;
+        console.log(`ok   ${t.name} (${took()})`);
+      } catch (e) {
+        failed++;
+        console.log(`FAIL ${t.name} (${took()})`);
+        console.log((e && e.stack ? e.stack : String(e)).replace(/^/gm, "  "));
+      }
+    }
+  } finally {
+    await browser.close();
+  }
+  console.log(`browser: ${passed} passed, ${failed} failed`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+await main();
