@@ -12,6 +12,11 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT INT TERM
 
+# nginx started by root runs its workers as nobody, who cannot reach the
+# scratch folder; keep them as the user running the benchmark.
+nginx_user=
+[ "$(id -u)" = 0 ] && nginx_user="user root;"
+
 # A free TCP port on 127.0.0.1.
 free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -21,18 +26,23 @@ now_ms() {
 	date +%s%3N
 }
 
-# start_sink PORT: nginx with one worker answering every request 204, the
-# cheapest real HTTP target there is, with connections kept alive.
+# start_sink PORT [log]: nginx with one worker answering every request 204,
+# the cheapest real HTTP target there is, with connections kept alive.
+# With "log", each request's arrival (ms since the epoch) and webhook-id
+# go to $bench_dir/sink/arrivals.
 start_sink() {
 	d=$bench_dir/sink
 	mkdir -p "$d"
+	log="access_log off;"
+	[ "${2:-}" = log ] && log="log_format arrival '\$msec \$http_webhook_id'; access_log $d/arrivals arrival;"
 	cat > "$d/nginx.conf" <<CONF
+$nginx_user
 worker_processes 1;
 pid $d/nginx.pid;
 error_log $d/error.log warn;
 events { worker_connections 4096; }
 http {
-	access_log off;
+	$log
 	client_body_temp_path $d;
 	keepalive_requests 10000000;
 	server {
@@ -77,4 +87,61 @@ SELECT printf('bench%021d', i), 'pending', $4, $4, $4, '$3', '{"bench":true}',
        'application/json', 8, 10 FROM n;
 COMMIT;
 SQL
+}
+
+# start_fcgi_site PORT NAME ROUTE WORKERS PROGRAM [ARGS...]: PROGRAM under
+# spawn-fcgi (WORKERS processes) behind an nginx on PORT that passes ROUTE
+# (e.g. /api/schedule) to it, as etc/nginx.conf does for the real programs.
+start_fcgi_site() {
+	port=$1 name=$2 route=$3 workers=$4
+	shift 4
+	d=$bench_dir/$name
+	mkdir -p "$d"
+	spawn-fcgi -s "$d/fcgi.sock" -M 0660 -F "$workers" -P "$d/fcgi.pid" -- "$@" >/dev/null
+	while read -r p || [ -n "$p" ]; do bench_pids="$bench_pids $p"; done < "$d/fcgi.pid"
+	cat > "$d/nginx.conf" <<CONF
+$nginx_user
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	client_body_temp_path $d;
+	fastcgi_temp_path $d;
+	server {
+		listen 127.0.0.1:$port backlog=4096;
+		location = $route {
+			include /etc/nginx/fastcgi_params;
+			fastcgi_pass unix:$d/fcgi.sock;
+		}
+	}
+}
+CONF
+	nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;' &
+	bench_pids="$bench_pids $!"
+	for _ in $(seq 50); do
+		curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
+		sleep 0.1
+	done
+	echo "bench: nginx for $name did not start" >&2
+	exit 1
+}
+
+# stop_fcgi_site NAME: ends what start_fcgi_site NAME started.
+stop_fcgi_site() {
+	d=$bench_dir/$1
+	while read -r p || [ -n "$p" ]; do kill "$p" 2>/dev/null || true; done < "$d/fcgi.pid"
+	kill "$(cat "$d/nginx.pid")" 2>/dev/null || true
+	sleep 0.3
+}
+
+# peak_rss_kb PIDFILE: the largest peak RSS (VmHWM) among the pids listed.
+peak_rss_kb() {
+	max=0
+	while read -r p || [ -n "$p" ]; do
+		kb=$(awk '/VmHWM/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0)
+		[ "${kb:-0}" -gt "$max" ] && max=$kb
+	done < "$1"
+	echo "$max"
 }

@@ -5,15 +5,20 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-for tool in nginx sqlite3 curl python3 /usr/bin/time; do
-	command -v "$tool" >/dev/null 2>&1 || {
-		echo "bench: $tool is missing; run 'make deps' (and apt-get install time)" >&2
-		exit 1
-	}
-done
+# What the benchmarks need beyond `make deps`: wrk and GNU time.
+if ! command -v wrk >/dev/null 2>&1 || [ ! -x /usr/bin/time ]; then
+	sudo=
+	[ "$(id -u)" = 0 ] || sudo=sudo
+	echo "bench: installing wrk and time" >&2
+	$sudo apt-get update -qq && $sudo apt-get install -y -qq wrk time >/dev/null
+fi
 
 echo "| figure | postdate | baseline (same run) | ratio | target |"
 echo "|---|---|---|---|---|"
+sh bench/ingest.sh 10 32
 sh bench/dispatch.sh "${BENCH_DISPATCH_COUNT:-100000}" 64
+sh bench/lateness.sh 2000 30
+sh bench/asap.sh 200
+sh bench/scale.sh "${BENCH_SCALE_COUNT:-1000000}" 1000
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."
