@@ -12,11 +12,19 @@ CPPFLAGS += -Ilib -D_GNU_SOURCE
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
 
-# `make test SANITIZE=1` builds everything with ASan and UBSan.
+# `make test SANITIZE=1` builds everything with ASan and UBSan, with clang:
+# its one runtime writes every report where ASAN_OPTIONS or UBSAN_OPTIONS
+# log_path says (beside gcc's libasan, libubsan writes only to stderr).
 ifeq ($(SANITIZE),1)
+CC          = clang
 ALL_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS    += -fsanitize=address,undefined
 endif
+
+# What the objects were built with. The file changes only when the flags
+# do (SANITIZE=1 or not, CC, CFLAGS), and everything built depends on it,
+# so switching rebuilds everything rather than mixing the two builds.
+BUILD_FLAGS = $(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS)
 
 LIB_OBJS = lib/log.o lib/config.o lib/timeparse.o lib/fields.o lib/form.o \
            lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/auth.o lib/http.o \
@@ -28,11 +36,16 @@ UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_form tests/unit/test_json
              tests/unit/test_config tests/unit/test_message tests/unit/test_store \
              tests/unit/test_delivery_policy tests/unit/test_target
 
-.PHONY: all deps run test bench unit-test integration-test install clean
+.PHONY: all deps run test bench unit-test integration-test install clean fuzz FORCE
 
 all: $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS)
 
-lib/%.o: lib/%.c lib/postdate.h sql/schema.h
+FORCE:
+
+.build-flags: FORCE
+	@echo '$(BUILD_FLAGS)' | cmp -s - $@ || echo '$(BUILD_FLAGS)' > $@
+
+lib/%.o: lib/%.c lib/postdate.h sql/schema.h .build-flags
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 # The schema is compiled into the store so a program never runs without it.
@@ -46,23 +59,23 @@ lib/libpostdate.a: $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-cgi-bin/%: cgi-bin/%.c lib/libpostdate.a
+cgi-bin/%: cgi-bin/%.c lib/libpostdate.a .build-flags
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< lib/libpostdate.a $(LDLIBS)
 
-bin/%: bin/%.c lib/libpostdate.a
+bin/%: bin/%.c lib/libpostdate.a .build-flags
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< lib/libpostdate.a $(LDLIBS)
 
-bench/baseline_insert: bench/baseline_insert.c
+bench/baseline_insert: bench/baseline_insert.c .build-flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lfcgi -lsqlite3
 
-bench/baseline_multi: bench/baseline_multi.c
+bench/baseline_multi: bench/baseline_multi.c .build-flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lcurl
 
 # Not part of `make test`: the figures need a quiet machine.
 bench: all
 	@sh bench/run.sh
 
-tests/unit/test_%: tests/unit/test_%.c tests/unit/unit.c tests/unit/unit.h lib/libpostdate.a
+tests/unit/test_%: tests/unit/test_%.c tests/unit/unit.c tests/unit/unit.h lib/libpostdate.a .build-flags
 	$(CC) $(CPPFLAGS) -Itests/unit $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< tests/unit/unit.c lib/libpostdate.a $(LDLIBS)
 
 # Installs the Debian packages that are missing (and nothing when none is).
@@ -73,10 +86,34 @@ run: deps all
 	@PORT=$(PORT) bin/postdate-stack
 
 test: deps all $(UNIT_TESTS)
-	@sh tests/run.sh
+	@SANITIZE=$(SANITIZE) sh tests/run.sh
 
 unit-test: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done
+
+# libFuzzer harnesses (tests/fuzz), built with clang into their own folder
+# so that they never mix with the objects above. `make fuzz` runs each for
+# FUZZ_SECONDS, one after another, from its seed corpus.
+FUZZ_SECONDS ?= 60
+FUZZ_DIR     = tests/fuzz/build
+FUZZ_CFLAGS := -std=c11 $(WARNINGS) -g -O1 -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_PROGS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(FUZZ_DIR)/lib/%.o: lib/%.c lib/postdate.h sql/schema.h
+	@mkdir -p $(@D)
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+$(FUZZ_DIR)/libpostdate.a: $(LIB_OBJS:lib/%=$(FUZZ_DIR)/lib/%)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libpostdate.a
+	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_DIR)/libpostdate.a $(LDLIBS)
+
+fuzz: deps $(FUZZ_PROGS)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin $(DESTDIR)$(PREFIX)/bin \
@@ -90,3 +127,5 @@ install: all
 
 clean:
 	rm -f lib/*.o lib/libpostdate.a sql/schema.h $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS) $(UNIT_TESTS)
+	rm -f .build-flags
+	rm -rf $(FUZZ_DIR)

@@ -299,20 +299,61 @@ resolve_database(struct pd_config *cfg)
 }
 
 int
-config_load(struct pd_config *cfg, const char *path, char *err, size_t errlen)
+config_parse_text(struct pd_config *cfg, const char *path, const char *text, size_t len,
+                  char *err, size_t errlen)
 {
 	char line[CONFIG_MAX_LINE + 1], why[256];
-	char *text = NULL;
 	const char *p, *end;
-	size_t len;
-	FILE *fp;
-	int lineno = 0, rc = -1;
+	size_t n;
+	int lineno = 0;
 
 	config_defaults(cfg);
 	if (set_string(&cfg->path, path) != 0) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
+	for (p = text, end = text + len; p < end; p += n + 1) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+
+		lineno++;
+		n = (size_t)((nl != NULL ? nl : end) - p);
+		if (n > CONFIG_MAX_LINE) {
+			snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
+			         CONFIG_MAX_LINE);
+			return -1;
+		}
+		if (memchr(p, '\0', n) != NULL) {
+			snprintf(err, errlen, "%s:%d: NUL byte in line", path, lineno);
+			return -1;
+		}
+		memcpy(line, p, n);
+		line[n] = '\0';
+		if (config_parse_line(cfg, line, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			return -1;
+		}
+	}
+	if (cfg->retry_max < cfg->retry_base) {
+		snprintf(err, errlen, "%s: retry_max (%d) is below retry_base (%d)", path,
+		         cfg->retry_max, cfg->retry_base);
+		return -1;
+	}
+	if (resolve_database(cfg) != 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	return 0;
+}
+
+int
+config_load(struct pd_config *cfg, const char *path, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len;
+	FILE *fp;
+	int rc = -1;
+
+	config_defaults(cfg);
 	fp = fopen(path, "r");
 	if (fp == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -329,37 +370,7 @@ config_load(struct pd_config *cfg, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", path, ferror(fp) ? "read error" : "larger than 1 MiB");
 		goto out;
 	}
-	for (p = text, end = text + len; p < end; p += len + 1) {
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-
-		lineno++;
-		len = (size_t)((nl != NULL ? nl : end) - p);
-		if (len > CONFIG_MAX_LINE) {
-			snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
-			         CONFIG_MAX_LINE);
-			goto out;
-		}
-		if (memchr(p, '\0', len) != NULL) {
-			snprintf(err, errlen, "%s:%d: NUL byte in line", path, lineno);
-			goto out;
-		}
-		memcpy(line, p, len);
-		line[len] = '\0';
-		if (config_parse_line(cfg, line, why, sizeof(why)) != 0) {
-			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
-			goto out;
-		}
-	}
-	if (cfg->retry_max < cfg->retry_base) {
-		snprintf(err, errlen, "%s: retry_max (%d) is below retry_base (%d)", path,
-		         cfg->retry_max, cfg->retry_base);
-		goto out;
-	}
-	if (resolve_database(cfg) != 0) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto out;
-	}
-	rc = 0;
+	rc = config_parse_text(cfg, path, text, len, err, errlen);
 out:
 	free(text);
 	fclose(fp);

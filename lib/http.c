@@ -22,6 +22,17 @@
 
 #include "postdate.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define HTTP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HTTP_ASAN 1
+#endif
+#endif
+#ifdef HTTP_ASAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 extern char **environ;
 
 /* Set while a request is being served: SIGTERM then waits for its end. */
@@ -35,8 +46,14 @@ static void
 on_terminate(int signo)
 {
 	(void)signo;
-	if (!serving)
+	if (!serving) {
+#ifdef HTTP_ASAN
+		/* _exit skips LeakSanitizer's check at exit; run it here, in an
+		 * idle worker, so that `make test SANITIZE=1` sees leaks. */
+		__lsan_do_leak_check();
+#endif
 		_exit(0);
+	}
 	stop_after_request = 1;
 }
 

@@ -88,6 +88,12 @@ void config_defaults(struct pd_config *cfg);
  * err and returns -1; cfg is then still safe to config_free(). */
 int config_load(struct pd_config *cfg, const char *path, char *err, size_t errlen);
 
+/* What config_load does once the file is read: parses len bytes of text
+ * (NULs and overlong lines are errors) over the defaults; path names the
+ * file in errors and anchors a relative database. */
+int config_parse_text(struct pd_config *cfg, const char *path, const char *text, size_t len,
+                      char *err, size_t errlen);
+
 /* Parses one "key = value" line (no newline). Returns 0, or -1 with the
  * reason in err. Blank and comment lines are accepted and ignored. */
 int config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t errlen);

@@ -246,24 +246,36 @@ target_host_allowed(const struct pd_config *cfg, const char *host, const char **
 	if (is_localhost_name(host, len)) {
 		if (policy_check(cfg, localhost.net) != NULL)
 			f = &localhost;
-	} else if (len >= sizeof(buf)) {
-		return 0;                        /* too long for an address: a name */
 	} else if (len > 2 && host[0] == '[' && host[len - 1] == ']') {
-		memcpy(buf, host + 1, len - 2);
-		buf[len - 2] = '\0';
-		buf[strcspn(buf, "%")] = '\0';  /* a zone id: "fe80::1%eth0" */
+		/* Brackets hold an address, never a name, however long the
+		 * zone id after it: "fe80::1%eth0". */
+		size_t n = strcspn(host + 1, "%]");
+
+		if (n >= sizeof(buf)) {
+			*why = "the host is not a valid IPv6 address";
+			return -1;
+		}
+		memcpy(buf, host + 1, n);
+		buf[n] = '\0';
 		if (inet_pton(AF_INET6, buf, addr) != 1) {
 			*why = "the host is not a valid IPv6 address";
 			return -1;
 		}
 		f = policy_check(cfg, addr);
 	} else {
-		memcpy(buf, host, len + 1);
-		if (len > 0 && buf[len - 1] == '.')
-			buf[len - 1] = '\0';
 		/* inet_aton takes every spelling the C library's resolver takes:
-		 * 2130706433, 0177.1, 0x7f.0.0.1 are all 127.0.0.1. */
-		if (inet_aton(buf, &v4) != 0) {
+		 * 2130706433, 0177.1, 0x7f.0.0.1 are all 127.0.0.1, and so is
+		 * 0177.1 after any number of zeros: no length is too long. */
+		char *copy = strndup(host, len > 0 && host[len - 1] == '.' ? len - 1 : len);
+		int is_v4;
+
+		if (copy == NULL) {
+			*why = "out of memory";
+			return -1;
+		}
+		is_v4 = inet_aton(copy, &v4) != 0;
+		free(copy);
+		if (is_v4) {
 			map_v4(addr, (const unsigned char *)&v4);
 			f = policy_check(cfg, addr);
 		}

@@ -7,7 +7,32 @@ cd "$(dirname "$0")/.."
 passed=0
 failed=0
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+san=
+trap 'rm -f "$out"; [ -z "$san" ] || rm -rf "$san"' EXIT
+
+# Under `make test SANITIZE=1` every sanitized program (the unit tests, the
+# FastCGI workers under spawn-fcgi, dispatch) writes any ASan, LSan or
+# UBSan report into $san, not to a stderr that may be /dev/null or a
+# test's pipe; after the suites, any report there is a failed test.
+if [ "${SANITIZE:-}" = 1 ]; then
+	san=$(mktemp -d)
+	chmod 1777 "$san"    # test_deploy runs programs as nobody
+	export ASAN_OPTIONS="log_path=$san/report"
+	export UBSAN_OPTIONS="log_path=$san/report:print_stacktrace=1"
+fi
+sanitizer_reports_are_empty() {
+	if [ -z "$(ls -A "$san")" ]; then
+		echo "ok   sanitizer_reports_are_empty"
+		echo "sanitizers: 1 passed, 0 failed"
+	else
+		echo "FAIL sanitizer_reports_are_empty"
+		for f in "$san"/*; do
+			echo "--- $f"
+			head -n 40 "$f"
+		done
+		echo "sanitizers: 0 passed, 1 failed"
+	fi
+}
 
 # Each suite prints its own "SUITE: N passed, N failed" as its last line.
 run_suite() {
@@ -30,6 +55,7 @@ for t in tests/unit/test_*; do
 done
 run_suite python3 tests/integration/run.py
 run_suite python3 tests/browser/run.py
+[ -z "$san" ] || run_suite sanitizer_reports_are_empty
 
 echo
 echo "$passed passed, $failed failed"

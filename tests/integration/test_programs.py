@@ -55,6 +55,8 @@ def test_configuration_comes_from_postdate_conf_when_no_flag():
 def cgi_env(conf, **kw):
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "POSTDATE_CONF": conf,
            "GATEWAY_INTERFACE": "CGI/1.1"}
+    # Under `make test SANITIZE=1`, where the sanitizers write their reports.
+    env.update({k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")})
     env.update(kw)
     return env
 

@@ -156,6 +156,25 @@ test_nul_byte_and_long_line_are_errors(void)
 	free(big);
 }
 
+/* What the fuzz harness tests/fuzz/fuzz_config.c calls: config_load
+ * without the file, the same errors and the database beside the path. */
+static void
+test_text_parses_as_the_file_would(void)
+{
+	static const char text[] = "database = my.db\nconcurrency = 8";
+	struct pd_config cfg;
+	char err[256] = "";
+
+	CHECK_INT(config_parse_text(&cfg, "/etc/pd/x.conf", text, sizeof(text) - 1, err,
+	                            sizeof(err)), 0);
+	CHECK_STR(cfg.database, "/etc/pd/my.db");
+	CHECK_INT(cfg.concurrency, 8);
+	config_free(&cfg);
+	CHECK_INT(config_parse_text(&cfg, "/etc/pd/x.conf", "# a\na\0b", 6, err, sizeof(err)), -1);
+	CHECK_STR(err, "/etc/pd/x.conf:2: NUL byte in line");
+	config_free(&cfg);
+}
+
 static void
 test_missing_file_is_an_error(void)
 {
@@ -205,6 +224,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_relative_database_is_beside_the_file),
 	UNIT(test_errors_name_the_line),
 	UNIT(test_nul_byte_and_long_line_are_errors),
+	UNIT(test_text_parses_as_the_file_would),
 	UNIT(test_missing_file_is_an_error),
 	UNIT(test_path_order_flag_then_env_then_etc),
 	UNIT(test_bearer_token_compare),

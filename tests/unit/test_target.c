@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -125,6 +126,35 @@ test_refusal_names_the_kind_and_the_way_out(void)
 	CHECK_INT(target_host_allowed(&cfg, "[not:an:address::x]", &why), -1);
 }
 
+/* Found by tests/fuzz/fuzz_url_policy.c: a host of 64 bytes or more was
+ * let through as a name, though it may spell an address: loopback with
+ * many leading zeros and a final dot (which libcurl leaves as written),
+ * or an IPv6 address with a long zone id. */
+static void
+test_long_hosts_are_checked_as_addresses(void)
+{
+	struct pd_config cfg = policy("");
+	char host[128], url[160];
+	const char *why = NULL;
+
+	snprintf(host, sizeof(host), "%0*d177.1.", 70, 0);
+	snprintf(url, sizeof(url), "http://%s/", host);
+	CHECK(!url_ok("", url));
+	CHECK(url_ok("127.0.0.0/8", url));
+	CHECK_INT(target_host_allowed(&cfg, host, &why), -1);
+	CHECK(why != NULL && strstr(why, "loopback") != NULL);
+	snprintf(host, sizeof(host), "%0*d.example.", 70, 0);
+	CHECK_INT(target_host_allowed(&cfg, host, &why), 0);
+
+	snprintf(host, sizeof(host), "[::1%%%0*d]", 70, 0);
+	CHECK_INT(target_host_allowed(&cfg, host, &why), -1);
+	CHECK(why != NULL && strstr(why, "loopback") != NULL);
+	snprintf(host, sizeof(host), "[%0*d]", 70, 0);
+	why = NULL;
+	CHECK_INT(target_host_allowed(&cfg, host, &why), -1);
+	CHECK(why != NULL && strstr(why, "not a valid IPv6 address") != NULL);
+}
+
 static void
 test_allow_targets_opens_exactly_its_ranges(void)
 {
@@ -189,6 +219,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_every_forbidden_range_is_refused_at_schedule),
 	UNIT(test_other_spellings_of_loopback_are_refused),
 	UNIT(test_refusal_names_the_kind_and_the_way_out),
+	UNIT(test_long_hosts_are_checked_as_addresses),
 	UNIT(test_allow_targets_opens_exactly_its_ranges),
 	UNIT(test_connected_addresses_are_checked_in_both_families),
 	UNIT(test_cidr_lists_parse_and_reject),

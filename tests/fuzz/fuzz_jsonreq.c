@@ -1,0 +1,107 @@
+/*
+ * fuzz_jsonreq.c: jsonreq_decode() (lib/jsonreq.c) on arbitrary bodies,
+ * with "payload" as the key kept as JSON text (as cgi-bin/schedule has it).
+ *
+ * Beyond "no crash": never more than PD_MAX_FIELDS fields; names are 1 to
+ * PD_MAX_NAME bytes without control bytes; values are valid UTF-8; only
+ * "payload" is ever kept as JSON, and then as JSON that parses; a refused
+ * body leaves nothing behind; and the fields, written back as a JSON object
+ * (repeated names as an array), decode to exactly the same fields.
+ */
+#include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "postdate.h"
+
+/* The fields as a JSON object: json-c parses the payload's text again. */
+static struct json_object *
+fields_to_json(const struct pd_fields *f)
+{
+	struct json_object *top = json_object_new_object(), *list = NULL;
+
+	assert(top != NULL);
+	for (size_t i = 0; i < f->n; i++) {
+		const struct pd_field *v = &f->v[i];
+		struct json_object *value;
+
+		if (v->is_json)
+			value = json_tokener_parse(v->value);
+		else
+			value = json_object_new_string_len(v->value, (int)v->len);
+		assert(value != NULL);
+		/* The fields of one array are next to each other. */
+		if (i > 0 && strcmp(f->v[i - 1].name, v->name) == 0) {
+			if (list == NULL) {
+				struct json_object *first = NULL;
+
+				list = json_object_new_array();
+				assert(list != NULL);
+				json_object_object_get_ex(top, v->name, &first);
+				json_object_array_add(list, json_object_get(first));
+				json_object_object_add(top, v->name, list);
+			}
+			json_object_array_add(list, value);
+			continue;
+		}
+		list = NULL;
+		json_object_object_add(top, v->name, value);
+	}
+	return top;
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct pd_fields f = { 0 }, again = { 0 };
+	struct json_object *back;
+	const char *why = NULL, *text;
+	char field[PD_MAX_NAME + 1];
+	size_t len;
+
+	if (jsonreq_decode((const char *)data, size, "payload", &f, &why, field,
+	                   sizeof(field)) != 0) {
+		assert(why != NULL);
+		assert(f.n == 0 && f.v == NULL);
+		assert(strlen(field) <= PD_MAX_NAME);
+		return 0;
+	}
+	assert(f.n <= PD_MAX_FIELDS);
+	for (size_t i = 0; i < f.n; i++) {
+		const struct pd_field *v = &f.v[i];
+		size_t namelen = strlen(v->name);
+
+		assert(namelen >= 1 && namelen <= PD_MAX_NAME);
+		for (size_t k = 0; k < namelen; k++)
+			assert((unsigned char)v->name[k] >= 0x20 && (unsigned char)v->name[k] != 0x7f);
+		assert(v->value[v->len] == '\0');
+		assert(utf8_valid(v->value, v->len));
+		if (v->is_json) {
+			struct json_object *parsed = json_tokener_parse(v->value);
+
+			assert(strcmp(v->name, "payload") == 0);
+			assert(parsed != NULL);
+			json_object_put(parsed);
+		}
+	}
+
+	/* The round trip. */
+	back = fields_to_json(&f);
+	text = json_object_to_json_string_length(back, JSON_C_TO_STRING_PLAIN, &len);
+	assert(text != NULL);
+	assert(jsonreq_decode(text, len, "payload", &again, &why, field, sizeof(field)) == 0);
+	assert(again.n == f.n);
+	for (size_t i = 0; i < f.n; i++) {
+		assert(strcmp(again.v[i].name, f.v[i].name) == 0);
+		assert(again.v[i].is_json == f.v[i].is_json);
+		assert(again.v[i].len == f.v[i].len);
+		assert(memcmp(again.v[i].value, f.v[i].value, f.v[i].len) == 0);
+	}
+	json_object_put(back);
+	fields_free(&again);
+	fields_free(&f);
+	return 0;
+}
