@@ -8,6 +8,8 @@
  * and keeps only the last of repeated keys. So a second pass over the text
  * (jscan) checks every token strictly and reads the top-level keys as
  * written, and the fields are built in that order from json-c's values.
+ * The raw JSON field (the payload) is kept as the client wrote it, since
+ * json-c's rewriting would drop repeated keys inside it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -30,6 +32,8 @@ struct jscan {
 	const unsigned char	*p;
 	const unsigned char	*end;
 	char			 keys[PD_MAX_FIELDS][PD_MAX_NAME + 1];
+	const unsigned char	*value[PD_MAX_FIELDS];	/* each key's value, */
+	const unsigned char	*value_end[PD_MAX_FIELDS]; /* as written */
 	size_t			 nkeys;
 	const char		*why;
 	const char		*field;	/* the key being read, or NULL */
@@ -398,9 +402,22 @@ static int
 jscan_run(struct jscan *s)
 {
 	size_t	 depth = 0, len;
-	int	 expect_key = 0, ctrl;
+	int	 expect_key = 0, expect_value = 0, ctrl;
 
 	while (s->p < s->end) {
+		if (expect_value && !jscan_isspace(*s->p) && *s->p != ':') {
+			s->value[s->nkeys - 1] = s->p;
+			expect_value = 0;
+		}
+		/* A top-level value ends at the ',' or '}' that follows it. */
+		if (s->nkeys > 0 && depth == 1 && (*s->p == ',' || *s->p == '}') &&
+		    s->value_end[s->nkeys - 1] == NULL) {
+			const unsigned char *end = s->p;
+
+			while (end > s->value[s->nkeys - 1] && jscan_isspace(end[-1]))
+				end--;
+			s->value_end[s->nkeys - 1] = end;
+		}
 		switch (*s->p) {
 		case ' ':
 		case '\t':
@@ -435,6 +452,7 @@ jscan_run(struct jscan *s)
 				if (jscan_key(s) == -1)
 					return -1;
 				expect_key = 0;
+				expect_value = 1;
 			} else if (jscan_string(s, NULL, 0, &len, &ctrl) == -1)
 				return -1;
 			break;
@@ -509,10 +527,9 @@ jsonreq_scalar(struct pd_fields *out, const char *name, struct json_object *v,
 /* Adds the fields that the top-level member name: v stands for. */
 static int
 jsonreq_member(struct pd_fields *out, const char *name, struct json_object *v,
-    int raw, const char **why)
+    const unsigned char *raw, const unsigned char *raw_end, const char **why)
 {
-	const char	*text;
-	size_t		 len, i, n;
+	size_t		 i, n;
 
 	switch (json_object_get_type(v)) {
 	case json_type_null:
@@ -523,16 +540,8 @@ jsonreq_member(struct pd_fields *out, const char *name, struct json_object *v,
 		break;
 	}
 
-	if (raw) {
-		text = json_object_to_json_string_length(v,
-		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-		    &len);
-		if (text == NULL) {
-			*why = WHY_NOMEM;
-			return -1;
-		}
-		return jsonreq_add(out, name, text, len, 1, why);
-	}
+	if (raw != NULL)
+		return jsonreq_add(out, name, (const char *)raw, (size_t)(raw_end - raw), 1, why);
 
 	if (!json_object_is_type(v, json_type_array))
 		return jsonreq_scalar(out, name, v, why);
@@ -652,7 +661,8 @@ jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
 		}
 		raw = raw_json_key != NULL &&
 		    strcmp(s.keys[i], raw_json_key) == 0;
-		if (jsonreq_member(out, s.keys[i], v, raw, why) == -1) {
+		if (jsonreq_member(out, s.keys[i], v, raw ? s.value[i] : NULL,
+		    s.value_end[i], why) == -1) {
 			errfield = s.keys[i];
 			goto fail;
 		}

@@ -140,7 +140,7 @@ test_jsonreq_url_array_repeats_field(void)
 }
 
 static void
-test_jsonreq_payload_object_kept_as_json(void)
+test_jsonreq_payload_object_kept_as_written(void)
 {
 	struct pd_fields f;
 	const char *why;
@@ -154,15 +154,30 @@ test_jsonreq_payload_object_kept_as_json(void)
 	CHECK(p != NULL);
 	if (p != NULL) {
 		CHECK_STR(p->value,
-		    "{\"a\":[1,2.50,\"x/y\"],\"b\":null,\"c\":{\"d\":true}}");
+		    "{ \"a\" : [1, 2.50, \"x/y\"], \"b\": null, \"c\": {\"d\": true} }");
 		CHECK_INT(p->len, strlen(p->value));
 		CHECK_INT(p->is_json, 1);
 	}
 	fields_free(&f);
 }
 
+/* json-c keeps the last of repeated keys and cuts keys at \u0000: the
+ * payload must reach the target as the client wrote it all the same. */
 static void
-test_jsonreq_payload_array_number_bool_kept_as_json(void)
+test_jsonreq_payload_keeps_repeated_and_escaped_keys(void)
+{
+	struct pd_fields f;
+	const char *why;
+	char field[PD_MAX_NAME + 1];
+
+	CHECK_INT(decode("{\"payload\": {\"k\":1,\"k\":2,\"a\\u0000b\":3}\n, \"url\":\"https://a.example\"}",
+	    &f, &why, field), 0);
+	CHECK_STR(fields_get(&f, "payload")->value, "{\"k\":1,\"k\":2,\"a\\u0000b\":3}");
+	fields_free(&f);
+}
+
+static void
+test_jsonreq_payload_array_number_bool_kept_as_written(void)
 {
 	struct pd_fields f;
 	const char *why;
@@ -170,7 +185,7 @@ test_jsonreq_payload_array_number_bool_kept_as_json(void)
 
 	CHECK_INT(decode("{\"payload\":[1, {\"k\":\"v\"}, null, [] ]}",
 	    &f, &why, field), 0);
-	CHECK_STR(f.v[0].value, "[1,{\"k\":\"v\"},null,[]]");
+	CHECK_STR(f.v[0].value, "[1, {\"k\":\"v\"}, null, [] ]");
 	CHECK_INT(f.v[0].is_json, 1);
 	fields_free(&f);
 
@@ -596,8 +611,9 @@ static const struct unit_test tests[] = {
 	UNIT(test_jsonreq_keys_kept_in_order),
 	UNIT(test_jsonreq_empty_object),
 	UNIT(test_jsonreq_url_array_repeats_field),
-	UNIT(test_jsonreq_payload_object_kept_as_json),
-	UNIT(test_jsonreq_payload_array_number_bool_kept_as_json),
+	UNIT(test_jsonreq_payload_object_kept_as_written),
+	UNIT(test_jsonreq_payload_keeps_repeated_and_escaped_keys),
+	UNIT(test_jsonreq_payload_array_number_bool_kept_as_written),
 	UNIT(test_jsonreq_payload_string_kept_as_is),
 	UNIT(test_jsonreq_payload_nested_in_without_raw_key_refused),
 	UNIT(test_jsonreq_nested_object_refused_naming_key),
