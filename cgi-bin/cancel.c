@@ -64,8 +64,10 @@ handle_cancel(struct pd_request *r)
 		http_reply(r, 409, NULL, o);
 		break;
 	case STORE_BUSY:
-	case STORE_NOSPACE:
 		http_error(r, 503, "the database is busy; try again", NULL);
+		break;
+	case STORE_NOSPACE:
+		http_error(r, 503, "the database is out of disk space", NULL);
 		break;
 	default:
 		http_error(r, 500, "the message could not be cancelled", NULL);

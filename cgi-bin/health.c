@@ -3,6 +3,8 @@
  * database answers and how late the most overdue pending message is, which
  * is how an operator sees that no dispatcher is running.
  */
+#include <stdio.h>
+
 #include <json-c/json.h>
 
 #include "postdate.h"
@@ -23,7 +25,8 @@ handle_health(struct pd_request *r)
 	struct pd_app *app = http_app(r);
 	json_object *o = json_object_new_object();
 	long pending = 0;
-	pd_ms earliest = 0, now = time_now();
+	pd_ms earliest = 0, overdue, now = time_now();
+	char text[32];
 
 	if (http_fields(r)->n != 0) {
 		json_object_put(o);
@@ -38,8 +41,12 @@ handle_health(struct pd_request *r)
 	}
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "pending", json_object_new_int64(pending));
-	json_object_object_add(o, "oldest_overdue_s", json_object_new_double(
-	    earliest != 0 && earliest < now ? (double)(now - earliest) / 1000.0 : 0.0));
+	/* Milliseconds as seconds, written as such (not 0.57499999999999996). */
+	overdue = earliest != 0 && earliest < now ? now - earliest : 0;
+	snprintf(text, sizeof(text), "%lld.%03lld", (long long)(overdue / 1000),
+	         (long long)(overdue % 1000));
+	json_object_object_add(o, "oldest_overdue_s",
+	    json_object_new_double_s((double)overdue / 1000.0, text));
 	http_reply(r, 200, NULL, o);
 }
 
