@@ -1,6 +1,7 @@
 /*
  * schedule: POST /api/schedule. Validates a message, stores it durably and
- * answers 201 only after the commit (see API.md).
+ * answers 201 only after the commit (see API.md). Requests are served by
+ * schedule_threads threads whose messages share commits (commit.c).
  */
 #include <stdio.h>
 
@@ -13,7 +14,12 @@ static const char description[] =
 "The FastCGI responder for POST /api/schedule: stores a message to be\n"
 "POSTed to its target URLs at a given time. Run it under a FastCGI server\n"
 "(spawn-fcgi, or a systemd socket) behind nginx or Apache; started without\n"
-"one it answers a single plain-CGI request.\n";
+"one it answers a single plain-CGI request.\n"
+"\n"
+"Each process serves schedule_threads requests at once (configuration,\n"
+"default 16) and commits the messages that arrive together in one\n"
+"transaction, so one sync to disk acknowledges many: each request is\n"
+"answered only after the commit that holds its message.\n";
 
 static const char example[] =
 "spawn-fcgi -s /run/postdate/schedule.sock -F 4 -- schedule -c /etc/postdate.conf";
@@ -31,7 +37,7 @@ handle_schedule(struct pd_request *r)
 		http_error(r, 400, why, field);
 		return;
 	}
-	switch (store_insert(app->store, &m, now)) {
+	switch (committer_insert(app->committer, &m, now)) {
 	case STORE_OK:
 		log_info("scheduled %s due %s (%zu payload bytes)", m.id, time_format(m.due, due),
 		         m.payload_len);
@@ -54,6 +60,9 @@ handle_schedule(struct pd_request *r)
 	case STORE_NOSPACE:
 		http_error(r, 503, "the database is out of disk space", NULL);
 		break;
+	case STORE_UNAVAILABLE:
+		http_error(r, 503, "the database is unavailable", NULL);
+		break;
 	default:
 		http_error(r, 500, "the message could not be stored", NULL);
 		break;
@@ -66,6 +75,7 @@ static const struct pd_route route = {
 	.method = "POST",
 	.needs_auth = 1,
 	.raw_json_key = "payload",
+	.group_commit = 1,
 	.description = description,
 	.example = example,
 	.handle = handle_schedule,

@@ -45,6 +45,7 @@ config_defaults(struct pd_config *cfg)
 	cfg->concurrency = 64;
 	cfg->host_concurrency = 32;
 	cfg->synchronous_full = 1;
+	cfg->schedule_threads = 16;
 }
 
 /* Strict decimal: digits only, no sign, within [min, max]. */
@@ -129,6 +130,7 @@ static const struct config_int_key config_int_keys[] = {
 	INT_KEY(buffer_horizon, 10, 86400),
 	INT_KEY(concurrency, 1, 10000),
 	INT_KEY(host_concurrency, 1, 10000),
+	INT_KEY(schedule_threads, 1, 256),
 };
 
 int

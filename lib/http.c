@@ -10,7 +10,9 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,26 +37,32 @@
 
 extern char **environ;
 
-/* Set while a request is being served: SIGTERM then waits for its end. */
-static volatile sig_atomic_t serving, stop_after_request;
+/* How many requests are being served right now; SIGTERM waits for them. */
+static atomic_int serving;
+static volatile sig_atomic_t stop_after_request;
+
+/* Ends the process once nothing is being served. _exit skips LeakSanitizer's
+ * check at exit; run it here so that `make test SANITIZE=1` sees leaks. */
+static void
+exit_idle(void)
+{
+#ifdef HTTP_ASAN
+	__lsan_do_leak_check();
+#endif
+	_exit(0);
+}
 
 /* libfcgi's own SIGTERM handler only sets a flag while accept() keeps
  * waiting, so a worker would outlive its server. Ours exits at once when
- * idle, and after the current request (whose answer is already committed
- * or not begun) when busy. */
+ * idle, and after the requests in progress (whose answers are already
+ * committed or not begun) when busy. */
 static void
 on_terminate(int signo)
 {
 	(void)signo;
-	if (!serving) {
-#ifdef HTTP_ASAN
-		/* _exit skips LeakSanitizer's check at exit; run it here, in an
-		 * idle worker, so that `make test SANITIZE=1` sees leaks. */
-		__lsan_do_leak_check();
-#endif
-		_exit(0);
-	}
 	stop_after_request = 1;
+	if (atomic_load(&serving) == 0)
+		exit_idle();
 }
 
 struct pd_request {
@@ -309,7 +317,9 @@ serve_request(struct pd_request *r)
 	}
 	if (decode_request(r, method) != 0)
 		return;
-	if (r->app->store == NULL && !store_reopen(r->app) && !route->handles_no_store) {
+	/* A group-commit route's committer opens the store itself. */
+	if (!route->group_commit && r->app->store == NULL && !store_reopen(r->app) &&
+	    !route->handles_no_store) {
 		http_error(r, 503, "the database is unavailable", NULL);
 		return;
 	}
@@ -329,6 +339,80 @@ request_reset(struct pd_request *r)
 	fields_free(&r->fields);
 	r->is_head = 0;
 	r->replied = 0;
+}
+
+/* Accepting is serialised, as libfcgi's threaded example does. */
+static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* One request thread: accepts and serves FastCGI requests until the server
+ * closes the socket or SIGTERM asks to stop. */
+static void *
+serve_loop(void *arg)
+{
+	struct pd_request r = { .app = arg };
+	FCGX_Request fcgx;
+	int rc;
+
+	if (FCGX_InitRequest(&fcgx, 0, 0) != 0) {
+		log_error("cannot initialise a FastCGI request");
+		return NULL;
+	}
+	r.fcgx = &fcgx;
+	for (;;) {
+		pthread_mutex_lock(&accept_lock);
+		rc = stop_after_request ? -1 : FCGX_Accept_r(&fcgx);
+		pthread_mutex_unlock(&accept_lock);
+		if (rc < 0)
+			break;
+		atomic_fetch_add(&serving, 1);
+		r.envp = fcgx.envp;
+		serve_request(&r);
+		FCGX_Finish_r(&fcgx);
+		request_reset(&r);
+		/* The last request to end after SIGTERM ends the process. */
+		if (atomic_fetch_sub(&serving, 1) == 1 && stop_after_request)
+			exit_idle();
+	}
+	FCGX_Free(&fcgx, 1);
+	return NULL;
+}
+
+/* Serves on fd 0 with one thread, or schedule_threads for a group-commit
+ * route; returns when the server closes the socket. */
+static int
+serve_fastcgi(struct pd_app *app)
+{
+	struct sigaction sa = { .sa_handler = on_terminate };
+	int nthreads = app->route->group_commit ? app->cfg.schedule_threads : 1;
+	pthread_t *threads;
+	int started;
+
+	/* Installed before FCGX_Init, which then leaves it in place. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	if (FCGX_Init() != 0) {
+		log_error("cannot initialise FastCGI");
+		return -1;
+	}
+	if (nthreads == 1) {
+		serve_loop(app);
+		return 0;
+	}
+	threads = calloc((size_t)nthreads, sizeof(*threads));
+	if (threads == NULL) {
+		log_error("out of memory starting %d request threads", nthreads);
+		return -1;
+	}
+	for (started = 0; started < nthreads; started++)
+		if (pthread_create(&threads[started], NULL, serve_loop, app) != 0)
+			break;
+	if (started < nthreads)
+		log_warn("started %d of %d request threads", started, nthreads);
+	for (int i = 0; i < started; i++)
+		pthread_join(threads[i], NULL);
+	free(threads);
+	return started > 0 ? 0 : -1;
 }
 
 /* The --help text: the program's own description and example around the
@@ -409,33 +493,16 @@ http_main(int argc, char **argv, const struct pd_route *route)
 		log_error("cannot open the database %s yet; answering 503 until it opens",
 		          app.cfg.database);
 
+	if (route->group_commit && committer_start(&app.committer, &app) != 0)
+		return 1;
 	if (FCGX_IsCGI()) {
 		r.envp = environ;
 		serve_request(&r);
 		fflush(stdout);
 		request_reset(&r);
-	} else {
-		struct sigaction sa = { .sa_handler = on_terminate };
-		FCGX_Request fcgx;
-
-		/* Installed before FCGX_Init, which then leaves it in place. */
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGTERM, &sa, NULL);
-		sigaction(SIGINT, &sa, NULL);
-		if (FCGX_Init() != 0 || FCGX_InitRequest(&fcgx, 0, 0) != 0) {
-			log_error("cannot initialise FastCGI");
-			return 1;
-		}
-		r.fcgx = &fcgx;
-		while (!stop_after_request && FCGX_Accept_r(&fcgx) >= 0) {
-			serving = 1;
-			r.envp = fcgx.envp;
-			serve_request(&r);
-			FCGX_Finish_r(&fcgx);
-			request_reset(&r);
-			serving = 0;
-		}
-	}
+	} else if (serve_fastcgi(&app) != 0)
+		return 1;
+	committer_stop(app.committer);
 	store_close(app.store);
 	config_free(&app.cfg);
 	return 0;

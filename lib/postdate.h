@@ -75,6 +75,7 @@ struct pd_config {
 	int concurrency;          /* deliveries in flight per dispatcher */
 	int host_concurrency;     /* ... and to any one host:port */
 	int synchronous_full;     /* 1: synchronous=FULL, 0: NORMAL */
+	int schedule_threads;     /* request threads per schedule process */
 };
 
 /* The file to read: the -c value if given, else $POSTDATE_CONF, else
@@ -182,8 +183,9 @@ int utf8_valid(const char *text, size_t len);
 
 /* ---- id.c: message ids ---- */
 
-/* Writes a fresh id (PD_ID_LEN chars of lowercase base32 from 128 bits of
- * OpenSSL randomness) and its NUL into buf. */
+/* Writes a fresh id (PD_ID_LEN chars of lowercase base32 from 128 bits: the
+ * time in milliseconds, then 80 bits of OpenSSL randomness) and its NUL
+ * into buf. Later ids sort after earlier ones. */
 int id_generate(char buf[PD_ID_LEN + 1]);
 
 /* Whether text has the shape of an id (so junk never reaches a query). */
@@ -260,6 +262,7 @@ enum store_result {
 	STORE_CONFLICT,     /* the message is in a state that forbids the change */
 	STORE_BUSY,         /* the database stayed locked past the busy timeout */
 	STORE_NOSPACE,      /* the disk is full */
+	STORE_UNAVAILABLE,  /* the database could not be opened */
 	STORE_ERROR         /* anything else; logged */
 };
 
@@ -272,8 +275,22 @@ void store_close(struct pd_store *s);
 /* Assigns m->id and m->created and inserts m in one transaction, into the
  * near-term buffer too when due within the horizon. Returns STORE_OK,
  * STORE_EXISTS (m replaced by the message holding its idempotency key),
- * STORE_FULL, STORE_BUSY or STORE_ERROR. */
+ * STORE_FULL, STORE_BUSY, STORE_NOSPACE or STORE_ERROR. */
 enum store_result store_insert(struct pd_store *s, struct pd_message *m, pd_ms now);
+
+/* One message of a batch insert and, afterwards, what became of it. */
+struct store_insert {
+	struct pd_message *message;
+	pd_ms now;
+	enum store_result result;  /* as store_insert's */
+};
+
+/* Inserts every message as store_insert does, all in one transaction and
+ * so with one sync to disk: group commit. A message refused on its own
+ * (507, its key already used) does not hold the others back; when the
+ * transaction fails, every message that would have been stored gets the
+ * failure. */
+void store_insert_batch(struct pd_store *s, struct store_insert *items, size_t n);
 
 /* Reads one message. STORE_OK, STORE_NOTFOUND, STORE_BUSY or STORE_ERROR. */
 enum store_result store_get(struct pd_store *s, const char *id, struct pd_message *m);
@@ -368,6 +385,23 @@ enum store_result store_add_report(struct pd_store *s, struct pd_message *m, pd_
  * plan, so a test can check that every statement uses an index. */
 typedef void (*store_plan_fn)(void *ctx, const char *sql, const char *plan_line);
 int store_query_plans(struct pd_store *s, store_plan_fn fn, void *ctx);
+
+/* ---- commit.c: group commit for schedule's request threads ---- */
+
+struct pd_app;
+struct pd_committer;
+
+/* Starts the thread that commits the inserts of app's request threads,
+ * through app->store (reopened as needed when NULL). */
+int committer_start(struct pd_committer **out, struct pd_app *app);
+
+/* As store_insert, from any thread: queues m for the next transaction and
+ * returns once that transaction has committed (or failed). STORE_UNAVAILABLE
+ * while the database cannot be opened. */
+enum store_result committer_insert(struct pd_committer *c, struct pd_message *m, pd_ms now);
+
+/* Commits what is queued, then stops the thread. */
+void committer_stop(struct pd_committer *c);
 
 /* ---- render.c: messages as API.md's JSON (json_object *) ---- */
 
@@ -527,6 +561,8 @@ struct pd_route {
 	int needs_auth;           /* 0 only for /api/health */
 	const char *raw_json_key; /* the JSON key kept as JSON text, or NULL */
 	int handles_no_store;     /* called even when the database cannot be opened */
+	int group_commit;         /* runs in schedule_threads threads and stores through
+	                             app->committer (see commit.c) */
 	const char *description;  /* for --help: what the program answers */
 	const char *example;      /* for --help: one command line */
 	void (*handle)(struct pd_request *r);
@@ -536,6 +572,7 @@ struct pd_route {
 struct pd_app {
 	struct pd_config cfg;
 	struct pd_store *store;
+	struct pd_committer *committer;  /* for group_commit routes */
 	const struct pd_route *route;
 };
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -35,6 +36,9 @@ enum statement {
 	ST_BEGIN,
 	ST_COMMIT,
 	ST_ROLLBACK,
+	ST_SAVEPOINT,
+	ST_RELEASE,
+	ST_ROLLBACK_TO,
 	ST_FIND_BY_KEY,
 	ST_PENDING_COUNT,
 	ST_INSERT_MESSAGE,
@@ -64,6 +68,11 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	/* One per message of a batch insert, so a message that fails leaves
+	 * nothing behind and the others still commit. */
+	[ST_SAVEPOINT] = "SAVEPOINT message",
+	[ST_RELEASE] = "RELEASE message",
+	[ST_ROLLBACK_TO] = "ROLLBACK TO message",
 	[ST_FIND_BY_KEY] = "SELECT id FROM messages WHERE idempotency_key = ?1",
 	[ST_PENDING_COUNT] = "SELECT n FROM state_counts WHERE state = 'pending'",
 	[ST_INSERT_MESSAGE] =
@@ -132,6 +141,7 @@ struct pd_store {
 	sqlite3 *db;
 	const struct pd_config *cfg;
 	sqlite3_stmt *st[ST_COUNT];
+	pd_ms busy_since;         /* when the current wait for a lock began */
 };
 
 /* Maps an SQLite result code to a store result, logging the unexpected. */
@@ -150,6 +160,30 @@ store_fail(struct pd_store *s, int rc, const char *what)
 		log_error("store: %s: %s", what, sqlite3_errmsg(s->db));
 		return STORE_ERROR;
 	}
+}
+
+/*
+ * Waits for another connection's lock, up to STORE_BUSY_TIMEOUT_MS.
+ * SQLite's own busy timeout sleeps 1, 2, 5, 10 ms and longer between tries,
+ * while the write lock here is held for well under a millisecond (one
+ * group commit): several schedule processes and dispatchers then spend
+ * their time asleep beside a free lock. Short sleeps, growing to 1 ms,
+ * keep them in step at the cost of a few more tries.
+ */
+static int
+on_busy(void *ctx, int tries)
+{
+	struct pd_store *s = ctx;
+	pd_ms now = time_now();
+	struct timespec nap = { 0, 0 };
+
+	if (tries == 0)
+		s->busy_since = now;
+	if (now - s->busy_since >= STORE_BUSY_TIMEOUT_MS)
+		return 0;
+	nap.tv_nsec = (tries < 10 ? tries + 1 : 10) * 100000L;
+	nanosleep(&nap, NULL);
+	return 1;
 }
 
 /* Steps a statement that returns no rows we need, and resets it. */
@@ -281,7 +315,7 @@ store_open(struct pd_store **out, const struct pd_config *cfg)
 		          s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
 		goto fail;
 	}
-	sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS);
+	sqlite3_busy_handler(s->db, on_busy, s);
 	snprintf(pragmas, sizeof(pragmas),
 	    "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
 	    cfg->synchronous_full ? "FULL" : "NORMAL");
@@ -412,58 +446,96 @@ store_insert_row(struct pd_store *s, struct pd_message *m, pd_ms now)
 	return STORE_OK;
 }
 
-enum store_result
-store_insert(struct pd_store *s, struct pd_message *m, pd_ms now)
+/* One message of a batch, inside the batch's transaction: its idempotency
+ * key, the max_pending check (the count includes the batch's earlier
+ * messages), then the rows. */
+static enum store_result
+store_insert_one(struct pd_store *s, struct pd_message *m, pd_ms now)
 {
 	char existing[PD_ID_LEN + 1];
 	long pending;
 	int rc;
-	enum store_result res;
-
-	rc = store_exec(s, ST_BEGIN);
-	if (rc != SQLITE_OK)
-		return store_fail(s, rc, "beginning a schedule");
 
 	if (m->idempotency_key != NULL) {
 		int found = store_find_key(s, m->idempotency_key, existing, &rc);
 
-		if (found < 0) {
-			res = store_fail(s, rc, "looking up an idempotency key");
-			goto out;
-		}
+		if (found < 0)
+			return store_fail(s, rc, "looking up an idempotency key");
 		if (found) {
 			struct pd_message original;
+			enum store_result res = store_read(s, existing, &original);
 
-			res = store_read(s, existing, &original);
-			if (res == STORE_OK) {
-				message_free(m);
-				*m = original;
-				res = STORE_EXISTS;
-			}
-			goto out;
+			if (res != STORE_OK)
+				return res;
+			message_free(m);
+			*m = original;
+			return STORE_EXISTS;
 		}
 	}
-
 	rc = store_pending_count(s, &pending);
-	if (rc != SQLITE_OK) {
-		res = store_fail(s, rc, "counting pending messages");
-		goto out;
-	}
-	if (pending >= s->cfg->max_pending) {
-		res = STORE_FULL;
-		goto out;
-	}
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "counting pending messages");
+	if (pending >= s->cfg->max_pending)
+		return STORE_FULL;
+	return store_insert_row(s, m, now);
+}
 
-	res = store_insert_row(s, m, now);
-out:
-	/* The answer is sent only after this commit: an acknowledged message is on disk. */
-	if (res == STORE_OK || res == STORE_EXISTS) {
-		rc = store_exec(s, ST_COMMIT);
-		if (rc != SQLITE_OK)
-			res = store_fail(s, rc, "committing a schedule");
+/* Whether a result means the message is (or already was) in the store. */
+static int
+stored(enum store_result res)
+{
+	return res == STORE_OK || res == STORE_EXISTS;
+}
+
+void
+store_insert_batch(struct pd_store *s, struct store_insert *items, size_t n)
+{
+	enum store_result fail;
+	size_t i;
+	int rc;
+
+	rc = store_exec(s, ST_BEGIN);
+	if (rc != SQLITE_OK) {
+		fail = store_fail(s, rc, "beginning a schedule");
+		i = 0;
+		goto failed;
 	}
+	for (i = 0; i < n; i++) {
+		rc = store_exec(s, ST_SAVEPOINT);
+		items[i].result = rc == SQLITE_OK ?
+		    store_insert_one(s, items[i].message, items[i].now) :
+		    store_fail(s, rc, "beginning a schedule");
+		if (sqlite3_get_autocommit(s->db)) {
+			/* SQLite gave up the whole transaction (disk full, I/O):
+			 * what the batch wrote so far is gone too. */
+			fail = items[i].result;
+			goto failed;
+		}
+		if (!stored(items[i].result))
+			store_exec(s, ST_ROLLBACK_TO);
+		store_exec(s, ST_RELEASE);
+	}
+	/* The answers are sent only after this commit: an acknowledged message
+	 * is on disk. */
+	rc = store_exec(s, ST_COMMIT);
+	if (rc == SQLITE_OK)
+		return;
+	fail = store_fail(s, rc, "committing a schedule");
+	i = n;
+failed:
 	store_rollback(s);
-	return res;
+	for (size_t j = 0; j < n; j++)
+		if (j >= i || stored(items[j].result))
+			items[j].result = fail;
+}
+
+enum store_result
+store_insert(struct pd_store *s, struct pd_message *m, pd_ms now)
+{
+	struct store_insert item = { .message = m, .now = now };
+
+	store_insert_batch(s, &item, 1);
+	return item.result;
 }
 
 enum store_result

@@ -97,7 +97,7 @@ def test_stopping_the_stack_ends_every_process_it_started():
     try:
         s.schedule()
         started = processes_mentioning(s.dir)
-        assert len(started) >= 8 + 1, started     # 8 FastCGI workers, nginx
+        assert len(started) >= 6 + 1, started     # 6 FastCGI workers, nginx
         s.stop()
         deadline = time.time() + 5
         while processes_mentioning(s.dir) and time.time() < deadline:

@@ -1,4 +1,5 @@
-/* test_store.c: the store's statements, checked against SQLite's planner. */
+/* test_store.c: the store's statements, checked against SQLite's planner,
+ * and the batch insert that group commit uses. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -59,8 +60,80 @@ test_every_statement_uses_an_index(void)
 	rmdir(dir);
 }
 
+/* A message as message_from_fields would build it, owned by the caller. */
+static void
+make_message(struct pd_message *m, const char *key, pd_ms now)
+{
+	memset(m, 0, sizeof(*m));
+	m->due = m->next_attempt = now + 1000;
+	m->urls = strdup("https://example.com/hook");
+	m->payload = strdup("hello");
+	m->payload_len = 5;
+	m->content_type = strdup("text/plain");
+	m->idempotency_key = key != NULL ? strdup(key) : NULL;
+	m->max_attempts = 3;
+	m->timeout = 10;
+}
+
+/* One transaction, one result per message: a repeated key within the batch
+ * finds the batch's own first message, the max_pending check counts the
+ * batch's earlier messages, and a refused message does not hold back the
+ * ones after it. */
+static void
+test_a_batch_gives_each_message_its_own_result(void)
+{
+	char dir[] = "/tmp/postdate-store-XXXXXX", path[64];
+	static const char *const keys[] = { "a", "a", NULL, NULL, NULL };
+	enum { N = 5 };
+	struct pd_message m[N], got;
+	struct store_insert items[N];
+	struct pd_config cfg;
+	struct pd_store *s;
+	pd_ms now = time_now();
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/t.db", dir);
+	config_defaults(&cfg);
+	cfg.database = path;
+	cfg.max_pending = 3;
+	CHECK_INT(store_open(&s, &cfg), 0);
+	if (s == NULL)
+		return;
+	for (int i = 0; i < N; i++) {
+		make_message(&m[i], keys[i], now);
+		items[i] = (struct store_insert){ .message = &m[i], .now = now };
+	}
+	store_insert_batch(s, items, N);
+	CHECK_INT(items[0].result, STORE_OK);
+	CHECK_INT(items[1].result, STORE_EXISTS);
+	CHECK_STR(m[1].id, m[0].id);
+	CHECK_INT(items[2].result, STORE_OK);
+	CHECK_INT(items[3].result, STORE_OK);
+	CHECK_INT(items[4].result, STORE_FULL);
+	for (int i = 0; i < 4; i++) {
+		enum store_result res = store_get(s, m[i].id, &got);
+
+		CHECK_INT(res, STORE_OK);
+		if (res == STORE_OK) {
+			CHECK_STR(got.urls, "https://example.com/hook");
+			message_free(&got);
+		}
+	}
+	CHECK_INT(store_get(s, "aaaaaaaaaaaaaaaaaaaaaaaaaa", &got), STORE_NOTFOUND);
+	for (int i = 0; i < N; i++)
+		message_free(&m[i]);
+	store_close(s);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/t.db-wal", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/t.db-shm", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_every_statement_uses_an_index),
+	UNIT(test_a_batch_gives_each_message_its_own_result),
 };
 
 int

@@ -1,0 +1,68 @@
+"""Group commit: concurrent schedule requests share transactions (commit.c)
+and each still gets the answer it would get alone, through real nginx, the
+threaded schedule workers and SQLite."""
+
+import collections
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import Stack
+
+
+def post_together(s, field_sets):
+    """POSTs every field set at once (a barrier releases them together, so
+    they land in the same few commits) and returns the answers in order."""
+    barrier = threading.Barrier(len(field_sets))
+
+    def one(fields):
+        barrier.wait()
+        return s.post_form("/api/schedule", fields)
+
+    with ThreadPoolExecutor(len(field_sets)) as ex:
+        return list(ex.map(one, field_sets))
+
+
+def test_concurrent_schedules_each_get_their_own_stored_message():
+    with Stack() as s:
+        fields = [{"url": f"http://127.0.0.1:9/m{i}", "payload": f"p{i}"} for i in range(48)]
+        answers = post_together(s, fields)
+        assert [a.status for a in answers] == [201] * 48, answers
+        ids = [a.json["id"] for a in answers]
+        assert len(set(ids)) == 48
+        stored = dict(s.query("SELECT id, payload FROM messages"))
+        for i, id_ in enumerate(ids):
+            assert stored.get(id_) == f"p{i}".encode(), (i, id_)
+
+
+def test_concurrent_schedules_with_one_idempotency_key_store_one_message():
+    # The requests may share a transaction: the later ones must find the
+    # first one's row in it, not insert their own.
+    with Stack() as s:
+        fields = [{"url": "http://127.0.0.1:9/k", "payload": f"p{i}",
+                   "idempotency_key": "same-key"} for i in range(32)]
+        answers = post_together(s, fields)
+        by_status = collections.Counter(a.status for a in answers)
+        assert by_status == {201: 1, 200: 31}, by_status
+        assert len({a.json["id"] for a in answers}) == 1
+        assert s.count() == 1
+
+
+def test_concurrent_schedules_past_max_pending_refuse_exactly_the_excess():
+    # The max_pending check counts the messages committed with it.
+    with Stack({"max_pending": 20}) as s:
+        fields = [{"url": "http://127.0.0.1:9/f", "payload": f"p{i}"} for i in range(40)]
+        answers = post_together(s, fields)
+        by_status = collections.Counter(a.status for a in answers)
+        assert by_status == {201: 20, 507: 20}, by_status
+        assert s.count() == 20
+
+
+def test_ids_sort_in_the_order_messages_were_created():
+    # Ids begin with the creation time, so that new rows land at the end of
+    # the primary-key index.
+    with Stack() as s:
+        ids = []
+        for i in range(5):
+            ids.append(s.schedule(payload=f"p{i}")["id"])
+            threading.Event().wait(0.003)
+        assert ids == sorted(ids), ids
