@@ -11,7 +11,7 @@ set -eu
 
 seconds=${1:-10}
 connections=${2:-32}
-workers=${SCHEDULE_WORKERS:-4}     # as bin/postdate-stack runs schedule
+workers=${SCHEDULE_WORKERS:-2}     # as bin/postdate-stack runs schedule
 
 # wrk_rate PORT: requests/s; fails when any answer was not a 201.
 wrk_rate() {
