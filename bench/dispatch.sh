@@ -22,7 +22,7 @@ write_conf "$conf" "$bench_dir/dispatch.db" concurrency=$concurrency \
 fill_due "$bench_dir/dispatch.db" "$count" "$url" "$(($(now_ms) - 1000))"
 
 t0=$(now_ms)
-/usr/bin/time -f '%M' -o "$bench_dir/rss" "$top/bin/dispatch" -c "$conf" --once \
+/usr/bin/time -f '%M %U %S %e' -o "$bench_dir/rss" "$top/bin/dispatch" -c "$conf" --once \
 	2> "$bench_dir/dispatch.log"
 t1=$(now_ms)
 tail -n 1 "$bench_dir/dispatch.log" >&2
@@ -32,7 +32,8 @@ if [ "$delivered" != "$count" ]; then
 	exit 1
 fi
 ours=$((count * 1000 / (t1 - t0)))
-rss_mb=$(($(cat "$bench_dir/rss") / 1024))
+awk '{ printf "dispatch: user %s s, system %s s, elapsed %s s (CPU-bound when user + system is close to elapsed)\n", $2, $3, $4 }' "$bench_dir/rss" >&2
+rss_mb=$(($(cut -d" " -f1 "$bench_dir/rss") / 1024))
 
 line=$("$top/bench/baseline_multi" "$url" "$count" "$concurrency")
 echo "$line" >&2
