@@ -5,8 +5,9 @@
  * error; the process keeps serving.
  *
  * Under a FastCGI server (fd 0 is a listening socket) it loops on
- * FCGX_Accept_r; started any other way it serves one plain-CGI request
- * from stdin and the environment.
+ * FCGX_Accept_r, in one thread, or in schedule_threads threads for a
+ * group-commit route (schedule); started any other way it serves one
+ * plain-CGI request from stdin and the environment.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -39,7 +40,7 @@ extern char **environ;
 
 /* How many requests are being served right now; SIGTERM waits for them. */
 static atomic_int serving;
-static volatile sig_atomic_t stop_after_request;
+static atomic_int stop_after_request;   /* set by SIGTERM; read by every thread */
 
 /* Ends the process once nothing is being served. _exit skips LeakSanitizer's
  * check at exit; run it here so that `make test SANITIZE=1` sees leaks. */
