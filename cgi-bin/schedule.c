@@ -22,7 +22,7 @@ static const char description[] =
 "answered only after the commit that holds its message.\n";
 
 static const char example[] =
-"spawn-fcgi -s /run/postdate/schedule.sock -F 4 -- schedule -c /etc/postdate.conf";
+"spawn-fcgi -s /run/postdate/schedule.sock -F 2 -- schedule -c /etc/postdate.conf";
 
 static void
 handle_schedule(struct pd_request *r)

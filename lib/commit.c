@@ -105,7 +105,8 @@ committer_run(void *arg)
 
 		pthread_mutex_lock(&c->lock);
 		for (w = batch, i = 0; w != NULL; i++) {
-			/* The waiter's stack frame may go once done is set. */
+			/* Read before done is set: once the lock is released, the
+			 * waiter returns and its frame is gone. */
 			struct waiter *next = w->next;
 
 			w->item.result = items[i].result;
