@@ -33,6 +33,20 @@ check_plan_line(void *ctx, const char *sql, const char *line)
 	}
 }
 
+/* Removes dir/t.db with its WAL files, and dir. */
+static void
+remove_database(const char *dir)
+{
+	static const char *const names[] = { "t.db", "t.db-wal", "t.db-shm" };
+	char path[64];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+}
+
 static void
 test_every_statement_uses_an_index(void)
 {
@@ -52,12 +66,7 @@ test_every_statement_uses_an_index(void)
 	}
 	CHECK(c.lines >= 10);
 	CHECK_INT(c.bad, 0);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/t.db-wal", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/t.db-shm", dir);
-	unlink(path);
-	rmdir(dir);
+	remove_database(dir);
 }
 
 /* A message as message_from_fields would build it, owned by the caller. */
@@ -123,12 +132,7 @@ test_a_batch_gives_each_message_its_own_result(void)
 	for (int i = 0; i < N; i++)
 		message_free(&m[i]);
 	store_close(s);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/t.db-wal", dir);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/t.db-shm", dir);
-	unlink(path);
-	rmdir(dir);
+	remove_database(dir);
 }
 
 static const struct unit_test tests[] = {
