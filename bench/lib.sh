@@ -26,40 +26,46 @@ now_ms() {
 	date +%s%3N
 }
 
-# start_sink PORT [log]: nginx with one worker answering every request 204,
-# the cheapest real HTTP target there is, with connections kept alive.
-# With "log", each request's arrival (ms since the epoch) and webhook-id
-# go to $bench_dir/sink/arrivals.
+# run_nginx DIR PORT HTTP_LINES: an nginx with one worker, its files in DIR,
+# whose http block holds HTTP_LINES; returns once it answers on PORT.
+run_nginx() {
+	cat > "$1/nginx.conf" <<CONF
+$nginx_user
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+	client_body_temp_path $1;
+	$3
+}
+CONF
+	nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -g 'daemon off;' &
+	bench_pids="$bench_pids $!"
+	for _ in $(seq 50); do
+		curl -s -o /dev/null "http://127.0.0.1:$2/" && return 0
+		sleep 0.1
+	done
+	echo "bench: nginx in $1 did not start" >&2
+	cat "$1/error.log" >&2
+	exit 1
+}
+
+# start_sink PORT [log]: nginx answering every request 204, the cheapest
+# real HTTP target there is, with connections kept alive. With "log", each
+# request's arrival (ms since the epoch) and webhook-id go to
+# $bench_dir/sink/arrivals.
 start_sink() {
 	d=$bench_dir/sink
 	mkdir -p "$d"
 	log="access_log off;"
 	[ "${2:-}" = log ] && log="log_format arrival '\$msec \$http_webhook_id'; access_log $d/arrivals arrival;"
-	cat > "$d/nginx.conf" <<CONF
-$nginx_user
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-	$log
-	client_body_temp_path $d;
+	run_nginx "$d" "$1" "$log
 	keepalive_requests 10000000;
 	server {
 		listen 127.0.0.1:$1 backlog=4096;
 		location / { return 204; }
-	}
-}
-CONF
-	nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;' &
-	bench_pids="$bench_pids $!"
-	for _ in $(seq 50); do
-		curl -s -o /dev/null -X POST "http://127.0.0.1:$1/" && return 0
-		sleep 0.1
-	done
-	echo "bench: the nginx sink did not start" >&2
-	cat "$d/error.log" >&2
-	exit 1
+	}"
 }
 
 # write_conf FILE DATABASE [KEY=VALUE...]: a postdate configuration.
@@ -99,15 +105,7 @@ start_fcgi_site() {
 	mkdir -p "$d"
 	spawn-fcgi -s "$d/fcgi.sock" -M 0660 -F "$workers" -P "$d/fcgi.pid" -- "$@" >/dev/null
 	while read -r p || [ -n "$p" ]; do bench_pids="$bench_pids $p"; done < "$d/fcgi.pid"
-	cat > "$d/nginx.conf" <<CONF
-$nginx_user
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	client_body_temp_path $d;
+	run_nginx "$d" "$port" "access_log off;
 	fastcgi_temp_path $d;
 	server {
 		listen 127.0.0.1:$port backlog=4096;
@@ -115,17 +113,7 @@ http {
 			include /etc/nginx/fastcgi_params;
 			fastcgi_pass unix:$d/fcgi.sock;
 		}
-	}
-}
-CONF
-	nginx -p "$d" -c "$d/nginx.conf" -e "$d/error.log" -g 'daemon off;' &
-	bench_pids="$bench_pids $!"
-	for _ in $(seq 50); do
-		curl -s -o /dev/null "http://127.0.0.1:$port/" && return 0
-		sleep 0.1
-	done
-	echo "bench: nginx for $name did not start" >&2
-	exit 1
+	}"
 }
 
 # stop_fcgi_site NAME: ends what start_fcgi_site NAME started.
