@@ -45,7 +45,9 @@ FORCE:
 .build-flags: FORCE
 	@echo '$(BUILD_FLAGS)' | cmp -s - $@ || echo '$(BUILD_FLAGS)' > $@
 
-lib/%.o: lib/%.c lib/postdate.h sql/schema.h .build-flags
+HEADERS = lib/postdate.h lib/request.h lib/store.h lib/delivery.h
+
+lib/%.o: lib/%.c $(HEADERS) sql/schema.h .build-flags
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 # The schema is compiled into the store so a program never runs without it.
@@ -101,7 +103,7 @@ FUZZ_CFLAGS := -std=c11 $(WARNINGS) -g -O1 -fno-omit-frame-pointer \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_PROGS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ_DIR)/lib/%.o: lib/%.c lib/postdate.h sql/schema.h
+$(FUZZ_DIR)/lib/%.o: lib/%.c $(HEADERS) sql/schema.h
 	@mkdir -p $(@D)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 

@@ -19,6 +19,8 @@
 #include <json-c/json.h>
 
 #include "postdate.h"
+#include "store.h"
+#include "delivery.h"
 
 /* How often an idle dispatcher looks for new due messages: a message
  * scheduled "now" waits half of this on average (API.md's ASAP goal is

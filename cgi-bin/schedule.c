@@ -8,6 +8,8 @@
 #include <json-c/json.h>
 
 #include "postdate.h"
+#include "request.h"
+#include "store.h"
 
 /* For --help; http_main adds the usage line, the options and the exit status. */
 static const char description[] =

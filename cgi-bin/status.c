@@ -9,6 +9,8 @@
 #include <json-c/json.h>
 
 #include "postdate.h"
+#include "request.h"
+#include "store.h"
 
 #define LIST_DEFAULT_LIMIT 100
 #define LIST_MAX_LIMIT 1000

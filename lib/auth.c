@@ -9,6 +9,7 @@
 #include <openssl/sha.h>
 
 #include "postdate.h"
+#include "request.h"
 
 int
 auth_bearer_ok(const struct pd_config *cfg, const char *authorization)

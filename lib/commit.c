@@ -13,6 +13,8 @@
 #include <stdlib.h>
 
 #include "postdate.h"
+#include "request.h"
+#include "store.h"
 
 /* A transaction stays short enough that a reader or a dispatcher waiting
  * for the write lock is not held up for long. */

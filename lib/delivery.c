@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 
 #include "postdate.h"
+#include "delivery.h"
 
 struct pd_engine {
 	const struct pd_config *cfg;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "postdate.h"
+#include "request.h"
 
 #define FIELDS_MIN 4
 

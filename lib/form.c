@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "postdate.h"
+#include "request.h"
 
 _Static_assert(PD_MAX_FIELDS == 64 && PD_MAX_NAME == 64,
     "the error sentences below spell out the limits");

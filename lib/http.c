@@ -24,6 +24,8 @@
 #include <json-c/json.h>
 
 #include "postdate.h"
+#include "request.h"
+#include "store.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HTTP_ASAN 1

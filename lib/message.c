@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "postdate.h"
+#include "request.h"
 
 static const char *const state_names[PD_NSTATES] = {
 	"pending", "delivering", "delivered", "failed", "cancelled"

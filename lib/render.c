@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 
 #include "postdate.h"
+#include "request.h"
 
 static json_object *
 json_time(pd_ms t)

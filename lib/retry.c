@@ -10,6 +10,7 @@
 #include <curl/curl.h>
 
 #include "postdate.h"
+#include "delivery.h"
 
 pd_ms
 retry_delay(const struct pd_config *cfg, int rounds_failed, pd_ms retry_after, uint32_t random)

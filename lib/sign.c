@@ -11,6 +11,7 @@
 #include <openssl/params.h>
 
 #include "postdate.h"
+#include "delivery.h"
 
 int
 sign_init(struct pd_signer *sg, const char *secret)

@@ -1,6 +1,6 @@
 /*
  * store.c: everything that touches SQLite. The rest of postdate sees only
- * the functions in postdate.h, so another backend (PostgreSQL) is an
+ * the functions in store.h, so another backend (PostgreSQL) is an
  * added file, not a rewrite.
  *
  * Every statement is prepared once when the store opens and bound per
@@ -15,6 +15,7 @@
 #include <sqlite3.h>
 
 #include "postdate.h"
+#include "store.h"
 #include "../sql/schema.h"
 
 #define STORE_SCHEMA_VERSION 1

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "postdate.h"
+#include "request.h"
 
 /* Appends s (len bytes) to out as %XX escapes; returns the new end. */
 static char *

@@ -17,6 +17,7 @@
 #include <json-c/json.h>
 
 #include "postdate.h"
+#include "request.h"
 
 /* The fields as a JSON object: json-c parses the payload's text again. */
 static struct json_object *

@@ -4,6 +4,8 @@
 #include <unistd.h>
 
 #include "postdate.h"
+#include "delivery.h"
+#include "request.h"
 #include "unit.h"
 
 /* Writes text to a fresh file and loads it; returns config_load's result. */

@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "postdate.h"
+#include "request.h"
+#include "delivery.h"
 #include "unit.h"
 
 static struct pd_config

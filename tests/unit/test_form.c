@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "postdate.h"
+#include "request.h"
 #include "unit.h"
 
 /* Decodes a NUL-terminated body; returns what form_decode returned. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "postdate.h"
+#include "request.h"
 #include "unit.h"
 
 #define NOW 1795000000000LL  /* 2026-11-19T09:46:40Z */

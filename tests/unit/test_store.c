@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "postdate.h"
+#include "request.h"
+#include "store.h"
 #include "unit.h"
 
 struct plan_check {

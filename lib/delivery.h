@@ -1,0 +1,124 @@
+/*
+ * delivery.h: the dispatcher's HTTP side: signatures, backoff, and rounds
+ * of attempts over libcurl's multi interface.
+ */
+#ifndef POSTDATE_DELIVERY_H
+#define POSTDATE_DELIVERY_H
+
+#include "postdate.h"
+
+/* ---- sign.c: Standard Webhooks signatures ---- */
+
+#define PD_SIGNATURE_BUF 64      /* "v1," + base64 of 32 bytes + NUL */
+
+struct pd_signer {
+	int enabled;              /* 0 when no signing_secret is configured */
+	unsigned char key[66];
+	size_t keylen;
+};
+
+/* Decodes a "whsec_<base64>" secret (NULL: signing off). */
+int sign_init(struct pd_signer *sg, const char *secret);
+
+/* Writes "v1,<base64 HMAC-SHA256 of id.timestamp.body>" into out. */
+int sign_webhook(const struct pd_signer *sg, const char *id, long long timestamp,
+                 const char *body, size_t len, char out[PD_SIGNATURE_BUF]);
+
+/* ---- retry.c: when a failed round is tried again ---- */
+
+/* How long to wait after rounds_failed failed rounds: retry_base *
+ * 2^(rounds_failed-1) s times a jitter factor from 0.8 to 1.2 (chosen by
+ * random), at least retry_after ms, at most retry_max. */
+pd_ms retry_delay(const struct pd_config *cfg, int rounds_failed, pd_ms retry_after,
+                  uint32_t random);
+
+/* A Retry-After header value (seconds, or an HTTP date) as ms from now;
+ * 0 when absent, malformed or in the past. */
+pd_ms retry_after_parse(const char *value, pd_ms now);
+
+/* ---- delivery.c: rounds of HTTP attempts over libcurl's multi interface ---- */
+
+/* How a round ended. */
+enum pd_outcome {
+	PD_OUTCOME_DELIVERED,     /* a target answered 2xx */
+	PD_OUTCOME_RETRY,         /* every target failed; another round later */
+	PD_OUTCOME_FAILED,        /* max_attempts rounds done, or no target left */
+	PD_OUTCOME_RELEASED       /* stopped before the round ended: give it back */
+};
+
+/* One HTTP attempt as delivery records it (the strings are the job's). */
+struct pd_attempt_record {
+	struct pd_attempt a;
+	char *error;              /* owned copy behind a.error */
+};
+
+/* A claimed message on its way: one round of attempts over its pool. */
+struct pd_job {
+	struct pd_message m;
+	pd_ms lease;                       /* the lease the store gave */
+	char *pool[PD_MAX_URLS];           /* the URLs, in the message's order */
+	size_t npool;
+	int gone[PD_MAX_URLS];             /* answered 410 or refused: dropped for good */
+	unsigned char order[PD_MAX_URLS];  /* this round's shuffled pool */
+	size_t norder, tried;
+	struct pd_attempt_record attempts[PD_MAX_URLS];
+	size_t nattempts;
+	pd_ms retry_after;                 /* the longest Retry-After this round (ms) */
+
+	/* The transfer in flight. */
+	void *easy;                        /* CURL * */
+	int slot;                          /* in the engine's list of transfers */
+	struct curl_slist *headers;
+	char errbuf[256];                  /* CURL_ERROR_SIZE */
+	const struct pd_config *policy;    /* whose allow_targets applies */
+	char refused[160];                 /* why the policy refused to connect, or "" */
+
+	/* The latest answer, kept for the callback report. */
+	int status;
+	char *content_type;
+	char *body;
+	size_t body_len;
+	int body_capped;
+
+	/* The outcome, once the round is over. */
+	enum pd_outcome outcome;
+	int accepted;                      /* index into pool, or -1 */
+	pd_ms finished;
+	pd_ms next_attempt;                /* for PD_OUTCOME_RETRY */
+	int lease_lost;                    /* another dispatcher took it over */
+	struct pd_job *next;               /* in the engine's list of finished jobs */
+};
+
+/* Makes a job of a claimed message (which it takes over); NULL when out
+ * of memory (m is then freed). */
+struct pd_job *job_new(struct pd_message *m, pd_ms lease);
+
+/* The pool less the URLs that answered 410, one per line (malloc'd). */
+char *job_urls_left(const struct pd_job *job);
+
+void job_free(struct pd_job *job);
+
+struct pd_engine;
+
+/* concurrency and host_concurrency come from cfg; sg signs when enabled. */
+struct pd_engine *engine_new(const struct pd_config *cfg, const struct pd_signer *sg, int verbose);
+void engine_free(struct pd_engine *e);
+
+/* Starts a round of job: shuffles its pool and sends the first attempt. */
+void engine_start(struct pd_engine *e, struct pd_job *job);
+
+/* Moves transfers on, waiting at most timeout_ms for something to happen;
+ * then returns the jobs whose round ended (a list linked by next), or NULL. */
+struct pd_job *engine_run(struct pd_engine *e, int timeout_ms);
+
+/* How many jobs have a transfer in flight. */
+int engine_active(const struct pd_engine *e);
+
+/* From now on a round ends after its current attempt (PD_OUTCOME_RELEASED
+ * if no target accepted): for stopping on a signal. */
+void engine_finish_rounds(struct pd_engine *e);
+
+/* Ends every transfer at once; their jobs come back released. */
+struct pd_job *engine_abort(struct pd_engine *e);
+
+#endif

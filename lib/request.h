@@ -1,0 +1,132 @@
+/*
+ * request.h: what the FastCGI programs share: request bodies as fields,
+ * schedule requests as messages, tokens, the request loop and group commit.
+ */
+#ifndef POSTDATE_REQUEST_H
+#define POSTDATE_REQUEST_H
+
+#include "postdate.h"
+#include "store.h"
+
+/* ---- fields.c, form.c, jsonreq.c: request bodies as a list of fields ---- */
+
+/* One decoded field. value is NUL-terminated and may also contain NULs
+ * (len is authoritative). is_json marks a JSON value kept as JSON text. */
+struct pd_field {
+	char *name;
+	char *value;
+	size_t len;
+	int is_json;
+};
+
+struct pd_fields {
+	struct pd_field *v;
+	size_t n;
+};
+
+/* Appends a copy of name and value. Fails when PD_MAX_FIELDS are taken. */
+int fields_add(struct pd_fields *f, const char *name, size_t namelen,
+               const char *value, size_t len, int is_json);
+
+/* The first field called name, or NULL. */
+const struct pd_field *fields_get(const struct pd_fields *f, const char *name);
+
+/* How many fields are called name. */
+size_t fields_count(const struct pd_fields *f, const char *name);
+
+void fields_free(struct pd_fields *f);
+
+/* Decodes application/x-www-form-urlencoded (also a query string):
+ * '&'-separated, '+' is a space, %XX decoded once; repeated names kept in
+ * order. On a malformed escape, too many fields or too long a name,
+ * returns -1 with *why and *field (the offending name, or NULL). */
+int form_decode(const char *body, size_t len, struct pd_fields *out,
+                const char **why, char *field, size_t fieldlen);
+
+/* Decodes an application/json object. Strings become fields as they are;
+ * numbers and booleans their JSON text; null is skipped; an array of
+ * scalars becomes repeated fields. For the key raw_json_key (the payload),
+ * any non-string value is kept as JSON text with is_json set. Any other
+ * nested object or array is an error naming the key. */
+int jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
+                   struct pd_fields *out, const char **why, char *field, size_t fieldlen);
+
+/* Whether text is len bytes of well-formed UTF-8 (no overlong forms, no
+ * surrogates). */
+int utf8_valid(const char *text, size_t len);
+
+/* Builds a new pending message from a schedule request's fields. On a bad
+ * field returns -1 with *why and *field naming it. Sets everything except
+ * id and created, which the store assigns. */
+int message_from_fields(struct pd_message *m, const struct pd_fields *f,
+                        const struct pd_config *cfg, pd_ms now,
+                        const char **why, const char **field);
+
+/* ---- auth.c: bearer tokens ---- */
+
+/* Whether the Authorization header value carries one of the configured
+ * tokens, compared in constant time. */
+int auth_bearer_ok(const struct pd_config *cfg, const char *authorization);
+
+/* ---- http.c: the FastCGI (or plain CGI) request loop ---- */
+
+struct pd_request;
+
+/* What a route accepts; http_serve checks these before the handler runs. */
+struct pd_route {
+	const char *name;         /* program name for logs and --help */
+	const char *method;       /* "GET" or "POST" (GET routes also take HEAD) */
+	int needs_auth;           /* 0 only for /api/health */
+	const char *raw_json_key; /* the JSON key kept as JSON text, or NULL */
+	int handles_no_store;     /* called even when the database cannot be opened */
+	int group_commit;         /* runs in schedule_threads threads and stores through
+	                             app->committer (see commit.c) */
+	const char *description;  /* for --help: what the program answers */
+	const char *example;      /* for --help: one command line */
+	void (*handle)(struct pd_request *r);
+};
+
+/* The state each program keeps across requests. */
+struct pd_app {
+	struct pd_config cfg;
+	struct pd_store *store;
+	struct pd_committer *committer;  /* for group_commit routes */
+	const struct pd_route *route;
+};
+
+/* Parses the options (-c, -l, --help, --version), loads the configuration
+ * and opens the store, exiting 2 on bad usage and 1 on failure; then serves
+ * requests until the web server closes the socket (or once, as plain CGI).
+ * Returns the exit status. */
+int http_main(int argc, char **argv, const struct pd_route *route);
+
+/* For handlers. */
+struct pd_app *http_app(struct pd_request *r);
+const struct pd_fields *http_fields(struct pd_request *r);
+const char *http_param(struct pd_request *r, const char *name);
+
+/* Sends a JSON response and releases body. extra holds further header
+ * lines ("Name: value\r\n"...), or NULL. */
+void http_reply(struct pd_request *r, int status, const char *extra, struct json_object *body);
+
+/* Sends {"error": sentence, "field": field or null}. */
+void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
+
+/* ---- commit.c: group commit for schedule's request threads ---- */
+
+struct pd_app;
+struct pd_committer;
+
+/* Starts the thread that commits the inserts of app's request threads,
+ * through app->store (reopened as needed when NULL). */
+int committer_start(struct pd_committer **out, struct pd_app *app);
+
+/* As store_insert, from any thread: queues m for the next transaction and
+ * returns once that transaction has committed (or failed). STORE_UNAVAILABLE
+ * while the database cannot be opened. */
+enum store_result committer_insert(struct pd_committer *c, struct pd_message *m, pd_ms now);
+
+/* Commits what is queued, then stops the thread. */
+void committer_stop(struct pd_committer *c);
+
+#endif
