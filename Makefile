@@ -47,15 +47,21 @@ FORCE:
 
 HEADERS = lib/postdate.h lib/request.h lib/store.h lib/delivery.h
 
-lib/%.o: lib/%.c $(HEADERS) sql/schema.h .build-flags
+lib/%.o: lib/%.c $(HEADERS) sql/migrations.h .build-flags
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
-# The schema is compiled into the store so a program never runs without it.
-sql/schema.h: sql/schema.sql
-	{ echo '/* generated from sql/schema.sql by make */'; \
-	  echo 'static const char schema_sql[] ='; \
-	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; \
-	  echo ';'; } > $@
+# The migrations are compiled into the store, in the order of their
+# numbers, so a program never runs without them.
+MIGRATIONS = $(sort $(wildcard sql/[0-9][0-9][0-9]-*.sql))
+sql/migrations.h: $(MIGRATIONS)
+	{ echo '/* generated from sql/NNN-*.sql by make */'; \
+	  echo 'static const struct { const char *name; const char *sql; } migrations[] = {'; \
+	  for f in $(MIGRATIONS); do \
+	    echo "{ \"$$(basename $$f .sql)\","; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; \
+	    echo '},'; \
+	  done; \
+	  echo '};'; } > $@
 
 lib/libpostdate.a: $(LIB_OBJS)
 	rm -f $@
@@ -103,7 +109,7 @@ FUZZ_CFLAGS := -std=c11 $(WARNINGS) -g -O1 -fno-omit-frame-pointer \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_PROGS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ_DIR)/lib/%.o: lib/%.c $(HEADERS) sql/schema.h
+$(FUZZ_DIR)/lib/%.o: lib/%.c $(HEADERS) sql/migrations.h
 	@mkdir -p $(@D)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -128,6 +134,6 @@ install: all
 	install -m 644 cron/* $(DESTDIR)$(PREFIX)/share/postdate/cron/
 
 clean:
-	rm -f lib/*.o lib/libpostdate.a sql/schema.h $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS) $(UNIT_TESTS)
+	rm -f lib/*.o lib/libpostdate.a sql/migrations.h $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS) $(UNIT_TESTS)
 	rm -f .build-flags
 	rm -rf $(FUZZ_DIR)

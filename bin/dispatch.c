@@ -51,6 +51,7 @@ struct dispatcher {
 	int verbose;
 	enum mode mode;
 	pd_ms started, end;
+	pd_ms now;                 /* the time of the write-back in progress */
 
 	int held;                  /* jobs claimed and not yet written back */
 	struct pd_job *done;       /* rounds ended, waiting to be written back */
@@ -114,6 +115,13 @@ usage_exit(int status)
 
 /* ---- writing rounds back ---- */
 
+/* The rounds of one write-back, and what the store makes of them. */
+struct write_back {
+	struct dispatcher *d;
+	struct pd_job **jobs;
+	struct pd_settlement *items;
+};
+
 /* Collects a message's history for its report. */
 static int
 history_add(void *ctx, const struct pd_attempt *a)
@@ -122,25 +130,25 @@ history_add(void *ctx, const struct pd_attempt *a)
 	return 0;
 }
 
-/* Schedules the callback report of a message that reached delivered or
- * failed, inside the sync's transaction. */
-static enum store_result
-report_schedule(struct dispatcher *d, struct pd_job *job, const struct pd_settlement *o,
-                pd_ms now)
+/* Builds the callback report of a message that reached delivered or
+ * failed (store_report_fn), inside the write-back's transaction: its
+ * history, this round included, is in the store by then. */
+static int
+report_build(void *ctx, struct pd_settlement *o, struct pd_message *report)
 {
-	struct pd_message report = { 0 }, reported = job->m;
+	struct dispatcher *d = ((struct write_back *)ctx)->d;
+	struct pd_job *job = ((struct write_back *)ctx)->jobs[o - ((struct write_back *)ctx)->items];
+	struct pd_message reported = job->m;
 	struct pd_response response = {
 		.status = job->status, .content_type = job->content_type,
 		.body = job->body != NULL ? job->body : "", .len = job->body_len,
 	};
 	json_object *history = json_object_new_array(), *json;
-	enum store_result res;
 	const char *text;
 
-	res = store_history(d->store, job->m.id, history_add, history);
-	if (res != STORE_OK) {
+	if (store_history(d->store, job->m.id, history_add, history) != STORE_OK) {
 		json_object_put(history);
-		return res;
+		return -1;
 	}
 	/* The message as it is now, after this round. */
 	reported.state = o->state;
@@ -150,69 +158,55 @@ report_schedule(struct dispatcher *d, struct pd_job *job, const struct pd_settle
 	                  job->status != 0 ? &response : NULL, history);
 	text = json_object_to_json_string_ext(json,
 	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	report.urls = strdup(job->m.callback);
-	report.payload = strdup(text);
-	report.payload_len = strlen(text);
-	report.content_type = strdup("application/json");
-	report.report_of = strdup(job->m.id);
+	report->urls = strdup(job->m.callback);
+	report->payload = strdup(text);
+	report->payload_len = strlen(text);
+	report->content_type = strdup("application/json");
+	report->report_of = strdup(job->m.id);
 	json_object_put(json);
-	if (report.urls == NULL || report.payload == NULL || report.content_type == NULL ||
-	    report.report_of == NULL) {
-		message_free(&report);
-		return STORE_ERROR;
-	}
-	report.due = report.next_attempt = now;
-	report.max_attempts = d->cfg.default_max_attempts;
-	report.timeout = d->cfg.default_timeout;
-	res = store_add_report(d->store, &report, now);
-	message_free(&report);
-	return res;
+	if (report->urls == NULL || report->payload == NULL || report->content_type == NULL ||
+	    report->report_of == NULL)
+		return -1;
+	report->due = report->next_attempt = d->now;
+	report->max_attempts = d->cfg.default_max_attempts;
+	report->timeout = d->cfg.default_timeout;
+	return 0;
 }
 
-/* Writes one ended round: its attempts, what the message becomes, and its
- * report. STORE_OK also when the lease was lost (only the attempts count). */
-static enum store_result
-job_write_back(struct dispatcher *d, struct pd_job *job, pd_ms now)
+/* What an ended round makes of its message. */
+static void
+job_settlement(const struct pd_job *job, pd_ms now, struct pd_settlement *o)
 {
-	struct pd_settlement o = { .id = job->m.id, .lease = job->lease };
-	enum store_result res;
-	char *urls;
-
+	memset(o, 0, sizeof(*o));
+	o->id = job->m.id;
+	o->lease = job->lease;
+	o->gone = job_gone(job);
+	o->attempts = job->m.attempts;
 	for (size_t i = 0; i < job->nattempts; i++)
-		if ((res = store_add_attempt(d->store, job->m.id, &job->attempts[i].a)) != STORE_OK)
-			return res;
-	if ((urls = job_urls_left(job)) == NULL)
-		return STORE_ERROR;
-	o.urls = urls;
-	o.attempts = job->m.attempts + (job->outcome != PD_OUTCOME_RELEASED);
+		o->tried[o->ntried++] = job->attempts[i].a;
 	switch (job->outcome) {
 	case PD_OUTCOME_DELIVERED:
-		o.state = PD_DELIVERED;
-		o.delivered_to = job->pool[job->accepted];
-		o.delivered_at = job->finished;
+		o->state = PD_DELIVERED;
+		o->delivered_to = job->pool[job->accepted];
+		o->delivered_at = job->finished;
 		break;
 	case PD_OUTCOME_RETRY:
-		o.state = PD_PENDING;
-		o.next_attempt = job->next_attempt;
+		o->state = PD_PENDING;
+		o->next_attempt = job->next_attempt;
 		break;
 	case PD_OUTCOME_FAILED:
-		o.state = PD_FAILED;
+		o->state = PD_FAILED;
 		break;
 	case PD_OUTCOME_RELEASED:
-		o.state = PD_PENDING;
-		o.next_attempt = now;
+		/* Given back before anything was sent: the round did not happen. */
+		o->state = PD_PENDING;
+		o->next_attempt = now;
+		if (job->nattempts == 0)
+			o->attempts--;
 		break;
 	}
-	res = store_settle(d->store, &o, now);
-	free(urls);
-	/* Not kept in the job's outcome: this transaction may yet roll back. */
-	job->lease_lost = res == STORE_CONFLICT;
-	if (res == STORE_CONFLICT)
-		return STORE_OK;
-	if (res != STORE_OK || job->m.callback == NULL ||
-	    (o.state != PD_DELIVERED && o.state != PD_FAILED))
-		return res;
-	return report_schedule(d, job, &o, now);
+	o->wants_report = job->m.callback != NULL &&
+	    (o->state == PD_DELIVERED || o->state == PD_FAILED);
 }
 
 /* A short reason for a failed round: its last attempt's status or error. */
@@ -237,7 +231,7 @@ static void
 job_log(struct dispatcher *d, const struct pd_job *job)
 {
 	char why[512], when[PD_TIME_BUF];
-	int round = job->m.attempts + 1;
+	int round = job->m.attempts;
 
 	d->attempts += (long)job->nattempts;
 	if (job->lease_lost) {
@@ -282,7 +276,7 @@ struct claimed {
 };
 
 static int
-on_claim(void *ctx, struct pd_message *m, pd_ms lease)
+on_claim(void *ctx, struct pd_message *m, const struct store_lease *lease)
 {
 	struct claimed *c = ctx;
 	struct pd_job *job = job_new(m, lease);
@@ -310,12 +304,12 @@ jobs_free(struct pd_job *job)
 static enum store_result
 promote(struct dispatcher *d, pd_ms now)
 {
-	pd_ms until = now + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next;
+	pd_ms until = now + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next, buffered;
 	enum store_result res;
 	int n;
 
 	do {
-		if ((res = store_next_unbuffered(d->store, &next)) != STORE_OK)
+		if ((res = store_next_due(d->store, &next, &buffered)) != STORE_OK)
 			return res;
 		if (next == 0 || next > until)
 			return STORE_OK;
@@ -327,52 +321,76 @@ promote(struct dispatcher *d, pd_ms now)
 	return STORE_OK;
 }
 
+/* Writes every ended round back in one transaction, then logs and forgets
+ * them; if it fails, they stay to be written next time. */
+static enum store_result
+write_back(struct dispatcher *d, pd_ms now)
+{
+	struct write_back wb = { .d = d };
+	enum store_result res;
+	int n = 0;
+
+	if (d->done == NULL)
+		return STORE_OK;
+	wb.jobs = calloc((size_t)d->ndone, sizeof(*wb.jobs));
+	wb.items = calloc((size_t)d->ndone, sizeof(*wb.items));
+	if (wb.jobs == NULL || wb.items == NULL) {
+		res = STORE_ERROR;
+		goto out;
+	}
+	for (struct pd_job *job = d->done; job != NULL; job = job->next) {
+		wb.jobs[n] = job;
+		job_settlement(job, now, &wb.items[n++]);
+	}
+	d->now = now;
+	res = store_settle(d->store, wb.items, (size_t)n, now, report_build, &wb);
+	if (res != STORE_OK)
+		goto out;
+	for (int i = 0; i < n; i++) {
+		struct pd_job *job = wb.jobs[i];
+
+		job->lease_lost = wb.items[i].result == STORE_CONFLICT;
+		job_log(d, job);
+		job_free(job);
+		d->held--;
+	}
+	d->done = NULL;
+	d->done_tail = &d->done;
+	d->ndone = 0;
+out:
+	free(wb.jobs);
+	free(wb.items);
+	return res;
+}
+
 /*
- * One transaction: writes back every ended round and claims up to
- * `claim` due messages. Only after the commit are the claimed messages
- * started and the written rounds forgotten; if it fails, the rounds stay
- * to be written next time and the claims never happened.
+ * Writes back the rounds that ended, then (when claim > 0) promotes and
+ * claims up to `claim` due messages, each its own transaction. Only after
+ * a claim commits are its messages started.
  */
 static int
 sync_store(struct dispatcher *d, pd_ms now, int claim)
 {
 	struct claimed c = { NULL, &c.head, 0 };
 	enum store_result res;
-	pd_ms next_due = 0;
+	pd_ms next_due = 0, unbuffered;
 	int looked = claim > 0;
 
+	if ((res = write_back(d, now)) != STORE_OK)
+		goto fail;
 	/* Reads first: an idle look costs two index probes, no write lock. */
 	if (looked) {
 		if ((res = promote(d, now)) != STORE_OK ||
-		    (res = store_next_due(d->store, &next_due)) != STORE_OK)
+		    (res = store_next_due(d->store, &unbuffered, &next_due)) != STORE_OK)
 			goto fail;
 		if (next_due == 0 || next_due > now)
 			claim = 0;
 	}
-	if (claim > 0 || d->done != NULL) {
-		if ((res = store_begin(d->store)) != STORE_OK)
-			goto fail;
-		for (struct pd_job *job = d->done; job != NULL; job = job->next)
-			if ((res = job_write_back(d, job, now)) != STORE_OK)
-				goto fail;
-		if (claim > 0 &&
-		    ((res = store_claim(d->store, now, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
-		     (res = store_next_due(d->store, &next_due)) != STORE_OK))
-			goto fail;
-		if ((res = store_commit(d->store)) != STORE_OK)
-			goto fail;
-	}
+	if (claim > 0 &&
+	    ((res = store_claim(d->store, now, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
+	     (res = store_next_due(d->store, &unbuffered, &next_due)) != STORE_OK))
+		goto fail;
 
-	while (d->done != NULL) {
-		struct pd_job *job = d->done;
-
-		d->done = job->next;
-		job_log(d, job);
-		job_free(job);
-		d->held--;
-	}
-	d->done_tail = &d->done;
-	d->ndone = 0;
 	d->sync_failures = 0;
 	if (looked) {
 		d->backlog = claim > 0 && c.n == claim;
@@ -393,7 +411,6 @@ sync_store(struct dispatcher *d, pd_ms now, int claim)
 	}
 	return 0;
 fail:
-	store_abort(d->store);
 	jobs_free(c.head);
 	d->sync_failures++;
 	d->sync_retry_at = now + SYNC_RETRY_MS;

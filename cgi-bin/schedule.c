@@ -50,6 +50,11 @@ handle_schedule(struct pd_request *r)
 		snprintf(location, sizeof(location), "Location: /api/status?id=%s\r\n", m.id);
 		http_reply(r, 200, location, render_scheduled(&m));
 		break;
+	case STORE_CONFLICT:
+		http_error(r, 409, "this idempotency_key was used for a request with other "
+		           "contents (targets, payload, content_type, callback or limits)",
+		           "idempotency_key");
+		break;
 	case STORE_FULL:
 		snprintf(sentence, sizeof(sentence),
 		         "the store already holds max_pending (%ld) pending messages",

@@ -51,25 +51,19 @@ reply_one(struct pd_request *r, const char *id)
 	enum store_result res;
 	json_object *o, *history;
 
-	res = id_valid(id) ? store_get(store, id, &m) : STORE_NOTFOUND;
-	if (res == STORE_NOTFOUND) {
-		http_error(r, 404, "no message has this id", "id");
-		return;
-	}
+	history = json_object_new_array();
+	res = id_valid(id) ? store_get(store, id, &m, add_attempt, history) : STORE_NOTFOUND;
 	if (res != STORE_OK) {
-		reply_store_error(r, res);
+		json_object_put(history);
+		if (res == STORE_NOTFOUND)
+			http_error(r, 404, "no message has this id", "id");
+		else
+			reply_store_error(r, res);
 		return;
 	}
 	o = render_message(&m);
-	history = json_object_new_array();
 	json_object_object_add(o, "history", history);
 	message_free(&m);
-	res = store_history(store, id, add_attempt, history);
-	if (res != STORE_OK) {
-		json_object_put(o);
-		reply_store_error(r, res);
-		return;
-	}
 	http_reply(r, 200, NULL, o);
 }
 
@@ -157,9 +151,7 @@ reply_list(struct pd_request *r)
 
 	page.messages = json_object_new_array();
 	res = store_list(store, state, after_due, cursor_f != NULL ? after_id : NULL,
-	                 page.limit + 1, add_message, &page);
-	if (res == STORE_OK)
-		res = store_counts(store, counts);
+	                 page.limit + 1, add_message, &page, counts);
 	if (res != STORE_OK) {
 		json_object_put(page.messages);
 		reply_store_error(r, res);

@@ -39,7 +39,7 @@ struct pd_engine {
 /* ---- jobs ---- */
 
 struct pd_job *
-job_new(struct pd_message *m, pd_ms lease)
+job_new(struct pd_message *m, const struct store_lease *lease)
 {
 	struct pd_job *job = calloc(1, sizeof(*job));
 	char *p;
@@ -50,12 +50,13 @@ job_new(struct pd_message *m, pd_ms lease)
 	}
 	job->m = *m;
 	memset(m, 0, sizeof(*m));        /* the job owns the message now */
-	job->lease = lease;
+	job->lease = *lease;
 	job->accepted = -1;
 	/* The pool points into the message's own copy of the URLs. */
 	for (p = job->m.urls; p != NULL && *p != '\0' && job->npool < PD_MAX_URLS;) {
 		char *nl = strchr(p, '\n');
 
+		job->gone[job->npool] = (lease->gone >> job->npool) & 1;
 		job->pool[job->npool++] = p;
 		if (nl != NULL)
 			*nl = '\0';
@@ -64,26 +65,14 @@ job_new(struct pd_message *m, pd_ms lease)
 	return job;
 }
 
-char *
-job_urls_left(const struct pd_job *job)
+unsigned
+job_gone(const struct pd_job *job)
 {
-	size_t len = 1;
-	char *out, *p;
+	unsigned gone = 0;
 
 	for (size_t i = 0; i < job->npool; i++)
-		len += strlen(job->pool[i]) + 1;
-	out = p = malloc(len);
-	if (out == NULL)
-		return NULL;
-	*p = '\0';
-	for (size_t i = 0; i < job->npool; i++) {
-		if (job->gone[i])
-			continue;
-		if (p != out)
-			*p++ = '\n';
-		p = stpcpy(p, job->pool[i]);
-	}
-	return out;
+		gone |= (unsigned)(job->gone[i] != 0) << i;
+	return gone;
 }
 
 static void
@@ -337,7 +326,7 @@ round_end(struct pd_engine *e, struct pd_job *job, enum pd_outcome outcome)
 	job->finished = time_now();
 	for (size_t i = 0; i < job->npool; i++)
 		left += !job->gone[i];
-	rounds = job->m.attempts + 1;
+	rounds = job->m.attempts;    /* counted when claimed, this one included */
 	if (outcome == PD_OUTCOME_RETRY && (rounds >= job->m.max_attempts || left == 0))
 		outcome = PD_OUTCOME_FAILED;
 	if (outcome == PD_OUTCOME_RETRY)
@@ -384,6 +373,13 @@ engine_start(struct pd_engine *e, struct pd_job *job)
 	}
 	job->tried = 0;
 	job->retry_after = 0;
+	/* Every round it had was claimed and never came back (dispatchers
+	 * killed while delivering it): it ends here, not in a loop. */
+	if (job->m.attempts > job->m.max_attempts) {
+		job->m.attempts = job->m.max_attempts;
+		round_end(e, job, PD_OUTCOME_FAILED);
+		return;
+	}
 	if (job->norder == 0) {
 		round_end(e, job, PD_OUTCOME_FAILED);
 		return;

@@ -6,6 +6,7 @@
 #define POSTDATE_DELIVERY_H
 
 #include "postdate.h"
+#include "store.h"
 
 /* ---- sign.c: Standard Webhooks signatures ---- */
 
@@ -55,7 +56,7 @@ struct pd_attempt_record {
 /* A claimed message on its way: one round of attempts over its pool. */
 struct pd_job {
 	struct pd_message m;
-	pd_ms lease;                       /* the lease the store gave */
+	struct store_lease lease;          /* what the store gave with the claim */
 	char *pool[PD_MAX_URLS];           /* the URLs, in the message's order */
 	size_t npool;
 	int gone[PD_MAX_URLS];             /* answered 410 or refused: dropped for good */
@@ -91,10 +92,10 @@ struct pd_job {
 
 /* Makes a job of a claimed message (which it takes over); NULL when out
  * of memory (m is then freed). */
-struct pd_job *job_new(struct pd_message *m, pd_ms lease);
+struct pd_job *job_new(struct pd_message *m, const struct store_lease *lease);
 
-/* The pool less the URLs that answered 410, one per line (malloc'd). */
-char *job_urls_left(const struct pd_job *job);
+/* The URLs dropped from the pool for good, as a store_lease's gone bits. */
+unsigned job_gone(const struct pd_job *job);
 
 void job_free(struct pd_job *job);
 

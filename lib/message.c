@@ -357,5 +357,6 @@ message_free(struct pd_message *m)
 	free(m->idempotency_key);
 	free(m->delivered_to);
 	free(m->report_of);
+	free(m->report);
 	memset(m, 0, sizeof(*m));
 }

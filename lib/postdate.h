@@ -164,6 +164,7 @@ struct pd_message {
 	char *idempotency_key;    /* NULL if none */
 	char *delivered_to;       /* NULL if not delivered */
 	char *report_of;          /* for a callback report, the message it reports on */
+	char *report;             /* the id of its own callback report, once made */
 	int max_attempts;
 	int timeout;              /* seconds per HTTP attempt */
 	int attempts;             /* rounds done */

@@ -80,6 +80,9 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
 	json_object_object_add(o, "timeout", json_object_new_int(m->timeout));
 	json_object_object_add(o, "idempotency_key", json_string_or_null(m->idempotency_key));
+	/* A callback report is a message too: each side names the other. */
+	json_object_object_add(o, "report", json_string_or_null(m->report));
+	json_object_object_add(o, "report_of", json_string_or_null(m->report_of));
 	return o;
 }
 

@@ -1,6 +1,8 @@
 /*
- * store.h: the database, as whole operations. Callers never see
- * transactions or SQL; store.c keeps them.
+ * store.h: the database, as whole operations. Each function that changes
+ * anything is one transaction inside the store; callers never see
+ * transactions, SQL or query plans, so that another engine can stand
+ * behind the same functions. Readers see one consistent snapshot per call.
  */
 #ifndef POSTDATE_STORE_H
 #define POSTDATE_STORE_H
@@ -12,7 +14,8 @@ enum store_result {
 	STORE_NOTFOUND,     /* no such message */
 	STORE_EXISTS,       /* the idempotency key was used; message holds the original */
 	STORE_FULL,         /* max_pending reached */
-	STORE_CONFLICT,     /* the message is in a state that forbids the change */
+	STORE_CONFLICT,     /* the message is in a state that forbids the change, or
+	                       its idempotency key was used by a different request */
 	STORE_BUSY,         /* the database stayed locked past the busy timeout */
 	STORE_NOSPACE,      /* the disk is full */
 	STORE_UNAVAILABLE,  /* the database could not be opened */
@@ -21,14 +24,22 @@ enum store_result {
 
 struct pd_store;
 
-/* Opens (creating and migrating as needed) the configured database. */
+/* Opens the configured database, creating it or running the migrations in
+ * sql/ that it has not had yet (each in one transaction). */
 int store_open(struct pd_store **out, const struct pd_config *cfg);
 void store_close(struct pd_store *s);
 
-/* Assigns m->id and m->created and inserts m in one transaction, into the
- * near-term buffer too when due within the horizon. Returns STORE_OK,
- * STORE_EXISTS (m replaced by the message holding its idempotency key),
- * STORE_FULL, STORE_BUSY, STORE_NOSPACE or STORE_ERROR. */
+/* The schema version a store opened by this program has. */
+int store_schema_version(void);
+
+/* ---- scheduling ---- */
+
+/* Assigns m->id and m->created and inserts m, into the near-term buffer
+ * too when due within the horizon. Returns STORE_OK, STORE_EXISTS (m
+ * replaced by the message holding its idempotency key), STORE_CONFLICT
+ * (the key was used by a request with other contents: target, payload,
+ * content type, callback, limits), STORE_FULL, STORE_BUSY, STORE_NOSPACE
+ * or STORE_ERROR. */
 enum store_result store_insert(struct pd_store *s, struct pd_message *m, pd_ms now);
 
 /* One message of a batch insert and, afterwards, what became of it. */
@@ -45,86 +56,104 @@ struct store_insert {
  * failure. */
 void store_insert_batch(struct pd_store *s, struct store_insert *items, size_t n);
 
-/* Reads one message. STORE_OK, STORE_NOTFOUND, STORE_BUSY or STORE_ERROR. */
-enum store_result store_get(struct pd_store *s, const char *id, struct pd_message *m);
-
-typedef int (*store_attempt_fn)(void *ctx, const struct pd_attempt *a);
-
-/* Calls fn for each recorded attempt of id, oldest first. */
-enum store_result store_history(struct pd_store *s, const char *id, store_attempt_fn fn, void *ctx);
-
-/* A page of the list: messages in state (or every state if state < 0)
- * ordered by (due, id) after the cursor position (after_due, after_id;
- * after_id NULL for the first page). Calls fn for each, at most limit. */
-typedef int (*store_message_fn)(void *ctx, const struct pd_message *m);
-enum store_result store_list(struct pd_store *s, int state, pd_ms after_due, const char *after_id,
-                             int limit, store_message_fn fn, void *ctx);
-
-/* Message counts per state. */
-enum store_result store_counts(struct pd_store *s, long counts[PD_NSTATES]);
-
 /* Cancels a pending message. STORE_OK (also when already cancelled),
  * STORE_NOTFOUND, STORE_CONFLICT (*state says what it is), STORE_BUSY or
  * STORE_ERROR. */
 enum store_result store_cancel(struct pd_store *s, const char *id, enum pd_state *state);
 
-/* How many messages are pending and the earliest next attempt among them
- * (0 if none). */
+/* ---- reading ---- */
+
+typedef int (*store_attempt_fn)(void *ctx, const struct pd_attempt *a);
+typedef int (*store_message_fn)(void *ctx, const struct pd_message *m);
+
+/* Reads one message and, when fn is not NULL, calls fn for each of its
+ * attempts, oldest first. STORE_OK, STORE_NOTFOUND, STORE_BUSY or
+ * STORE_ERROR. */
+enum store_result store_get(struct pd_store *s, const char *id, struct pd_message *m,
+                            store_attempt_fn fn, void *ctx);
+
+/* Calls fn for each recorded attempt of id, oldest first. */
+enum store_result store_history(struct pd_store *s, const char *id, store_attempt_fn fn,
+                                void *ctx);
+
+/* A page of the list: messages in state (or every state if state < 0)
+ * ordered by (due, id) after the cursor position (after_due, after_id;
+ * after_id NULL for the first page). Calls fn for each, at most limit,
+ * and fills counts (messages per state), from the same snapshot. */
+enum store_result store_list(struct pd_store *s, int state, pd_ms after_due, const char *after_id,
+                             int limit, store_message_fn fn, void *ctx, long counts[PD_NSTATES]);
+
+/* Message counts per state. */
+enum store_result store_counts(struct pd_store *s, long counts[PD_NSTATES]);
+
+/* How many messages are pending and the earliest time one of them is (or
+ * was) due, 0 if none, from one snapshot. */
 enum store_result store_health(struct pd_store *s, long *pending, pd_ms *earliest);
 
-/* The dispatch side. Its writes (leases and outcomes) may run at
- * synchronous=NORMAL: losing the last of them to a power cut only means a
- * message is delivered again, which at-least-once allows. */
+/* ---- the dispatch side ---- */
+
+/* Its writes (leases and outcomes) may run at synchronous=NORMAL: losing
+ * the last of them to a power cut only means a message is delivered again,
+ * which at-least-once allows. */
 int store_sync_normal(struct pd_store *s);
 
-/* Explicit transactions (BEGIN IMMEDIATE) for the batched calls below,
- * each of which runs inside one. store_commit rolls back when it fails. */
-enum store_result store_begin(struct pd_store *s);
-enum store_result store_commit(struct pd_store *s);
-void store_abort(struct pd_store *s);
+/* When promotion next has work (the earliest due time among messages
+ * outside the buffer) and when a claim next has (the earliest in the
+ * buffer, a held lease counting as due when it ends); 0 for none. */
+enum store_result store_next_due(struct pd_store *s, pd_ms *unbuffered, pd_ms *buffered);
 
-/* The earliest next attempt among pending messages without a buffer row,
- * or 0: whether promotion has anything to do. */
-enum store_result store_next_unbuffered(struct pd_store *s, pd_ms *next);
-
-/* In its own transaction, gives up to limit pending messages whose next
- * attempt is at or before until a buffer row; *promoted says how many. */
+/* Gives up to limit messages due by `until` their place in the buffer;
+ * *promoted says how many. */
 enum store_result store_promote(struct pd_store *s, pd_ms until, int limit, int *promoted);
 
-/* The earliest due time in the buffer, or 0. A leased row is due when its
- * lease ends. */
-enum store_result store_next_due(struct pd_store *s, pd_ms *due);
+/* What proves a claim: held until settled, or until it runs out and
+ * another dispatcher claims the message. */
+struct store_lease {
+	int64_t key;              /* the message's key inside the store */
+	int64_t token;            /* new for every claim */
+	pd_ms until;
+	unsigned gone;            /* bit i: URL i of the pool is dropped for good */
+};
 
-/* Inside a transaction: leases up to limit buffer rows due at now (moving
- * their due time to the lease's end), marks
- * their messages delivering and calls fn with each (payload read; fn owns
- * the message) and the lease it holds. */
-typedef int (*store_claim_fn)(void *ctx, struct pd_message *m, pd_ms lease);
+/* Leases up to limit buffered messages due at now, each for as long as its
+ * round may take (a timeout for every URL of the pool) plus lease_slack_s,
+ * and counts the round they begin (m->attempts includes it; a message whose
+ * rounds are all spent comes with m->attempts > m->max_attempts, to be
+ * ended as failed). After the commit calls fn with each message (payload
+ * read; fn owns it) and its lease. */
+typedef int (*store_claim_fn)(void *ctx, struct pd_message *m, const struct store_lease *lease);
 enum store_result store_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
                               store_claim_fn fn, void *ctx);
-
-/* Inside a transaction: appends one HTTP attempt to id's history. */
-enum store_result store_add_attempt(struct pd_store *s, const char *id, const struct pd_attempt *a);
 
 /* The end of a round (or of a lease given back): what the message becomes. */
 struct pd_settlement {
 	const char *id;
-	pd_ms lease;              /* the lease the caller holds */
-	enum pd_state state;      /* PD_PENDING (another round), PD_DELIVERED or PD_FAILED */
-	int attempts;             /* rounds done */
-	pd_ms next_attempt;       /* for PD_PENDING */
-	const char *urls;         /* the pool, less any URL that answered 410 */
-	const char *delivered_to; /* NULL unless delivered */
+	struct store_lease lease;  /* the lease the caller holds */
+	enum pd_state state;       /* PD_PENDING (another round), PD_DELIVERED or PD_FAILED */
+	int attempts;              /* rounds started, for the message from now on */
+	pd_ms next_attempt;        /* for PD_PENDING */
+	unsigned gone;             /* the pool's dropped URLs, as in store_lease */
+	const char *delivered_to;  /* NULL unless delivered */
 	pd_ms delivered_at;
+	struct pd_attempt tried[PD_MAX_URLS];  /* the HTTP attempts of this round */
+	size_t ntried;
+	int wants_report;          /* the message ends and has a callback */
+	enum store_result result;  /* out: STORE_OK, or STORE_CONFLICT when the lease was
+	                              lost (the attempts are recorded all the same) */
 };
 
-/* Inside a transaction: writes o when its lease is still held (STORE_OK),
- * else changes nothing (STORE_CONFLICT); BUSY or ERROR otherwise. */
-enum store_result store_settle(struct pd_store *s, const struct pd_settlement *o, pd_ms now);
+/* Builds the callback report of o (a message inside settlement; its
+ * history, this round included, readable with store_history) into report;
+ * nonzero on failure. */
+typedef int (*store_report_fn)(void *ctx, struct pd_settlement *o, struct pd_message *report);
 
-/* Inside a transaction: inserts a callback report message (assigning its
- * id), bypassing max_pending so that no outcome goes unreported. */
-enum store_result store_add_report(struct pd_store *s, struct pd_message *m, pd_ms now);
+/* Writes n settlements in one transaction: each round's attempts, and,
+ * where the lease is still held (a compare-and-set on its token), what the
+ * message becomes, with its callback report made by report_fn and stored
+ * beside it (bypassing max_pending, so no outcome goes unreported).
+ * STORE_OK with each item's result set, or the failure of the whole. */
+enum store_result store_settle(struct pd_store *s, struct pd_settlement *items, size_t n,
+                               pd_ms now, store_report_fn report_fn, void *ctx);
 
 /* Calls fn with each prepared statement's SQL and each line of its query
  * plan, so a test can check that every statement uses an index. */

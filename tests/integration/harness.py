@@ -218,3 +218,24 @@ class Stack:
 
     def count(self, table="messages"):
         return self.query(f"SELECT count(*) FROM {table}")[0][0]
+
+    # The store's v2 tables: a message row (state 0 while alive, else how
+    # it ended) and, while alive, its live row (lease token, buffer flag).
+    STATE_OF = ("CASE m.state WHEN 0 THEN CASE WHEN l.token <> 0 THEN 'delivering' "
+                "ELSE 'pending' END WHEN 2 THEN 'delivered' WHEN 3 THEN 'failed' "
+                "WHEN 4 THEN 'cancelled' END")
+    FROM = "messages m LEFT JOIN live l ON l.key = m.key"
+
+    def state_in_db(self, id_):
+        rows = self.query(f"SELECT {self.STATE_OF} FROM {self.FROM} WHERE m.id = ?", id_)
+        return rows[0][0] if rows else None
+
+    def buffered(self, id_=None):
+        """How many messages (or whether message id_) are in the near-term buffer."""
+        if id_ is None:
+            return self.query("SELECT count(*) FROM live WHERE buffered = 1")[0][0]
+        return self.query(f"SELECT count(*) FROM {self.FROM} WHERE m.id = ? AND "
+                          "l.buffered = 1", id_)[0][0]
+
+    def leased(self):
+        return self.query("SELECT count(*) FROM live WHERE token <> 0")[0][0]

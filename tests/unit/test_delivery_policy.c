@@ -101,32 +101,37 @@ test_no_secret_means_no_signing(void)
 }
 
 static struct pd_job *
-job_with_urls(const char *urls)
+job_with_urls(const char *urls, unsigned gone)
 {
 	struct pd_message m = { 0 };
+	struct store_lease lease = { .key = 1, .token = 1, .gone = gone };
 
 	m.urls = strdup(urls);
 	m.payload = strdup("");
 	m.content_type = strdup("text/plain");
-	return job_new(&m, 1);
+	return job_new(&m, &lease);
 }
 
 static void
-test_the_pool_left_drops_only_urls_that_answered_410(void)
+test_the_dropped_urls_are_kept_by_index_across_rounds(void)
 {
-	struct pd_job *job = job_with_urls("http://a/\nhttp://b/\nhttp://c/");
-	char *left;
+	struct pd_job *job = job_with_urls("http://a/\nhttp://b/\nhttp://c/", 0);
 
 	CHECK_INT(job->npool, 3);
 	CHECK_STR(job->pool[1], "http://b/");
+	CHECK_INT(job_gone(job), 0);
 	job->gone[1] = 1;
-	left = job_urls_left(job);
-	CHECK_STR(left, "http://a/\nhttp://c/");
-	free(left);
+	CHECK_INT(job_gone(job), 2);
 	job->gone[0] = job->gone[2] = 1;
-	left = job_urls_left(job);
-	CHECK_STR(left, "");
-	free(left);
+	CHECK_INT(job_gone(job), 7);
+	job_free(job);
+
+	/* A later round's claim gives the bits back: the same URLs stay out. */
+	job = job_with_urls("http://a/\nhttp://b/\nhttp://c/", 5);
+	CHECK_INT(job->gone[0], 1);
+	CHECK_INT(job->gone[1], 0);
+	CHECK_INT(job->gone[2], 1);
+	CHECK_INT(job_gone(job), 5);
 	job_free(job);
 }
 
@@ -149,7 +154,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_retry_after_reads_seconds_and_http_dates),
 	UNIT(test_signature_matches_the_standard_webhooks_example),
 	UNIT(test_no_secret_means_no_signing),
-	UNIT(test_the_pool_left_drops_only_urls_that_answered_410),
+	UNIT(test_the_dropped_urls_are_kept_by_index_across_rounds),
 	UNIT(test_utf8_check_refuses_broken_and_overlong_sequences),
 };
 

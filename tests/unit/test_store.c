@@ -1,8 +1,13 @@
-/* test_store.c: the store's statements, checked against SQLite's planner,
- * and the batch insert that group commit uses. */
+/* test_store.c: the store of store.h: its statements, checked against
+ * SQLite's planner; the batch insert that group commit uses; claims,
+ * leases and settlements; promotion across the horizon; cancel against a
+ * claim; idempotency keys under concurrency; and the v1 migration. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "postdate.h"
 #include "request.h"
@@ -17,8 +22,7 @@ struct plan_check {
 /* A full scan, a temporary sort, or a search on the state alone (which
  * walks every message in that state; regression: health's earliest
  * unbuffered due time once did) would make a statement's cost grow
- * with the number of messages; only the five-row state_counts may be
- * scanned. */
+ * with the number of messages; only the five-row counts may be scanned. */
 static void
 check_plan_line(void *ctx, const char *sql, const char *line)
 {
@@ -26,7 +30,7 @@ check_plan_line(void *ctx, const char *sql, const char *line)
 	size_t len = strlen(line);
 
 	c->lines++;
-	if ((strncmp(line, "SCAN ", 5) == 0 && strncmp(line, "SCAN state_counts", 17) != 0) ||
+	if ((strncmp(line, "SCAN ", 5) == 0 && strncmp(line, "SCAN counts", 11) != 0) ||
 	    strstr(line, "TEMP B-TREE") != NULL ||
 	    (strncmp(line, "SEARCH messages ", 16) == 0 && len > 9 &&
 	     strcmp(line + len - 9, "(state=?)") == 0)) {
@@ -122,7 +126,7 @@ test_a_batch_gives_each_message_its_own_result(void)
 	CHECK_INT(items[3].result, STORE_OK);
 	CHECK_INT(items[4].result, STORE_FULL);
 	for (int i = 0; i < 4; i++) {
-		enum store_result res = store_get(s, m[i].id, &got);
+		enum store_result res = store_get(s, m[i].id, &got, NULL, NULL);
 
 		CHECK_INT(res, STORE_OK);
 		if (res == STORE_OK) {
@@ -130,16 +134,569 @@ test_a_batch_gives_each_message_its_own_result(void)
 			message_free(&got);
 		}
 	}
-	CHECK_INT(store_get(s, "aaaaaaaaaaaaaaaaaaaaaaaaaa", &got), STORE_NOTFOUND);
+	CHECK_INT(store_get(s, "aaaaaaaaaaaaaaaaaaaaaaaaaa", &got, NULL, NULL), STORE_NOTFOUND);
 	for (int i = 0; i < N; i++)
 		message_free(&m[i]);
 	store_close(s);
 	remove_database(dir);
 }
 
+/* ---- a store in a folder of its own ---- */
+
+struct fixture {
+	char dir[32];
+	char path[64];
+	struct pd_config cfg;
+	struct pd_store *s;
+};
+
+static int
+fixture_open(struct fixture *f)
+{
+	snprintf(f->dir, sizeof(f->dir), "/tmp/postdate-store-XXXXXX");
+	if (mkdtemp(f->dir) == NULL)
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+	config_defaults(&f->cfg);
+	f->cfg.database = f->path;
+	return store_open(&f->s, &f->cfg);
+}
+
+static void
+fixture_close(struct fixture *f)
+{
+	store_close(f->s);
+	f->s = NULL;
+	remove_database(f->dir);
+}
+
+/* Inserts a message due at due (id into id). */
+static enum store_result
+insert_due(struct fixture *f, pd_ms due, pd_ms now, const char *urls, char id[PD_ID_LEN + 1])
+{
+	struct pd_message m;
+	enum store_result res;
+
+	make_message(&m, NULL, now);
+	m.due = m.next_attempt = due;
+	if (urls != NULL) {
+		free(m.urls);
+		m.urls = strdup(urls);
+	}
+	res = store_insert(f->s, &m, now);
+	snprintf(id, PD_ID_LEN + 1, "%s", m.id);
+	message_free(&m);
+	return res;
+}
+
+/* What claims handed over. */
+struct claimed {
+	int n;
+	char id[8][PD_ID_LEN + 1];
+	int attempts[8];
+	struct store_lease lease[8];
+	char payload[8][16];
+};
+
+static int
+take_claim(void *ctx, struct pd_message *m, const struct store_lease *lease)
+{
+	struct claimed *c = ctx;
+
+	if (c->n < 8) {
+		snprintf(c->id[c->n], PD_ID_LEN + 1, "%s", m->id);
+		snprintf(c->payload[c->n], sizeof(c->payload[c->n]), "%s", m->payload);
+		c->attempts[c->n] = m->attempts;
+		c->lease[c->n] = *lease;
+		c->n++;
+	}
+	message_free(m);
+	return 0;
+}
+
+static int
+claim(struct fixture *f, pd_ms now, struct claimed *c)
+{
+	memset(c, 0, sizeof(*c));
+	return store_claim(f->s, now, 8, 0, take_claim, c) == STORE_OK ? c->n : -1;
+}
+
+static enum pd_state
+state_of(struct fixture *f, const char *id, int *attempts)
+{
+	struct pd_message m;
+	enum pd_state st;
+
+	if (store_get(f->s, id, &m, NULL, NULL) != STORE_OK)
+		return PD_NSTATES;
+	st = m.state;
+	if (attempts != NULL)
+		*attempts = m.attempts;
+	message_free(&m);
+	return st;
+}
+
+static int
+count_attempt(void *ctx, const struct pd_attempt *a)
+{
+	(void)a;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int
+history_length(struct fixture *f, const char *id)
+{
+	int n = 0;
+
+	return store_history(f->s, id, count_attempt, &n) == STORE_OK ? n : -1;
+}
+
+static struct pd_settlement
+settlement(const struct claimed *c, int i, enum pd_state state, pd_ms at)
+{
+	struct pd_settlement o = {
+		.id = c->id[i], .lease = c->lease[i], .state = state,
+		.attempts = c->attempts[i], .next_attempt = at,
+	};
+
+	o.tried[o.ntried++] = (struct pd_attempt){ .at = at, .url = "https://example.com/hook",
+	                                           .status = state == PD_DELIVERED ? 200 : 500,
+	                                           .ms = 3 };
+	if (state == PD_DELIVERED) {
+		o.delivered_to = "https://example.com/hook";
+		o.delivered_at = at;
+	}
+	return o;
+}
+
+/* ---- claims and settlements ---- */
+
+static void
+test_a_claim_leases_counts_the_round_and_a_settle_ends_it(void)
+{
+	struct fixture f;
+	struct claimed c;
+	struct pd_settlement o;
+	long counts[PD_NSTATES];
+	char id[PD_ID_LEN + 1];
+	pd_ms now = time_now();
+	int attempts = -1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, now, now, NULL, id), STORE_OK);
+	CHECK_INT(claim(&f, now, &c), 1);
+	CHECK_STR(c.id[0], id);
+	CHECK_STR(c.payload[0], "hello");
+	CHECK_INT(c.attempts[0], 1);
+	CHECK(c.lease[0].token != 0);
+	CHECK(c.lease[0].until >= now + 10000);
+	CHECK_INT(state_of(&f, id, &attempts), PD_DELIVERING);
+	CHECK_INT(attempts, 1);
+	/* Leased: nothing more to claim, however often one looks. */
+	CHECK_INT(claim(&f, now + 1, &c), 0);
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_PENDING], 0);
+	CHECK_INT(counts[PD_DELIVERING], 1);
+
+	CHECK_INT(claim(&f, now, &c), 0);
+	memset(&c, 0, sizeof(c));
+	CHECK_INT(store_claim(f.s, now + 60000, 8, 0, take_claim, &c), STORE_OK);
+	CHECK_INT(c.n, 1);   /* the lease ran out: claimable again, a new token */
+	o = settlement(&c, 0, PD_DELIVERED, now + 60001);
+	CHECK_INT(store_settle(f.s, &o, 1, now + 60001, NULL, NULL), STORE_OK);
+	CHECK_INT(o.result, STORE_OK);
+	CHECK_INT(state_of(&f, id, &attempts), PD_DELIVERED);
+	CHECK_INT(attempts, 2);
+	CHECK_INT(history_length(&f, id), 1);
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_DELIVERING], 0);
+	CHECK_INT(counts[PD_DELIVERED], 1);
+	fixture_close(&f);
+}
+
+/* A dispatcher whose lease ran out and was taken over cannot overwrite
+ * what the new holder decides; the attempts it made are still history. */
+static void
+test_a_late_settle_is_refused_but_its_attempts_are_kept(void)
+{
+	struct fixture f;
+	struct claimed first, second;
+	struct pd_settlement late, now_holder;
+	char id[PD_ID_LEN + 1];
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, now, now, NULL, id), STORE_OK);
+	CHECK_INT(claim(&f, now, &first), 1);
+	CHECK_INT(claim(&f, first.lease[0].until, &second), 1);
+	CHECK(second.lease[0].token != first.lease[0].token);
+	CHECK_INT(second.attempts[0], 2);
+
+	late = settlement(&first, 0, PD_FAILED, first.lease[0].until + 1);
+	CHECK_INT(store_settle(f.s, &late, 1, first.lease[0].until + 1, NULL, NULL), STORE_OK);
+	CHECK_INT(late.result, STORE_CONFLICT);
+	CHECK_INT(state_of(&f, id, NULL), PD_DELIVERING);
+	CHECK_INT(history_length(&f, id), 1);
+
+	now_holder = settlement(&second, 0, PD_DELIVERED, first.lease[0].until + 2);
+	CHECK_INT(store_settle(f.s, &now_holder, 1, first.lease[0].until + 2, NULL, NULL), STORE_OK);
+	CHECK_INT(now_holder.result, STORE_OK);
+	CHECK_INT(state_of(&f, id, NULL), PD_DELIVERED);
+	CHECK_INT(history_length(&f, id), 2);
+	fixture_close(&f);
+}
+
+/* Claims that never come back (a dispatcher killed while delivering) still
+ * count: after max_attempts of them the claim says the rounds are spent. */
+static void
+test_rounds_cut_short_are_counted_at_the_claim(void)
+{
+	struct fixture f;
+	struct claimed c;
+	char id[PD_ID_LEN + 1];
+	pd_ms now = time_now(), t = now;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, now, now, NULL, id), STORE_OK);
+	for (int round = 1; round <= 4; round++) {
+		CHECK_INT(claim(&f, t, &c), 1);
+		CHECK_INT(c.attempts[0], round);
+		t = c.lease[0].until;
+	}
+	/* make_message gives max_attempts 3: the fourth claim is past it. */
+	CHECK(c.attempts[0] > 3);
+	fixture_close(&f);
+}
+
+static void
+test_promotion_brings_messages_into_the_buffer_at_the_horizon(void)
+{
+	struct fixture f;
+	struct claimed c;
+	char id[PD_ID_LEN + 1];
+	pd_ms now = time_now(), later = now + 2 * 3600 * 1000, unbuffered, buffered;
+	int promoted = -1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, later, now, NULL, id), STORE_OK);
+	CHECK_INT(store_next_due(f.s, &unbuffered, &buffered), STORE_OK);
+	CHECK(unbuffered == later);
+	CHECK(buffered == 0);
+	/* Due past the horizon: not in the buffer, so not claimable. */
+	CHECK_INT(claim(&f, later, &c), 0);
+	CHECK_INT(store_promote(f.s, later - 1, 100, &promoted), STORE_OK);
+	CHECK_INT(promoted, 0);
+	CHECK_INT(store_promote(f.s, later, 100, &promoted), STORE_OK);
+	CHECK_INT(promoted, 1);
+	CHECK_INT(store_next_due(f.s, &unbuffered, &buffered), STORE_OK);
+	CHECK(unbuffered == 0);
+	CHECK(buffered == later);
+	CHECK_INT(claim(&f, later - 1, &c), 0);
+	CHECK_INT(claim(&f, later, &c), 1);
+	fixture_close(&f);
+}
+
+/* A round retried past the horizon leaves the buffer and comes back by
+ * promotion, keeping its count and the URLs it dropped. */
+static void
+test_a_retry_beyond_the_horizon_leaves_the_buffer_until_promoted(void)
+{
+	struct fixture f;
+	struct claimed c;
+	struct pd_settlement o;
+	char id[PD_ID_LEN + 1];
+	pd_ms now = time_now(), retry_at = now + 3 * 3600 * 1000;
+	int promoted = 0;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, now, now, "https://a.example/\nhttps://b.example/", id), STORE_OK);
+	CHECK_INT(claim(&f, now, &c), 1);
+	o = settlement(&c, 0, PD_PENDING, retry_at);
+	o.gone = 2;   /* b answered 410 */
+	CHECK_INT(store_settle(f.s, &o, 1, now, NULL, NULL), STORE_OK);
+	CHECK_INT(o.result, STORE_OK);
+	CHECK_INT(state_of(&f, id, NULL), PD_PENDING);
+	CHECK_INT(claim(&f, retry_at, &c), 0);
+	CHECK_INT(store_promote(f.s, retry_at, 100, &promoted), STORE_OK);
+	CHECK_INT(promoted, 1);
+	CHECK_INT(claim(&f, retry_at, &c), 1);
+	CHECK_INT(c.attempts[0], 2);
+	CHECK_INT(c.lease[0].gone, 2);
+	fixture_close(&f);
+}
+
+static void
+test_cancel_ends_a_pending_message_and_refuses_a_claimed_one(void)
+{
+	struct fixture f;
+	struct claimed c;
+	char waiting[PD_ID_LEN + 1], claimed[PD_ID_LEN + 1];
+	enum pd_state state = PD_NSTATES;
+	long counts[PD_NSTATES];
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, now, now, NULL, claimed), STORE_OK);
+	CHECK_INT(claim(&f, now, &c), 1);
+	CHECK_INT(insert_due(&f, now, now, NULL, waiting), STORE_OK);
+
+	CHECK_INT(store_cancel(f.s, claimed, &state), STORE_CONFLICT);
+	CHECK_INT(state, PD_DELIVERING);
+	CHECK_INT(store_cancel(f.s, waiting, &state), STORE_OK);
+	CHECK_INT(state, PD_CANCELLED);
+	CHECK_INT(store_cancel(f.s, waiting, &state), STORE_OK);
+	CHECK_INT(store_cancel(f.s, "aaaaaaaaaaaaaaaaaaaaaaaaaa", &state), STORE_NOTFOUND);
+	/* Cancelled means never claimed afterwards. */
+	CHECK_INT(claim(&f, now + 1, &c), 0);
+	/* Even once the other's lease has run out it is not pending until a
+	 * dispatcher has claimed it and given it back. */
+	CHECK_INT(store_cancel(f.s, claimed, &state), STORE_CONFLICT);
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_PENDING], 0);
+	CHECK_INT(counts[PD_DELIVERING], 1);
+	CHECK_INT(counts[PD_CANCELLED], 1);
+	fixture_close(&f);
+}
+
+static void
+test_a_reused_key_with_other_contents_is_a_conflict(void)
+{
+	struct fixture f;
+	struct pd_message a, b, c;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	make_message(&a, "k", time_now());
+	make_message(&b, "k", time_now() + 5000);   /* another due time: the same request */
+	make_message(&c, "k", time_now());
+	free(c.payload);
+	c.payload = strdup("other");
+	CHECK_INT(store_insert(f.s, &a, time_now()), STORE_OK);
+	CHECK_INT(store_insert(f.s, &b, time_now()), STORE_EXISTS);
+	CHECK_STR(b.id, a.id);
+	CHECK_INT(store_insert(f.s, &c, time_now()), STORE_CONFLICT);
+	message_free(&a);
+	message_free(&b);
+	message_free(&c);
+	fixture_close(&f);
+}
+
+/* Processes with connections of their own, all scheduling with one key at
+ * once: one message, and every answer names it. */
+static void
+test_one_idempotency_key_makes_one_message_under_concurrency(void)
+{
+	enum { WORKERS = 4, TRIES = 25 };
+	struct fixture f;
+	long counts[PD_NSTATES];
+	int fds[2];
+	char first[PD_ID_LEN + 1] = "", got[PD_ID_LEN + 1];
+	int same = 1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(pipe(fds), 0);
+	for (int w = 0; w < WORKERS; w++) {
+		if (fork() == 0) {
+			struct pd_store *s;
+
+			close(fds[0]);
+			if (store_open(&s, &f.cfg) != 0)
+				_exit(1);
+			for (int i = 0; i < TRIES; i++) {
+				struct pd_message m;
+				enum store_result res;
+
+				make_message(&m, "one key", time_now());
+				res = store_insert(s, &m, time_now());
+				if ((res == STORE_OK || res == STORE_EXISTS) &&
+				    write(fds[1], m.id, PD_ID_LEN) != PD_ID_LEN)
+					_exit(1);
+				message_free(&m);
+			}
+			store_close(s);
+			_exit(0);
+		}
+	}
+	close(fds[1]);
+	for (int n = 0; read(fds[0], got, PD_ID_LEN) == PD_ID_LEN; n++) {
+		got[PD_ID_LEN] = '\0';
+		if (first[0] == '\0')
+			memcpy(first, got, sizeof(first));
+		same &= strcmp(first, got) == 0;
+	}
+	close(fds[0]);
+	for (int w = 0; w < WORKERS; w++) {
+		int status = 1;
+
+		wait(&status);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	CHECK(first[0] != '\0');
+	CHECK(same);
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_PENDING], 1);
+	fixture_close(&f);
+}
+
+/* ---- the v1 migration ---- */
+
+/* Writes a v1 database at path: sql/001-initial.sql and the rows a v1
+ * store had written, one message in each state. */
+static int
+write_v1_database(const char *path, pd_ms now)
+{
+	static const char rows[] =
+	    "INSERT INTO messages (id, state, due, created, next_attempt, buffered, urls, payload,"
+	    " content_type, callback, max_attempts, timeout, attempts, delivered_to, delivered_at,"
+	    " idempotency_key, report_of) VALUES"
+	    " ('0000000000000000000000000a', 'pending', ?1, ?1, ?1, 1, 'https://a.example/',"
+	    "  'soon', 'text/plain', NULL, 8, 10, 0, NULL, NULL, 'key-a', NULL),"
+	    " ('0000000000000000000000000b', 'pending', ?2, ?1, ?2, 0,"
+	    "  'https://b.example/\nhttps://c.example/', 'later', 'text/plain', NULL, 8, 10, 0,"
+	    "  NULL, NULL, NULL, NULL),"
+	    " ('0000000000000000000000000c', 'delivering', ?1, ?1, ?1, 1, 'https://a.example/',"
+	    "  'busy', 'text/plain', NULL, 8, 10, 1, NULL, NULL, NULL, NULL),"
+	    " ('0000000000000000000000000d', 'delivered', ?1, ?1, NULL, 0, 'https://a.example/',"
+	    "  'done', 'text/plain', 'https://cb.example/', 8, 10, 2, 'https://a.example/', ?1,"
+	    "  NULL, NULL),"
+	    " ('0000000000000000000000000e', 'pending', ?1, ?1, ?1, 1, 'https://cb.example/',"
+	    "  '{}', 'application/json', NULL, 8, 10, 0, NULL, NULL, NULL,"
+	    "  '0000000000000000000000000d'),"
+	    " ('0000000000000000000000000f', 'failed', ?1, ?1, NULL, 0, 'https://a.example/',"
+	    "  'x', 'text/plain', NULL, 1, 10, 1, NULL, NULL, NULL, NULL),"
+	    " ('0000000000000000000000000g', 'cancelled', ?2, ?1, NULL, 0, 'https://a.example/',"
+	    "  'x', 'text/plain', NULL, 8, 10, 0, NULL, NULL, NULL, NULL);"
+	    "INSERT INTO buffer (message_id, due, lease_until) VALUES"
+	    " ('0000000000000000000000000a', ?1, 0), ('0000000000000000000000000c', ?3, ?3),"
+	    " ('0000000000000000000000000e', ?1, 0);"
+	    "INSERT INTO attempts (message_id, seq, at, url, status, error, ms) VALUES"
+	    " ('0000000000000000000000000d', 1, ?1, 'https://a.example/', 500, NULL, 4),"
+	    " ('0000000000000000000000000d', 2, ?1, 'https://a.example/', 200, NULL, 3),"
+	    " ('0000000000000000000000000f', 1, ?1, 'https://a.example/', NULL, 'refused', 1);"
+	    "PRAGMA user_version = 1;";
+	FILE *in = fopen("sql/001-initial.sql", "r");
+	char schema[16384];
+	size_t len;
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	const char *tail = rows;
+	int ok;
+
+	if (in == NULL)
+		return -1;
+	len = fread(schema, 1, sizeof(schema) - 1, in);
+	fclose(in);
+	schema[len] = '\0';
+	ok = sqlite3_open(path, &db) == SQLITE_OK &&
+	    sqlite3_exec(db, schema, NULL, NULL, NULL) == SQLITE_OK;
+	/* One statement at a time, each with the same three times bound. */
+	while (ok && *tail != '\0') {
+		ok = sqlite3_prepare_v2(db, tail, -1, &st, &tail) == SQLITE_OK;
+		if (ok && st != NULL) {
+			sqlite3_bind_int64(st, 1, now - 1000);
+			sqlite3_bind_int64(st, 2, now + 3 * 3600 * 1000);
+			if (sqlite3_bind_parameter_count(st) >= 3)
+				sqlite3_bind_int64(st, 3, now - 500);
+			ok = sqlite3_step(st) == SQLITE_DONE;
+			sqlite3_finalize(st);
+			st = NULL;
+		}
+	}
+	sqlite3_close(db);
+	return ok ? 0 : -1;
+}
+
+static void
+test_a_v1_database_migrates_with_nothing_lost(void)
+{
+	struct fixture f;
+	struct claimed c;
+	struct pd_message m, again;
+	long counts[PD_NSTATES];
+	pd_ms now = time_now();
+	int attempts = -1, promoted = 0;
+
+	snprintf(f.dir, sizeof(f.dir), "/tmp/postdate-store-XXXXXX");
+	CHECK(mkdtemp(f.dir) != NULL);
+	snprintf(f.path, sizeof(f.path), "%s/t.db", f.dir);
+	CHECK_INT(write_v1_database(f.path, now), 0);
+	config_defaults(&f.cfg);
+	f.cfg.database = f.path;
+	CHECK_INT(store_open(&f.s, &f.cfg), 0);
+	if (f.s == NULL)
+		return;
+
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_PENDING], 4);   /* a, b, e, and c whose v1 lease is dropped */
+	CHECK_INT(counts[PD_DELIVERING], 0);
+	CHECK_INT(counts[PD_DELIVERED], 1);
+	CHECK_INT(counts[PD_FAILED], 1);
+	CHECK_INT(counts[PD_CANCELLED], 1);
+	CHECK_INT(state_of(&f, "0000000000000000000000000d", &attempts), PD_DELIVERED);
+	CHECK_INT(attempts, 2);
+	CHECK_INT(history_length(&f, "0000000000000000000000000d"), 2);
+	CHECK_INT(history_length(&f, "0000000000000000000000000f"), 1);
+	CHECK_INT(state_of(&f, "0000000000000000000000000g", NULL), PD_CANCELLED);
+	if (store_get(f.s, "0000000000000000000000000d", &m, NULL, NULL) == STORE_OK) {
+		CHECK_STR(m.report != NULL ? m.report : "", "0000000000000000000000000e");
+		message_free(&m);
+	}
+	/* An idempotency key still finds its message. */
+	make_message(&again, "key-a", now);
+	free(again.payload);
+	again.payload = strdup("soon");
+	free(again.urls);
+	again.urls = strdup("https://a.example/");
+	again.max_attempts = 8;
+	CHECK_INT(store_insert(f.s, &again, now), STORE_EXISTS);
+	CHECK_STR(again.id, "0000000000000000000000000a");
+	message_free(&again);
+
+	/* What was pending is delivered: the near-term ones at once (c once
+	 * its old lease has run out), the far one once promoted. */
+	CHECK_INT(claim(&f, now, &c), 3);
+	for (int i = 0; i < c.n; i++) {
+		struct pd_settlement o = settlement(&c, i, PD_DELIVERED, now);
+
+		CHECK_INT(store_settle(f.s, &o, 1, now, NULL, NULL), STORE_OK);
+		CHECK_INT(o.result, STORE_OK);
+	}
+	CHECK_INT(store_promote(f.s, now + 3 * 3600 * 1000, 100, &promoted), STORE_OK);
+	CHECK_INT(promoted, 1);
+	CHECK_INT(claim(&f, now + 3 * 3600 * 1000, &c), 1);
+	CHECK_STR(c.id[0], "0000000000000000000000000b");
+	CHECK_STR(c.payload[0], "later");
+	fixture_close(&f);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_every_statement_uses_an_index),
 	UNIT(test_a_batch_gives_each_message_its_own_result),
+	UNIT(test_a_claim_leases_counts_the_round_and_a_settle_ends_it),
+	UNIT(test_a_late_settle_is_refused_but_its_attempts_are_kept),
+	UNIT(test_rounds_cut_short_are_counted_at_the_claim),
+	UNIT(test_promotion_brings_messages_into_the_buffer_at_the_horizon),
+	UNIT(test_a_retry_beyond_the_horizon_leaves_the_buffer_until_promoted),
+	UNIT(test_cancel_ends_a_pending_message_and_refuses_a_claimed_one),
+	UNIT(test_a_reused_key_with_other_contents_is_a_conflict),
+	UNIT(test_one_idempotency_key_makes_one_message_under_concurrency),
+	UNIT(test_a_v1_database_migrates_with_nothing_lost),
 };
 
 int

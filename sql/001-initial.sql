@@ -1,5 +1,5 @@
--- postdate schema, version 1. Applied by the store to an empty database
--- (PRAGMA user_version = 0); later versions add sql/NNN-*.sql migrations.
+-- Migration 1: the v1 schema. Migrations run in order, each in one
+-- transaction; PRAGMA user_version holds how many have run.
 -- Times are integer milliseconds since the Unix epoch, UTC.
 
 -- The source of truth: one row per message.
@@ -82,4 +82,3 @@ BEGIN
 	UPDATE state_counts SET n = n - 1 WHERE state = OLD.state;
 END;
 
-PRAGMA user_version = 1;
