@@ -26,7 +26,7 @@ t0=$(now_ms)
 	2> "$bench_dir/dispatch.log"
 t1=$(now_ms)
 tail -n 1 "$bench_dir/dispatch.log" >&2
-delivered=$(sqlite3 "$bench_dir/dispatch.db" "SELECT n FROM state_counts WHERE state = 'delivered'")
+delivered=$(sqlite3 "$bench_dir/dispatch.db" "SELECT n FROM counts WHERE state = 2")
 if [ "$delivered" != "$count" ]; then
 	echo "bench: dispatch delivered $delivered of $count" >&2
 	exit 1

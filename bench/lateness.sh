@@ -16,19 +16,10 @@ db=$bench_dir/lateness.db
 write_conf "$conf" "$db"
 "$top/bin/dispatch" -c "$conf" --once 2>/dev/null
 start=$(($(now_ms) + 2000))
-# Due times start + i * span / count, written as schedule would for
-# near-term messages (a buffer row each).
-sqlite3 "$db" <<SQL
-BEGIN;
-WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $count - 1)
-INSERT INTO messages (id, state, due, created, next_attempt, buffered, urls, payload,
-                      content_type, max_attempts, timeout)
-SELECT printf('late%022d', i), 'pending', $start + i * $span * 1000 / $count, $start,
-       $start + i * $span * 1000 / $count, 1, 'http://127.0.0.1:$port/late', 'x',
-       'text/plain', 8, 10 FROM n;
-INSERT INTO buffer (message_id, due) SELECT id, due FROM messages;
-COMMIT;
-SQL
+# Due times start + i * span / count, in the buffer as schedule puts
+# near-term messages.
+fill_messages "$db" "$count" "http://127.0.0.1:$port/late" \
+	"$start + (i - 1) * $span * 1000 / $count" "printf('late%022d', i)" 1
 "$top/bin/dispatch" -c "$conf" --for $((span + 4)) 2> "$bench_dir/dispatch.log"
 tail -n 1 "$bench_dir/dispatch.log" >&2
 sqlite3 -separator ' ' "$db" "SELECT id, due FROM messages" > "$bench_dir/due"

@@ -79,20 +79,28 @@ write_conf() {
 	} > "$f"
 }
 
-# fill_due DATABASE COUNT URL DUE_MS: COUNT pending messages to URL due at
-# DUE_MS, written with SQL as the schedule program would leave them (not
-# yet promoted into the buffer: dispatch does that, as it would in use).
-fill_due() {
+# fill_messages DATABASE COUNT URL DUE ID [BUFFERED]: COUNT pending messages
+# to URL, written with SQL as the schedule program leaves them: a message
+# row and its live row each (store v2). DUE and ID are SQL expressions of
+# i (1..COUNT); BUFFERED 1 puts them in the near-term buffer at once,
+# otherwise (the default) dispatch promotes them, as it would in use.
+fill_messages() {
 	sqlite3 "$1" <<SQL
 PRAGMA synchronous = OFF;
 BEGIN;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2)
-INSERT INTO messages (id, state, due, created, next_attempt, urls, payload,
-                      content_type, max_attempts, timeout)
-SELECT printf('bench%021d', i), 'pending', $4, $4, $4, '$3', '{"bench":true}',
-       'application/json', 8, 10 FROM n;
+INSERT INTO messages (id, due, created, urls, payload, content_type, max_attempts, timeout)
+SELECT $5, $4, $4, '$3', '{"bench":true}', 'application/json', 8, 10 FROM n;
+INSERT INTO live (key, due, next_round, buffered, lease_ms)
+SELECT key, due, due, ${6:-0}, 10000 FROM messages WHERE key > (SELECT coalesce(max(key), 0) FROM live);
+UPDATE counts SET n = (SELECT count(*) FROM live) WHERE state = 0;
 COMMIT;
 SQL
+}
+
+# fill_due DATABASE COUNT URL DUE_MS: COUNT messages to URL all due at DUE_MS.
+fill_due() {
+	fill_messages "$1" "$2" "$3" "$4" "printf('bench%021d', i)"
 }
 
 # start_fcgi_site PORT NAME ROUTE WORKERS PROGRAM [ARGS...]: PROGRAM under

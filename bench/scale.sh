@@ -22,19 +22,10 @@ far_id() {
 # fill_far DATABASE COUNT: COUNT pending messages due in 30 days and more.
 fill_far() {
 	far=$(($(now_ms) + 30 * 86400 * 1000))
-	sqlite3 "$1" <<SQL
-PRAGMA synchronous = OFF;
-BEGIN;
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2)
-INSERT INTO messages (id, state, due, created, next_attempt, urls, payload,
-                      content_type, max_attempts, timeout)
-SELECT replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
-         printf('far%023d', i), '0', 'a'), '1', 'b'), '2', 'c'), '3', 'd'), '4', 'e'),
-         '5', 'f'), '6', 'g'), '7', 'h'), '8', 'i'), '9', 'j'), 'pending', $far + i * 1000, $far, $far + i * 1000,
-       'http://127.0.0.1:9/far', 'x', 'text/plain', 8, 10 FROM n;
-UPDATE state_counts SET n = (SELECT count(*) FROM messages) WHERE state = 'pending';
-COMMIT;
-SQL
+	fill_messages "$1" "$2" http://127.0.0.1:9/far "$far + i * 1000" \
+	    "replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
+	     printf('far%023d', i), '0', 'a'), '1', 'b'), '2', 'c'), '3', 'd'), '4', 'e'),
+	     '5', 'f'), '6', 'g'), '7', 'h'), '8', 'i'), '9', 'j')"
 }
 
 # idle_pass_ms CONF: the mean time of one dispatch --once that finds nothing.

@@ -33,7 +33,7 @@
  * row_to_message reads them. */
 #define MESSAGE_COLUMNS \
 	"m.id, m.state, m.due, m.created, l.token, l.due, l.next_round, m.delivered_at, " \
-	"m.urls, length(m.payload), m.content_type, m.callback, m.idempotency_key, " \
+	"m.urls, m.payload_bytes, m.content_type, m.callback, m.idempotency_key, " \
 	"m.delivered_to, m.report_of, m.max_attempts, m.timeout, " \
 	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report"
 #define MESSAGE_FROM "messages m LEFT JOIN live l ON l.key = m.key"
@@ -44,6 +44,7 @@ enum statement {
 	ST_COMMIT,
 	ST_ROLLBACK,
 	ST_INSERT_MESSAGE,
+	ST_INSERT_PAYLOAD,
 	ST_INSERT_LIVE,
 	ST_FIND_BY_KEY,
 	ST_GET,
@@ -76,10 +77,11 @@ static const char *const statement_sql[ST_COUNT] = {
 	/* A reused idempotency key writes nothing: the partial unique index
 	 * answers the conflict inside the one statement. */
 	[ST_INSERT_MESSAGE] =
-	    "INSERT INTO messages (id, due, created, urls, payload, content_type, callback, "
+	    "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, callback, "
 	    "max_attempts, timeout, idempotency_key, fingerprint, report_of) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
 	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+	[ST_INSERT_PAYLOAD] = "INSERT INTO payloads (key, payload) VALUES (?1, ?2)",
 	[ST_INSERT_LIVE] =
 	    "INSERT INTO live (key, due, next_round, buffered, lease_ms) VALUES (?1, ?2, ?2, ?3, ?4)",
 	[ST_FIND_BY_KEY] =
@@ -126,7 +128,8 @@ static const char *const statement_sql[ST_COUNT] = {
 	 * range never holds the rows leased right now. */
 	[ST_CLAIMABLE] =
 	    "SELECT l.key, l.token, l.attempts, l.gone, l.lease_ms, l.next_round, "
-	    MESSAGE_COLUMNS ", m.payload FROM live l JOIN messages m ON m.key = l.key "
+	    MESSAGE_COLUMNS ", p.payload FROM live l JOIN messages m ON m.key = l.key "
+	    "JOIN payloads p ON p.key = l.key "
 	    "WHERE l.buffered = 1 AND l.due <= ?1 ORDER BY l.due LIMIT ?2",
 	[ST_LEASE] =
 	    "UPDATE live SET token = ?3, due = ?4, attempts = attempts + 1 "
@@ -595,7 +598,7 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 	sqlite3_bind_int64(st, 2, m->due);
 	sqlite3_bind_int64(st, 3, m->created);
 	sqlite3_bind_text(st, 4, m->urls, -1, SQLITE_STATIC);
-	sqlite3_bind_blob64(st, 5, m->payload, m->payload_len, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, (sqlite3_int64)m->payload_len);
 	sqlite3_bind_text(st, 6, m->content_type, -1, SQLITE_STATIC);
 	bind_text_or_null(st, 7, m->callback);
 	sqlite3_bind_int(st, 8, m->max_attempts);
@@ -610,6 +613,12 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 	if (sqlite3_changes(s->db) == 0)
 		return existing_for_key(s, m, print);
 	key = sqlite3_last_insert_rowid(s->db);
+	sqlite3_bind_int64(s->st[ST_INSERT_PAYLOAD], 1, key);
+	sqlite3_bind_blob64(s->st[ST_INSERT_PAYLOAD], 2, m->payload, m->payload_len, SQLITE_STATIC);
+	rc = store_exec(s, ST_INSERT_PAYLOAD);
+	sqlite3_clear_bindings(s->st[ST_INSERT_PAYLOAD]);
+	if (rc != SQLITE_OK)
+		return store_fail(s, rc, "inserting a payload");
 
 	for (const char *p = m->urls; (p = strchr(p, '\n')) != NULL; p++)
 		npool++;

@@ -1,5 +1,6 @@
 -- Migration 2: store v2. A message is written twice: once when it is made
--- (messages) and once when it ends (its outcome columns). While it is alive,
+-- (messages, and its payload in a table of its own, never rewritten) and
+-- once when it ends (its outcome columns). While it is alive,
 -- what changes (when it is next due, its lease, its rounds) lives in the
 -- narrow table `live`, keyed by the message's integer key. "Delivering" is
 -- a lease token held, not a second write of the message row. States are
@@ -14,7 +15,7 @@ CREATE TABLE messages_v2 (
 	due             INTEGER NOT NULL,           -- when the user asked for delivery
 	created         INTEGER NOT NULL,
 	urls            TEXT NOT NULL,              -- the pool, one URL per line, as given
-	payload         BLOB NOT NULL,
+	payload_bytes   INTEGER NOT NULL,
 	content_type    TEXT NOT NULL,
 	callback        TEXT,
 	max_attempts    INTEGER NOT NULL,
@@ -46,23 +47,31 @@ CREATE TABLE live (
 	lease_ms    INTEGER NOT NULL                -- how long a lease on it lasts
 );
 
+CREATE TABLE payloads (
+	key     INTEGER PRIMARY KEY,                -- messages_v2.key
+	payload BLOB NOT NULL
+);
+
 CREATE TABLE counts (
 	state INTEGER PRIMARY KEY,
 	n     INTEGER NOT NULL
 );
 
 -- v1 messages keep their ids, in creation order.
-INSERT INTO messages_v2 (id, state, due, created, urls, payload, content_type, callback,
+INSERT INTO messages_v2 (id, state, due, created, urls, payload_bytes, content_type, callback,
                          max_attempts, timeout, idempotency_key, report_of, ended, attempts,
                          delivered_to, delivered_at)
 SELECT id,
        CASE state WHEN 'delivered' THEN 2 WHEN 'failed' THEN 3 WHEN 'cancelled' THEN 4 ELSE 0 END,
-       due, created, urls, payload, content_type, callback, max_attempts, timeout,
-       idempotency_key, report_of,
+       due, created, urls, length(CAST(payload AS BLOB)), content_type, callback, max_attempts,
+       timeout, idempotency_key, report_of,
        CASE WHEN state IN ('delivered', 'failed', 'cancelled')
             THEN coalesce(delivered_at, next_attempt, due) END,
        attempts, delivered_to, delivered_at
 FROM messages ORDER BY created, id;
+
+INSERT INTO payloads (key, payload)
+SELECT n.key, CAST(o.payload AS BLOB) FROM messages o JOIN messages_v2 n ON n.id = o.id;
 
 -- A v1 lease is dropped: its message is due again when that lease would
 -- have ended, so a v1 dispatcher still finishing cannot race a v2 one.

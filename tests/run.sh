@@ -35,8 +35,10 @@ sanitizer_reports_are_empty() {
 }
 
 # Each suite prints its own "SUITE: N passed, N failed" as its last line.
+# A suite that exits non-zero fails even when its summary says otherwise
+# (a crash after the summary, a sanitizer's exit code, a runner's error).
 run_suite() {
-	"$@" 2>&1 | tee "$out"
+	{ "$@" 2>&1 || echo "tests: exit status $?"; } | tee "$out"
 	line=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
 	if [ -z "$line" ]; then
 		echo "tests: $* ended without a summary line; counting it as a failure"
@@ -45,6 +47,10 @@ run_suite() {
 	fi
 	p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
 	f=$(echo "$line" | sed -E 's/.*, ([0-9]+) failed.*/\1/')
+	if grep -q '^tests: exit status ' "$out" && [ "$f" -eq 0 ]; then
+		echo "tests: $* exited non-zero after reporting no failure; counting it as a failure"
+		f=1
+	fi
 	passed=$((passed + p))
 	failed=$((failed + f))
 }

@@ -220,11 +220,13 @@ class Stack:
         return self.query(f"SELECT count(*) FROM {table}")[0][0]
 
     # The store's v2 tables: a message row (state 0 while alive, else how
-    # it ended) and, while alive, its live row (lease token, buffer flag).
+    # it ended), its payload, and, while alive, its live row (lease token,
+    # buffer flag).
     STATE_OF = ("CASE m.state WHEN 0 THEN CASE WHEN l.token <> 0 THEN 'delivering' "
                 "ELSE 'pending' END WHEN 2 THEN 'delivered' WHEN 3 THEN 'failed' "
                 "WHEN 4 THEN 'cancelled' END")
-    FROM = "messages m LEFT JOIN live l ON l.key = m.key"
+    FROM = ("messages m LEFT JOIN live l ON l.key = m.key "
+            "LEFT JOIN payloads p ON p.key = m.key")
 
     def state_in_db(self, id_):
         rows = self.query(f"SELECT {self.STATE_OF} FROM {self.FROM} WHERE m.id = ?", id_)
@@ -236,6 +238,11 @@ class Stack:
             return self.query("SELECT count(*) FROM live WHERE buffered = 1")[0][0]
         return self.query(f"SELECT count(*) FROM {self.FROM} WHERE m.id = ? AND "
                           "l.buffered = 1", id_)[0][0]
+
+    def payload_of(self, id_):
+        rows = self.query("SELECT p.payload FROM messages m JOIN payloads p ON p.key = m.key "
+                          "WHERE m.id = ?", id_)
+        return rows[0][0] if rows else None
 
     def leased(self):
         return self.query("SELECT count(*) FROM live WHERE token <> 0")[0][0]

@@ -39,7 +39,7 @@ def test_schedule_form_answers_201_with_location_and_body(stack):
     assert r.header("Location") == body["status_url"]
     assert abs(iso_to_ms(body["due"]) - before) < 5000
     # A 201 is sent after the commit: the row is there for any reader.
-    assert stack.query("SELECT payload FROM messages WHERE id = ?", body["id"]) == [(b"hi",)]
+    assert stack.payload_of(body["id"]) == b"hi"
     assert stack.state_in_db(body["id"]) == "pending"
 
 
@@ -53,7 +53,7 @@ def test_schedule_json_pool_and_object_payload(stack):
     assert s["urls"] == ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"]
     assert s["content_type"] == "application/json"
     assert s["max_attempts"] == 3 and s["timeout"] == 20
-    payload = stack.query("SELECT payload FROM messages WHERE id = ?", r.json["id"])[0][0]
+    payload = stack.payload_of(r.json["id"])
     assert json.loads(payload) == {"card": "renewal", "n": [1, 2]}
     assert s["payload_bytes"] == len(payload)
     assert iso_to_ms(s["due"]) - iso_to_ms(s["created"]) == 15 * 60 * 1000
@@ -63,7 +63,8 @@ def test_schedule_json_string_payload_is_sent_as_is(stack):
     r = stack.post_json("/api/schedule", {"url": "http://127.0.0.1:9/a",
                                           "payload": "{not json} \u00e9"})
     assert r.status == 201, r
-    row = stack.query("SELECT payload, content_type FROM messages WHERE id = ?", r.json["id"])
+    row = stack.query(f"SELECT p.payload, m.content_type FROM {stack.FROM} WHERE m.id = ?",
+                      r.json["id"])
     assert row == [("{not json} \u00e9".encode(), "text/plain; charset=utf-8")]
 
 
@@ -72,7 +73,8 @@ def test_schedule_form_decodes_plus_and_percent_once(stack):
     r = stack.request("POST", "/api/schedule", body=body,
                       headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 201, r
-    assert stack.query("SELECT payload, urls FROM messages WHERE id = ?", r.json["id"]) == \
+    assert stack.query(f"SELECT p.payload, m.urls FROM {stack.FROM} WHERE m.id = ?",
+                       r.json["id"]) == \
         [(b"a b+c%41", "http://127.0.0.1:9/x")]
 
 
@@ -449,7 +451,7 @@ def test_messages_survive_a_restart():
         s.start()
         r = s.get("/api/status", {"id": m["id"]})
         assert r.status == 200 and r.json["state"] == "pending" and r.json["due"] == m["due"], r
-        assert s.query("SELECT payload FROM messages WHERE id = ?", m["id"]) == [(b"keep me",)]
+        assert s.payload_of(m["id"]) == b"keep me"
 
 
 def test_database_is_wal_with_the_schema_version():

@@ -240,7 +240,7 @@ def test_target_receives_post_with_payload_content_type_and_webhook_headers():
             assert req.method == "POST", req
             if body is None:
                 # The JSON object goes out as stored, which is that object.
-                stored = s.query("SELECT payload FROM messages WHERE id = ?", m["id"])[0][0]
+                stored = s.payload_of(m["id"])
                 assert req.body == stored, (req.body, stored)
                 assert json.loads(req.body) == sent
             else:

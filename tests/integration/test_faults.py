@@ -62,7 +62,7 @@ def stored_rows(s):
     """Each message as the store holds it, by id: (id, key, urls, payload,
     content type, state, attempts, buffered, next due, due, created)."""
     return {r[0]: r for r in s.query(
-        f"SELECT m.id, m.idempotency_key, m.urls, m.payload, m.content_type, {s.STATE_OF}, "
+        f"SELECT m.id, m.idempotency_key, m.urls, p.payload, m.content_type, {s.STATE_OF}, "
         f"coalesce(l.attempts, m.attempts), l.buffered, l.due, m.due, m.created "
         f"FROM {s.FROM}")}
 
@@ -452,7 +452,7 @@ def test_contention_of_two_schedule_workers_and_two_dispatchers_delivers_each_20
         for i in busy:
             assert_json_error(answers[i], 503)
             assert "busy" in answers[i].json["error"], answers[i]
-            assert s.query("SELECT id FROM messages WHERE payload = ?",
+            assert s.query(f"SELECT m.id FROM {s.FROM} WHERE p.payload = ?",
                            specs[i]["payload"].encode()) == [], f"{i} answered 503 but stored"
         # A cancel answers 200 (it was pending) or 409 (a dispatcher had it).
         assert set(cancel_status) <= {200, 409}, cancels
@@ -533,7 +533,7 @@ def test_disk_full_answers_503_json_keeps_the_database_intact_and_recovers():
             h = s.get("/api/health", token=None)
             assert h.status == 200 and h.json["ok"] is True, h
             assert integrity(s) == ([("ok",)], []), integrity(s)
-            stored = {r[0]: r[1] for r in s.query("SELECT id, length(payload) FROM messages")}
+            stored = {r[0]: r[1] for r in s.query(f"SELECT m.id, length(p.payload) FROM {s.FROM}")}
             assert set(stored) == set(accepted), "the store is not what was acknowledged"
             assert all(stored[id_] >= 24000 for id_ in accepted), stored
             assert_counts_agree(s, "disk full")

@@ -29,7 +29,7 @@ def test_concurrent_schedules_each_get_their_own_stored_message():
         assert [a.status for a in answers] == [201] * 48, answers
         ids = [a.json["id"] for a in answers]
         assert len(set(ids)) == 48
-        stored = dict(s.query("SELECT id, payload FROM messages"))
+        stored = dict(s.query(f"SELECT m.id, p.payload FROM {s.FROM}"))
         for i, id_ in enumerate(ids):
             assert stored.get(id_) == f"p{i}".encode(), (i, id_)
 
