@@ -238,6 +238,10 @@ def test_health_answers_503_naming_a_fastcgi_program_it_cannot_reach():
                        10, "health to see cancel down")
         assert r.json["ok"] is False and r.json["down"] == ["cancel"], r
         assert "cancel" in r.json["error"], r
+        # And nginx answers the route itself with a JSON 503 to retry later.
+        r = s.post_form("/api/cancel", {"id": "x"})
+        assert r.status == 503 and r.json["error"], r
+        assert (r.header("Retry-After") or "").isdigit(), r.headers
 
 
 def test_health_answers_503_naming_a_fastcgi_program_that_does_not_answer():
@@ -263,7 +267,10 @@ def test_3000_concurrent_connections_each_get_an_http_answer():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, n + 500)), hard))
     with Stack() as s:
-        request = (b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        # The list the page polls: a FastCGI program with two workers and
+        # the database behind it.
+        request = (b"GET /api/status?state=pending&limit=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                   b"Authorization: Bearer " + s.token.encode() + b"\r\n"
                    b"Connection: close\r\n\r\n")
         sel = selectors.DefaultSelector()
         conns = {}
