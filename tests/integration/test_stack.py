@@ -158,20 +158,27 @@ def test_ctrl_c_on_make_run_stops_cleanly_and_make_exits_0():
                     out += os.read(fd, 65536)
                 except OSError:
                     return
+    st = None
     try:
         read_for(60, until=b"Press Ctrl-C")
         assert b"Press Ctrl-C" in out, out.decode(errors="replace")
         os.write(fd, b"\x03")
-        read_for(20)
+        deadline = time.time() + 30
+        while st is None and time.time() < deadline:
+            read_for(0.2)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                st = status
     finally:
-        try:
-            _, st = os.waitpid(pid, 0)
-        except ChildProcessError:
-            st = None
+        if st is None:
+            # make (the pty's session leader) and all it started, so that a
+            # failure leaves nothing running.
+            os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         os.close(fd)
     text = out.decode(errors="replace")
-    assert st is not None and os.waitstatus_to_exitcode(st) == 0, \
-        (st and os.waitstatus_to_exitcode(st), text[-2000:])
+    assert st is not None, "make run did not exit within 30 s of Ctrl-C: " + text[-2000:]
+    assert os.waitstatus_to_exitcode(st) == 0, (os.waitstatus_to_exitcode(st), text[-2000:])
     assert "make: ***" not in text, text[-2000:]
     assert not os.path.exists(os.path.join(d, "run", "nginx.pid")), "nginx left running"
 
