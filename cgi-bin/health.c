@@ -58,7 +58,8 @@ own_socket_folder(void)
 	looked = 1;
 	memset(&sa, 0, sizeof(sa));
 	if (getsockname(0, (struct sockaddr *)&sa, &len) != 0 || sa.sun_family != AF_UNIX ||
-	    len <= offsetof(struct sockaddr_un, sun_path) || sa.sun_path[0] == '\0')
+	    len <= offsetof(struct sockaddr_un, sun_path) || len > sizeof(sa) ||
+	    sa.sun_path[0] == '\0')
 		return folder;
 	memcpy(folder, sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
 	slash = strrchr(folder, '/');
@@ -93,7 +94,7 @@ static int
 fastcgi_answers(const char *path, int timeout_ms)
 {
 	static const char param_name[] = "REQUEST_METHOD", param_value[] = "OPTIONS";
-	unsigned char req[64], reply[8];
+	unsigned char req[96], reply[8];
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct pollfd pfd;
 	size_t n = 0, nv = 2 + sizeof(param_name) - 1 + sizeof(param_value) - 1;
