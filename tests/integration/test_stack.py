@@ -133,6 +133,24 @@ def test_sigint_to_the_process_group_finishes_in_flight_deliveries_once_and_exit
         assert per_id == {i: 1 for i in ids}, per_id
 
 
+def test_a_second_ctrl_c_while_stopping_still_finishes_in_flight_deliveries_and_exits_0():
+    with Sink() as sink, Stack(dispatcher=True) as s:
+        sink.behave("/slow", status=200, delay=2)
+        ids = [s.schedule(url=sink.url("/slow"), payload=str(i))["id"] for i in range(3)]
+        sink.wait_for(3, "/slow", timeout=20)
+        os.killpg(s.proc.pid, signal.SIGINT)
+        time.sleep(0.5)
+        # An impatient second Ctrl-C: the stack keeps stopping in order.
+        rc = s.interrupt(timeout=30)
+        assert rc == 0, f"postdate-stack exited {rc} on a second SIGINT:\n{s.log()}"
+        s.start()
+        for i in ids:
+            r = s.get("/api/status", {"id": i})
+            assert r.status == 200 and r.json["state"] == "delivered", r
+        time.sleep(3)
+        assert sorted(sink.ids("/slow")) == sorted(ids), sink.ids("/slow")
+
+
 def test_ctrl_c_on_make_run_stops_cleanly_and_make_exits_0():
     d = tempfile.mkdtemp(prefix="postdate-make-run-")
     conf = os.path.join(d, "postdate.conf")
