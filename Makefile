@@ -90,8 +90,16 @@ tests/unit/test_%: tests/unit/test_%.c tests/unit/unit.c tests/unit/unit.h lib/l
 deps:
 	@sh etc/deps.sh
 
+# On a terminal the stack runs as a job of its own (bash -m gives it its own
+# process group and the terminal), so that Ctrl-C reaches it and not make:
+# make would die of the SIGINT and print "Interrupt" however cleanly the
+# stack stopped. DIR=... keeps a second instance's state apart from var/.
 run: deps all
-	@PORT=$(PORT) bin/postdate-stack
+	@if [ -t 0 ]; then \
+		PORT=$(PORT) bash -mc 'bin/postdate-stack "$$@"; exit $$?' run $(if $(DIR),--dir "$(DIR)"); \
+	else \
+		PORT=$(PORT) bin/postdate-stack $(if $(DIR),--dir "$(DIR)"); \
+	fi
 
 test: deps all $(UNIT_TESTS)
 	@SANITIZE=$(SANITIZE) sh tests/run.sh

@@ -85,7 +85,10 @@ class Stack:
             [os.path.join(TOP, "bin", "postdate-stack"), "--port", str(self.port),
              "--dir", self.dir, "--conf", self.conf, "--quiet",
              "--with-dispatch" if self.dispatcher else "--no-dispatch"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            # A process group of its own, as a terminal gives a job, so that
+            # interrupt() can signal the whole group as Ctrl-C does.
+            process_group=0)
         log.close()
         deadline = time.time() + 15
         while time.time() < deadline:
@@ -109,6 +112,19 @@ class Stack:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def interrupt(self, timeout=30):
+        """What Ctrl-C does: SIGINT to the stack's whole process group.
+        Returns the stack's exit status."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"postdate-stack did not stop within {timeout} s of SIGINT")
+        self.proc = None
+        return rc
 
     def close(self):
         for p in self.dispatchers:
