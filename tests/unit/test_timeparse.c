@@ -3,6 +3,7 @@
  * independently with GNU date (date -u -d 2026-11-22T13:30:00Z +%s, and
  * TZ=Europe/Berlin date -d '2026-07-01 12:00' +%s for zones).
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -449,6 +450,46 @@ test_local_restores_tz(void)
 	CHECK(getenv("TZ") == NULL);
 }
 
+struct tz_watch {
+	volatile int stop;
+	int changed;
+};
+
+/* Reads TZ over and over until told to stop, counting readings that are
+ * not the value the test set. */
+static void *
+watch_tz(void *arg)
+{
+	struct tz_watch *w = arg;
+
+	while (!w->stop) {
+		const char *tz = getenv("TZ");
+
+		if (tz == NULL || strcmp(tz, "Asia/Tokyo") != 0)
+			w->changed++;
+	}
+	return NULL;
+}
+
+/* Regression: local times were converted by switching the process-wide TZ
+ * (setenv + tzset + mktime), which another thread could see mid-switch
+ * (and which is undefined behaviour beside the request threads). */
+static void
+test_local_conversion_never_changes_tz_seen_by_other_threads(void)
+{
+	struct tz_watch w = { 0, 0 };
+	pthread_t thread;
+
+	setenv("TZ", "Asia/Tokyo", 1);
+	CHECK_INT(pthread_create(&thread, NULL, watch_tz, &w), 0);
+	for (int i = 0; i < 2000; i++)
+		at_ok(i % 2 ? "2026-07-01 12:00" : "2026-10-25 02:30", "Europe/Berlin");
+	w.stop = 1;
+	pthread_join(thread, NULL);
+	CHECK_INT(w.changed, 0);
+	unsetenv("TZ");
+}
+
 static void
 test_local_ignores_tzdir(void)
 {
@@ -659,6 +700,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_known_zones_exist),
 	UNIT(test_local_restores_tz),
 	UNIT(test_local_ignores_tzdir),
+	UNIT(test_local_conversion_never_changes_tz_seen_by_other_threads),
 	UNIT(test_why_is_set_only_on_error),
 	UNIT(test_duration_examples),
 	UNIT(test_duration_malformed_is_error),
