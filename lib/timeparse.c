@@ -28,6 +28,9 @@
 #define MAX_DURATION_MS (3650 * MS_PER_DAY)   /* ten years */
 #define DURATION_MAX_DIGITS 9
 #define UNIX_MAX_DIGITS 12
+/* RFC 3339 years have four digits: 0000-01-01T00:00:00Z to the end of 9999. */
+#define TIME_MIN_MS (-62167219200000LL)
+#define TIME_MAX_MS (253402300799999LL)
 
 #define WHY_EMPTY_TIME "the time is empty"
 #define WHY_TIME_SHAPE "not a valid time: use RFC 3339 (2026-11-22T13:30:00Z), " \
@@ -235,6 +238,21 @@ civil_to_seconds(const struct civil *c)
 	    c->hour * 3600 + c->minute * 60 + c->second;
 }
 
+/* Stores t in *out when it falls within the years 0000 to 9999 (UTC), the
+ * only ones that RFC 3339, and so status and the page, can show. */
+static int
+time_in_range(pd_ms t, pd_ms *out, const char **why)
+{
+	if (t < TIME_MIN_MS || t > TIME_MAX_MS) {
+		*why = t < TIME_MIN_MS ?
+		    "the time is before the year 0000 (UTC)" :
+		    "the time is after the year 9999 (UTC)";
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
 /* Milliseconds since the epoch of c read as UTC. */
 static pd_ms
 civil_to_ms(const struct civil *c)
@@ -273,8 +291,7 @@ timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 			*why = "not a valid time: unexpected text after the Z";
 			return -1;
 		}
-		*out = civil_to_ms(&c);
-		return 0;
+		return time_in_range(civil_to_ms(&c), out, why);
 	}
 	if (*p != '+' && *p != '-') {
 		*why = "not a valid time: RFC 3339 needs Z or an offset such as +01:00";
@@ -290,8 +307,8 @@ timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 		*why = "not a valid time: unexpected text after the offset";
 		return -1;
 	}
-	*out = civil_to_ms(&c) - sign * (oh * 3600 + om * 60) * PD_MS_PER_S;
-	return 0;
+	return time_in_range(civil_to_ms(&c) - sign * (oh * 3600 + om * 60) * PD_MS_PER_S, out,
+	    why);
 }
 
 /*
@@ -353,8 +370,7 @@ zone_to_ms(const struct civil *c, const char *tz, pd_ms *out, const char **why)
 		*why = "that local time does not exist in that time zone (the clocks skip it)";
 		return -1;
 	}
-	*out = (pd_ms)utc * PD_MS_PER_S;
-	return 0;
+	return time_in_range((pd_ms)utc * PD_MS_PER_S, out, why);
 }
 
 /* "YYYY-MM-DD HH:MM[:SS]" ('T' for the space too) in zone tz, or UTC. */
@@ -378,10 +394,8 @@ timeparse_local(const char *text, const char *tz, pd_ms *out, const char **why)
 		*why = "not a valid time: unexpected text after the time";
 		return -1;
 	}
-	if (tz == NULL || *tz == '\0') {
-		*out = civil_to_ms(&c);
-		return 0;
-	}
+	if (tz == NULL || *tz == '\0')
+		return time_in_range(civil_to_ms(&c), out, why);
 	if (!timezone_exists(tz)) {
 		*why = "not a time zone known to this system (use an IANA name such as Europe/Berlin)";
 		return -1;
@@ -400,7 +414,8 @@ timeparse_unix(const char *text, pd_ms *out, const char **why)
 		*why = WHY_EMPTY_TIME;
 		return -1;
 	}
-	/* Twelve digits keep v * 1000 far inside int64_t (and past year 9999). */
+	/* Twelve digits keep v * 1000 far inside int64_t; the year 9999 ends
+	 * well before the largest twelve-digit number. */
 	for (n = 0; text[n] != '\0'; n++) {
 		if (text[n] < '0' || text[n] > '9') {
 			*why = "not valid Unix seconds: use digits only";
@@ -412,8 +427,7 @@ timeparse_unix(const char *text, pd_ms *out, const char **why)
 		}
 		v = v * 10 + (text[n] - '0');
 	}
-	*out = v * PD_MS_PER_S;
-	return 0;
+	return time_in_range(v * PD_MS_PER_S, out, why);
 }
 
 /* Whether text looks like a time with Z or an offset: after the date,

@@ -193,6 +193,21 @@ test_years_0000_to_9999(void)
 	CHECK(at_refused("826-11-22T13:30:00Z", NULL));
 }
 
+/* Regression: at=999999999999 was accepted as the year 33658, which is not
+ * RFC 3339 (four-digit years) and which the page showed as "NaN d late".
+ * Every form is checked on the instant it names, in UTC. */
+static void
+test_times_past_the_year_9999_are_refused(void)
+{
+	CHECK(why_says(at_why("999999999999", NULL), "9999"));
+	CHECK(why_says(at_why("253402300800", NULL), "9999"));
+	CHECK(why_says(at_why("9999-12-31T23:59:59-01:00", NULL), "9999"));
+	CHECK(why_says(at_why("9999-12-31 23:30", "America/New_York"), "9999"));
+	CHECK(why_says(at_why("0000-01-01T00:30:00+01:00", NULL), "0000"));
+	CHECK_INT(at_ok("9999-12-31T23:59:59+00:00", NULL), 253402300799000LL);
+	CHECK_INT(at_ok("9999-12-31 23:30", "Europe/Berlin"), 253402295400000LL);
+}
+
 static void
 test_garbage_bytes_are_refused(void)
 {
@@ -263,7 +278,7 @@ test_unix_seconds_convert_to_ms(void)
 {
 	CHECK_INT(at_ok("0", NULL), 0);
 	CHECK_INT(at_ok("1795354200", NULL), T_2026_11_22_1330Z);
-	CHECK_INT(at_ok("999999999999", NULL), 999999999999000LL);
+	CHECK_INT(at_ok("253402300799", NULL), 253402300799000LL);   /* 9999-12-31T23:59:59Z */
 	CHECK_INT(at_ok("000000000001", NULL), 1000);
 }
 
@@ -678,6 +693,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_hour_and_minute_ranges_are_checked),
 	UNIT(test_leap_second_is_refused),
 	UNIT(test_years_0000_to_9999),
+	UNIT(test_times_past_the_year_9999_are_refused),
 	UNIT(test_garbage_bytes_are_refused),
 	UNIT(test_partial_and_padded_times_are_refused),
 	UNIT(test_empty_and_null_are_refused),
