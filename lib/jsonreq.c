@@ -127,6 +127,42 @@ utf8_valid(const char *text, size_t len)
 	return 1;
 }
 
+/*
+ * Copies the len bytes at text into out (outlen bytes, NUL-terminated),
+ * writing each byte that is not part of well-formed UTF-8 as "%XX", so a
+ * name can be shown in an error without making the JSON invalid. Cuts the
+ * copy short, at a character boundary, when out is full.
+ */
+void
+utf8_escape_invalid(const char *text, size_t len, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)text, *end = p + len;
+	size_t o = 0;
+
+	if (outlen == 0)
+		return;
+	while (p < end) {
+		size_t n = *p < 0x80 ? 1 : jscan_utf8(p, end);
+
+		if (n == 0) {
+			if (o + 3 >= outlen)
+				break;
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 0xf];
+			p++;
+			continue;
+		}
+		if (o + n >= outlen)
+			break;
+		memcpy(out + o, p, n);
+		o += n;
+		p += n;
+	}
+	out[o] = '\0';
+}
+
 /* Appends the byte c to out (when not NULL and within cap). */
 static void
 jscan_byte(char *out, size_t cap, size_t *n, unsigned char c)

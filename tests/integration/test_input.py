@@ -1,0 +1,119 @@
+"""Input handling through the real stack (nginx + FastCGI): text fields that
+are not UTF-8, times past the year 9999, payloads that are not ours to
+parse, and credentials in target URLs. Results are checked through the
+HTTP API (the answer, status, the list and its counts), and every answer
+is read as raw bytes and decoded strictly, so a byte that would make the
+JSON invalid cannot hide behind a lenient decoder."""
+
+import http.client
+import json
+
+from harness import TOKEN
+
+OK = "http://127.0.0.1:9/x"
+
+
+def raw(stack, method, path, body=None, content_type="application/x-www-form-urlencoded"):
+    """Sends body (bytes, as they are) and returns (status, strict JSON or None, raw bytes).
+    The JSON is None when the body is not valid UTF-8 JSON."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        data = r.read()
+    finally:
+        conn.close()
+    try:
+        parsed = json.loads(data.decode("utf-8", "strict"))
+    except ValueError:
+        parsed = None
+    return r.status, parsed, data
+
+
+def pending(stack):
+    """How many messages the list counts as pending."""
+    status, body, data = raw(stack, "GET", "/api/status?state=all&limit=1000")
+    assert status == 200 and body is not None, data[:300]
+    return body["counts"]["pending"]
+
+
+def assert_refused(stack, body, field, content_type="application/x-www-form-urlencoded"):
+    before = pending(stack)
+    status, answer, data = raw(stack, "POST", "/api/schedule", body, content_type)
+    assert status == 400, (status, data)
+    assert answer is not None, f"the error is not valid UTF-8 JSON: {data!r}"
+    assert answer["error"] and answer["field"] == field, answer
+    assert pending(stack) == before, "a refused request wrote a message"
+    return answer
+
+
+# ---- item 14: text that is not UTF-8 ----
+
+def test_non_utf8_idempotency_key_is_400_naming_it(stack):
+    assert_refused(stack, b"url=" + OK.encode() + b"&idempotency_key=%FF%FEkey",
+                   "idempotency_key")
+
+
+def test_non_utf8_content_type_is_400_naming_it(stack):
+    assert_refused(stack, b"url=" + OK.encode() + b"&content_type=text/plain%3B%20x%3D%FF",
+                   "content_type")
+
+
+def test_content_type_with_a_c1_control_character_is_400(stack):
+    # U+0085 (NEXT LINE) is valid UTF-8 but a control character in a header.
+    assert_refused(stack, b"url=" + OK.encode() + b"&content_type=text/plain%C2%85x",
+                   "content_type")
+
+
+def test_non_utf8_in_other_text_fields_is_400_naming_each(stack):
+    for name, value in ((b"at", b"2030-01-01%FF"), (b"delay", b"5m%FF"), (b"tz", b"Europe/%FF"),
+                        (b"max_attempts", b"3%FF"), (b"timeout", b"%FF")):
+        fields = b"url=" + OK.encode() + b"&" + name + b"=" + value
+        if name == b"tz":
+            fields += b"&at=2030-01-01+10:00"
+        assert_refused(stack, fields, name.decode())
+
+
+def test_a_field_name_that_is_not_utf8_is_escaped_in_the_error(stack):
+    answer = assert_refused(stack, b"url=" + OK.encode() + b"&x%FF%FEy=1", "x%FF%FEy")
+    assert "UTF-8" in answer["error"], answer
+
+
+def test_unknown_field_name_with_non_utf8_bytes_in_json_is_refused(stack):
+    # The JSON decoder refuses invalid UTF-8 anywhere, naming no field.
+    before = pending(stack)
+    status, answer, data = raw(stack, "POST", "/api/schedule",
+                               b'{"url": "' + OK.encode() + b'", "x\xff": 1}', "application/json")
+    assert status == 400 and answer is not None, data
+    assert pending(stack) == before
+
+
+def test_a_binary_payload_is_still_accepted_and_counted(stack):
+    status, answer, data = raw(stack, "POST", "/api/schedule",
+                               b"url=" + OK.encode() + b"&delay=1h&payload=%FF%FE%00%01")
+    assert status == 201 and answer is not None, data
+    status, msg, data = raw(stack, "GET", "/api/status?id=" + answer["id"])
+    assert status == 200 and msg is not None, data
+    assert msg["payload_bytes"] == 4, msg
+
+
+def test_the_list_stays_valid_json_after_hostile_fields(stack):
+    for body in (b"url=" + OK.encode() + b"&idempotency_key=%FF%FEkey",
+                 b"url=" + OK.encode() + b"&content_type=a%FF"):
+        raw(stack, "POST", "/api/schedule", body)
+    status, listing, data = raw(stack, "GET", "/api/status?state=all&limit=1000")
+    assert status == 200 and listing is not None, data[:500]
+
+
+# ---- item 15: years past 9999 ----
+
+def test_unix_seconds_past_the_year_9999_are_400_naming_at(stack):
+    answer = assert_refused(stack, b"url=" + OK.encode() + b"&at=999999999999", "at")
+    assert "9999" in answer["error"], answer
+    assert_refused(stack, b"url=" + OK.encode() + b"&at=9999-12-31T23:59:59-01:00", "at")
+    status, answer, data = raw(stack, "POST", "/api/schedule",
+                               b"url=" + OK.encode() + b"&at=253402300799")
+    assert status == 201 and answer["due"] == "9999-12-31T23:59:59.000Z", data
