@@ -38,6 +38,7 @@ struct jscan {
 	size_t			 nkeys;
 	const char		*why;
 	const char		*field;	/* the key being read, or NULL */
+	const char		*raw_key; /* the key kept as JSON text, or NULL */
 };
 
 /* Whether c is whitespace to JSON (isspace() takes more). */
@@ -372,11 +373,13 @@ jscan_digits(const unsigned char **p, const unsigned char *end)
 
 /*
  * Checks the number at s->p against the JSON grammar and moves past it.
- * json-c would silently clamp an integer beyond 64 bits, so that is
- * refused rather than delivered changed.
+ * json-c would silently clamp an integer beyond 64 bits, so outside the
+ * raw key's value (when in_raw is 0) that is refused rather than read
+ * changed. Inside it (the payload) any number is fine: the payload is
+ * forwarded as written, never read as numbers.
  */
 static int
-jscan_number(struct jscan *s)
+jscan_number(struct jscan *s, int in_raw)
 {
 	const unsigned char	*p = s->p, *end = s->end;
 	int			 whole = 1;
@@ -404,7 +407,7 @@ jscan_number(struct jscan *s)
 	if (p < end && !jscan_isspace(*p) && *p != ',' && *p != ']' &&
 	    *p != '}')
 		goto invalid;
-	if (whole && !jscan_int_fits(s->p, p)) {
+	if (whole && !in_raw && !jscan_int_fits(s->p, p)) {
 		s->why = "a whole number in the JSON is too large "
 		    "(at most 64 bits)";
 		return -1;
@@ -506,7 +509,9 @@ jscan_run(struct jscan *s)
 				return -1;
 			break;
 		default:
-			if (jscan_number(s) == -1)
+			/* Every value after a top-level key is part of that key's. */
+			if (jscan_number(s, s->raw_key != NULL && s->nkeys > 0 &&
+			    strcmp(s->keys[s->nkeys - 1], s->raw_key) == 0) == -1)
 				return -1;
 			break;
 		}
@@ -683,6 +688,7 @@ jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
 	}
 
 	memset(&s, 0, sizeof(s));
+	s.raw_key = raw_json_key;
 	s.p = (const unsigned char *)body;
 	s.end = s.p + len;
 	if (jscan_run(&s) == -1) {

@@ -8,7 +8,8 @@ JSON invalid cannot hide behind a lenient decoder."""
 import http.client
 import json
 
-from harness import TOKEN
+from harness import TOKEN, Stack
+from sink import Sink
 
 OK = "http://127.0.0.1:9/x"
 
@@ -117,3 +118,18 @@ def test_unix_seconds_past_the_year_9999_are_400_naming_at(stack):
     status, answer, data = raw(stack, "POST", "/api/schedule",
                                b"url=" + OK.encode() + b"&at=253402300799")
     assert status == 201 and answer["due"] == "9999-12-31T23:59:59.000Z", data
+
+
+# ---- item 16: a payload is not our number to parse ----
+
+def test_json_payload_with_huge_numbers_is_delivered_byte_for_byte():
+    payload = b'{"big": 12345678901234567890123, "neg": -99999999999999999999999, "e": 1e400}'
+    with Sink() as sink, Stack() as s:
+        status, answer, data = raw(s, "POST", "/api/schedule",
+                                   b'{"url": "' + sink.url("/big").encode() + b'", "payload": ' +
+                                   payload + b"}", "application/json")
+        assert status == 201, data
+        assert s.dispatch("--once")[0] == 0
+        got = sink.wait_for(1, "/big")[0]
+        assert got.body == payload, got.body
+        assert got.headers["Content-Type"] == "application/json"
