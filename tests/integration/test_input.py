@@ -7,8 +7,10 @@ JSON invalid cannot hide behind a lenient decoder."""
 
 import http.client
 import json
+import os
+import subprocess
 
-from harness import TOKEN, Stack
+from harness import TOKEN, TOP, Stack
 from sink import Sink
 
 OK = "http://127.0.0.1:9/x"
@@ -133,3 +135,16 @@ def test_json_payload_with_huge_numbers_is_delivered_byte_for_byte():
         got = sink.wait_for(1, "/big")[0]
         assert got.body == payload, got.body
         assert got.headers["Content-Type"] == "application/json"
+
+
+# ---- the list's default state, said where users look ----
+
+def test_status_help_says_the_list_shows_only_pending_without_state():
+    out = subprocess.run([os.path.join(TOP, "cgi-bin", "status"), "--help"],
+                         capture_output=True, text=True, timeout=10)
+    assert out.returncode == 0, out
+    text = " ".join(out.stdout.split())
+    assert "without state it lists only pending messages" in text, out.stdout
+    with open(os.path.join(TOP, "README.md")) as f:
+        readme = " ".join(f.read().split())
+    assert "without `state` lists only `pending` messages" in readme
