@@ -217,6 +217,21 @@ int state_parse(const char *name);
 int url_acceptable(const struct pd_config *cfg, const char *url, size_t len,
                    const char **why);
 
+/* ---- redact.c: URLs as they are shown and logged ---- */
+
+/* Room for any URL that url_acceptable lets through, redacted. */
+#define PD_URL_SHOWN_BUF (PD_MAX_URL + 8)
+
+/* url with the password of its userinfo replaced by "***" (user:***@host),
+ * or the user name when there is no password (***@host). Returns url itself when it has no userinfo, else
+ * buf (len bytes). Delivery uses the real URL; whatever shows or logs one
+ * goes through this. */
+const char *url_redact(const char *url, char *buf, size_t len);
+
+/* url_redact into a buffer that lives until the end of the enclosing
+ * block, for use inside a log call. */
+#define URL_SHOWN(url) url_redact((url), (char[PD_URL_SHOWN_BUF]){ 0 }, PD_URL_SHOWN_BUF)
+
 /* ---- target.c: which addresses may be delivered to (the SSRF guard) ---- */
 
 /* One range, "a.b.c.d[/n]" or "x::y[/n]", len bytes of text. */

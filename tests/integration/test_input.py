@@ -5,6 +5,7 @@ HTTP API (the answer, status, the list and its counts), and every answer
 is read as raw bytes and decoded strictly, so a byte that would make the
 JSON invalid cannot hide behind a lenient decoder."""
 
+import base64
 import http.client
 import json
 import os
@@ -148,3 +149,53 @@ def test_status_help_says_the_list_shows_only_pending_without_state():
     with open(os.path.join(TOP, "README.md")) as f:
         readme = " ".join(f.read().split())
     assert "without `state` lists only `pending` messages" in readme
+
+
+# ---- item 19: credentials in URLs are masked wherever they are shown ----
+
+PASSWORD = "pa55w0rdXYZ"
+
+
+def test_url_passwords_are_masked_in_status_list_report_and_log_but_sent_as_basic_auth():
+    with Sink() as sink, Stack() as s:
+        target = sink.url("/creds").replace("http://", f"http://alice:{PASSWORD}@")
+        callback = sink.url("/cb").replace("http://", f"http://bob:{PASSWORD}@")
+        # A first URL that refuses the connection, so history has a failed
+        # attempt to a masked URL too.
+        dead = f"http://carol:{PASSWORD}@127.0.0.1:9/dead"
+        status, m, data = raw(s, "POST", "/api/schedule", json.dumps(
+            {"url": [dead, target], "callback": callback, "payload": "x"}).encode(),
+            "application/json")
+        assert status == 201, data
+
+        # Before delivery: status and the list.
+        for path in ("/api/status?id=" + m["id"], "/api/status?state=all"):
+            status, body, data = raw(s, "GET", path)
+            assert status == 200 and body is not None, data
+            assert PASSWORD.encode() not in data, data
+            assert b"alice:***@127.0.0.1" in data and b"bob:***@127.0.0.1" in data, data
+
+        # Delivery uses the real credentials (as Basic auth); nothing shows them.
+        rc, log = s.dispatch("--once", "-v")
+        assert rc == 0, log
+        got = sink.wait_for(1, "/creds")[0]
+        assert got.headers["Authorization"] == "Basic " + base64.b64encode(
+            f"alice:{PASSWORD}".encode()).decode(), dict(got.headers)
+        report = sink.wait_for(1, "/cb", timeout=15)[0]
+        assert report.headers["Authorization"] == "Basic " + base64.b64encode(
+            f"bob:{PASSWORD}".encode()).decode()
+        assert PASSWORD.encode() not in report.body, report.body
+        assert json.loads(report.body)["url"].startswith("http://alice:***@"), report.body
+
+        status, body, data = raw(s, "GET", "/api/status?id=" + m["id"])
+        assert status == 200 and body["state"] == "delivered", data
+        assert PASSWORD.encode() not in data, data
+        assert body["delivered_to"].startswith("http://alice:***@"), body
+        assert [h["url"].split("@")[0] for h in body["history"]] == \
+            ["http://carol:***", "http://alice:***"] or \
+            [h["url"].split("@")[0] for h in body["history"]] == ["http://alice:***"], body
+
+        # Every log line: the dispatcher's (verbose, so every attempt) and the programs'.
+        assert "alice:***@" in log, log
+        assert PASSWORD not in log, log
+        assert PASSWORD not in s.log(), s.log()
