@@ -225,23 +225,30 @@ rule_day(const struct tz_rule_date *r, int y)
 	}
 }
 
-/* The footer's transitions of years y-1 to y+1, in order: UTC instants and
- * whether daylight time begins at each. Returns how many (0 without DST). */
+/*
+ * The footer's transitions of years y-2 to y+1, in order: UTC instants and
+ * whether daylight time begins at each. Returns how many (0 without DST).
+ * A rule's time may run up to 167 hours past its day, so a transition of
+ * one year can fall early in the next: y-2 is there so that every instant
+ * of year y-1 on comes after some transition in the list.
+ */
+#define FOOTER_TRANSITIONS 8
 static size_t
-footer_transitions(const struct tz_footer *f, int y, int64_t at[6], int to_dst[6])
+footer_transitions(const struct tz_footer *f, int y, int64_t at[FOOTER_TRANSITIONS],
+                   int to_dst[FOOTER_TRANSITIONS])
 {
 	size_t n = 0;
 
 	if (!f->has_dst)
 		return 0;
-	for (int year = y - 1; year <= y + 1; year++) {
+	for (int year = y - 2; year <= y + 1; year++) {
 		/* The start time is read on standard time, the end on daylight time. */
 		at[n] = rule_day(&f->start, year) + f->start.time - f->std_off;
 		to_dst[n++] = 1;
 		at[n] = rule_day(&f->end, year) + f->end.time - f->dst_off;
 		to_dst[n++] = 0;
 	}
-	/* Insertion sort of six: southern zones end daylight time before they start it. */
+	/* Insertion sort of eight: southern zones end daylight time before they start it. */
 	for (size_t i = 1; i < n; i++) {
 		for (size_t j = i; j > 0 && at[j - 1] > at[j]; j--) {
 			int64_t t = at[j];
@@ -269,17 +276,15 @@ utc_year(int64_t t)
 	return y;
 }
 
+/* The offset the footer gives at instant t: the state the last of its
+ * transitions at or before t set (year y-2's come before any t of year y). */
 static int32_t
 footer_offset_at(const struct tz_footer *f, int64_t t)
 {
-	int64_t at[6];
-	int to_dst[6], dst = 0;
+	int64_t at[FOOTER_TRANSITIONS];
+	int to_dst[FOOTER_TRANSITIONS], dst = 0;
 	size_t n = footer_transitions(f, utc_year(t), at, to_dst);
 
-	/* Before the first of these, the state is the one the last of year y-2
-	 * left, which is the one the last of year y-1 leaves too. */
-	if (n > 0)
-		dst = to_dst[n - 1];
 	for (size_t i = 0; i < n && at[i] <= t; i++)
 		dst = to_dst[i];
 	return dst ? f->dst_off : f->std_off;
@@ -462,8 +467,8 @@ static size_t
 transitions_between(const struct pd_tz *z, int64_t from, int64_t to, int64_t *at, size_t cap)
 {
 	size_t n = 0, lo = 0, hi = z->ntrans;
-	int64_t fat[6];
-	int to_dst[6];
+	int64_t fat[FOOTER_TRANSITIONS];
+	int to_dst[FOOTER_TRANSITIONS];
 	size_t nf;
 
 	while (lo < hi) {
