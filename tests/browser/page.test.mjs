@@ -471,6 +471,26 @@ test("a 401 asks for the token, and the token given is then used", async ({ page
   assert.equal(await page.locator("#messages tbody tr").count(), 0);
 });
 
+// Regression: a URL's password (http://user:secret@host/) was shown in
+// clear in the list and the detail view.
+test("a password in a target or callback URL is shown masked, in the list and the detail", async ({ page }) => {
+  const secret = unique("pw");
+  const m = await schedule({
+    url: `http://alice:${secret}@127.0.0.1:9/masked`, callback: `http://bob:${secret}@127.0.0.1:9/cb`,
+    delay: "30m",
+  });
+  await openPage(page);
+  const row = rowOf(page, m.id);
+  await eventually(async () => assert.equal(await row.count(), 1));
+  assert.match(await row.innerText(), /alice:\*\*\*@127\.0\.0\.1:9\/masked/);
+  assert.equal((await page.content()).includes(secret), false, "the password is on the page");
+  await row.locator("a.id").click();
+  await page.locator("#detail-view").waitFor();
+  await eventually(async () => assert.match(await page.locator("#detail-view").innerText(),
+    /bob:\*\*\*@127\.0\.0\.1:9\/cb/));
+  assert.equal((await page.content()).includes(secret), false, "the password is on the page");
+});
+
 test("a #token= link is kept and then removed from the address bar", async ({ page }) => {
   await page.goto(`${BASE}/?state=all#token=${encodeURIComponent(TOKEN)}`);
   await listOrDetailLoaded(page);
