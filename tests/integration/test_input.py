@@ -6,10 +6,13 @@ is read as raw bytes and decoded strictly, so a byte that would make the
 JSON invalid cannot hide behind a lenient decoder."""
 
 import base64
+import datetime
 import http.client
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from zoneinfo import ZoneInfo
 
 from harness import TOKEN, TOP, Stack
 from sink import Sink
@@ -199,3 +202,41 @@ def test_url_passwords_are_masked_in_status_list_report_and_log_but_sent_as_basi
         assert "alice:***@" in log, log
         assert PASSWORD not in log, log
         assert PASSWORD not in s.log(), s.log()
+
+
+# ---- item 18: local times in zones, through the stack's request threads ----
+
+def expected_due(local, zone):
+    """The first instant reading as local in zone, by Python's zoneinfo."""
+    naive = datetime.datetime.fromisoformat(local)
+    first = naive.replace(tzinfo=ZoneInfo(zone), fold=0).astimezone(datetime.timezone.utc)
+    return first.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def test_local_times_convert_in_their_zone_with_gap_refused_and_overlap_first(stack):
+    r = stack.post_form("/api/schedule", {"url": OK, "at": "2030-07-01 12:00", "tz": "Europe/Berlin"})
+    assert r.status == 201 and r.json["due"] == "2030-07-01T10:00:00.000Z", r
+    # 2030-10-27 02:30 happens twice in Berlin: the first is 00:30Z (CEST).
+    r = stack.post_form("/api/schedule", {"url": OK, "at": "2030-10-27 02:30", "tz": "Europe/Berlin"})
+    assert r.status == 201 and r.json["due"] == "2030-10-27T00:30:00.000Z", r
+    # 2030-03-31 02:30 does not exist there.
+    answer = assert_refused(stack, b"url=" + OK.encode() + b"&at=2030-03-31+02:30&tz=Europe/Berlin",
+                            "at")
+    assert "does not exist" in answer["error"], answer
+
+
+def test_concurrent_local_times_in_many_zones_all_convert_correctly(stack):
+    cases = [(f"20{y}-{m:02d}-1{d} 0{h}:30", zone)
+             for y in (30, 41, 77) for m in (1, 4, 7, 10) for d in (1, 5) for h in (1, 3)
+             for zone in ("Europe/Berlin", "America/New_York", "Australia/Sydney", "Asia/Kolkata")]
+
+    def one(case):
+        local, zone = case
+        r = stack.post_form("/api/schedule", {"url": OK, "at": local, "tz": zone})
+        return case, r
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, cases))
+    wrong = [(case, r) for case, r in results
+             if r.status != 201 or r.json["due"] != expected_due(*case)]
+    assert not wrong, wrong[:5]
