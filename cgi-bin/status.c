@@ -20,7 +20,8 @@ static const char description[] =
 "The FastCGI responder for GET /api/status: ?id=ID answers one message with\n"
 "its attempt history; without id it lists messages by due time\n"
 "(?state=pending|delivering|delivered|failed|cancelled|all, &limit=1..1000,\n"
-"&cursor= from the previous page's next_cursor). Run it under a FastCGI\n"
+"&cursor= from the previous page's next_cursor); without state it lists\n"
+"only pending messages (state=all lists every one). Run it under a FastCGI\n"
 "server behind nginx or Apache; started without one it answers a single\n"
 "plain-CGI request.\n";
 

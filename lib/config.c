@@ -133,13 +133,19 @@ static const struct config_int_key config_int_keys[] = {
 	INT_KEY(schedule_threads, 1, 256),
 };
 
-int
-config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t errlen)
+/*
+ * Splits a line into its key and value (both NUL-terminated; key has 64
+ * bytes, value CONFIG_MAX_LINE + 1). A "#" at the start of the line, or
+ * after a space or tab, begins a comment that runs to the end of the line,
+ * so "max_body = 2048  # bytes" reads as 2048; a "#" inside a value
+ * (a token "ab#cd") is part of it. Returns 1 for a key line, 0 for a blank
+ * or comment line, -1 with the reason in err.
+ */
+static int
+config_split(const char *line, char *key, char *value, char *err, size_t errlen)
 {
-	char key[64], value[CONFIG_MAX_LINE + 1];
 	const char *p = line, *eq, *vstart, *vend;
 	size_t klen, vlen;
-	long n;
 
 	if (strlen(line) > CONFIG_MAX_LINE) {
 		snprintf(err, errlen, "line longer than %d bytes", CONFIG_MAX_LINE);
@@ -157,7 +163,7 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 	klen = (size_t)(eq - p);
 	while (klen > 0 && (p[klen - 1] == ' ' || p[klen - 1] == '\t'))
 		klen--;
-	if (klen == 0 || klen >= sizeof(key)) {
+	if (klen == 0 || klen >= 64) {
 		snprintf(err, errlen, "expected \"key = value\"");
 		return -1;
 	}
@@ -166,7 +172,9 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 	vstart = eq + 1;
 	while (*vstart == ' ' || *vstart == '\t')
 		vstart++;
-	vend = vstart + strlen(vstart);
+	for (vend = vstart; *vend != '\0'; vend++)
+		if (*vend == '#' && (vend[-1] == ' ' || vend[-1] == '\t'))
+			break;
 	while (vend > vstart && (vend[-1] == ' ' || vend[-1] == '\t' || vend[-1] == '\r'))
 		vend--;
 	vlen = (size_t)(vend - vstart);
@@ -176,6 +184,26 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 		snprintf(err, errlen, "%s has no value", key);
 		return -1;
 	}
+	return 1;
+}
+
+/* Whether key may be given on several lines: tokens and allowed ranges add
+ * up; any other key set twice would silently take the last. */
+static int
+config_key_repeatable(const char *key)
+{
+	return strcmp(key, "token") == 0 || strcmp(key, "allow_targets") == 0;
+}
+
+int
+config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t errlen)
+{
+	char key[64], value[CONFIG_MAX_LINE + 1];
+	long n;
+	int rc;
+
+	if ((rc = config_split(line, key, value, err, errlen)) <= 0)
+		return rc;
 
 	if (strcmp(key, "database") == 0)
 		return set_string(&cfg->database, value);
@@ -300,11 +328,19 @@ resolve_database(struct pd_config *cfg)
 	return 0;
 }
 
+/* The line each single-valued key was first set on. */
+struct config_seen {
+	char key[64];
+	int line;
+};
+
 int
 config_parse_text(struct pd_config *cfg, const char *path, const char *text, size_t len,
                   char *err, size_t errlen)
 {
-	char line[CONFIG_MAX_LINE + 1], why[256];
+	char line[CONFIG_MAX_LINE + 1], why[256], key[64], value[CONFIG_MAX_LINE + 1];
+	struct config_seen seen[64];
+	size_t nseen = 0;
 	const char *p, *end;
 	size_t n;
 	int lineno = 0;
@@ -333,6 +369,22 @@ config_parse_text(struct pd_config *cfg, const char *path, const char *text, siz
 		if (config_parse_line(cfg, line, why, sizeof(why)) != 0) {
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
 			return -1;
+		}
+		/* The line parsed, so it splits, and its key is a known one. */
+		if (config_split(line, key, value, why, sizeof(why)) != 1 ||
+		    config_key_repeatable(key))
+			continue;
+		for (size_t i = 0; i < nseen; i++) {
+			if (strcmp(seen[i].key, key) == 0) {
+				snprintf(err, errlen, "%s:%d: %s is already set on line %d "
+				         "(only token and allow_targets lines may repeat)", path,
+				         lineno, key, seen[i].line);
+				return -1;
+			}
+		}
+		if (nseen < sizeof(seen) / sizeof(seen[0])) {
+			memcpy(seen[nseen].key, key, sizeof(key));
+			seen[nseen++].line = lineno;
 		}
 	}
 	if (cfg->retry_max < cfg->retry_base) {

@@ -447,9 +447,9 @@ attempt_finished(struct pd_engine *e, struct pd_job *job, CURLcode rc)
 	}
 	attempt_record(job, now - ms, url, (int)status, error, ms);
 	if (e->verbose && status != 0)
-		log_info("attempt %s to %s: status %ld, %d ms", job->m.id, url, status, ms);
+		log_info("attempt %s to %s: status %ld, %d ms", job->m.id, URL_SHOWN(url), status, ms);
 	else if (e->verbose)
-		log_info("attempt %s to %s: %s, %d ms", job->m.id, url, error, ms);
+		log_info("attempt %s to %s: %s, %d ms", job->m.id, URL_SHOWN(url), error, ms);
 
 	transfer_end(e, job);
 	if (status >= 200 && status < 300) {

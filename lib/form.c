@@ -127,6 +127,13 @@ form_decode(const char *body, size_t len, struct pd_fields *out,
 				goto fail;
 			}
 		}
+		/* Shown %-escaped: the raw bytes would make the error invalid JSON. */
+		if (!utf8_valid(buf, namelen)) {
+			*why = "a field name is not valid UTF-8";
+			if (field != NULL && fieldlen > 0)
+				utf8_escape_invalid(buf, namelen, field, fieldlen);
+			goto fail;
+		}
 		memcpy(name, buf, namelen);
 		name[namelen] = '\0';
 

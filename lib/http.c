@@ -161,7 +161,14 @@ http_error_with(struct pd_request *r, int status, const char *extra, const char 
                 const char *field)
 {
 	json_object *o = json_object_new_object();
+	char shown[3 * PD_MAX_NAME + 1];
 
+	/* A field name comes from the client: bytes that are not UTF-8 are
+	 * shown %-escaped, or the answer would not be valid JSON. */
+	if (field != NULL && !utf8_valid(field, strlen(field))) {
+		utf8_escape_invalid(field, strlen(field), shown, sizeof(shown));
+		field = shown;
+	}
 	json_object_object_add(o, "error", json_object_new_string(sentence));
 	json_object_object_add(o, "field", field != NULL ? json_object_new_string(field) : NULL);
 	http_reply(r, status, extra, o);
@@ -233,7 +240,7 @@ decode_request(struct pd_request *r, const char *method)
 {
 	const struct pd_route *route = r->app->route;
 	const char *why = NULL, *type;
-	char field[PD_MAX_NAME + 1] = "";
+	char field[3 * PD_MAX_NAME + 1] = "";    /* room for a %-escaped name */
 	size_t len;
 	int rc;
 

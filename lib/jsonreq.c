@@ -38,6 +38,7 @@ struct jscan {
 	size_t			 nkeys;
 	const char		*why;
 	const char		*field;	/* the key being read, or NULL */
+	const char		*raw_key; /* the key kept as JSON text, or NULL */
 };
 
 /* Whether c is whitespace to JSON (isspace() takes more). */
@@ -125,6 +126,42 @@ utf8_valid(const char *text, size_t len)
 		p += n;
 	}
 	return 1;
+}
+
+/*
+ * Copies the len bytes at text into out (outlen bytes, NUL-terminated),
+ * writing each byte that is not part of well-formed UTF-8 as "%XX", so a
+ * name can be shown in an error without making the JSON invalid. Cuts the
+ * copy short, at a character boundary, when out is full.
+ */
+void
+utf8_escape_invalid(const char *text, size_t len, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)text, *end = p + len;
+	size_t o = 0;
+
+	if (outlen == 0)
+		return;
+	while (p < end) {
+		size_t n = *p < 0x80 ? 1 : jscan_utf8(p, end);
+
+		if (n == 0) {
+			if (o + 3 >= outlen)
+				break;
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 0xf];
+			p++;
+			continue;
+		}
+		if (o + n >= outlen)
+			break;
+		memcpy(out + o, p, n);
+		o += n;
+		p += n;
+	}
+	out[o] = '\0';
 }
 
 /* Appends the byte c to out (when not NULL and within cap). */
@@ -336,11 +373,13 @@ jscan_digits(const unsigned char **p, const unsigned char *end)
 
 /*
  * Checks the number at s->p against the JSON grammar and moves past it.
- * json-c would silently clamp an integer beyond 64 bits, so that is
- * refused rather than delivered changed.
+ * json-c would silently clamp an integer beyond 64 bits, so outside the
+ * raw key's value (when in_raw is 0) that is refused rather than read
+ * changed. Inside it (the payload) any number is fine: the payload is
+ * forwarded as written, never read as numbers.
  */
 static int
-jscan_number(struct jscan *s)
+jscan_number(struct jscan *s, int in_raw)
 {
 	const unsigned char	*p = s->p, *end = s->end;
 	int			 whole = 1;
@@ -368,7 +407,7 @@ jscan_number(struct jscan *s)
 	if (p < end && !jscan_isspace(*p) && *p != ',' && *p != ']' &&
 	    *p != '}')
 		goto invalid;
-	if (whole && !jscan_int_fits(s->p, p)) {
+	if (whole && !in_raw && !jscan_int_fits(s->p, p)) {
 		s->why = "a whole number in the JSON is too large "
 		    "(at most 64 bits)";
 		return -1;
@@ -470,7 +509,9 @@ jscan_run(struct jscan *s)
 				return -1;
 			break;
 		default:
-			if (jscan_number(s) == -1)
+			/* Every value after a top-level key is part of that key's. */
+			if (jscan_number(s, s->raw_key != NULL && s->nkeys > 0 &&
+			    strcmp(s->keys[s->nkeys - 1], s->raw_key) == 0) == -1)
 				return -1;
 			break;
 		}
@@ -647,6 +688,7 @@ jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
 	}
 
 	memset(&s, 0, sizeof(s));
+	s.raw_key = raw_json_key;
 	s.p = (const unsigned char *)body;
 	s.end = s.p + len;
 	if (jscan_run(&s) == -1) {

@@ -31,7 +31,8 @@ state_parse(const char *name)
 	return -1;
 }
 
-/* Whether text is len bytes of printable text: no NUL, no control bytes. */
+/* Whether text (len bytes of UTF-8) is free of control characters: C0,
+ * DEL, and C1 (U+0080-U+009F, encoded as 0xC2 0x80-0x9F). */
 static int
 text_printable(const char *text, size_t len)
 {
@@ -39,6 +40,22 @@ text_printable(const char *text, size_t len)
 		unsigned char c = (unsigned char)text[i];
 
 		if (c < 0x20 || c == 0x7f)
+			return 0;
+		if (c == 0xc2 && i + 1 < len && (unsigned char)text[i + 1] <= 0x9f)
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether text is len bytes of visible ASCII or spaces, what a header value
+ * such as Content-Type may safely carry. */
+static int
+text_header_safe(const char *text, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)text[i];
+
+		if (c < 0x20 || c > 0x7e)
 			return 0;
 	}
 	return 1;
@@ -145,6 +162,13 @@ check_field_names(const struct pd_fields *f, const char **why, const char **fiel
 		}
 		if (f->v[i].is_json && strcmp(name, "payload") != 0) {
 			*why = "this field must be a string";
+			*field = name;
+			return -1;
+		}
+		/* The payload is forwarded as it is and may be any bytes; every
+		 * other field is text that status and the list show as JSON. */
+		if (strcmp(name, "payload") != 0 && !utf8_valid(f->v[i].value, f->v[i].len)) {
+			*why = "this field must be UTF-8 text";
 			*field = name;
 			return -1;
 		}
@@ -291,9 +315,10 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 
 	*field = "content_type";
 	if ((fv = fields_get(f, "content_type")) != NULL) {
+		/* It becomes a request header: printable ASCII only. */
 		if (fv->len == 0 || fv->len > PD_MAX_CONTENT_TYPE ||
-		    !text_printable(fv->value, fv->len)) {
-			*why = "content_type must be 1 to 255 printable characters";
+		    !text_header_safe(fv->value, fv->len)) {
+			*why = "content_type must be 1 to 255 printable ASCII characters";
 			goto bad;
 		}
 		if (copy_text(&m->content_type, fv) != 0)

@@ -137,6 +137,43 @@ int timeparse_duration(const char *text, pd_ms *out, const char **why);
 /* Whether tz names a zone in the system's zoneinfo. */
 int timezone_exists(const char *tz);
 
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back. */
+int64_t days_from_civil(int64_t y, int m, int d);
+void civil_from_days(int64_t days, int *y, int *m, int *d);
+
+/* ---- tz.c: IANA zones from their TZif files, no TZ or localtime ---- */
+
+/* A loaded zone: read-only, so any thread may use it. */
+struct pd_tz;
+
+/* Parses the len bytes of a TZif file (RFC 8536): the 64-bit data of
+ * version 2+ and the footer's TZ string (version 1: its 32-bit data).
+ * A pure function of the bytes. -1 when they are not a valid zone. */
+int tz_parse(const unsigned char *data, size_t len, struct pd_tz **out);
+
+/* Loads the zone that timezone_exists(name) accepts, from the system's
+ * zoneinfo. -1 when it is unknown or its file is malformed. */
+int tz_load(const char *name, struct pd_tz **out);
+
+void tz_free(struct pd_tz *z);
+
+/* The UTC offset (seconds east) of zone z at the instant utc (seconds). */
+int32_t tz_offset_at(const struct pd_tz *z, int64_t utc);
+
+/* How a local reading maps to instants. */
+enum tz_local {
+	TZ_LOCAL_UNIQUE,          /* exactly one instant */
+	TZ_LOCAL_REPEATED,        /* two (clocks went back): *utc is the first */
+	TZ_LOCAL_SKIPPED          /* none (clocks went forward over it): *utc is
+	                             the end of the gap, the first instant after */
+};
+
+/* Converts local, a local date and time in z written as seconds since
+ * 1970-01-01T00:00 of that wall clock, to UTC seconds in *utc. The caller
+ * picks the rule: `at` refuses a skipped time; recurring fires a skipped
+ * time at the gap's end and a repeated time once, at the first. */
+enum tz_local tz_local_to_utc(const struct pd_tz *z, int64_t local, int64_t *utc);
+
 /* ---- id.c: message ids ---- */
 
 /* Writes a fresh id (PD_ID_LEN chars of lowercase base32 from 128 bits: the
@@ -180,6 +217,21 @@ int state_parse(const char *name);
  * allows (target.c). */
 int url_acceptable(const struct pd_config *cfg, const char *url, size_t len,
                    const char **why);
+
+/* ---- redact.c: URLs as they are shown and logged ---- */
+
+/* Room for any URL that url_acceptable lets through, redacted. */
+#define PD_URL_SHOWN_BUF (PD_MAX_URL + 8)
+
+/* url with the password of its userinfo replaced by "***" (user:***@host),
+ * or the user name when there is no password (***@host). Returns url itself when it has no userinfo, else
+ * buf (len bytes). Delivery uses the real URL; whatever shows or logs one
+ * goes through this. */
+const char *url_redact(const char *url, char *buf, size_t len);
+
+/* url_redact into a buffer that lives until the end of the enclosing
+ * block, for use inside a log call. */
+#define URL_SHOWN(url) url_redact((url), (char[PD_URL_SHOWN_BUF]){ 0 }, PD_URL_SHOWN_BUF)
 
 /* ---- target.c: which addresses may be delivered to (the SSRF guard) ---- */
 

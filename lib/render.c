@@ -26,6 +26,16 @@ json_string_or_null(const char *s)
 	return s != NULL ? json_object_new_string(s) : NULL;
 }
 
+/* A URL as it is shown: its password masked (redact.c), or null. */
+static json_object *
+json_url_or_null(const char *url)
+{
+	char buf[PD_URL_SHOWN_BUF];
+
+	return url != NULL ? json_object_new_string(url_redact(url, buf, sizeof(buf))) : NULL;
+}
+
+/* The pool, one URL per line, as an array of shown URLs. */
 static json_object *
 json_urls(const char *urls)
 {
@@ -35,8 +45,15 @@ json_urls(const char *urls)
 	while (p != NULL && *p != '\0') {
 		const char *nl = strchr(p, '\n');
 		size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		char one[PD_MAX_URL + 1];
 
-		json_object_array_add(a, json_object_new_string_len(p, (int)len));
+		/* Stored URLs passed url_acceptable; a longer one is cut, never
+		 * shown unmasked. */
+		if (len > PD_MAX_URL)
+			len = PD_MAX_URL;
+		memcpy(one, p, len);
+		one[len] = '\0';
+		json_object_array_add(a, json_url_or_null(one));
 		p = nl != NULL ? nl + 1 : NULL;
 	}
 	return a;
@@ -69,12 +86,12 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "due", json_time(m->due));
 	json_object_object_add(o, "created", json_time(m->created));
 	json_object_object_add(o, "urls", json_urls(m->urls));
-	json_object_object_add(o, "callback", json_string_or_null(m->callback));
+	json_object_object_add(o, "callback", json_url_or_null(m->callback));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
 	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));
 	json_object_object_add(o, "next_attempt",
 	    m->state == PD_PENDING ? json_time(m->next_attempt) : NULL);
-	json_object_object_add(o, "delivered_to", json_string_or_null(m->delivered_to));
+	json_object_object_add(o, "delivered_to", json_url_or_null(m->delivered_to));
 	json_object_object_add(o, "delivered_at", json_time(m->delivered_at));
 	json_object_object_add(o, "payload_bytes", json_object_new_int64((int64_t)m->payload_len));
 	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
@@ -94,7 +111,7 @@ render_attempt(const struct pd_attempt *a)
 	char buf[PD_TIME_BUF];
 
 	json_object_object_add(o, "at", json_object_new_string(time_format(a->at, buf)));
-	json_object_object_add(o, "url", json_object_new_string(a->url));
+	json_object_object_add(o, "url", json_url_or_null(a->url));
 	json_object_object_add(o, "status", a->status != 0 ? json_object_new_int(a->status) : NULL);
 	json_object_object_add(o, "error", json_string_or_null(a->error));
 	json_object_object_add(o, "ms", json_object_new_int(a->ms));
@@ -134,7 +151,7 @@ render_report(const struct pd_message *m, const char *url, const struct pd_respo
 	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
 	json_object_object_add(o, "due", json_time(m->due));
 	json_object_object_add(o, "delivered_at", json_time(m->delivered_at));
-	json_object_object_add(o, "url", json_string_or_null(url));
+	json_object_object_add(o, "url", json_url_or_null(url));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
 	json_object_object_add(o, "response", r != NULL ? render_response(r) : NULL);
 	json_object_object_add(o, "history", history);

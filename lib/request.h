@@ -55,6 +55,10 @@ int jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
  * surrogates). */
 int utf8_valid(const char *text, size_t len);
 
+/* Copies len bytes of text into out (outlen bytes, NUL-terminated) with
+ * every byte that is not well-formed UTF-8 written as "%XX". */
+void utf8_escape_invalid(const char *text, size_t len, char *out, size_t outlen);
+
 /* Builds a new pending message from a schedule request's fields. On a bad
  * field returns -1 with *why and *field naming it. Sets everything except
  * id and created, which the store assigns. */

@@ -1,8 +1,9 @@
 /*
  * timeparse.c: times and durations as users write them, parsed strictly.
  * Digits are walked by hand with explicit counts and every range is
- * checked; UTC arithmetic is our own (days from civil), and only the IANA
- * zone conversion goes through the C library and the system's zoneinfo.
+ * checked; UTC arithmetic is our own (days from civil), and IANA zones
+ * are read from the system's zoneinfo files by tz.c (never through TZ,
+ * which is process-wide).
  *
  * Choices where the contract is silent:
  * - A leap second (:60) is refused: Unix time cannot represent it, and
@@ -12,7 +13,6 @@
  * - The local form takes no fractions of a second.
  */
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +28,9 @@
 #define MAX_DURATION_MS (3650 * MS_PER_DAY)   /* ten years */
 #define DURATION_MAX_DIGITS 9
 #define UNIX_MAX_DIGITS 12
+/* RFC 3339 years have four digits: 0000-01-01T00:00:00Z to the end of 9999. */
+#define TIME_MIN_MS (-62167219200000LL)
+#define TIME_MAX_MS (253402300799999LL)
 
 #define WHY_EMPTY_TIME "the time is empty"
 #define WHY_TIME_SHAPE "not a valid time: use RFC 3339 (2026-11-22T13:30:00Z), " \
@@ -45,7 +48,7 @@ time_now(void)
 }
 
 /* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t
+int64_t
 days_from_civil(int64_t y, int m, int d)
 {
 	int64_t era, yoe, doy, doe;
@@ -59,7 +62,7 @@ days_from_civil(int64_t y, int m, int d)
 }
 
 /* The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant). */
-static void
+void
 civil_from_days(int64_t z, int *y, int *m, int *d)
 {
 	int64_t era, doe, yoe, doy, mp;
@@ -235,6 +238,21 @@ civil_to_seconds(const struct civil *c)
 	    c->hour * 3600 + c->minute * 60 + c->second;
 }
 
+/* Stores t in *out when it falls within the years 0000 to 9999 (UTC), the
+ * only ones that RFC 3339, and so status and the page, can show. */
+static int
+time_in_range(pd_ms t, pd_ms *out, const char **why)
+{
+	if (t < TIME_MIN_MS || t > TIME_MAX_MS) {
+		*why = t < TIME_MIN_MS ?
+		    "the time is before the year 0000 (UTC)" :
+		    "the time is after the year 9999 (UTC)";
+		return -1;
+	}
+	*out = t;
+	return 0;
+}
+
 /* Milliseconds since the epoch of c read as UTC. */
 static pd_ms
 civil_to_ms(const struct civil *c)
@@ -273,8 +291,7 @@ timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 			*why = "not a valid time: unexpected text after the Z";
 			return -1;
 		}
-		*out = civil_to_ms(&c);
-		return 0;
+		return time_in_range(civil_to_ms(&c), out, why);
 	}
 	if (*p != '+' && *p != '-') {
 		*why = "not a valid time: RFC 3339 needs Z or an offset such as +01:00";
@@ -290,8 +307,8 @@ timeparse_rfc3339(const char *text, pd_ms *out, const char **why)
 		*why = "not a valid time: unexpected text after the offset";
 		return -1;
 	}
-	*out = civil_to_ms(&c) - sign * (oh * 3600 + om * 60) * PD_MS_PER_S;
-	return 0;
+	return time_in_range(civil_to_ms(&c) - sign * (oh * 3600 + om * 60) * PD_MS_PER_S, out,
+	    why);
 }
 
 /*
@@ -331,120 +348,29 @@ timezone_exists(const char *tz)
 	return ok;
 }
 
-/* TZ is process-wide, so every switch of it goes through this lock. */
-static pthread_mutex_t tz_lock = PTHREAD_MUTEX_INITIALIZER;
-
-/* Whether instant t in the current TZ reads exactly as c (to the second). */
-static int
-local_matches(time_t t, const struct civil *c)
-{
-	struct tm tm;
-
-	return localtime_r(&t, &tm) != NULL && tm.tm_year + 1900 == c->year &&
-	    tm.tm_mon + 1 == c->month && tm.tm_mday == c->day && tm.tm_hour == c->hour &&
-	    tm.tm_min == c->minute && tm.tm_sec == c->second;
-}
-
-/* The UTC offset in seconds of the current TZ at instant t, or 0 if
- * localtime_r fails (the candidate it yields then simply fails to match). */
-static int64_t
-offset_at(time_t t)
-{
-	struct tm tm;
-	struct civil c;
-
-	if (localtime_r(&t, &tm) == NULL)
-		return 0;
-	c.year = tm.tm_year + 1900;
-	c.month = tm.tm_mon + 1;
-	c.day = tm.tm_mday;
-	c.hour = tm.tm_hour;
-	c.minute = tm.tm_min;
-	c.second = tm.tm_sec;
-	return civil_to_seconds(&c) - (int64_t)t;
-}
-
-/*
- * The earliest instant whose local time in the current TZ reads as c, into
- * *best; -1 if none (c falls in a gap). Candidates come from mktime with
- * either DST guess, and from the offsets in force a day before and a day
- * after: zones that moved their standard offset (Asia/Pyongyang in 2015)
- * repeat an hour with tm_isdst 0 both times, which mktime cannot tell
- * apart. Every candidate must round-trip through localtime_r exactly.
- */
-static int
-zone_first_instant(const struct civil *c, time_t *best)
-{
-	int64_t naive = civil_to_seconds(c);
-	time_t cand[4];
-	int found = 0;
-
-	/* mktime's -1 may be a real instant (1969-12-31T23:59:59Z); the
-	 * round trip below sorts that from failure. */
-	for (int isdst = 0; isdst <= 1; isdst++) {
-		struct tm tm = {
-			.tm_year = c->year - 1900, .tm_mon = c->month - 1, .tm_mday = c->day,
-			.tm_hour = c->hour, .tm_min = c->minute, .tm_sec = c->second,
-			.tm_isdst = isdst,
-		};
-
-		cand[isdst] = mktime(&tm);
-	}
-	cand[2] = (time_t)(naive - offset_at((time_t)(naive - SECONDS_PER_DAY)));
-	cand[3] = (time_t)(naive - offset_at((time_t)(naive + SECONDS_PER_DAY)));
-	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
-		if (local_matches(cand[i], c) && (!found || cand[i] < *best)) {
-			*best = cand[i];
-			found = 1;
-		}
-	}
-	return found ? 0 : -1;
-}
-
 /*
  * Converts c, a local time in zone tz (already checked by
- * timezone_exists), to UTC by switching TZ under tz_lock and restoring it.
- * TZ gets the zone file's full path so that a TZDIR in the environment
- * cannot make glibc read another file than the one we checked.
+ * timezone_exists), to UTC from the zone's TZif file (tz.c): a time the
+ * clocks skip is an error, and one they show twice means the first.
  */
 static int
 zone_to_ms(const struct civil *c, const char *tz, pd_ms *out, const char **why)
 {
-	char path[sizeof(ZONEINFO_DIR) + PD_MAX_TIME_TEXT];
-	char *saved = NULL;
-	const char *old;
-	time_t t = 0;
-	int rc;
+	struct pd_tz *zone;
+	int64_t utc;
+	enum tz_local kind;
 
-	snprintf(path, sizeof(path), ZONEINFO_DIR "%s", tz);
-	pthread_mutex_lock(&tz_lock);
-	if ((old = getenv("TZ")) != NULL && (saved = strdup(old)) == NULL) {
-		pthread_mutex_unlock(&tz_lock);
-		*why = "the server is out of memory";
+	if (tz_load(tz, &zone) != 0) {
+		*why = "not a time zone known to this system (use an IANA name such as Europe/Berlin)";
 		return -1;
 	}
-	if (setenv("TZ", path, 1) != 0) {
-		pthread_mutex_unlock(&tz_lock);
-		free(saved);
-		*why = "the server is out of memory";
-		return -1;
-	}
-	tzset();
-	rc = zone_first_instant(c, &t);
-	/* Restoring the old value cannot need more memory than it had. */
-	if (saved != NULL)
-		setenv("TZ", saved, 1);
-	else
-		unsetenv("TZ");
-	tzset();
-	pthread_mutex_unlock(&tz_lock);
-	free(saved);
-	if (rc != 0) {
+	kind = tz_local_to_utc(zone, civil_to_seconds(c), &utc);
+	tz_free(zone);
+	if (kind == TZ_LOCAL_SKIPPED) {
 		*why = "that local time does not exist in that time zone (the clocks skip it)";
 		return -1;
 	}
-	*out = (pd_ms)t * PD_MS_PER_S;
-	return 0;
+	return time_in_range((pd_ms)utc * PD_MS_PER_S, out, why);
 }
 
 /* "YYYY-MM-DD HH:MM[:SS]" ('T' for the space too) in zone tz, or UTC. */
@@ -468,10 +394,8 @@ timeparse_local(const char *text, const char *tz, pd_ms *out, const char **why)
 		*why = "not a valid time: unexpected text after the time";
 		return -1;
 	}
-	if (tz == NULL || *tz == '\0') {
-		*out = civil_to_ms(&c);
-		return 0;
-	}
+	if (tz == NULL || *tz == '\0')
+		return time_in_range(civil_to_ms(&c), out, why);
 	if (!timezone_exists(tz)) {
 		*why = "not a time zone known to this system (use an IANA name such as Europe/Berlin)";
 		return -1;
@@ -490,7 +414,8 @@ timeparse_unix(const char *text, pd_ms *out, const char **why)
 		*why = WHY_EMPTY_TIME;
 		return -1;
 	}
-	/* Twelve digits keep v * 1000 far inside int64_t (and past year 9999). */
+	/* Twelve digits keep v * 1000 far inside int64_t; the year 9999 ends
+	 * well before the largest twelve-digit number. */
 	for (n = 0; text[n] != '\0'; n++) {
 		if (text[n] < '0' || text[n] > '9') {
 			*why = "not valid Unix seconds: use digits only";
@@ -502,8 +427,7 @@ timeparse_unix(const char *text, pd_ms *out, const char **why)
 		}
 		v = v * 10 + (text[n] - '0');
 	}
-	*out = v * PD_MS_PER_S;
-	return 0;
+	return time_in_range(v * PD_MS_PER_S, out, why);
 }
 
 /* Whether text looks like a time with Z or an offset: after the date,

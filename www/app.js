@@ -95,10 +95,17 @@ function updateRelativeTimes() {
   }
 }
 
-// For a datetime-local value ("2026-11-23T09:30"), the instant it names here.
-function localInputToISO(value) {
-  const d = new Date(value);
-  return isNaN(d) ? value : d.toISOString();
+// A datetime-local value ("2026-11-23T09:30[:15]") as the API's local form
+// ("2026-11-23 09:30[:15]"). The page never turns it into an instant itself:
+// the API converts it in the zone sent with it, with its own rules for the
+// times that clocks skip or repeat, and the page shows what the API says.
+function localInputToAPI(value) {
+  return value.replace("T", " ");
+}
+
+// The browser's own zone, which the form offers until the user picks another.
+function browserZone() {
+  return Intl.DateTimeFormat().resolvedOptions().timeZone || "";
 }
 
 // ---- the token ----
@@ -562,7 +569,7 @@ async function confirmAndCancel(id) {
 
 // ---- scheduling ----
 
-const FORM_FIELDS = ["url", "delay", "at", "payload", "content_type", "callback",
+const FORM_FIELDS = ["url", "delay", "at", "tz", "payload", "content_type", "callback",
   "max_attempts", "timeout", "idempotency_key"];
 
 // The form as the API's fields; empty optional fields are left out so the
@@ -575,7 +582,11 @@ function scheduleFields() {
   }
   const when = form.elements.when.value;
   if (when === "delay") fields.set("delay", $("f-delay").value.trim());
-  if (when === "at") fields.set("at", localInputToISO($("f-at").value));
+  if (when === "at") {
+    fields.set("at", localInputToAPI($("f-at").value));
+    const zone = $("f-tz").value.trim();
+    if (zone) fields.set("tz", zone);
+  }
   fields.set("payload", $("f-payload").value);
   for (const name of ["content_type", "callback", "max_attempts", "timeout", "idempotency_key"]) {
     const value = $("f-" + name).value.trim();
@@ -632,7 +643,10 @@ function scheduled(made) {
   $("schedule-result").replaceChildren(
     el("span", { text: "Scheduled " }), link,
     el("span", { text: ", due " + formatLocal(made.due) + "." }));
+  // The zone stays: the next message is likely scheduled in the same one.
+  const zone = $("f-tz").value;
   $("schedule-form").reset();
+  $("f-tz").value = zone;
   updateAtHint();
   list.shown = "";
   refresh();
@@ -642,11 +656,21 @@ function scheduled(made) {
 function pickWhenOnInput() {
   $("f-delay").addEventListener("input", () => { $("f-when-delay").checked = true; });
   $("f-at").addEventListener("input", () => { $("f-when-at").checked = true; });
+  $("f-tz").addEventListener("input", () => { $("f-when-at").checked = true; });
 }
 
+// The zone field starts as the browser's zone; the hint says how an empty
+// field is read.
 function updateAtHint() {
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "this browser's zone";
-  $("f-at-hint").textContent = "In " + zone + ".";
+  if (!$("f-tz").value) $("f-tz").value = browserZone();
+  $("f-at-hint").textContent = "An IANA time zone; this browser's is " +
+    (browserZone() || "unknown") + ". Left empty, the time is UTC.";
+}
+
+// Every zone the browser knows, as suggestions for the zone field.
+function fillZoneList() {
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  $("f-tz-zones").replaceChildren(...zones.map((z) => el("option", { attrs: { value: z } })));
 }
 
 // ---- health: the banner ----
@@ -744,6 +768,7 @@ function start() {
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) refresh(); });
   pickWhenOnInput();
+  fillZoneList();
   updateAtHint();
   showView(false);
   setInterval(tick, REFRESH_MS);

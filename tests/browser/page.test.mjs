@@ -356,6 +356,49 @@ test("a local date and time in the form is the instant the API stores", async ({
   assert.match(await page.locator("#f-at-hint").innerText(), /Asia\/(Kolkata|Calcutta)/);
 });
 
+// Regression: the page converted a local time to an instant in the browser
+// (new Date(value).toISOString()), so a time in a DST gap became another
+// instant while the API refuses that local time. The page now sends the
+// local time and the zone as the API reads them, and shows the API's answer.
+test("the form sends a local time as at and tz, and shows the API's error for a DST gap", async ({ page }) => {
+  await openPage(page);
+  const sent = [];
+  page.on("request", (req) => {
+    if (req.method() === "POST" && new URL(req.url()).pathname === "/api/schedule") {
+      sent.push(new URLSearchParams(req.postData() || ""));
+    }
+  });
+  const pendingBefore = (await listPage({ state: "all", limit: "1" })).counts.pending;
+  const expected = (await apiRequest("POST", "/api/schedule",
+    { url: NOWHERE, at: "2026-03-29 02:30", tz: "Europe/Berlin" })).json;
+  assert.equal(expected.field, "at");
+
+  await page.getByLabel("Target URLs").fill(NOWHERE);
+  await page.getByLabel("Local date and time", { exact: true }).fill("2026-03-29T02:30");
+  await page.getByLabel("Time zone", { exact: true }).fill("Europe/Berlin");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  const atError = page.locator("#f-at-error");
+  await atError.waitFor();
+  assert.equal(await atError.innerText(), expected.error);
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0].get("at"), "2026-03-29 02:30");
+  assert.equal(sent[0].get("tz"), "Europe/Berlin");
+  assert.equal((await listPage({ state: "all", limit: "1" })).counts.pending, pendingBefore,
+    "nothing was scheduled");
+  await screenshot(page, "form-dst-gap");
+
+  // A time that exists is converted by the API, in the zone given.
+  await page.getByLabel("Local date and time", { exact: true }).fill("2030-07-01T12:00:30");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  const link = page.locator("#schedule-result a.id");
+  await link.waitFor();
+  assert.equal(sent.length, 2);
+  assert.equal(sent[1].get("at"), "2030-07-01 12:00:30");
+  assert.equal(sent[1].get("tz"), "Europe/Berlin");
+  assert.equal((await messageStatus(await link.innerText())).due, "2030-07-01T10:00:30.000Z");
+  assert.equal(await atError.isVisible(), false);
+});
+
 test("an error from the API appears at the field it names", async ({ page }) => {
   await openPage(page);
   const pendingBefore = (await listPage({ state: "all", limit: "1" })).counts.pending;
@@ -426,6 +469,26 @@ test("a 401 asks for the token, and the token given is then used", async ({ page
   await panel.waitFor();
   assert.equal(await page.evaluate(() => localStorage.getItem("postdate.token")), null);
   assert.equal(await page.locator("#messages tbody tr").count(), 0);
+});
+
+// Regression: a URL's password (http://user:secret@host/) was shown in
+// clear in the list and the detail view.
+test("a password in a target or callback URL is shown masked, in the list and the detail", async ({ page }) => {
+  const secret = unique("pw");
+  const m = await schedule({
+    url: `http://alice:${secret}@127.0.0.1:9/masked`, callback: `http://bob:${secret}@127.0.0.1:9/cb`,
+    delay: "30m",
+  });
+  await openPage(page);
+  const row = rowOf(page, m.id);
+  await eventually(async () => assert.equal(await row.count(), 1));
+  assert.match(await row.innerText(), /alice:\*\*\*@127\.0\.0\.1:9\/masked/);
+  assert.equal((await page.content()).includes(secret), false, "the password is on the page");
+  await row.locator("a.id").click();
+  await page.locator("#detail-view").waitFor();
+  await eventually(async () => assert.match(await page.locator("#detail-view").innerText(),
+    /bob:\*\*\*@127\.0\.0\.1:9\/cb/));
+  assert.equal((await page.content()).includes(secret), false, "the password is on the page");
 });
 
 test("a #token= link is kept and then removed from the address bar", async ({ page }) => {

@@ -124,6 +124,14 @@ test_errors_name_the_line(void)
 		{ "signing_secret = whsec_YWJj\n", ":1: signing_secret must be" },
 		{ "max_body = 99999999999999999999\n", ":1: max_body must be" },
 		{ "retry_base = 100\nretry_max = 10\n", "retry_max (10) is below retry_base (100)" },
+		/* Regression: a single-valued key given twice took the last. */
+		{ "max_body = 2048\n# x\nmax_body = 4096\n",
+		  ":3: max_body is already set on line 1" },
+		{ "database = a.db\ndatabase = b.db\n", ":2: database is already set on line 1" },
+		{ "synchronous = full\nconcurrency = 4\nsynchronous = normal\n",
+		  ":3: synchronous is already set on line 1" },
+		/* A '#' without a space before it is part of the value. */
+		{ "max_body = 2048#bytes\n", ":1: max_body must be" },
 	};
 
 	for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
@@ -137,6 +145,49 @@ test_errors_name_the_line(void)
 		}
 		config_free(&cfg);
 	}
+}
+
+/* Regression: "max_body = 2048  # bytes" was an error saying max_body must
+ * be a whole number. A "#" after a space or tab starts a comment. */
+static void
+test_trailing_comment_after_a_value_is_ignored(void)
+{
+	static const char text[] =
+	    "max_body = 2048  # bytes\n"
+	    "concurrency = 8\t# per dispatcher\n"
+	    "token = abc#def0123456789xyz # the # inside stays\n"
+	    "synchronous = normal #\n";
+	struct pd_config cfg;
+	char err[256] = "";
+
+	CHECK_INT(load_text(&cfg, text, strlen(text), err, sizeof(err)), 0);
+	CHECK_STR(err, "");
+	CHECK_INT(cfg.max_body, 2048);
+	CHECK_INT(cfg.concurrency, 8);
+	CHECK_INT(cfg.ntokens, 1);
+	if (cfg.ntokens == 1)
+		CHECK_STR(cfg.tokens[0], "abc#def0123456789xyz");
+	CHECK_INT(cfg.synchronous_full, 0);
+	config_free(&cfg);
+	CHECK_INT(load_text(&cfg, "max_body =   # none\n", 20, err, sizeof(err)), -1);
+	CHECK(strstr(err, "max_body has no value") != NULL);
+	config_free(&cfg);
+}
+
+/* token and allow_targets lines add up; they are the only repeatable keys. */
+static void
+test_tokens_and_allow_targets_may_repeat(void)
+{
+	static const char text[] =
+	    "token = first-token-0123456789\ntoken = second-token-0123456789\n"
+	    "allow_targets = 10.0.0.0/8\nallow_targets = 192.168.0.0/16, ::1\n";
+	struct pd_config cfg;
+	char err[256] = "";
+
+	CHECK_INT(load_text(&cfg, text, strlen(text), err, sizeof(err)), 0);
+	CHECK_INT(cfg.ntokens, 2);
+	CHECK_INT(cfg.nallow, 3);
+	config_free(&cfg);
 }
 
 static void
@@ -225,6 +276,8 @@ static const struct unit_test tests[] = {
 	UNIT(test_every_key_is_read),
 	UNIT(test_relative_database_is_beside_the_file),
 	UNIT(test_errors_name_the_line),
+	UNIT(test_trailing_comment_after_a_value_is_ignored),
+	UNIT(test_tokens_and_allow_targets_may_repeat),
 	UNIT(test_nul_byte_and_long_line_are_errors),
 	UNIT(test_text_parses_as_the_file_would),
 	UNIT(test_missing_file_is_an_error),

@@ -336,6 +336,26 @@ test_form_bad_names_refused(void)
 	check_refused("a%7F=1", "");
 }
 
+/* Regression: a name that is not UTF-8 was kept, and echoed raw in the
+ * error for an unknown field, which made the answer invalid JSON. It is
+ * refused, and named with its bad bytes %-escaped. */
+static void
+test_form_non_utf8_name_refused_and_named_escaped(void)
+{
+	struct pd_fields f;
+	const char *why = NULL;
+	char field[3 * PD_MAX_NAME + 1];
+
+	CHECK_INT(decode("url=x&x%FF%FEy=1", &f, &why, field), -1);
+	CHECK(why != NULL && strstr(why, "UTF-8") != NULL);
+	CHECK_STR(field, "x%FF%FEy");
+	CHECK_INT(decode("%C3%A9t%C3=1", &f, &why, field), -1);
+	CHECK_STR(field, "\xc3\xa9t%C3");
+	/* Well-formed UTF-8 names pass (and are then unknown to schedule). */
+	CHECK_INT(decode("%C3%A9t%C3%A9=1", &f, &why, field), 0);
+	fields_free(&f);
+}
+
 static void
 test_form_reads_only_len_bytes(void)
 {
@@ -441,6 +461,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_form_too_many_fields_refused),
 	UNIT(test_form_name_too_long_refused),
 	UNIT(test_form_bad_names_refused),
+	UNIT(test_form_non_utf8_name_refused_and_named_escaped),
 	UNIT(test_form_reads_only_len_bytes),
 	UNIT(test_form_field_truncated_to_fieldlen),
 	UNIT(test_form_error_empties_list),

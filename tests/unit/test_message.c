@@ -108,6 +108,16 @@ test_bad_fields_are_named(void)
 		{ "content_type", "text/plain\r\nX-Evil: 1", "content_type" },
 		{ "idempotency_key", "", "idempotency_key" },
 		{ "nonsense", "1", "nonsense" },
+		/* Regression: bytes that are not UTF-8 were stored and shown raw
+		 * (invalid JSON in the list) and sent in the Content-Type header. */
+		{ "idempotency_key", "\xff\xfekey", "idempotency_key" },
+		{ "content_type", "text/plain; x=\xff", "content_type" },
+		{ "content_type", "text/plain; x=\xc3\xa9", "content_type" },  /* not ASCII */
+		{ "content_type", "text/plain\xc2\x85", "content_type" },     /* C1 NEL */
+		{ "idempotency_key", "a\xc2\x85" "b", "idempotency_key" },
+		{ "at", "2030-01-01 10:00\xff", "at" },
+		{ "delay", "\xff", "delay" },
+		{ "max_attempts", "3\xff", "max_attempts" },
 	};
 
 	for (size_t i = 0; i < UNIT_COUNT(cases); i++) {

@@ -3,6 +3,7 @@
  * independently with GNU date (date -u -d 2026-11-22T13:30:00Z +%s, and
  * TZ=Europe/Berlin date -d '2026-07-01 12:00' +%s for zones).
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -192,6 +193,21 @@ test_years_0000_to_9999(void)
 	CHECK(at_refused("826-11-22T13:30:00Z", NULL));
 }
 
+/* Regression: at=999999999999 was accepted as the year 33658, which is not
+ * RFC 3339 (four-digit years) and which the page showed as "NaN d late".
+ * Every form is checked on the instant it names, in UTC. */
+static void
+test_times_past_the_year_9999_are_refused(void)
+{
+	CHECK(why_says(at_why("999999999999", NULL), "9999"));
+	CHECK(why_says(at_why("253402300800", NULL), "9999"));
+	CHECK(why_says(at_why("9999-12-31T23:59:59-01:00", NULL), "9999"));
+	CHECK(why_says(at_why("9999-12-31 23:30", "America/New_York"), "9999"));
+	CHECK(why_says(at_why("0000-01-01T00:30:00+01:00", NULL), "0000"));
+	CHECK_INT(at_ok("9999-12-31T23:59:59+00:00", NULL), 253402300799000LL);
+	CHECK_INT(at_ok("9999-12-31 23:30", "Europe/Berlin"), 253402295400000LL);
+}
+
 static void
 test_garbage_bytes_are_refused(void)
 {
@@ -262,7 +278,7 @@ test_unix_seconds_convert_to_ms(void)
 {
 	CHECK_INT(at_ok("0", NULL), 0);
 	CHECK_INT(at_ok("1795354200", NULL), T_2026_11_22_1330Z);
-	CHECK_INT(at_ok("999999999999", NULL), 999999999999000LL);
+	CHECK_INT(at_ok("253402300799", NULL), 253402300799000LL);   /* 9999-12-31T23:59:59Z */
 	CHECK_INT(at_ok("000000000001", NULL), 1000);
 }
 
@@ -447,6 +463,46 @@ test_local_restores_tz(void)
 	unsetenv("TZ");
 	at_ok("2026-07-01 12:00", "Europe/Berlin");
 	CHECK(getenv("TZ") == NULL);
+}
+
+struct tz_watch {
+	volatile int stop;
+	int changed;
+};
+
+/* Reads TZ over and over until told to stop, counting readings that are
+ * not the value the test set. */
+static void *
+watch_tz(void *arg)
+{
+	struct tz_watch *w = arg;
+
+	while (!w->stop) {
+		const char *tz = getenv("TZ");
+
+		if (tz == NULL || strcmp(tz, "Asia/Tokyo") != 0)
+			w->changed++;
+	}
+	return NULL;
+}
+
+/* Regression: local times were converted by switching the process-wide TZ
+ * (setenv + tzset + mktime), which another thread could see mid-switch
+ * (and which is undefined behaviour beside the request threads). */
+static void
+test_local_conversion_never_changes_tz_seen_by_other_threads(void)
+{
+	struct tz_watch w = { 0, 0 };
+	pthread_t thread;
+
+	setenv("TZ", "Asia/Tokyo", 1);
+	CHECK_INT(pthread_create(&thread, NULL, watch_tz, &w), 0);
+	for (int i = 0; i < 2000; i++)
+		at_ok(i % 2 ? "2026-07-01 12:00" : "2026-10-25 02:30", "Europe/Berlin");
+	w.stop = 1;
+	pthread_join(thread, NULL);
+	CHECK_INT(w.changed, 0);
+	unsetenv("TZ");
 }
 
 static void
@@ -637,6 +693,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_hour_and_minute_ranges_are_checked),
 	UNIT(test_leap_second_is_refused),
 	UNIT(test_years_0000_to_9999),
+	UNIT(test_times_past_the_year_9999_are_refused),
 	UNIT(test_garbage_bytes_are_refused),
 	UNIT(test_partial_and_padded_times_are_refused),
 	UNIT(test_empty_and_null_are_refused),
@@ -659,6 +716,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_known_zones_exist),
 	UNIT(test_local_restores_tz),
 	UNIT(test_local_ignores_tzdir),
+	UNIT(test_local_conversion_never_changes_tz_seen_by_other_threads),
 	UNIT(test_why_is_set_only_on_error),
 	UNIT(test_duration_examples),
 	UNIT(test_duration_malformed_is_error),
