@@ -1,13 +1,17 @@
 /*
  * commit.c: group commit for schedule. With synchronous=FULL every commit
  * waits for the disk, so one commit per request caps a worker at the
- * disk's sync rate. Here the request threads of one schedule process hand
- * their validated messages to a single committer thread, which writes
- * everything that is waiting in one transaction (store_insert_batch) and
- * then wakes each request with its own result. Nothing is acknowledged
- * before its commit; a request waits at most one commit in progress plus
- * its own. Batches form by themselves: while one commit syncs, the next
- * requests queue up, so a lone request waits for no timer.
+ * disk's sync rate. Here the request threads of one schedule process queue
+ * their validated messages, and one of them at a time, the leader, writes
+ * everything that is waiting in one transaction (store_insert_batch), then
+ * wakes each request with its own result and hands the lead to the first
+ * request that queued meanwhile. Nothing is acknowledged before its
+ * commit; a request waits at most one commit in progress plus its own.
+ * Batches form by themselves: while one commit syncs, the next requests
+ * queue up. A request that finds nobody committing commits at once on its
+ * own thread, so a lone request costs no hand-over to another thread (at
+ * synchronous=NORMAL, where a commit is cheap, the hand-overs were what
+ * group commit cost).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,25 +28,23 @@
 struct waiter {
 	struct store_insert item;
 	int done;
-	pthread_cond_t wake;          /* done; one per waiter, so a batch wakes
-	                                 only its own requests */
+	int leads;                    /* it is this request's turn to commit the queue */
+	pthread_cond_t wake;          /* done or leads; one per waiter, so a batch
+	                                 wakes only its own requests */
 	struct waiter *next;
 };
 
 struct pd_committer {
 	struct pd_app *app;
-	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t work;          /* the queue got a waiter, or stop was asked */
-	int idle;                     /* the committer waits on work */
+	int committing;               /* a leader is committing or about to */
 	struct waiter *head, **tail;  /* the queue, oldest first */
-	int stopping;
 	pd_ms last_open_try;
 };
 
-/* The store as the committer thread uses it: opened again, at most once a
- * second, when it could not be opened before (so a database that comes
- * back is served without a restart). NULL while it stays unavailable. */
+/* The store as the leader uses it: opened again, at most once a second,
+ * when it could not be opened before (so a database that comes back is
+ * served without a restart). NULL while it stays unavailable. */
 static struct pd_store *
 committer_store(struct pd_committer *c)
 {
@@ -74,51 +76,45 @@ take_batch(struct pd_committer *c, size_t *n)
 	return batch;
 }
 
-static void *
-committer_run(void *arg)
+/* The leader's turn, entered and left with c->lock held: commits the
+ * batch at the head of the queue (its own request among it), wakes its
+ * requests, and passes the lead on to the next request waiting, if any. */
+static void
+lead_one_batch(struct pd_committer *c)
 {
-	struct pd_committer *c = arg;
 	struct store_insert items[COMMIT_MAX_BATCH];
+	struct waiter *batch, *w;
+	struct pd_store *store;
+	size_t n, i;
+
+	batch = take_batch(c, &n);
+	pthread_mutex_unlock(&c->lock);
+
+	for (w = batch, i = 0; w != NULL; w = w->next, i++)
+		items[i] = w->item;
+	store = committer_store(c);
+	if (store != NULL)
+		store_insert_batch(store, items, n);
+	else
+		for (i = 0; i < n; i++)
+			items[i].result = STORE_UNAVAILABLE;
 
 	pthread_mutex_lock(&c->lock);
-	for (;;) {
-		struct waiter *batch, *w;
-		struct pd_store *store;
-		size_t n, i;
+	for (w = batch, i = 0; w != NULL; i++) {
+		/* Read before done is set: once the lock is released, the
+		 * waiter returns and its frame is gone. */
+		struct waiter *next = w->next;
 
-		while (c->head == NULL && !c->stopping) {
-			c->idle = 1;
-			pthread_cond_wait(&c->work, &c->lock);
-			c->idle = 0;
-		}
-		if (c->head == NULL)
-			break;
-		batch = take_batch(c, &n);
-		pthread_mutex_unlock(&c->lock);
-
-		for (w = batch, i = 0; w != NULL; w = w->next, i++)
-			items[i] = w->item;
-		store = committer_store(c);
-		if (store != NULL)
-			store_insert_batch(store, items, n);
-		else
-			for (i = 0; i < n; i++)
-				items[i].result = STORE_UNAVAILABLE;
-
-		pthread_mutex_lock(&c->lock);
-		for (w = batch, i = 0; w != NULL; i++) {
-			/* Read before done is set: once the lock is released, the
-			 * waiter returns and its frame is gone. */
-			struct waiter *next = w->next;
-
-			w->item.result = items[i].result;
-			w->done = 1;
-			pthread_cond_signal(&w->wake);
-			w = next;
-		}
+		w->item.result = items[i].result;
+		w->done = 1;
+		pthread_cond_signal(&w->wake);
+		w = next;
 	}
-	pthread_mutex_unlock(&c->lock);
-	return NULL;
+	if (c->head != NULL) {
+		c->head->leads = 1;
+		pthread_cond_signal(&c->head->wake);
+	} else
+		c->committing = 0;
 }
 
 int
@@ -133,12 +129,6 @@ committer_start(struct pd_committer **out, struct pd_app *app)
 	c->tail = &c->head;
 	c->last_open_try = time_now();
 	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->work, NULL);
-	if (pthread_create(&c->thread, NULL, committer_run, c) != 0) {
-		log_error("cannot start the commit thread");
-		free(c);
-		return -1;
-	}
 	*out = c;
 	return 0;
 }
@@ -152,10 +142,21 @@ committer_insert(struct pd_committer *c, struct pd_message *m, pd_ms now)
 	pthread_mutex_lock(&c->lock);
 	*c->tail = &w;
 	c->tail = &w.next;
-	if (c->idle)
-		pthread_cond_signal(&c->work);
-	while (!w.done)
-		pthread_cond_wait(&w.wake, &c->lock);
+	if (!c->committing) {
+		/* Nobody commits: the queue holds only this request. */
+		c->committing = 1;
+		w.leads = 1;
+	}
+	for (;;) {
+		while (!w.done && !w.leads)
+			pthread_cond_wait(&w.wake, &c->lock);
+		if (w.done)
+			break;
+		/* Its turn: its own request is at the head of the queue, so the
+		 * batch it commits includes it. */
+		w.leads = 0;
+		lead_one_batch(c);
+	}
 	pthread_mutex_unlock(&c->lock);
 	pthread_cond_destroy(&w.wake);
 	return w.item.result;
@@ -166,12 +167,6 @@ committer_stop(struct pd_committer *c)
 {
 	if (c == NULL)
 		return;
-	pthread_mutex_lock(&c->lock);
-	c->stopping = 1;
-	pthread_cond_signal(&c->work);
-	pthread_mutex_unlock(&c->lock);
-	pthread_join(c->thread, NULL);
-	pthread_cond_destroy(&c->work);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }

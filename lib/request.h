@@ -121,16 +121,17 @@ void http_error(struct pd_request *r, int status, const char *sentence, const ch
 struct pd_app;
 struct pd_committer;
 
-/* Starts the thread that commits the inserts of app's request threads,
- * through app->store (reopened as needed when NULL). */
+/* Sets up group commit for app's request threads, through app->store
+ * (reopened as needed when NULL). */
 int committer_start(struct pd_committer **out, struct pd_app *app);
 
-/* As store_insert, from any thread: queues m for the next transaction and
- * returns once that transaction has committed (or failed). STORE_UNAVAILABLE
- * while the database cannot be opened. */
+/* As store_insert, from any thread: queues m for the next transaction
+ * (committed by this thread or another request's) and returns once that
+ * transaction has committed (or failed). STORE_UNAVAILABLE while the
+ * database cannot be opened. */
 enum store_result committer_insert(struct pd_committer *c, struct pd_message *m, pd_ms now);
 
-/* Commits what is queued, then stops the thread. */
+/* Frees c, once no request thread uses it any more. */
 void committer_stop(struct pd_committer *c);
 
 #endif
