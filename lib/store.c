@@ -125,8 +125,11 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_CLAIM_MESSAGE] =
 	    "SELECT " MESSAGE_COLUMNS ", payload FROM messages "
 	    "WHERE id = ?1 AND (state = 'pending' OR state = 'delivering')",
+	/* A round counts when it is claimed, not when it is written back: a
+	 * message whose delivery kills the dispatcher still uses up its
+	 * rounds. (ST_CLAIM_MESSAGE has just read it pending or delivering.) */
 	[ST_MARK_DELIVERING] =
-	    "UPDATE messages SET state = 'delivering' WHERE id = ?1 AND state = 'pending'",
+	    "UPDATE messages SET state = 'delivering', attempts = attempts + 1 WHERE id = ?1",
 	[ST_LEASE_OF] = "SELECT lease_until FROM buffer WHERE message_id = ?1",
 	[ST_ADD_ATTEMPT] =
 	    "INSERT INTO attempts (message_id, seq, at, url, status, error, ms) VALUES (?1, "
@@ -175,7 +178,7 @@ static int
 on_busy(void *ctx, int tries)
 {
 	struct pd_store *s = ctx;
-	pd_ms now = time_now();
+	pd_ms now = clock_monotonic();   /* a wait: never on the wall clock */
 	struct timespec nap = { 0, 0 };
 
 	if (tries == 0)
@@ -818,8 +821,11 @@ store_unbuffer(struct pd_store *s, const char *id)
 	return store_exec(s, ST_UNBUFFER);
 }
 
-/* Marks message id delivering and reads it whole, payload included.
- * STORE_NOTFOUND when it is no longer deliverable (a stale buffer row). */
+/* Marks message id delivering, counts the round it starts, and reads it
+ * whole, payload included: m->attempts includes the new round, m->state
+ * is what it was before (PD_DELIVERING: an earlier claim's lease ran out
+ * unsettled). STORE_NOTFOUND when it is no longer deliverable (a stale
+ * buffer row). */
 static enum store_result
 store_claim_message(struct pd_store *s, const char *id, struct pd_message *m)
 {
@@ -855,7 +861,7 @@ store_claim_message(struct pd_store *s, const char *id, struct pd_message *m)
 			message_free(m);
 			res = store_fail(s, rc, "claiming a message");
 		} else
-			m->state = PD_DELIVERING;
+			m->attempts++;
 	}
 	return res;
 }

@@ -96,9 +96,12 @@ enum store_result store_promote(struct pd_store *s, pd_ms until, int limit, int 
 enum store_result store_next_due(struct pd_store *s, pd_ms *due);
 
 /* Inside a transaction: leases up to limit buffer rows due at now (moving
- * their due time to the lease's end), marks
- * their messages delivering and calls fn with each (payload read; fn owns
- * the message) and the lease it holds. */
+ * their due time to the lease's end), marks their messages delivering,
+ * counts the round each starts (attempts + 1, so a round that never
+ * settles still counts) and calls fn with each (payload read; fn owns the
+ * message; m->attempts includes the new round; m->state is the state
+ * before the claim, PD_DELIVERING when an earlier lease ran out without
+ * a settle) and the lease it holds. */
 typedef int (*store_claim_fn)(void *ctx, struct pd_message *m, pd_ms lease);
 enum store_result store_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
                               store_claim_fn fn, void *ctx);
