@@ -3,10 +3,15 @@
  * with --for 60 (or systemd keeps it running with --watch).
  *
  * The loop, after beanstalkd's: work out the next deadline (a message
- * falling due, a transfer's timeout, results waiting to be written, the end
- * of the run), wait until then or until a transfer moves, act. Talking to
- * the store is batched into one transaction per "sync": write back the
- * rounds that ended, then claim due buffer rows for the free slots.
+ * falling due, results waiting to be written, the end of the run, a cut of
+ * what is still in flight), wait until then or until a transfer moves,
+ * act. Talking to the store is batched into one transaction per "sync":
+ * write back the rounds that ended, then claim due buffer rows for the
+ * free slots; then promote at most one batch into the buffer.
+ *
+ * Every local deadline and wait is on clock_monotonic(): a step of the
+ * wall clock (NTP) must not stretch or cut a run. Wall-clock time
+ * (time_now) is only what is stored or sent.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,8 +39,18 @@
 /* On SIGTERM, how long transfers in flight may finish before they are cut
  * and their messages given back. */
 #define STOP_GRACE_MS 10000
-/* Messages promoted into the buffer per transaction. */
+/* At the end of a --for run, how long transfers in flight may finish
+ * before they are cut and given back: a healthy target has answered by
+ * then, and the next run (which a timer starts when this one has exited)
+ * must not wait for a slow one. */
+#define FINISH_MS 1000
+/* Messages promoted into the buffer per sync: one bounded transaction,
+ * so that a crowd entering the horizon together cannot hold up the
+ * write-backs and claims beside it. */
 #define PROMOTE_BATCH 1000
+/* How often to look whether promotion has anything to do: the horizon is
+ * an hour ahead, so once a second is plenty. */
+#define PROMOTE_CHECK_MS 1000
 /* After a failed sync (database busy), wait this long; give up after
  * SYNC_GIVE_UP failures in a row. */
 #define SYNC_RETRY_MS 100
@@ -50,6 +65,7 @@ struct dispatcher {
 	struct pd_signer signer;
 	int verbose;
 	enum mode mode;
+	/* Local deadlines, all on clock_monotonic(). */
 	pd_ms started, end;
 
 	int held;                  /* jobs claimed and not yet written back */
@@ -59,10 +75,15 @@ struct dispatcher {
 	pd_ms oldest_done;
 
 	pd_ms next_check;          /* when to look for due messages again */
+	pd_ms next_promote_check;  /* when to look for messages to promote */
 	int backlog;               /* the last claim filled every free slot */
 	int nothing_due;           /* --once: the last look found nothing due */
 	int sync_failures;
 	pd_ms sync_retry_at;
+
+	int stopping;              /* no new claims: a signal, the end of the run */
+	int signalled;
+	pd_ms cut_at;              /* then give back what is in flight; 0: never */
 
 	long delivered, retried, failed, released, lost, attempts;
 };
@@ -90,8 +111,9 @@ usage_exit(int status)
 	      "\n"
 	      "  --once             deliver what is due now, wait for it, exit\n"
 	      "  --for SECONDS      keep delivering messages as they fall due for\n"
-	      "                     SECONDS, then finish what is in flight and exit\n"
-	      "                     (what cron runs each minute: --for 60)\n"
+	      "                     SECONDS, then give what is in flight up to 1 s\n"
+	      "                     to finish, give back the rest and exit (what\n"
+	      "                     cron runs each minute: --for 60)\n"
 	      "  --watch            run until SIGTERM or SIGINT (a systemd service)\n"
 	      "  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
 	      "                     /etc/postdate.conf)\n"
@@ -101,7 +123,9 @@ usage_exit(int status)
 	      "\n"
 	      "On SIGTERM or SIGINT, no new message is started; requests in flight get\n"
 	      "up to 10 s to finish, and any round left unfinished is given back to be\n"
-	      "delivered later. A second signal gives them back at once.\n"
+	      "delivered again at once by the next dispatcher. A second signal gives\n"
+	      "them back at once. A request cut this way is recorded in the history\n"
+	      "(\"the dispatcher stopped before an answer came\") and its round counts.\n"
 	      "\n"
 	      "Logs one line per outcome on stderr, and a summary when it exits.\n"
 	      "Exit status: 0 on success, 1 on a failure (configuration, database;\n"
@@ -184,7 +208,9 @@ job_write_back(struct dispatcher *d, struct pd_job *job, pd_ms now)
 	if ((urls = job_urls_left(job)) == NULL)
 		return STORE_ERROR;
 	o.urls = urls;
-	o.attempts = job->m.attempts + (job->outcome != PD_OUTCOME_RELEASED);
+	/* The claim counted this round; it stays counted only if a request
+	 * went out (an orphaned round or one given back unsent does not). */
+	o.attempts = job->m.attempts - (job->nattempts == 0);
 	switch (job->outcome) {
 	case PD_OUTCOME_DELIVERED:
 		o.state = PD_DELIVERED;
@@ -221,6 +247,11 @@ last_failure(const struct pd_job *job, char *buf, size_t len)
 {
 	const struct pd_attempt *a;
 
+	if (job->orphaned) {
+		snprintf(buf, len, "round %d was never written back: the dispatcher "
+		         "delivering it stopped or crashed", job->m.attempts - 1);
+		return;
+	}
 	if (job->nattempts == 0) {
 		snprintf(buf, len, "no target left in the pool");
 		return;
@@ -237,7 +268,7 @@ static void
 job_log(struct dispatcher *d, const struct pd_job *job)
 {
 	char why[512], when[PD_TIME_BUF];
-	int round = job->m.attempts + 1;
+	int round = job->m.attempts - (job->nattempts == 0);
 
 	d->attempts += (long)job->nattempts;
 	if (job->lease_lost) {
@@ -269,7 +300,12 @@ job_log(struct dispatcher *d, const struct pd_job *job)
 		break;
 	case PD_OUTCOME_RELEASED:
 		d->released++;
-		log_info("released %s: stopping before its round ended", job->m.id);
+		/* Unsent: its host had no slot free in time (the host's own
+		 * time-outs are logged), or a stop came first. */
+		if (job->nattempts == 0 && d->verbose)
+			log_info("released %s unsent: no free slot for its host", job->m.id);
+		else if (job->nattempts > 0)
+			log_info("released %s: stopping before its round ended", job->m.id);
 		break;
 	}
 }
@@ -306,57 +342,100 @@ jobs_free(struct pd_job *job)
 	}
 }
 
-/* Gives near-term messages their buffer rows (own transactions). */
+/* Gives at most one batch of near-term messages their buffer rows (its
+ * own transaction); *more says whether another batch may be waiting. */
 static enum store_result
-promote(struct dispatcher *d, pd_ms now)
+promote(struct dispatcher *d, pd_ms wall, int *more)
 {
-	pd_ms until = now + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next;
+	pd_ms until = wall + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next;
 	enum store_result res;
 	int n;
 
-	do {
-		if ((res = store_next_unbuffered(d->store, &next)) != STORE_OK)
-			return res;
-		if (next == 0 || next > until)
-			return STORE_OK;
-		if ((res = store_promote(d->store, until, PROMOTE_BATCH, &n)) != STORE_OK)
-			return res;
-		if (d->verbose)
-			log_info("promoted %d messages into the buffer", n);
-	} while (n == PROMOTE_BATCH);
+	*more = 0;
+	if ((res = store_next_unbuffered(d->store, &next)) != STORE_OK)
+		return res;
+	if (next == 0 || next > until)
+		return STORE_OK;
+	if ((res = store_promote(d->store, until, PROMOTE_BATCH, &n)) != STORE_OK)
+		return res;
+	if (d->verbose)
+		log_info("promoted %d messages into the buffer", n);
+	*more = n == PROMOTE_BATCH;
 	return STORE_OK;
+}
+
+/*
+ * Whether a claimed round is to be settled at once, unsent: when the
+ * message has used up its rounds, or when an earlier claim's lease ran
+ * out unsettled (its dispatcher stopped or crashed mid-round, perhaps
+ * killed by this very message). That lost round counts (its claim
+ * counted it) and the next is spaced by backoff like any failed round,
+ * so a message that kills dispatchers fails after max_attempts claims.
+ */
+static int
+round_not_started(struct dispatcher *d, struct pd_job *job, pd_ms wall)
+{
+	int rounds_before = job->m.attempts - 1;
+
+	if (job->m.state != PD_DELIVERING && rounds_before < job->m.max_attempts)
+		return 0;
+	job->orphaned = job->m.state == PD_DELIVERING;
+	job->finished = wall;
+	if (rounds_before >= job->m.max_attempts)
+		job->outcome = PD_OUTCOME_FAILED;
+	else {
+		job->outcome = PD_OUTCOME_RETRY;
+		job->next_attempt = wall + retry_delay(&d->cfg, rounds_before, 0, arc4random());
+	}
+	return 1;
+}
+
+/* Queues ended rounds for the next write-back. */
+static void
+take_done(struct dispatcher *d, struct pd_job *job, pd_ms now)
+{
+	while (job != NULL) {
+		struct pd_job *next = job->next;
+
+		job->next = NULL;
+		if (d->ndone++ == 0)
+			d->oldest_done = now;
+		*d->done_tail = job;
+		d->done_tail = &job->next;
+		job = next;
+	}
 }
 
 /*
  * One transaction: writes back every ended round and claims up to
  * `claim` due messages. Only after the commit are the claimed messages
  * started and the written rounds forgotten; if it fails, the rounds stay
- * to be written next time and the claims never happened.
+ * to be written next time and the claims never happened. Then, when it
+ * is time, one batch of promotion. now is clock_monotonic().
  */
 static int
 sync_store(struct dispatcher *d, pd_ms now, int claim)
 {
 	struct claimed c = { NULL, &c.head, 0 };
 	enum store_result res;
-	pd_ms next_due = 0;
-	int looked = claim > 0;
+	pd_ms wall = time_now(), next_due = 0;
+	int looked = claim > 0, more = 0;
 
-	/* Reads first: an idle look costs two index probes, no write lock. */
+	/* Reads first: an idle look costs one index probe, no write lock. */
 	if (looked) {
-		if ((res = promote(d, now)) != STORE_OK ||
-		    (res = store_next_due(d->store, &next_due)) != STORE_OK)
+		if ((res = store_next_due(d->store, &next_due)) != STORE_OK)
 			goto fail;
-		if (next_due == 0 || next_due > now)
+		if (next_due == 0 || next_due > wall)
 			claim = 0;
 	}
 	if (claim > 0 || d->done != NULL) {
 		if ((res = store_begin(d->store)) != STORE_OK)
 			goto fail;
 		for (struct pd_job *job = d->done; job != NULL; job = job->next)
-			if ((res = job_write_back(d, job, now)) != STORE_OK)
+			if ((res = job_write_back(d, job, wall)) != STORE_OK)
 				goto fail;
 		if (claim > 0 &&
-		    ((res = store_claim(d->store, now, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
+		    ((res = store_claim(d->store, wall, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
 		     (res = store_next_due(d->store, &next_due)) != STORE_OK))
 			goto fail;
 		if ((res = store_commit(d->store)) != STORE_OK)
@@ -374,22 +453,33 @@ sync_store(struct dispatcher *d, pd_ms now, int claim)
 	d->done_tail = &d->done;
 	d->ndone = 0;
 	d->sync_failures = 0;
-	if (looked) {
-		d->backlog = claim > 0 && c.n == claim;
-		d->nothing_due = c.n == 0 && (next_due == 0 || next_due > now);
-		/* Sleep until the next due time, but look again soon anyway: a
-		 * message may be scheduled for right now at any moment. */
-		d->next_check = d->backlog ? now : now + POLL_MS;
-		if (!d->backlog && next_due > now && next_due < d->next_check)
-			d->next_check = next_due;
-	}
 	while (c.head != NULL) {
 		struct pd_job *job = c.head;
 
 		c.head = job->next;
 		job->next = NULL;
 		d->held++;
-		engine_start(d->engine, job);
+		if (round_not_started(d, job, wall))
+			take_done(d, job, now);
+		else
+			engine_start(d->engine, job);
+	}
+	if (looked) {
+		/* After the write-back and the claim, never before: one batch. */
+		if (now >= d->next_promote_check) {
+			if ((res = promote(d, wall, &more)) != STORE_OK)
+				log_warn("could not promote messages into the buffer (%s); trying "
+				         "again in %d ms", res == STORE_BUSY ? "busy" : "error",
+				         PROMOTE_CHECK_MS);
+			d->next_promote_check = now + (more ? 0 : PROMOTE_CHECK_MS);
+		}
+		d->backlog = claim > 0 && c.n == claim;
+		d->nothing_due = c.n == 0 && (next_due == 0 || next_due > wall) && !more;
+		/* Sleep until the next due time, but look again soon anyway: a
+		 * message may be scheduled for right now at any moment. */
+		d->next_check = d->backlog || more ? now : now + POLL_MS;
+		if (!d->backlog && next_due > wall && now + (next_due - wall) < d->next_check)
+			d->next_check = now + (next_due - wall);
 	}
 	return 0;
 fail:
@@ -405,62 +495,104 @@ fail:
 
 /* ---- the loop ---- */
 
-static void
-take_done(struct dispatcher *d, struct pd_job *job, pd_ms now)
-{
-	while (job != NULL) {
-		struct pd_job *next = job->next;
-
-		job->next = NULL;
-		if (d->ndone++ == 0)
-			d->oldest_done = now;
-		*d->done_tail = job;
-		d->done_tail = &job->next;
-		job = next;
-	}
-}
-
 static pd_ms
 earliest(pd_ms a, pd_ms b)
 {
 	return a < b ? a : b;
 }
 
+static pd_ms
+latest(pd_ms a, pd_ms b)
+{
+	return a > b ? a : b;
+}
+
+/* Starts stopping: no new claims; what is in flight may finish until
+ * cut_at, then is given back. */
+static void
+stop_begin(struct dispatcher *d, pd_ms cut_at, const char *why)
+{
+	if (!d->stopping) {
+		d->stopping = 1;
+		engine_finish_rounds(d->engine);
+		log_info("%s: no new messages; %d in flight", why, engine_active(d->engine));
+	}
+	if (d->cut_at == 0 || cut_at < d->cut_at)
+		d->cut_at = cut_at;
+}
+
+/* What signals, the end of the run and --once's "nothing left" mean now. */
+static void
+stop_update(struct dispatcher *d, pd_ms now)
+{
+	if (stop_requested && !d->signalled) {
+		d->signalled = 1;
+		stop_begin(d, now + STOP_GRACE_MS, "stopping");
+	}
+	if (stop_requested > 1)
+		d->cut_at = now;
+	if (d->mode == MODE_FOR && now >= d->end)
+		stop_begin(d, d->end + FINISH_MS, "the run is over");
+	if (d->mode == MODE_ONCE && d->nothing_due && !d->stopping) {
+		/* --once waits for what it started, however long it takes. */
+		d->stopping = 1;
+	}
+	if (d->cut_at != 0 && now >= d->cut_at && engine_jobs(d->engine) > 0)
+		take_done(d, engine_abort(d->engine), now);
+}
+
+/*
+ * The next deadline, from the state alone (beanstalkd's prottick): the
+ * next look for due messages if a slot is free for it, the next
+ * write-back, the end of the run, the cut of what is in flight, a parked
+ * job's wait. Never sooner than a failed sync may be retried. At most
+ * POLL_MS ahead, so a signal is seen promptly.
+ */
+static pd_ms
+next_deadline(const struct dispatcher *d, pd_ms now, int room, int claim_batch)
+{
+	pd_ms wake = now + POLL_MS, engine_at = engine_next_deadline(d->engine);
+
+	if (!d->stopping && room >= (d->backlog ? claim_batch : 1))
+		wake = earliest(wake, latest(d->next_check, d->sync_retry_at));
+	if (d->ndone > 0) {
+		pd_ms flush_at = d->stopping || d->ndone >= claim_batch ?
+		    now : d->oldest_done + FLUSH_MS;
+
+		wake = earliest(wake, latest(flush_at, d->sync_retry_at));
+	}
+	if (d->mode == MODE_FOR && !d->stopping)
+		wake = earliest(wake, d->end);
+	if (d->cut_at != 0 && engine_jobs(d->engine) > 0)
+		wake = earliest(wake, d->cut_at);
+	if (engine_at != 0)
+		wake = earliest(wake, engine_at);
+	return wake;
+}
+
 static int
 run(struct dispatcher *d)
 {
-	int stopping = 0, signalled = 0, claim_batch = d->cfg.concurrency / 4;
-	pd_ms grace_end = 0;
+	int claim_batch = d->cfg.concurrency / 4;
 
 	if (claim_batch < 1)
 		claim_batch = 1;
-	d->next_check = d->started;
+	d->next_check = d->next_promote_check = d->started;
 	for (;;) {
-		pd_ms now = time_now(), wake;
-		int free_slots = d->cfg.concurrency - d->held, want_claim, want_flush;
+		pd_ms now = clock_monotonic(), wake;
+		int room, want_claim, want_flush;
 
-		if (stop_requested && !signalled) {
-			signalled = stopping = 1;
-			grace_end = now + STOP_GRACE_MS;
-			engine_finish_rounds(d->engine);
-			log_info("stopping: no new messages; %d in flight", engine_active(d->engine));
-		}
-		if (signalled && (stop_requested > 1 || now >= grace_end) &&
-		    engine_active(d->engine) > 0)
-			take_done(d, engine_abort(d->engine), now);
-		if (d->mode == MODE_FOR && now >= d->end)
-			stopping = 1;
-		if (d->mode == MODE_ONCE && d->nothing_due)
-			stopping = 1;
-
+		stop_update(d, now);
+		/* A slot is free when its round has ended, written back or not. */
+		room = engine_room(d->engine);
 		/* A backlog is claimed in batches; otherwise any free slot counts,
 		 * so that a message scheduled for now is not kept waiting. */
-		want_claim = !stopping && now >= d->next_check &&
-		    free_slots >= (d->backlog ? claim_batch : 1);
-		want_flush = d->ndone > 0 && (stopping || d->ndone >= claim_batch ||
+		want_claim = !d->stopping && now >= d->next_check &&
+		    room >= (d->backlog ? claim_batch : 1);
+		want_flush = d->ndone > 0 && (d->stopping || d->ndone >= claim_batch ||
 		    now - d->oldest_done >= FLUSH_MS);
 		if ((want_claim || want_flush) && now >= d->sync_retry_at) {
-			if (sync_store(d, now, want_claim ? free_slots : 0) != 0 &&
+			if (sync_store(d, now, want_claim ? room : 0) != 0 &&
 			    d->sync_failures >= SYNC_GIVE_UP) {
 				log_error("giving up after %d failed writes; unfinished messages "
 				          "are delivered again when their leases expire", SYNC_GIVE_UP);
@@ -468,21 +600,12 @@ run(struct dispatcher *d)
 			}
 			continue;
 		}
-		if (stopping && d->held == 0)
+		if (d->stopping && d->held == 0)
 			return 0;
 
-		wake = now + POLL_MS;
-		if (!stopping)
-			wake = earliest(wake, d->next_check);
-		if (d->sync_retry_at > now)
-			wake = earliest(wake, d->sync_retry_at);
-		if (d->ndone > 0)
-			wake = earliest(wake, d->oldest_done + FLUSH_MS);
-		if (d->mode == MODE_FOR && !stopping)
-			wake = earliest(wake, d->end);
-		if (signalled)
-			wake = earliest(wake, grace_end);
-		take_done(d, engine_run(d->engine, wake > now ? (int)(wake - now) : 0), time_now());
+		wake = next_deadline(d, now, room, claim_batch);
+		take_done(d, engine_run(d->engine, wake > now ? (int)(wake - now) : 0),
+		          clock_monotonic());
 	}
 }
 
@@ -591,7 +714,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	d.done_tail = &d.done;
-	d.started = time_now();
+	d.started = clock_monotonic();
 	d.end = d.started + seconds * PD_MS_PER_S;
 
 	status = run(&d);
@@ -599,7 +722,7 @@ main(int argc, char **argv)
 	log_info("exiting: %ld delivered, %ld retried, %ld failed, %ld given back, "
 	         "%ld lost to another dispatcher, %ld HTTP attempts in %.1f s",
 	         d.delivered, d.retried, d.failed, d.released, d.lost, d.attempts,
-	         (double)(time_now() - d.started) / 1000.0);
+	         (double)(clock_monotonic() - d.started) / 1000.0);
 	engine_free(d.engine);
 	store_close(d.store);
 	config_free(&d.cfg);
