@@ -47,7 +47,7 @@
 /* Messages promoted into the buffer per sync: one bounded transaction,
  * so that a crowd entering the horizon together cannot hold up the
  * write-backs and claims beside it. */
-#define PROMOTE_BATCH 1000
+#define PROMOTE_BATCH 250
 /* How often to look whether promotion has anything to do: the horizon is
  * an hour ahead, so once a second is plenty. */
 #define PROMOTE_CHECK_MS 1000
@@ -598,9 +598,12 @@ run(struct dispatcher *d)
 				          "are delivered again when their leases expire", SYNC_GIVE_UP);
 				return 1;
 			}
-			continue;
-		}
-		if (d->stopping && d->held == 0)
+			/* On to the transfers: what was claimed must start moving
+			 * before the next sync (a backlog or promotion wants one at
+			 * once, and the wait below is then 0). */
+			now = clock_monotonic();
+			room = engine_room(d->engine);
+		} else if (d->stopping && d->held == 0)
 			return 0;
 
 		wake = next_deadline(d, now, room, claim_batch);

@@ -903,3 +903,47 @@ def test_a_wall_clock_step_back_does_not_stretch_a_for_run():
         assert p.returncode == 0, p.stderr.decode()[-2000:]
         assert took < 8, took
         assert request_for(sink, m["id"]) is not None
+
+
+def insert_unbuffered_directly(s, n, next_attempt_s, url):
+    """Writes n pending messages due at next_attempt_s straight into the
+    database, without buffer rows (as if scheduled beyond the horizon):
+    the API would take minutes for this many. The one place these tests
+    know the store's tables (store v2 will change them)."""
+    import sqlite3
+    at = int(next_attempt_s * 1000)
+    db = sqlite3.connect(s.db_path, timeout=30)
+    try:
+        with db:
+            db.executemany(
+                "INSERT INTO messages (id, state, due, created, next_attempt, buffered, urls, "
+                "payload, content_type, max_attempts, timeout) "
+                "VALUES (?, 'pending', ?, ?, ?, 0, ?, x'', 'text/plain', 1, 1)",
+                ((f"far{i:023d}", at, at - 60000, at, url) for i in range(n)))
+    finally:
+        db.close()
+
+
+def test_a_crowd_entering_the_horizon_does_not_hold_up_messages_falling_due():
+    # Issue 13 item 6: promotion ran batch after batch inside one sync,
+    # before the write-back and the claim, so messages falling due while a
+    # crowd entered the buffer horizon waited for all of it.
+    n, horizon = 100000, 10
+    with Sink() as sink, Stack(config=dict(FAST, buffer_horizon=horizon)) as s:
+        t0 = time.time()
+        # They enter the horizon together 8 s from now (and would fall
+        # due after the test).
+        insert_unbuffered_directly(s, n, t0 + horizon + 8, f"http://127.0.0.1:{closed_port()}/")
+        d = s.spawn_dispatch("--watch")
+        due = {}
+        for i in range(50):
+            t = t0 + 7.5 + 0.05 * i
+            due[s.schedule(url=sink.url("/probe"), at=s_to_iso(t), payload=str(i))["id"]] = t
+        setup = time.time() - t0
+        assert setup < 7, f"the set-up took {setup:.1f} s: the crowd entered too soon"
+        got = sink.wait_for(len(due), "/probe", timeout=30)
+        late = [r.t - due[r.headers["webhook-id"]] for r in got]
+        log = s.dispatch_log(d)
+        print(f"{len(due)} messages due while {n} entered the horizon: lateness p50 "
+              f"{ms(pct(late, 50))}, max {ms(max(late))}")
+        assert max(late) < 0.5, (sorted(late)[-5:], log[-1500:])
