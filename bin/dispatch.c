@@ -474,7 +474,10 @@ sync_store(struct dispatcher *d, pd_ms now, int claim)
 			d->next_promote_check = now + (more ? 0 : PROMOTE_CHECK_MS);
 		}
 		d->backlog = claim > 0 && c.n == claim;
-		d->nothing_due = c.n == 0 && (next_due == 0 || next_due > wall) && !more;
+		/* --once is done when nothing is due and nothing in flight: a
+		 * round that ends may yet make something due now (its report). */
+		d->nothing_due = c.n == 0 && (next_due == 0 || next_due > wall) && !more &&
+		    d->held == 0;
 		/* Sleep until the next due time, but look again soon anyway: a
 		 * message may be scheduled for right now at any moment. */
 		d->next_check = d->backlog || more ? now : now + POLL_MS;

@@ -14,7 +14,7 @@
 /* For --help; http_main adds the usage line, the options and the exit status. */
 static const char description[] =
 "The FastCGI responder for GET /api/health: {\"ok\": true, \"pending\": n,\n"
-"\"oldest_overdue_s\": x}, or 503 with ok false when the database cannot be\n"
+"\"delivering\": n, \"oldest_overdue_s\": x}, or 503 with ok false when the database cannot be\n"
 "read. Needs no token. Run it under a FastCGI server behind nginx or Apache;\n"
 "started without one it answers a single plain-CGI request.\n";
 
@@ -26,7 +26,7 @@ handle_health(struct pd_request *r)
 {
 	struct pd_app *app = http_app(r);
 	json_object *o = json_object_new_object();
-	long pending = 0;
+	long pending = 0, counts[PD_NSTATES] = { 0 };
 	pd_ms earliest = 0, overdue, now = time_now();
 	char text[32];
 
@@ -43,6 +43,10 @@ handle_health(struct pd_request *r)
 	}
 	json_object_object_add(o, "ok", json_object_new_boolean(1));
 	json_object_object_add(o, "pending", json_object_new_int64(pending));
+	/* Rounds in flight: overdue messages beside deliveries in flight mean
+	 * a dispatcher that is busy, not one that is missing. */
+	if (store_counts(app->store, counts) == STORE_OK)
+		json_object_object_add(o, "delivering", json_object_new_int64(counts[PD_DELIVERING]));
 	/* Milliseconds as seconds, written as such (not 0.57499999999999996). */
 	overdue = earliest != 0 && earliest < now ? now - earliest : 0;
 	snprintf(text, sizeof(text), "%lld.%03lld", (long long)(overdue / 1000),

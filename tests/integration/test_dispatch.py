@@ -703,7 +703,7 @@ def test_health_overdue_grows_without_a_dispatcher_and_clears_after_once():
         rc, err = s.dispatch("--once")
         assert rc == 0, err
         h = s.get("/api/health", token=None).json
-        assert h == {"ok": True, "pending": 0, "oldest_overdue_s": 0}, h
+        assert h == {"ok": True, "pending": 0, "delivering": 0, "oldest_overdue_s": 0}, h
         assert len(sink.requests("/h")) == 1
 
 
@@ -846,6 +846,8 @@ def test_hanging_targets_on_other_hosts_leave_slots_for_a_host_that_answers():
             print(f"{hung} requests to the hanging hosts in flight")
             h = s.get("/api/health", token=None).json
             print(f"health while busy: {h}")
+            # Busy, and health says so: deliveries in flight.
+            assert h["ok"] is True and h["delivering"] >= hung, h
     finally:
         for k in sinks:
             k.close()
