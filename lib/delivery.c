@@ -54,7 +54,6 @@ struct pd_engine {
 	int nwaiting;
 	struct pd_host *hosts[HOST_TABLE];       /* open addressing on the key */
 	int nhosts;
-	int first_share;             /* a new host's share */
 	int reserve;                 /* slots kept for hosts that answer */
 };
 
@@ -214,8 +213,9 @@ host_of(struct pd_engine *e, const char *url)
 	if ((e->hosts[i] = calloc(1, sizeof(**e->hosts))) == NULL)
 		return NULL;
 	memcpy(e->hosts[i]->key, key, sizeof(key));
-	e->hosts[i]->share = e->first_share;
-	e->hosts[i]->answered = 1;
+	/* Unproven until it answers: no reserved slot for it yet. */
+	e->hosts[i]->share = e->cfg->host_concurrency;
+	e->hosts[i]->answered = 0;
 	e->nhosts++;
 	return e->hosts[i];
 }
@@ -261,11 +261,6 @@ engine_new(const struct pd_config *cfg, const struct pd_signer *sg, int verbose)
 	e->verbose = verbose;
 	e->done_tail = &e->done;
 	e->waiting_tail = &e->waiting;
-	e->first_share = cfg->concurrency / 8;
-	if (e->first_share < 1)
-		e->first_share = 1;
-	if (e->first_share > cfg->host_concurrency)
-		e->first_share = cfg->host_concurrency;
 	e->reserve = cfg->concurrency / 4;
 	e->idle = calloc((size_t)cfg->concurrency, sizeof(*e->idle));
 	e->inflight = calloc((size_t)cfg->concurrency, sizeof(*e->inflight));

@@ -131,14 +131,14 @@ struct pd_engine *engine_new(const struct pd_config *cfg, const struct pd_signer
 void engine_free(struct pd_engine *e);
 
 /*
- * Slots. At most `concurrency` transfers are in flight. Each host:port
- * may hold a share that starts at concurrency / 8, grows by one with each
- * answer it gives (up to host_concurrency) and halves with each time-out;
- * and the last quarter of the slots only go to hosts whose last attempt
- * was answered, or that have nothing in flight. So hosts that hang cannot
- * take every slot from hosts that answer. A job whose host has no slot
- * free waits in the engine (its timeout not running) and is given back,
- * unsent, if it waits longer than PD_HOST_WAIT_MS.
+ * Slots. At most `concurrency` transfers are in flight. The last quarter
+ * of them only go to hosts (host:port) whose last attempt was answered, or
+ * that have nothing in flight: hosts that hang, or have not answered yet,
+ * cannot take every slot from hosts that answer. Each host may hold a
+ * share, host_concurrency at first, halved by each time-out and grown by
+ * one with each answer. A job whose host has no slot free waits in the
+ * engine (its timeout not running) and is given back, unsent, if it waits
+ * longer than PD_HOST_WAIT_MS.
  */
 #define PD_HOST_WAIT_MS 5000
 

@@ -156,8 +156,14 @@ def test_kill_9_of_dispatch_at_random_moments_loses_nothing_and_counts_agree():
         assert set(ok_rows) == ids, f"{len(ids - set(ok_rows))} delivered without a 200 row"
         over = {k: (v, seen[k]) for k, v in ok_rows.items() if v > seen[k]}
         assert not over, f"more 200 rows than requests the sink saw: {list(over.items())[:5]}"
-        rows = s.query("SELECT attempts, count(*) FROM messages GROUP BY attempts")
-        assert rows == [(1, n)], f"rounds per message: {rows}"
+        # A round counts from its claim (issue 13 item 7): a message whose
+        # round a kill cut short has used two, one of them lost.
+        rows = dict(s.query("SELECT attempts, count(*) FROM messages GROUP BY attempts"))
+        print(f"rounds per message: {rows}")
+        assert set(rows) <= {1, 2} and sum(rows.values()) == n, f"rounds per message: {rows}"
+        # A kill loses the rounds it held: up to concurrency in flight and
+        # as many parked for a host slot.
+        assert rows.get(2, 0) <= kills * 2 * concurrency, f"rounds per message: {rows}"
 
 
 # ---- kill -9 of the FastCGI schedule workers ----
@@ -844,7 +850,10 @@ def test_sigterm_lets_in_flight_deliveries_finish_then_exits_0_and_the_next_deli
                                  for i in range(n)])
         ids = {m["id"] for m in made}
         d = s.spawn_dispatch("--watch")
-        sink.wait_for(concurrency, "/slow", timeout=10)
+        # The first wave: the slots a host that has not answered yet may
+        # take (all but the reserved quarter); none answers for 2 s.
+        sink.wait_for(concurrency - concurrency // 4, "/slow", timeout=10)
+        time.sleep(0.3)
         in_flight = set(sink.ids("/slow"))
         t0 = time.time()
         rc = stop_dispatcher(s, d)
@@ -892,7 +901,9 @@ def test_second_sigterm_gives_leases_back_so_the_next_dispatcher_need_not_wait()
                                  for i in range(n)])
         ids = {m["id"] for m in made}
         d = s.spawn_dispatch("--watch")
-        sink.wait_for(concurrency, "/stuck", timeout=10)
+        # As many as a host that has not answered yet may take.
+        sink.wait_for(concurrency - concurrency // 4, "/stuck", timeout=10)
+        time.sleep(0.3)
         in_flight = set(sink.ids("/stuck"))
         t0 = time.time()
         d.send_signal(signal.SIGTERM)
