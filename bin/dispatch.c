@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,8 @@ struct dispatcher {
 	int nothing_due;           /* --once: the last look found nothing due */
 	int sync_failures;
 	pd_ms sync_retry_at;
+
+	struct syncer *syncer;     /* the store's thread */
 
 	int stopping;              /* no new claims: a signal, the end of the run */
 	int signalled;
@@ -406,94 +409,279 @@ take_done(struct dispatcher *d, struct pd_job *job, pd_ms now)
 	}
 }
 
+/* ---- the store's thread ----
+ *
+ * SQL takes most of a busy dispatcher's time, and libcurl the rest: the
+ * store has a thread of its own, so that transfers move while a sync
+ * runs. The main thread hands it an order (the rounds to write back, how
+ * many messages to claim) and goes on with libcurl; the store thread runs
+ * the order as one transaction (then one promotion batch), fills in the
+ * result and wakes the main thread's curl_multi_poll. One order at a
+ * time; nothing else is shared. Only the store thread touches the store.
+ */
+
+struct sync_order {
+	/* Filled by the main thread. */
+	struct pd_job *done;        /* rounds to write back; the order's while it runs */
+	int ndone;
+	int claim;                  /* messages to claim (0: write back only) */
+	int promote;                /* also one batch of promotion */
+	pd_ms wall;                 /* time_now() when ordered */
+	/* Filled by the store thread. */
+	struct claimed claimed;
+	int claim_looked;           /* a claim was tried: something was due */
+	pd_ms next_due;             /* the earliest due time in the buffer, or 0 */
+	int more;                   /* promotion has another batch waiting */
+	enum store_result res;
+};
+
+enum sync_state { SYNC_IDLE, SYNC_ORDERED, SYNC_DONE };
+
+struct syncer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t ordered;
+	enum sync_state state;
+	int quit;
+	struct sync_order order;
+};
+
 /*
  * One transaction: writes back every ended round and claims up to
- * `claim` due messages. Only after the commit are the claimed messages
- * started and the written rounds forgotten; if it fails, the rounds stay
- * to be written next time and the claims never happened. Then, when it
- * is time, one batch of promotion. now is clock_monotonic().
+ * o->claim due messages. If it fails, nothing happened: the rounds stay
+ * to be written next time and the claims never were. Then, if asked, one
+ * batch of promotion in its own transaction. On the store thread.
  */
-static int
-sync_store(struct dispatcher *d, pd_ms now, int claim)
+static void
+sync_run(struct dispatcher *d, struct sync_order *o)
 {
-	struct claimed c = { NULL, &c.head, 0 };
-	enum store_result res;
-	pd_ms wall = time_now(), next_due = 0;
-	int looked = claim > 0, more = 0;
+	struct claimed *c = &o->claimed;
+	enum store_result res = STORE_OK;
+	int claim = o->claim;
 
+	c->head = NULL;
+	c->tail = &c->head;
+	c->n = 0;
+	o->next_due = 0;
+	o->more = 0;
 	/* Reads first: an idle look costs one index probe, no write lock. */
-	if (looked) {
-		if ((res = store_next_due(d->store, &next_due)) != STORE_OK)
+	if (claim > 0) {
+		if ((res = store_next_due(d->store, &o->next_due)) != STORE_OK)
 			goto fail;
-		if (next_due == 0 || next_due > wall)
+		if (o->next_due == 0 || o->next_due > o->wall)
 			claim = 0;
 	}
-	if (claim > 0 || d->done != NULL) {
+	o->claim_looked = claim > 0;
+	if (claim > 0 || o->done != NULL) {
 		if ((res = store_begin(d->store)) != STORE_OK)
 			goto fail;
-		for (struct pd_job *job = d->done; job != NULL; job = job->next)
-			if ((res = job_write_back(d, job, wall)) != STORE_OK)
+		for (struct pd_job *job = o->done; job != NULL; job = job->next)
+			if ((res = job_write_back(d, job, o->wall)) != STORE_OK)
 				goto fail;
 		if (claim > 0 &&
-		    ((res = store_claim(d->store, wall, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
-		     (res = store_next_due(d->store, &next_due)) != STORE_OK))
+		    ((res = store_claim(d->store, o->wall, claim, LEASE_SLACK_S, on_claim, c)) !=
+		     STORE_OK ||
+		     (res = store_next_due(d->store, &o->next_due)) != STORE_OK))
 			goto fail;
 		if ((res = store_commit(d->store)) != STORE_OK)
 			goto fail;
 	}
+	/* After the write-back and the claim, never before: one batch. */
+	if (o->promote && (res = promote(d, o->wall, &o->more)) != STORE_OK) {
+		log_warn("could not promote messages into the buffer (%s); trying again in %d ms",
+		         res == STORE_BUSY ? "busy" : "error", PROMOTE_CHECK_MS);
+		o->more = 0;
+	}
+	o->res = STORE_OK;
+	return;
+fail:
+	store_abort(d->store);
+	jobs_free(c->head);
+	c->head = NULL;
+	c->n = 0;
+	o->res = res;
+}
 
-	while (d->done != NULL) {
-		struct pd_job *job = d->done;
+static void *
+syncer_main(void *arg)
+{
+	struct dispatcher *d = arg;
+	struct syncer *sy = d->syncer;
 
-		d->done = job->next;
+	pthread_mutex_lock(&sy->lock);
+	for (;;) {
+		while (sy->state != SYNC_ORDERED && !sy->quit)
+			pthread_cond_wait(&sy->ordered, &sy->lock);
+		if (sy->quit)
+			break;
+		pthread_mutex_unlock(&sy->lock);
+		sync_run(d, &sy->order);
+		pthread_mutex_lock(&sy->lock);
+		sy->state = SYNC_DONE;
+		engine_wakeup(d->engine);
+	}
+	pthread_mutex_unlock(&sy->lock);
+	return NULL;
+}
+
+/* Hands the store thread an order: the rounds ended so far, and up to
+ * claim messages to claim. now is clock_monotonic(). */
+static void
+sync_order(struct dispatcher *d, pd_ms now, int claim)
+{
+	struct syncer *sy = d->syncer;
+	struct sync_order *o = &sy->order;
+
+	o->done = d->done;
+	o->ndone = d->ndone;
+	d->done = NULL;
+	d->done_tail = &d->done;
+	d->ndone = 0;
+	o->claim = claim;
+	o->promote = claim > 0 && now >= d->next_promote_check;
+	if (o->promote)
+		d->next_promote_check = now + PROMOTE_CHECK_MS;
+	o->wall = time_now();
+	pthread_mutex_lock(&sy->lock);
+	sy->state = SYNC_ORDERED;
+	pthread_cond_signal(&sy->ordered);
+	pthread_mutex_unlock(&sy->lock);
+}
+
+/* Whether the store thread is on an order (SYNC_ORDERED) or has finished
+ * one (SYNC_DONE) or neither. */
+static enum sync_state
+sync_state(struct dispatcher *d)
+{
+	enum sync_state state;
+
+	pthread_mutex_lock(&d->syncer->lock);
+	state = d->syncer->state;
+	pthread_mutex_unlock(&d->syncer->lock);
+	return state;
+}
+
+/*
+ * Takes in a finished order: logs and forgets the rounds written back and
+ * starts the claimed messages; or, if it failed, keeps the rounds to be
+ * written next time. Returns 0, or -1 when the order failed.
+ */
+static int
+sync_finish(struct dispatcher *d, pd_ms now)
+{
+	struct sync_order *o = &d->syncer->order;
+	struct pd_job *job;
+
+	pthread_mutex_lock(&d->syncer->lock);
+	d->syncer->state = SYNC_IDLE;
+	pthread_mutex_unlock(&d->syncer->lock);
+	if (o->res != STORE_OK) {
+		/* The rounds go back in front of those that ended since. */
+		struct pd_job *later = d->done;
+
+		if (o->done != NULL) {
+			d->done = o->done;
+			for (job = o->done; job->next != NULL; job = job->next)
+				continue;
+			job->next = later;
+			if (later == NULL)
+				d->done_tail = &job->next;
+			if (d->ndone == 0)
+				d->oldest_done = now;
+			d->ndone += o->ndone;
+		}
+		o->done = NULL;
+		d->sync_failures++;
+		d->sync_retry_at = now + SYNC_RETRY_MS;
+		log_warn("could not write to the database (%s); trying again in %d ms",
+		         o->res == STORE_BUSY ? "busy" : o->res == STORE_NOSPACE ? "disk full" :
+		         "error", SYNC_RETRY_MS);
+		return -1;
+	}
+	while ((job = o->done) != NULL) {
+		o->done = job->next;
 		job_log(d, job);
 		job_free(job);
 		d->held--;
 	}
-	d->done_tail = &d->done;
-	d->ndone = 0;
 	d->sync_failures = 0;
-	while (c.head != NULL) {
-		struct pd_job *job = c.head;
-
-		c.head = job->next;
+	while ((job = o->claimed.head) != NULL) {
+		o->claimed.head = job->next;
 		job->next = NULL;
 		d->held++;
-		if (round_not_started(d, job, wall))
+		if (d->stopping) {
+			/* Claimed as a stop came: given back unsent. */
+			job->outcome = PD_OUTCOME_RELEASED;
+			job->finished = o->wall;
+			take_done(d, job, now);
+		} else if (round_not_started(d, job, o->wall))
 			take_done(d, job, now);
 		else
 			engine_start(d->engine, job);
 	}
-	if (looked) {
-		/* After the write-back and the claim, never before: one batch. */
-		if (now >= d->next_promote_check) {
-			if ((res = promote(d, wall, &more)) != STORE_OK)
-				log_warn("could not promote messages into the buffer (%s); trying "
-				         "again in %d ms", res == STORE_BUSY ? "busy" : "error",
-				         PROMOTE_CHECK_MS);
-			d->next_promote_check = now + (more ? 0 : PROMOTE_CHECK_MS);
-		}
-		d->backlog = claim > 0 && c.n == claim;
+	if (o->claim > 0) {
+		pd_ms wall = o->wall, next_due = o->next_due;
+		int claimed = o->claimed.n;
+
+		if (o->more)
+			d->next_promote_check = now;
+		d->backlog = o->claim_looked && claimed == o->claim;
 		/* --once is done when nothing is due and nothing in flight: a
 		 * round that ends may yet make something due now (its report). */
-		d->nothing_due = c.n == 0 && (next_due == 0 || next_due > wall) && !more &&
+		d->nothing_due = claimed == 0 && (next_due == 0 || next_due > wall) && !o->more &&
 		    d->held == 0;
 		/* Sleep until the next due time, but look again soon anyway: a
 		 * message may be scheduled for right now at any moment. */
-		d->next_check = d->backlog || more ? now : now + POLL_MS;
+		d->next_check = d->backlog || o->more ? now : now + POLL_MS;
 		if (!d->backlog && next_due > wall && now + (next_due - wall) < d->next_check)
 			d->next_check = now + (next_due - wall);
 	}
 	return 0;
-fail:
-	store_abort(d->store);
-	jobs_free(c.head);
-	d->sync_failures++;
-	d->sync_retry_at = now + SYNC_RETRY_MS;
-	log_warn("could not write to the database (%s); trying again in %d ms",
-	         res == STORE_BUSY ? "busy" : res == STORE_NOSPACE ? "disk full" : "error",
-	         SYNC_RETRY_MS);
-	return -1;
+}
+
+static int
+syncer_start(struct dispatcher *d)
+{
+	struct syncer *sy = calloc(1, sizeof(*sy));
+
+	if (sy == NULL)
+		return -1;
+	sigset_t all, old;
+	int rc;
+
+	pthread_mutex_init(&sy->lock, NULL);
+	pthread_cond_init(&sy->ordered, NULL);
+	d->syncer = sy;
+	/* Signals are the main thread's: the thread starts with them blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&sy->thread, NULL, syncer_main, d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		free(sy);
+		d->syncer = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Waits for an order in progress, then ends the thread. */
+static void
+syncer_stop(struct dispatcher *d)
+{
+	struct syncer *sy = d->syncer;
+
+	if (sy == NULL)
+		return;
+	pthread_mutex_lock(&sy->lock);
+	sy->quit = 1;
+	pthread_cond_signal(&sy->ordered);
+	pthread_mutex_unlock(&sy->lock);
+	pthread_join(sy->thread, NULL);
+	pthread_mutex_destroy(&sy->lock);
+	pthread_cond_destroy(&sy->ordered);
+	free(sy);
+	d->syncer = NULL;
 }
 
 /* ---- the loop ---- */
@@ -573,6 +761,22 @@ next_deadline(const struct dispatcher *d, pd_ms now, int room, int claim_batch)
 	return wake;
 }
 
+/* The deadlines while a sync runs: only those of the transfers and of
+ * the run (the sync's end wakes the wait by itself). */
+static pd_ms
+next_transfer_deadline(const struct dispatcher *d, pd_ms now)
+{
+	pd_ms wake = now + POLL_MS, engine_at = engine_next_deadline(d->engine);
+
+	if (d->mode == MODE_FOR && !d->stopping)
+		wake = earliest(wake, d->end);
+	if (d->cut_at != 0 && engine_jobs(d->engine) > 0)
+		wake = earliest(wake, d->cut_at);
+	if (engine_at != 0)
+		wake = earliest(wake, engine_at);
+	return wake;
+}
+
 static int
 run(struct dispatcher *d)
 {
@@ -583,33 +787,38 @@ run(struct dispatcher *d)
 	d->next_check = d->next_promote_check = d->started;
 	for (;;) {
 		pd_ms now = clock_monotonic(), wake;
+		enum sync_state syncing = sync_state(d);
 		int room, want_claim, want_flush;
 
-		stop_update(d, now);
-		/* A slot is free when its round has ended, written back or not. */
-		room = engine_room(d->engine);
-		/* A backlog is claimed in batches; otherwise any free slot counts,
-		 * so that a message scheduled for now is not kept waiting. */
-		want_claim = !d->stopping && now >= d->next_check &&
-		    room >= (d->backlog ? claim_batch : 1);
-		want_flush = d->ndone > 0 && (d->stopping || d->ndone >= claim_batch ||
-		    now - d->oldest_done >= FLUSH_MS);
-		if ((want_claim || want_flush) && now >= d->sync_retry_at) {
-			if (sync_store(d, now, want_claim ? room : 0) != 0 &&
-			    d->sync_failures >= SYNC_GIVE_UP) {
+		if (syncing == SYNC_DONE) {
+			if (sync_finish(d, now) != 0 && d->sync_failures >= SYNC_GIVE_UP) {
 				log_error("giving up after %d failed writes; unfinished messages "
 				          "are delivered again when their leases expire", SYNC_GIVE_UP);
 				return 1;
 			}
-			/* On to the transfers: what was claimed must start moving
-			 * before the next sync (a backlog or promotion wants one at
-			 * once, and the wait below is then 0). */
-			now = clock_monotonic();
-			room = engine_room(d->engine);
-		} else if (d->stopping && d->held == 0)
-			return 0;
+			syncing = SYNC_IDLE;
+		}
+		stop_update(d, now);
+		/* A slot is free when its round has ended, written back or not. */
+		room = engine_room(d->engine);
+		if (syncing == SYNC_IDLE) {
+			/* A backlog is claimed in batches; otherwise any free slot
+			 * counts, so that a message scheduled for now is not kept
+			 * waiting. */
+			want_claim = !d->stopping && now >= d->next_check &&
+			    room >= (d->backlog ? claim_batch : 1);
+			want_flush = d->ndone > 0 && (d->stopping || d->ndone >= claim_batch ||
+			    now - d->oldest_done >= FLUSH_MS);
+			if ((want_claim || want_flush) && now >= d->sync_retry_at) {
+				sync_order(d, now, want_claim ? room : 0);
+				syncing = SYNC_ORDERED;
+			} else if (d->stopping && d->held == 0)
+				return 0;
+		}
 
-		wake = next_deadline(d, now, room, claim_batch);
+		/* While the store thread works, its wake-up ends the wait. */
+		wake = syncing == SYNC_IDLE ? next_deadline(d, now, room, claim_batch) :
+		    next_transfer_deadline(d, now);
 		take_done(d, engine_run(d->engine, wake > now ? (int)(wake - now) : 0),
 		          clock_monotonic());
 	}
@@ -723,7 +932,12 @@ main(int argc, char **argv)
 	d.started = clock_monotonic();
 	d.end = d.started + seconds * PD_MS_PER_S;
 
+	if (syncer_start(&d) != 0) {
+		log_error("cannot start the store's thread");
+		return 1;
+	}
 	status = run(&d);
+	syncer_stop(&d);
 
 	log_info("exiting: %ld delivered, %ld retried, %ld failed, %ld given back, "
 	         "%ld lost to another dispatcher, %ld HTTP attempts in %.1f s",

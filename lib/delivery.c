@@ -297,6 +297,12 @@ engine_active(const struct pd_engine *e)
 	return e->active;
 }
 
+void
+engine_wakeup(struct pd_engine *e)
+{
+	curl_multi_wakeup(e->multi);
+}
+
 int
 engine_jobs(const struct pd_engine *e)
 {

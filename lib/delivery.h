@@ -150,6 +150,9 @@ void engine_start(struct pd_engine *e, struct pd_job *job);
  * then returns the jobs whose round ended (a list linked by next), or NULL. */
 struct pd_job *engine_run(struct pd_engine *e, int timeout_ms);
 
+/* Ends a wait in engine_run at once; callable from any thread. */
+void engine_wakeup(struct pd_engine *e);
+
 /* How many jobs have a transfer in flight. */
 int engine_active(const struct pd_engine *e);
 
