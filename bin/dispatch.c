@@ -739,39 +739,24 @@ stop_update(struct dispatcher *d, pd_ms now)
 /*
  * The next deadline, from the state alone (beanstalkd's prottick): the
  * next look for due messages if a slot is free for it, the next
- * write-back, the end of the run, the cut of what is in flight, a parked
- * job's wait. Never sooner than a failed sync may be retried. At most
- * POLL_MS ahead, so a signal is seen promptly.
+ * write-back (neither while the store thread is on an order: its end
+ * wakes the wait by itself), the end of the run, the cut of what is in
+ * flight, a parked job's wait. Never sooner than a failed sync may be
+ * retried. At most POLL_MS ahead, so a signal is seen promptly.
  */
 static pd_ms
-next_deadline(const struct dispatcher *d, pd_ms now, int room, int claim_batch)
+next_deadline(const struct dispatcher *d, pd_ms now, int room, int claim_batch, int syncing)
 {
 	pd_ms wake = now + POLL_MS, engine_at = engine_next_deadline(d->engine);
 
-	if (!d->stopping && room >= (d->backlog ? claim_batch : 1))
+	if (!syncing && !d->stopping && room >= (d->backlog ? claim_batch : 1))
 		wake = earliest(wake, latest(d->next_check, d->sync_retry_at));
-	if (d->ndone > 0) {
+	if (!syncing && d->ndone > 0) {
 		pd_ms flush_at = d->stopping || d->ndone >= claim_batch ?
 		    now : d->oldest_done + FLUSH_MS;
 
 		wake = earliest(wake, latest(flush_at, d->sync_retry_at));
 	}
-	if (d->mode == MODE_FOR && !d->stopping)
-		wake = earliest(wake, d->end);
-	if (d->cut_at != 0 && engine_jobs(d->engine) > 0)
-		wake = earliest(wake, d->cut_at);
-	if (engine_at != 0)
-		wake = earliest(wake, engine_at);
-	return wake;
-}
-
-/* The deadlines while a sync runs: only those of the transfers and of
- * the run (the sync's end wakes the wait by itself). */
-static pd_ms
-next_transfer_deadline(const struct dispatcher *d, pd_ms now)
-{
-	pd_ms wake = now + POLL_MS, engine_at = engine_next_deadline(d->engine);
-
 	if (d->mode == MODE_FOR && !d->stopping)
 		wake = earliest(wake, d->end);
 	if (d->cut_at != 0 && engine_jobs(d->engine) > 0)
@@ -820,9 +805,7 @@ run(struct dispatcher *d)
 				return 0;
 		}
 
-		/* While the store thread works, its wake-up ends the wait. */
-		wake = syncing == SYNC_IDLE ? next_deadline(d, now, room, claim_batch) :
-		    next_transfer_deadline(d, now);
+		wake = next_deadline(d, now, room, claim_batch, syncing != SYNC_IDLE);
 		take_done(d, engine_run(d->engine, wake > now ? (int)(wake - now) : 0),
 		          clock_monotonic());
 	}
