@@ -28,11 +28,10 @@
 /* A host:port's share of the transfer slots (see delivery.h). Kept while
  * a transfer holds one of its slots or a job waits for one, and for a
  * while after: the table keeps up to HOST_TABLE entries. */
-#define HOST_KEY_MAX 300
 #define HOST_TABLE 1024
 
 struct pd_host {
-	char key[HOST_KEY_MAX];      /* "scheme://host:port", lower case */
+	char key[PD_HOST_KEY_MAX];   /* "scheme://host:port", lower case */
 	int inflight;                /* transfers holding its slots */
 	int waiting;                 /* jobs parked for one */
 	int share;                   /* how many slots it may hold now */
@@ -124,11 +123,10 @@ job_free(struct pd_job *job)
 
 /* ---- hosts ---- */
 
-/* Writes the "scheme://host:port" of url, lower case, with the scheme's
- * port when none is given. The URL passed target_url_valid at schedule
- * time; anything odd just makes a key of its own. */
-static void
-host_key(const char *url, char key[HOST_KEY_MAX])
+/* The URL passed target_url_valid at schedule time; anything odd just
+ * makes a key of its own. */
+void
+delivery_host_key(const char *url, char key[PD_HOST_KEY_MAX])
 {
 	const char *p = strstr(url, "://"), *authority, *end, *at;
 	size_t n = 0, hostlen;
@@ -140,15 +138,15 @@ host_key(const char *url, char key[HOST_KEY_MAX])
 	for (at = authority; at < end; at++)
 		if (*at == '@')
 			authority = at + 1;
-	n = (size_t)snprintf(key, HOST_KEY_MAX, "%s://", https ? "https" : "http");
+	n = (size_t)snprintf(key, PD_HOST_KEY_MAX, "%s://", https ? "https" : "http");
 	hostlen = (size_t)(end - authority);
-	for (size_t i = 0; i < hostlen && n + 1 < HOST_KEY_MAX; i++)
+	for (size_t i = 0; i < hostlen && n + 1 < PD_HOST_KEY_MAX; i++)
 		key[n++] = (char)tolower((unsigned char)authority[i]);
 	key[n] = '\0';
 	/* A port given, unless the host is a bare IPv6 literal "[...]". */
 	if (memchr(authority, ':', hostlen) == NULL ||
 	    (hostlen > 0 && authority[hostlen - 1] == ']'))
-		snprintf(key + n, HOST_KEY_MAX - n, ":%s", https ? "443" : "80");
+		snprintf(key + n, PD_HOST_KEY_MAX - n, ":%s", https ? "443" : "80");
 }
 
 static size_t
@@ -196,10 +194,10 @@ hosts_prune(struct pd_engine *e)
 static struct pd_host *
 host_of(struct pd_engine *e, const char *url)
 {
-	char key[HOST_KEY_MAX];
+	char key[PD_HOST_KEY_MAX];
 	size_t i;
 
-	host_key(url, key);
+	delivery_host_key(url, key);
 	for (i = host_hash(key); e->hosts[i] != NULL; i = (i + 1) % HOST_TABLE)
 		if (strcmp(e->hosts[i]->key, key) == 0)
 			return e->hosts[i];

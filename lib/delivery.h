@@ -142,6 +142,11 @@ void engine_free(struct pd_engine *e);
  */
 #define PD_HOST_WAIT_MS 5000
 
+/* Writes which host a URL's slots are counted against: "scheme://host:port",
+ * lower case, the scheme's port when none is given, userinfo left out. */
+#define PD_HOST_KEY_MAX 300
+void delivery_host_key(const char *url, char key[PD_HOST_KEY_MAX]);
+
 /* Starts a round of job: shuffles its pool and sends the first attempt
  * (or parks it until its host has a slot). */
 void engine_start(struct pd_engine *e, struct pd_job *job);

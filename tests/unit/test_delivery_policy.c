@@ -119,6 +119,27 @@ test_stamp_lines_written_in_place_sign_the_time_they_say(void)
 	CHECK_STR(stamp, "webhook-timestamp: 42");
 }
 
+/* Slots are shared per host:port (issue 13 item 4): spellings of one
+ * host count together, other ports and schemes apart. */
+static void
+test_host_key_names_scheme_host_and_port(void)
+{
+	char key[PD_HOST_KEY_MAX];
+
+	delivery_host_key("http://Example.COM/hook?x=1", key);
+	CHECK_STR(key, "http://example.com:80");
+	delivery_host_key("http://user:pw@example.com:80/other", key);
+	CHECK_STR(key, "http://example.com:80");
+	delivery_host_key("https://example.com#frag", key);
+	CHECK_STR(key, "https://example.com:443");
+	delivery_host_key("http://127.0.0.2:8080/hang", key);
+	CHECK_STR(key, "http://127.0.0.2:8080");
+	delivery_host_key("http://[::1]/x", key);
+	CHECK_STR(key, "http://[::1]:80");
+	delivery_host_key("http://[::1]:9000/x", key);
+	CHECK_STR(key, "http://[::1]:9000");
+}
+
 static void
 test_no_secret_means_no_signing(void)
 {
@@ -178,6 +199,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_retry_after_reads_seconds_and_http_dates),
 	UNIT(test_signature_matches_the_standard_webhooks_example),
 	UNIT(test_stamp_lines_written_in_place_sign_the_time_they_say),
+	UNIT(test_host_key_names_scheme_host_and_port),
 	UNIT(test_no_secret_means_no_signing),
 	UNIT(test_the_pool_left_drops_only_urls_that_answered_410),
 	UNIT(test_utf8_check_refuses_broken_and_overlong_sequences),
