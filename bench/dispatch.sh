@@ -5,8 +5,11 @@
 # markdown table row; details on stderr.
 #
 # usage: bench/dispatch.sh [COUNT] [CONCURRENCY]   (defaults 100000, 64)
+#        DISPATCH=path/to/dispatch bench/dispatch.sh ...  measures another
+#        build (an older commit's, for a before/after) against the same baseline.
 set -eu
 . "$(dirname "$0")/lib.sh"
+dispatch=${DISPATCH:-$top/bin/dispatch}
 
 count=${1:-100000}
 concurrency=${2:-64}
@@ -18,11 +21,11 @@ conf=$bench_dir/postdate.conf
 write_conf "$conf" "$bench_dir/dispatch.db" concurrency=$concurrency \
 	host_concurrency=$concurrency
 # An empty run creates the schema; then the backlog is written with SQL.
-"$top/bin/dispatch" -c "$conf" --once 2>/dev/null
+"$dispatch" -c "$conf" --once 2>/dev/null
 fill_due "$bench_dir/dispatch.db" "$count" "$url" "$(($(now_ms) - 1000))"
 
 t0=$(now_ms)
-/usr/bin/time -f '%M %U %S %e' -o "$bench_dir/rss" "$top/bin/dispatch" -c "$conf" --once \
+/usr/bin/time -f '%M %U %S %e' -o "$bench_dir/rss" "$dispatch" -c "$conf" --once \
 	2> "$bench_dir/dispatch.log"
 t1=$(now_ms)
 tail -n 1 "$bench_dir/dispatch.log" >&2

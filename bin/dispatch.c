@@ -3,13 +3,19 @@
  * with --for 60 (or systemd keeps it running with --watch).
  *
  * The loop, after beanstalkd's: work out the next deadline (a message
- * falling due, a transfer's timeout, results waiting to be written, the end
- * of the run), wait until then or until a transfer moves, act. Talking to
- * the store is batched into one transaction per "sync": write back the
- * rounds that ended, then claim due buffer rows for the free slots.
+ * falling due, results waiting to be written, the end of the run, a cut of
+ * what is still in flight), wait until then or until a transfer moves,
+ * act. Talking to the store is batched into one transaction per "sync":
+ * write back the rounds that ended, then claim due buffer rows for the
+ * free slots; then promote at most one batch into the buffer.
+ *
+ * Every local deadline and wait is on clock_monotonic(): a step of the
+ * wall clock (NTP) must not stretch or cut a run. Wall-clock time
+ * (time_now) is only what is stored or sent.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +40,18 @@
 /* On SIGTERM, how long transfers in flight may finish before they are cut
  * and their messages given back. */
 #define STOP_GRACE_MS 10000
-/* Messages promoted into the buffer per transaction. */
-#define PROMOTE_BATCH 1000
+/* At the end of a --for run, how long transfers in flight may finish
+ * before they are cut and given back: a healthy target has answered by
+ * then, and the next run (which a timer starts when this one has exited)
+ * must not wait for a slow one. */
+#define FINISH_MS 1000
+/* Messages promoted into the buffer per sync: one bounded transaction,
+ * so that a crowd entering the horizon together cannot hold up the
+ * write-backs and claims beside it. */
+#define PROMOTE_BATCH 250
+/* How often to look whether promotion has anything to do: the horizon is
+ * an hour ahead, so once a second is plenty. */
+#define PROMOTE_CHECK_MS 1000
 /* After a failed sync (database busy), wait this long; give up after
  * SYNC_GIVE_UP failures in a row. */
 #define SYNC_RETRY_MS 100
@@ -50,8 +66,8 @@ struct dispatcher {
 	struct pd_signer signer;
 	int verbose;
 	enum mode mode;
+	/* Local deadlines, all on clock_monotonic(). */
 	pd_ms started, end;
-	pd_ms now;                 /* the time of the write-back in progress */
 
 	int held;                  /* jobs claimed and not yet written back */
 	struct pd_job *done;       /* rounds ended, waiting to be written back */
@@ -60,10 +76,17 @@ struct dispatcher {
 	pd_ms oldest_done;
 
 	pd_ms next_check;          /* when to look for due messages again */
+	pd_ms next_promote_check;  /* when to look for messages to promote */
 	int backlog;               /* the last claim filled every free slot */
 	int nothing_due;           /* --once: the last look found nothing due */
 	int sync_failures;
 	pd_ms sync_retry_at;
+
+	struct syncer *syncer;     /* the store's thread */
+
+	int stopping;              /* no new claims: a signal, the end of the run */
+	int signalled;
+	pd_ms cut_at;              /* then give back what is in flight; 0: never */
 
 	long delivered, retried, failed, released, lost, attempts;
 };
@@ -88,11 +111,16 @@ usage_exit(int status)
 	      "(the pool in random order until one answers 2xx), records every attempt,\n"
 	      "retries failed rounds with backoff and schedules callback reports.\n"
 	      "Several dispatchers may run at once: each message is leased to one.\n"
+	      "At most `concurrency` requests are in flight; a quarter of those slots\n"
+	      "go only to hosts that answer, so hosts that hang cannot take them all.\n"
+	      "A round counts when it is claimed: a message whose delivery kills the\n"
+	      "dispatcher fails after max_attempts claims, spaced by backoff.\n"
 	      "\n"
 	      "  --once             deliver what is due now, wait for it, exit\n"
 	      "  --for SECONDS      keep delivering messages as they fall due for\n"
-	      "                     SECONDS, then finish what is in flight and exit\n"
-	      "                     (what cron runs each minute: --for 60)\n"
+	      "                     SECONDS, then give what is in flight up to 1 s\n"
+	      "                     to finish, give back the rest and exit (what\n"
+	      "                     cron runs each minute: --for 60)\n"
 	      "  --watch            run until SIGTERM or SIGINT (a systemd service)\n"
 	      "  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
 	      "                     /etc/postdate.conf)\n"
@@ -102,7 +130,9 @@ usage_exit(int status)
 	      "\n"
 	      "On SIGTERM or SIGINT, no new message is started; requests in flight get\n"
 	      "up to 10 s to finish, and any round left unfinished is given back to be\n"
-	      "delivered later. A second signal gives them back at once.\n"
+	      "delivered again at once by the next dispatcher. A second signal gives\n"
+	      "them back at once. A request cut this way is recorded in the history\n"
+	      "(\"the dispatcher stopped before an answer came\") and its round counts.\n"
 	      "\n"
 	      "Logs one line per outcome on stderr, and a summary when it exits.\n"
 	      "Exit status: 0 on success, 1 on a failure (configuration, database;\n"
@@ -115,13 +145,6 @@ usage_exit(int status)
 
 /* ---- writing rounds back ---- */
 
-/* The rounds of one write-back, and what the store makes of them. */
-struct write_back {
-	struct dispatcher *d;
-	struct pd_job **jobs;
-	struct pd_settlement *items;
-};
-
 /* Collects a message's history for its report. */
 static int
 history_add(void *ctx, const struct pd_attempt *a)
@@ -130,14 +153,22 @@ history_add(void *ctx, const struct pd_attempt *a)
 	return 0;
 }
 
+/* The rounds of one write-back, for report_build to find each one's job. */
+struct write_back {
+	struct dispatcher *d;
+	struct pd_job **jobs;
+	struct pd_settlement *items;
+	pd_ms wall;
+};
+
 /* Builds the callback report of a message that reached delivered or
- * failed (store_report_fn), inside the write-back's transaction: its
+ * failed (a store_report_fn), inside the write-back's transaction: its
  * history, this round included, is in the store by then. */
 static int
 report_build(void *ctx, struct pd_settlement *o, struct pd_message *report)
 {
-	struct dispatcher *d = ((struct write_back *)ctx)->d;
-	struct pd_job *job = ((struct write_back *)ctx)->jobs[o - ((struct write_back *)ctx)->items];
+	struct write_back *wb = ctx;
+	struct pd_job *job = wb->jobs[o - wb->items];
 	struct pd_message reported = job->m;
 	struct pd_response response = {
 		.status = job->status, .content_type = job->content_type,
@@ -146,7 +177,7 @@ report_build(void *ctx, struct pd_settlement *o, struct pd_message *report)
 	json_object *history = json_object_new_array(), *json;
 	const char *text;
 
-	if (store_history(d->store, job->m.id, history_add, history) != STORE_OK) {
+	if (store_history(wb->d->store, job->m.id, history_add, history) != STORE_OK) {
 		json_object_put(history);
 		return -1;
 	}
@@ -167,9 +198,9 @@ report_build(void *ctx, struct pd_settlement *o, struct pd_message *report)
 	if (report->urls == NULL || report->payload == NULL || report->content_type == NULL ||
 	    report->report_of == NULL)
 		return -1;
-	report->due = report->next_attempt = d->now;
-	report->max_attempts = d->cfg.default_max_attempts;
-	report->timeout = d->cfg.default_timeout;
+	report->due = report->next_attempt = wb->wall;
+	report->max_attempts = wb->d->cfg.default_max_attempts;
+	report->timeout = wb->d->cfg.default_timeout;
 	return 0;
 }
 
@@ -181,7 +212,9 @@ job_settlement(const struct pd_job *job, pd_ms now, struct pd_settlement *o)
 	o->id = job->m.id;
 	o->lease = job->lease;
 	o->gone = job_gone(job);
-	o->attempts = job->m.attempts;
+	/* The claim counted this round; it stays counted only if a request
+	 * went out (an orphaned round or one given back unsent does not). */
+	o->attempts = job->m.attempts - (job->nattempts == 0);
 	for (size_t i = 0; i < job->nattempts; i++)
 		o->tried[o->ntried++] = job->attempts[i].a;
 	switch (job->outcome) {
@@ -198,15 +231,37 @@ job_settlement(const struct pd_job *job, pd_ms now, struct pd_settlement *o)
 		o->state = PD_FAILED;
 		break;
 	case PD_OUTCOME_RELEASED:
-		/* Given back before anything was sent: the round did not happen. */
 		o->state = PD_PENDING;
 		o->next_attempt = now;
-		if (job->nattempts == 0)
-			o->attempts--;
 		break;
 	}
 	o->wants_report = job->m.callback != NULL &&
 	    (o->state == PD_DELIVERED || o->state == PD_FAILED);
+}
+
+/* Writes the ended rounds done (n of them) back in one transaction; marks
+ * each whose lease was lost. */
+static enum store_result
+write_back(struct dispatcher *d, struct pd_job *done, int n, pd_ms wall)
+{
+	struct write_back wb = { .d = d, .wall = wall };
+	enum store_result res = STORE_ERROR;
+	int i = 0;
+
+	wb.jobs = calloc((size_t)n, sizeof(*wb.jobs));
+	wb.items = calloc((size_t)n, sizeof(*wb.items));
+	if (wb.jobs != NULL && wb.items != NULL) {
+		for (struct pd_job *job = done; job != NULL && i < n; job = job->next, i++) {
+			wb.jobs[i] = job;
+			job_settlement(job, wall, &wb.items[i]);
+		}
+		res = store_settle(d->store, wb.items, (size_t)i, wall, report_build, &wb);
+		for (int k = 0; res == STORE_OK && k < i; k++)
+			wb.jobs[k]->lease_lost = wb.items[k].result == STORE_CONFLICT;
+	}
+	free(wb.jobs);
+	free(wb.items);
+	return res;
 }
 
 /* A short reason for a failed round: its last attempt's status or error. */
@@ -215,15 +270,20 @@ last_failure(const struct pd_job *job, char *buf, size_t len)
 {
 	const struct pd_attempt *a;
 
+	if (job->orphaned) {
+		snprintf(buf, len, "round %d was never written back: the dispatcher "
+		         "delivering it stopped or crashed", job->m.attempts - 1);
+		return;
+	}
 	if (job->nattempts == 0) {
 		snprintf(buf, len, "no target left in the pool");
 		return;
 	}
 	a = &job->attempts[job->nattempts - 1].a;
 	if (a->status != 0)
-		snprintf(buf, len, "%s: status %d", URL_SHOWN(a->url), a->status);
+		snprintf(buf, len, "%s: status %d", a->url, a->status);
 	else
-		snprintf(buf, len, "%s: %s", URL_SHOWN(a->url), a->error != NULL ? a->error : "no answer");
+		snprintf(buf, len, "%s: %s", a->url, a->error != NULL ? a->error : "no answer");
 }
 
 /* The log line of a round that has been written back. */
@@ -231,7 +291,7 @@ static void
 job_log(struct dispatcher *d, const struct pd_job *job)
 {
 	char why[512], when[PD_TIME_BUF];
-	int round = job->m.attempts;
+	int round = job->m.attempts - (job->nattempts == 0);
 
 	d->attempts += (long)job->nattempts;
 	if (job->lease_lost) {
@@ -246,7 +306,7 @@ job_log(struct dispatcher *d, const struct pd_job *job)
 
 		d->delivered++;
 		log_info("delivered %s to %s (status %d, round %d, %d ms)", job->m.id,
-		         URL_SHOWN(a->url), a->status, round, a->ms);
+		         a->url, a->status, round, a->ms);
 		break;
 	}
 	case PD_OUTCOME_RETRY:
@@ -263,7 +323,12 @@ job_log(struct dispatcher *d, const struct pd_job *job)
 		break;
 	case PD_OUTCOME_RELEASED:
 		d->released++;
-		log_info("released %s: stopping before its round ended", job->m.id);
+		/* Unsent: its host had no slot free in time (the host's own
+		 * time-outs are logged), or a stop came first. */
+		if (job->nattempts == 0 && d->verbose)
+			log_info("released %s unsent: no free slot for its host", job->m.id);
+		else if (job->nattempts > 0)
+			log_info("released %s: stopping before its round ended", job->m.id);
 		break;
 	}
 }
@@ -300,128 +365,55 @@ jobs_free(struct pd_job *job)
 	}
 }
 
-/* Gives near-term messages their buffer rows (own transactions). */
+/* Gives at most one batch of near-term messages their buffer rows (its
+ * own transaction); *more says whether another batch may be waiting. */
 static enum store_result
-promote(struct dispatcher *d, pd_ms now)
+promote(struct dispatcher *d, pd_ms wall, int *more)
 {
-	pd_ms until = now + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next, buffered;
+	pd_ms until = wall + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next, buffered;
 	enum store_result res;
 	int n;
 
-	do {
-		if ((res = store_next_due(d->store, &next, &buffered)) != STORE_OK)
-			return res;
-		if (next == 0 || next > until)
-			return STORE_OK;
-		if ((res = store_promote(d->store, until, PROMOTE_BATCH, &n)) != STORE_OK)
-			return res;
-		if (d->verbose)
-			log_info("promoted %d messages into the buffer", n);
-	} while (n == PROMOTE_BATCH);
+	*more = 0;
+	if ((res = store_next_due(d->store, &next, &buffered)) != STORE_OK)
+		return res;
+	if (next == 0 || next > until)
+		return STORE_OK;
+	if ((res = store_promote(d->store, until, PROMOTE_BATCH, &n)) != STORE_OK)
+		return res;
+	if (d->verbose)
+		log_info("promoted %d messages into the buffer", n);
+	*more = n == PROMOTE_BATCH;
 	return STORE_OK;
 }
 
-/* Writes every ended round back in one transaction, then logs and forgets
- * them; if it fails, they stay to be written next time. */
-static enum store_result
-write_back(struct dispatcher *d, pd_ms now)
-{
-	struct write_back wb = { .d = d };
-	enum store_result res;
-	int n = 0;
-
-	if (d->done == NULL)
-		return STORE_OK;
-	wb.jobs = calloc((size_t)d->ndone, sizeof(*wb.jobs));
-	wb.items = calloc((size_t)d->ndone, sizeof(*wb.items));
-	if (wb.jobs == NULL || wb.items == NULL) {
-		res = STORE_ERROR;
-		goto out;
-	}
-	for (struct pd_job *job = d->done; job != NULL; job = job->next) {
-		wb.jobs[n] = job;
-		job_settlement(job, now, &wb.items[n++]);
-	}
-	d->now = now;
-	res = store_settle(d->store, wb.items, (size_t)n, now, report_build, &wb);
-	if (res != STORE_OK)
-		goto out;
-	for (int i = 0; i < n; i++) {
-		struct pd_job *job = wb.jobs[i];
-
-		job->lease_lost = wb.items[i].result == STORE_CONFLICT;
-		job_log(d, job);
-		job_free(job);
-		d->held--;
-	}
-	d->done = NULL;
-	d->done_tail = &d->done;
-	d->ndone = 0;
-out:
-	free(wb.jobs);
-	free(wb.items);
-	return res;
-}
-
 /*
- * Writes back the rounds that ended, then (when claim > 0) promotes and
- * claims up to `claim` due messages, each its own transaction. Only after
- * a claim commits are its messages started.
+ * Whether a claimed round is to be settled at once, unsent: when the
+ * message has used up its rounds, or when an earlier claim's lease ran
+ * out unsettled (its dispatcher stopped or crashed mid-round, perhaps
+ * killed by this very message). That lost round counts (its claim
+ * counted it) and the next is spaced by backoff like any failed round,
+ * so a message that kills dispatchers fails after max_attempts claims.
  */
 static int
-sync_store(struct dispatcher *d, pd_ms now, int claim)
+round_not_started(struct dispatcher *d, struct pd_job *job, pd_ms wall)
 {
-	struct claimed c = { NULL, &c.head, 0 };
-	enum store_result res;
-	pd_ms next_due = 0, unbuffered;
-	int looked = claim > 0;
+	int rounds_before = job->m.attempts - 1;
 
-	if ((res = write_back(d, now)) != STORE_OK)
-		goto fail;
-	/* Reads first: an idle look costs two index probes, no write lock. */
-	if (looked) {
-		if ((res = promote(d, now)) != STORE_OK ||
-		    (res = store_next_due(d->store, &unbuffered, &next_due)) != STORE_OK)
-			goto fail;
-		if (next_due == 0 || next_due > now)
-			claim = 0;
+	if (job->m.state != PD_DELIVERING && rounds_before < job->m.max_attempts)
+		return 0;
+	job->orphaned = job->m.state == PD_DELIVERING;
+	job->finished = wall;
+	if (rounds_before >= job->m.max_attempts)
+		job->outcome = PD_OUTCOME_FAILED;
+	else {
+		job->outcome = PD_OUTCOME_RETRY;
+		job->next_attempt = wall + retry_delay(&d->cfg, rounds_before, 0, arc4random());
 	}
-	if (claim > 0 &&
-	    ((res = store_claim(d->store, now, claim, LEASE_SLACK_S, on_claim, &c)) != STORE_OK ||
-	     (res = store_next_due(d->store, &unbuffered, &next_due)) != STORE_OK))
-		goto fail;
-
-	d->sync_failures = 0;
-	if (looked) {
-		d->backlog = claim > 0 && c.n == claim;
-		d->nothing_due = c.n == 0 && (next_due == 0 || next_due > now);
-		/* Sleep until the next due time, but look again soon anyway: a
-		 * message may be scheduled for right now at any moment. */
-		d->next_check = d->backlog ? now : now + POLL_MS;
-		if (!d->backlog && next_due > now && next_due < d->next_check)
-			d->next_check = next_due;
-	}
-	while (c.head != NULL) {
-		struct pd_job *job = c.head;
-
-		c.head = job->next;
-		job->next = NULL;
-		d->held++;
-		engine_start(d->engine, job);
-	}
-	return 0;
-fail:
-	jobs_free(c.head);
-	d->sync_failures++;
-	d->sync_retry_at = now + SYNC_RETRY_MS;
-	log_warn("could not write to the database (%s); trying again in %d ms",
-	         res == STORE_BUSY ? "busy" : res == STORE_NOSPACE ? "disk full" : "error",
-	         SYNC_RETRY_MS);
-	return -1;
+	return 1;
 }
 
-/* ---- the loop ---- */
-
+/* Queues ended rounds for the next write-back. */
 static void
 take_done(struct dispatcher *d, struct pd_job *job, pd_ms now)
 {
@@ -437,69 +429,401 @@ take_done(struct dispatcher *d, struct pd_job *job, pd_ms now)
 	}
 }
 
+/* ---- the store's thread ----
+ *
+ * SQL takes most of a busy dispatcher's time, and libcurl the rest: the
+ * store has a thread of its own, so that transfers move while a sync
+ * runs. The main thread hands it an order (the rounds to write back, how
+ * many messages to claim) and goes on with libcurl; the store thread runs
+ * the order as one transaction (then one promotion batch), fills in the
+ * result and wakes the main thread's curl_multi_poll. One order at a
+ * time; nothing else is shared. Only the store thread touches the store.
+ */
+
+struct sync_order {
+	/* Filled by the main thread. */
+	struct pd_job *done;        /* rounds to write back; the order's while it runs */
+	int ndone;
+	int claim;                  /* messages to claim (0: write back only) */
+	int promote;                /* also one batch of promotion */
+	pd_ms wall;                 /* time_now() when ordered */
+	/* Filled by the store thread. */
+	int written;                /* the rounds were written back (each its own
+	                               transaction: the claim may fail after) */
+	struct claimed claimed;
+	int claim_looked;           /* a claim was tried: something was due */
+	pd_ms next_due;             /* the earliest due time in the buffer, or 0 */
+	int more;                   /* promotion has another batch waiting */
+	enum store_result res;
+};
+
+enum sync_state { SYNC_IDLE, SYNC_ORDERED, SYNC_DONE };
+
+struct syncer {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t ordered;
+	enum sync_state state;
+	int quit;
+	struct sync_order order;
+};
+
+/*
+ * Writes back every ended round (one transaction), then claims up to
+ * o->claim due messages (another). If the write-back fails, the rounds
+ * stay to be written next time; if the claim fails, the claims never were.
+ * Then, if asked, one batch of promotion in its own transaction. On the
+ * store thread.
+ */
+static void
+sync_run(struct dispatcher *d, struct sync_order *o)
+{
+	struct claimed *c = &o->claimed;
+	enum store_result res = STORE_OK;
+	int claim = o->claim;
+	pd_ms unbuffered;
+
+	c->head = NULL;
+	c->tail = &c->head;
+	c->n = 0;
+	o->next_due = 0;
+	o->more = 0;
+	o->written = 0;
+	if (o->done != NULL && (res = write_back(d, o->done, o->ndone, o->wall)) != STORE_OK)
+		goto fail;
+	o->written = 1;
+	/* Reads first: an idle look costs two index probes, no write lock. */
+	if (claim > 0) {
+		if ((res = store_next_due(d->store, &unbuffered, &o->next_due)) != STORE_OK)
+			goto fail;
+		if (o->next_due == 0 || o->next_due > o->wall)
+			claim = 0;
+	}
+	o->claim_looked = claim > 0;
+	if (claim > 0 &&
+	    ((res = store_claim(d->store, o->wall, claim, LEASE_SLACK_S, on_claim, c)) != STORE_OK ||
+	     (res = store_next_due(d->store, &unbuffered, &o->next_due)) != STORE_OK))
+		goto fail;
+	/* After the write-back and the claim, never before: one batch. */
+	if (o->promote && (res = promote(d, o->wall, &o->more)) != STORE_OK) {
+		log_warn("could not promote messages into the buffer (%s); trying again in %d ms",
+		         res == STORE_BUSY ? "busy" : "error", PROMOTE_CHECK_MS);
+		o->more = 0;
+	}
+	o->res = STORE_OK;
+	return;
+fail:
+	jobs_free(c->head);
+	c->head = NULL;
+	c->n = 0;
+	o->res = res;
+}
+
+static void *
+syncer_main(void *arg)
+{
+	struct dispatcher *d = arg;
+	struct syncer *sy = d->syncer;
+
+	pthread_mutex_lock(&sy->lock);
+	for (;;) {
+		while (sy->state != SYNC_ORDERED && !sy->quit)
+			pthread_cond_wait(&sy->ordered, &sy->lock);
+		if (sy->quit)
+			break;
+		pthread_mutex_unlock(&sy->lock);
+		sync_run(d, &sy->order);
+		pthread_mutex_lock(&sy->lock);
+		sy->state = SYNC_DONE;
+		engine_wakeup(d->engine);
+	}
+	pthread_mutex_unlock(&sy->lock);
+	return NULL;
+}
+
+/* Hands the store thread an order: the rounds ended so far, and up to
+ * claim messages to claim. now is clock_monotonic(). */
+static void
+sync_order(struct dispatcher *d, pd_ms now, int claim)
+{
+	struct syncer *sy = d->syncer;
+	struct sync_order *o = &sy->order;
+
+	o->done = d->done;
+	o->ndone = d->ndone;
+	d->done = NULL;
+	d->done_tail = &d->done;
+	d->ndone = 0;
+	o->claim = claim;
+	o->promote = claim > 0 && now >= d->next_promote_check;
+	if (o->promote)
+		d->next_promote_check = now + PROMOTE_CHECK_MS;
+	o->wall = time_now();
+	pthread_mutex_lock(&sy->lock);
+	sy->state = SYNC_ORDERED;
+	pthread_cond_signal(&sy->ordered);
+	pthread_mutex_unlock(&sy->lock);
+}
+
+/* Whether the store thread is on an order (SYNC_ORDERED) or has finished
+ * one (SYNC_DONE) or neither. */
+static enum sync_state
+sync_state(struct dispatcher *d)
+{
+	enum sync_state state;
+
+	pthread_mutex_lock(&d->syncer->lock);
+	state = d->syncer->state;
+	pthread_mutex_unlock(&d->syncer->lock);
+	return state;
+}
+
+/*
+ * Takes in a finished order: logs and forgets the rounds written back and
+ * starts the claimed messages; or, if it failed, keeps the rounds to be
+ * written next time. Returns 0, or -1 when the order failed.
+ */
+static int
+sync_finish(struct dispatcher *d, pd_ms now)
+{
+	struct sync_order *o = &d->syncer->order;
+	struct pd_job *job;
+
+	pthread_mutex_lock(&d->syncer->lock);
+	d->syncer->state = SYNC_IDLE;
+	pthread_mutex_unlock(&d->syncer->lock);
+	if (o->res != STORE_OK && !o->written) {
+		/* The rounds go back in front of those that ended since. */
+		struct pd_job *later = d->done;
+
+		if (o->done != NULL) {
+			d->done = o->done;
+			for (job = o->done; job->next != NULL; job = job->next)
+				continue;
+			job->next = later;
+			if (later == NULL)
+				d->done_tail = &job->next;
+			if (d->ndone == 0)
+				d->oldest_done = now;
+			d->ndone += o->ndone;
+		}
+		o->done = NULL;
+	}
+	/* Written back (also when the claim after it failed): done with. */
+	while ((job = o->done) != NULL) {
+		o->done = job->next;
+		job_log(d, job);
+		job_free(job);
+		d->held--;
+	}
+	if (o->res != STORE_OK) {
+		d->sync_failures++;
+		d->sync_retry_at = now + SYNC_RETRY_MS;
+		log_warn("could not write to the database (%s); trying again in %d ms",
+		         o->res == STORE_BUSY ? "busy" : o->res == STORE_NOSPACE ? "disk full" :
+		         "error", SYNC_RETRY_MS);
+		return -1;
+	}
+	d->sync_failures = 0;
+	while ((job = o->claimed.head) != NULL) {
+		o->claimed.head = job->next;
+		job->next = NULL;
+		d->held++;
+		if (d->stopping) {
+			/* Claimed as a stop came: given back unsent. */
+			job->outcome = PD_OUTCOME_RELEASED;
+			job->finished = o->wall;
+			take_done(d, job, now);
+		} else if (round_not_started(d, job, o->wall))
+			take_done(d, job, now);
+		else
+			engine_start(d->engine, job);
+	}
+	if (o->claim > 0) {
+		pd_ms wall = o->wall, next_due = o->next_due;
+		int claimed = o->claimed.n;
+
+		if (o->more)
+			d->next_promote_check = now;
+		d->backlog = o->claim_looked && claimed == o->claim;
+		/* --once is done when nothing is due and nothing in flight: a
+		 * round that ends may yet make something due now (its report). */
+		d->nothing_due = claimed == 0 && (next_due == 0 || next_due > wall) && !o->more &&
+		    d->held == 0;
+		/* Sleep until the next due time, but look again soon anyway: a
+		 * message may be scheduled for right now at any moment. */
+		d->next_check = d->backlog || o->more ? now : now + POLL_MS;
+		if (!d->backlog && next_due > wall && now + (next_due - wall) < d->next_check)
+			d->next_check = now + (next_due - wall);
+	}
+	return 0;
+}
+
+static int
+syncer_start(struct dispatcher *d)
+{
+	struct syncer *sy = calloc(1, sizeof(*sy));
+
+	if (sy == NULL)
+		return -1;
+	sigset_t all, old;
+	int rc;
+
+	pthread_mutex_init(&sy->lock, NULL);
+	pthread_cond_init(&sy->ordered, NULL);
+	d->syncer = sy;
+	/* Signals are the main thread's: the thread starts with them blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	rc = pthread_create(&sy->thread, NULL, syncer_main, d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		free(sy);
+		d->syncer = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+/* Waits for an order in progress, then ends the thread. */
+static void
+syncer_stop(struct dispatcher *d)
+{
+	struct syncer *sy = d->syncer;
+
+	if (sy == NULL)
+		return;
+	pthread_mutex_lock(&sy->lock);
+	sy->quit = 1;
+	pthread_cond_signal(&sy->ordered);
+	pthread_mutex_unlock(&sy->lock);
+	pthread_join(sy->thread, NULL);
+	pthread_mutex_destroy(&sy->lock);
+	pthread_cond_destroy(&sy->ordered);
+	free(sy);
+	d->syncer = NULL;
+}
+
+/* ---- the loop ---- */
+
 static pd_ms
 earliest(pd_ms a, pd_ms b)
 {
 	return a < b ? a : b;
 }
 
+static pd_ms
+latest(pd_ms a, pd_ms b)
+{
+	return a > b ? a : b;
+}
+
+/* Starts stopping: no new claims; what is in flight may finish until
+ * cut_at, then is given back. */
+static void
+stop_begin(struct dispatcher *d, pd_ms cut_at, const char *why)
+{
+	if (!d->stopping) {
+		d->stopping = 1;
+		engine_finish_rounds(d->engine);
+		log_info("%s: no new messages; %d in flight", why, engine_active(d->engine));
+	}
+	if (d->cut_at == 0 || cut_at < d->cut_at)
+		d->cut_at = cut_at;
+}
+
+/* What signals, the end of the run and --once's "nothing left" mean now. */
+static void
+stop_update(struct dispatcher *d, pd_ms now)
+{
+	if (stop_requested && !d->signalled) {
+		d->signalled = 1;
+		stop_begin(d, now + STOP_GRACE_MS, "stopping");
+	}
+	if (stop_requested > 1)
+		d->cut_at = now;
+	if (d->mode == MODE_FOR && now >= d->end)
+		stop_begin(d, d->end + FINISH_MS, "the run is over");
+	if (d->mode == MODE_ONCE && d->nothing_due && !d->stopping) {
+		/* --once waits for what it started, however long it takes. */
+		d->stopping = 1;
+	}
+	if (d->cut_at != 0 && now >= d->cut_at && engine_jobs(d->engine) > 0)
+		take_done(d, engine_abort(d->engine), now);
+}
+
+/*
+ * The next deadline, from the state alone (beanstalkd's prottick): the
+ * next look for due messages if a slot is free for it, the next
+ * write-back (neither while the store thread is on an order: its end
+ * wakes the wait by itself), the end of the run, the cut of what is in
+ * flight, a parked job's wait. Never sooner than a failed sync may be
+ * retried. At most POLL_MS ahead, so a signal is seen promptly.
+ */
+static pd_ms
+next_deadline(const struct dispatcher *d, pd_ms now, int room, int claim_batch, int syncing)
+{
+	pd_ms wake = now + POLL_MS, engine_at = engine_next_deadline(d->engine);
+
+	if (!syncing && !d->stopping && room >= (d->backlog ? claim_batch : 1))
+		wake = earliest(wake, latest(d->next_check, d->sync_retry_at));
+	if (!syncing && d->ndone > 0) {
+		pd_ms flush_at = d->stopping || d->ndone >= claim_batch ?
+		    now : d->oldest_done + FLUSH_MS;
+
+		wake = earliest(wake, latest(flush_at, d->sync_retry_at));
+	}
+	if (d->mode == MODE_FOR && !d->stopping)
+		wake = earliest(wake, d->end);
+	if (d->cut_at != 0 && engine_jobs(d->engine) > 0)
+		wake = earliest(wake, d->cut_at);
+	if (engine_at != 0)
+		wake = earliest(wake, engine_at);
+	return wake;
+}
+
 static int
 run(struct dispatcher *d)
 {
-	int stopping = 0, signalled = 0, claim_batch = d->cfg.concurrency / 4;
-	pd_ms grace_end = 0;
+	int claim_batch = d->cfg.concurrency / 4;
 
 	if (claim_batch < 1)
 		claim_batch = 1;
-	d->next_check = d->started;
+	d->next_check = d->next_promote_check = d->started;
 	for (;;) {
-		pd_ms now = time_now(), wake;
-		int free_slots = d->cfg.concurrency - d->held, want_claim, want_flush;
+		pd_ms now = clock_monotonic(), wake;
+		enum sync_state syncing = sync_state(d);
+		int room, want_claim, want_flush;
 
-		if (stop_requested && !signalled) {
-			signalled = stopping = 1;
-			grace_end = now + STOP_GRACE_MS;
-			engine_finish_rounds(d->engine);
-			log_info("stopping: no new messages; %d in flight", engine_active(d->engine));
-		}
-		if (signalled && (stop_requested > 1 || now >= grace_end) &&
-		    engine_active(d->engine) > 0)
-			take_done(d, engine_abort(d->engine), now);
-		if (d->mode == MODE_FOR && now >= d->end)
-			stopping = 1;
-		if (d->mode == MODE_ONCE && d->nothing_due)
-			stopping = 1;
-
-		/* A backlog is claimed in batches; otherwise any free slot counts,
-		 * so that a message scheduled for now is not kept waiting. */
-		want_claim = !stopping && now >= d->next_check &&
-		    free_slots >= (d->backlog ? claim_batch : 1);
-		want_flush = d->ndone > 0 && (stopping || d->ndone >= claim_batch ||
-		    now - d->oldest_done >= FLUSH_MS);
-		if ((want_claim || want_flush) && now >= d->sync_retry_at) {
-			if (sync_store(d, now, want_claim ? free_slots : 0) != 0 &&
-			    d->sync_failures >= SYNC_GIVE_UP) {
+		if (syncing == SYNC_DONE) {
+			if (sync_finish(d, now) != 0 && d->sync_failures >= SYNC_GIVE_UP) {
 				log_error("giving up after %d failed writes; unfinished messages "
 				          "are delivered again when their leases expire", SYNC_GIVE_UP);
 				return 1;
 			}
-			continue;
+			syncing = SYNC_IDLE;
 		}
-		if (stopping && d->held == 0)
-			return 0;
+		stop_update(d, now);
+		/* A slot is free when its round has ended, written back or not. */
+		room = engine_room(d->engine);
+		if (syncing == SYNC_IDLE) {
+			/* A backlog is claimed in batches; otherwise any free slot
+			 * counts, so that a message scheduled for now is not kept
+			 * waiting. */
+			want_claim = !d->stopping && now >= d->next_check &&
+			    room >= (d->backlog ? claim_batch : 1);
+			want_flush = d->ndone > 0 && (d->stopping || d->ndone >= claim_batch ||
+			    now - d->oldest_done >= FLUSH_MS);
+			if ((want_claim || want_flush) && now >= d->sync_retry_at) {
+				sync_order(d, now, want_claim ? room : 0);
+				syncing = SYNC_ORDERED;
+			} else if (d->stopping && d->held == 0)
+				return 0;
+		}
 
-		wake = now + POLL_MS;
-		if (!stopping)
-			wake = earliest(wake, d->next_check);
-		if (d->sync_retry_at > now)
-			wake = earliest(wake, d->sync_retry_at);
-		if (d->ndone > 0)
-			wake = earliest(wake, d->oldest_done + FLUSH_MS);
-		if (d->mode == MODE_FOR && !stopping)
-			wake = earliest(wake, d->end);
-		if (signalled)
-			wake = earliest(wake, grace_end);
-		take_done(d, engine_run(d->engine, wake > now ? (int)(wake - now) : 0), time_now());
+		wake = next_deadline(d, now, room, claim_batch, syncing != SYNC_IDLE);
+		take_done(d, engine_run(d->engine, wake > now ? (int)(wake - now) : 0),
+		          clock_monotonic());
 	}
 }
 
@@ -608,15 +932,20 @@ main(int argc, char **argv)
 		return 1;
 	}
 	d.done_tail = &d.done;
-	d.started = time_now();
+	d.started = clock_monotonic();
 	d.end = d.started + seconds * PD_MS_PER_S;
 
+	if (syncer_start(&d) != 0) {
+		log_error("cannot start the store's thread");
+		return 1;
+	}
 	status = run(&d);
+	syncer_stop(&d);
 
 	log_info("exiting: %ld delivered, %ld retried, %ld failed, %ld given back, "
 	         "%ld lost to another dispatcher, %ld HTTP attempts in %.1f s",
 	         d.delivered, d.retried, d.failed, d.released, d.lost, d.attempts,
-	         (double)(time_now() - d.started) / 1000.0);
+	         (double)(clock_monotonic() - d.started) / 1000.0);
 	engine_free(d.engine);
 	store_close(d.store);
 	config_free(&d.cfg);

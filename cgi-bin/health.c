@@ -22,12 +22,14 @@
 /* For --help; http_main adds the usage line, the options and the exit status. */
 static const char description[] =
 "The FastCGI responder for GET /api/health: {\"ok\": true, \"pending\": n,\n"
-"\"oldest_overdue_s\": x}, or 503 with ok false when the database cannot be\n"
-"read, or when one of the other programs does not answer on its socket:\n"
-"health looks for schedule.sock, status.sock and cancel.sock in the folder of\n"
-"its own Unix socket, sends each a FastCGI OPTIONS request (answered 405\n"
-"without touching the database) and names those that refuse or do not answer\n"
-"within 1 s in \"down\", e.g. {\"ok\": false, \"down\": [\"cancel\"], ...}.\n"
+"\"delivering\": n, \"oldest_overdue_s\": x}, or 503 with ok false when the\n"
+"database cannot be read, or when one of the other programs does not answer\n"
+"on its socket: health looks for schedule.sock, status.sock and cancel.sock in\n"
+"the folder of its own Unix socket, sends each a FastCGI OPTIONS request\n"
+"(answered 405 without touching the database) and names those that refuse or\n"
+"do not answer within 1 s in \"down\", e.g. {\"ok\": false, \"down\":\n"
+"[\"cancel\"], ...}. \"delivering\" counts rounds in flight: with messages\n"
+"overdue it tells busy dispatchers from none running.\n"
 "Needs no token. Run it under a FastCGI server behind nginx or Apache;\n"
 "started without one (or on a TCP socket) it checks only the database, and as\n"
 "a plain-CGI program it answers a single request: `REQUEST_METHOD=GET health\n"
@@ -175,7 +177,7 @@ handle_health(struct pd_request *r)
 {
 	struct pd_app *app = http_app(r);
 	json_object *o = json_object_new_object();
-	long pending = 0;
+	long counts[PD_NSTATES] = { 0 };
 	pd_ms earliest = 0, overdue, now = time_now();
 	json_object *down;
 	char text[32], error[256];
@@ -185,7 +187,7 @@ handle_health(struct pd_request *r)
 		http_error(r, 400, "unknown field", http_fields(r)->v[0].name);
 		return;
 	}
-	if (app->store == NULL || store_health(app->store, &pending, &earliest) != STORE_OK) {
+	if (app->store == NULL || store_health(app->store, counts, &earliest) != STORE_OK) {
 		json_object_object_add(o, "ok", json_object_new_boolean(0));
 		json_object_object_add(o, "error", json_object_new_string("the database cannot be read"));
 		if ((down = programs_down(error, sizeof(error))) != NULL)
@@ -199,7 +201,11 @@ handle_health(struct pd_request *r)
 		json_object_object_add(o, "error", json_object_new_string(error));
 		json_object_object_add(o, "down", down);
 	}
-	json_object_object_add(o, "pending", json_object_new_int64(pending));
+	json_object_object_add(o, "pending", json_object_new_int64(counts[PD_PENDING]));
+	/* Rounds in flight, from the same snapshot: overdue messages beside
+	 * deliveries in flight mean a dispatcher that is busy, not one that is
+	 * missing. */
+	json_object_object_add(o, "delivering", json_object_new_int64(counts[PD_DELIVERING]));
 	/* Milliseconds as seconds, written as such (not 0.57499999999999996). */
 	overdue = earliest != 0 && earliest < now ? now - earliest : 0;
 	snprintf(text, sizeof(text), "%lld.%03lld", (long long)(overdue / 1000),

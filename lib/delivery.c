@@ -12,16 +12,31 @@
  * handle's connection cache keeps connections to targets alive.
  */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include <curl/curl.h>
 
 #include "postdate.h"
 #include "delivery.h"
+
+/* A host:port's share of the transfer slots (see delivery.h). Kept while
+ * a transfer holds one of its slots or a job waits for one, and for a
+ * while after: the table keeps up to HOST_TABLE entries. */
+#define HOST_TABLE 1024
+
+struct pd_host {
+	char key[PD_HOST_KEY_MAX];   /* "scheme://host:port", lower case */
+	int inflight;                /* transfers holding its slots */
+	int waiting;                 /* jobs parked for one */
+	int share;                   /* how many slots it may hold now */
+	int answered;                /* its last attempt got an HTTP answer */
+};
 
 struct pd_engine {
 	const struct pd_config *cfg;
@@ -34,6 +49,11 @@ struct pd_engine {
 	int active;                  /* how many */
 	int finishing;               /* rounds end after the current attempt */
 	struct pd_job *done, **done_tail;
+	struct pd_job *waiting, **waiting_tail;  /* parked for a host slot, oldest first */
+	int nwaiting;
+	struct pd_host *hosts[HOST_TABLE];       /* open addressing on the key */
+	int nhosts;
+	int reserve;                 /* slots kept for hosts that answer */
 };
 
 /* ---- jobs ---- */
@@ -75,16 +95,6 @@ job_gone(const struct pd_job *job)
 	return gone;
 }
 
-static void
-job_clear_answer(struct pd_job *job)
-{
-	free(job->content_type);
-	job->content_type = NULL;
-	job->status = 0;
-	job->body_len = 0;
-	job->body_capped = 0;
-}
-
 void
 job_free(struct pd_job *job)
 {
@@ -92,11 +102,136 @@ job_free(struct pd_job *job)
 		return;
 	for (size_t i = 0; i < job->nattempts; i++)
 		free(job->attempts[i].error);
-	job_clear_answer(job);
+	free(job->content_type);
 	free(job->body);
+	free(job->rx);
 	curl_slist_free_all(job->headers);
 	message_free(&job->m);
 	free(job);
+}
+
+/* ---- hosts ---- */
+
+/* The URL passed target_url_valid at schedule time; anything odd just
+ * makes a key of its own. */
+void
+delivery_host_key(const char *url, char key[PD_HOST_KEY_MAX])
+{
+	const char *p = strstr(url, "://"), *authority, *end, *at;
+	size_t n = 0, hostlen;
+	int https = strncasecmp(url, "https:", 6) == 0;
+
+	authority = p != NULL ? p + 3 : url;
+	end = authority + strcspn(authority, "/?#");
+	/* Userinfo is not part of the host. */
+	for (at = authority; at < end; at++)
+		if (*at == '@')
+			authority = at + 1;
+	n = (size_t)snprintf(key, PD_HOST_KEY_MAX, "%s://", https ? "https" : "http");
+	hostlen = (size_t)(end - authority);
+	for (size_t i = 0; i < hostlen && n + 1 < PD_HOST_KEY_MAX; i++)
+		key[n++] = (char)tolower((unsigned char)authority[i]);
+	key[n] = '\0';
+	/* A port given, unless the host is a bare IPv6 literal "[...]". */
+	if (memchr(authority, ':', hostlen) == NULL ||
+	    (hostlen > 0 && authority[hostlen - 1] == ']'))
+		snprintf(key + n, PD_HOST_KEY_MAX - n, ":%s", https ? "443" : "80");
+}
+
+static size_t
+host_hash(const char *key)
+{
+	uint32_t h = 2166136261u;  /* FNV-1a */
+
+	for (; *key != '\0'; key++)
+		h = (h ^ (unsigned char)*key) * 16777619u;
+	return h % HOST_TABLE;
+}
+
+/* Forgets the hosts that hold no slot and have no job waiting, when the
+ * table is three quarters full: they start afresh if they come back. */
+static void
+hosts_prune(struct pd_engine *e)
+{
+	struct pd_host *keep[HOST_TABLE];
+	int n = 0;
+
+	for (int i = 0; i < HOST_TABLE; i++) {
+		struct pd_host *h = e->hosts[i];
+
+		e->hosts[i] = NULL;
+		if (h == NULL)
+			continue;
+		if (h->inflight > 0 || h->waiting > 0)
+			keep[n++] = h;
+		else
+			free(h);
+	}
+	e->nhosts = 0;
+	for (int i = 0; i < n; i++) {
+		size_t j = host_hash(keep[i]->key);
+
+		while (e->hosts[j] != NULL)
+			j = (j + 1) % HOST_TABLE;
+		e->hosts[j] = keep[i];
+		e->nhosts++;
+	}
+}
+
+/* The host of url, made when new; NULL when out of memory or when every
+ * entry is busy (the caller then goes without a share). */
+static struct pd_host *
+host_of(struct pd_engine *e, const char *url)
+{
+	char key[PD_HOST_KEY_MAX];
+	size_t i;
+
+	delivery_host_key(url, key);
+	for (i = host_hash(key); e->hosts[i] != NULL; i = (i + 1) % HOST_TABLE)
+		if (strcmp(e->hosts[i]->key, key) == 0)
+			return e->hosts[i];
+	if (e->nhosts >= HOST_TABLE * 3 / 4) {
+		hosts_prune(e);
+		if (e->nhosts >= HOST_TABLE * 3 / 4)
+			return NULL;
+		for (i = host_hash(key); e->hosts[i] != NULL; i = (i + 1) % HOST_TABLE)
+			continue;
+	}
+	if ((e->hosts[i] = calloc(1, sizeof(**e->hosts))) == NULL)
+		return NULL;
+	memcpy(e->hosts[i]->key, key, sizeof(key));
+	/* Unproven until it answers: no reserved slot for it yet. */
+	e->hosts[i]->share = e->cfg->host_concurrency;
+	e->hosts[i]->answered = 0;
+	e->nhosts++;
+	return e->hosts[i];
+}
+
+/* Whether a transfer to host may start now (see delivery.h). */
+static int
+host_may_start(const struct pd_engine *e, const struct pd_host *h)
+{
+	if (e->active >= e->cfg->concurrency)
+		return 0;
+	if (h == NULL)
+		return 1;
+	if (h->inflight >= h->share)
+		return 0;
+	return e->active < e->cfg->concurrency - e->reserve || h->answered || h->inflight == 0;
+}
+
+/* What an attempt's end teaches about its host: an answer earns it a
+ * slot more, a time-out halves its share. */
+static void
+host_learn(const struct pd_engine *e, struct pd_host *h, int answered, int timed_out)
+{
+	if (h == NULL)
+		return;
+	h->answered = answered;
+	if (answered && h->share < e->cfg->host_concurrency)
+		h->share++;
+	else if (timed_out && h->share > 1)
+		h->share /= 2;
 }
 
 /* ---- the engine ---- */
@@ -112,6 +247,8 @@ engine_new(const struct pd_config *cfg, const struct pd_signer *sg, int verbose)
 	e->signer = sg;
 	e->verbose = verbose;
 	e->done_tail = &e->done;
+	e->waiting_tail = &e->waiting;
+	e->reserve = cfg->concurrency / 4;
 	e->idle = calloc((size_t)cfg->concurrency, sizeof(*e->idle));
 	e->inflight = calloc((size_t)cfg->concurrency, sizeof(*e->inflight));
 	e->multi = curl_multi_init();
@@ -133,6 +270,8 @@ engine_free(struct pd_engine *e)
 		return;
 	for (int i = 0; i < e->nidle; i++)
 		curl_easy_cleanup(e->idle[i]);
+	for (int i = 0; i < HOST_TABLE; i++)
+		free(e->hosts[i]);
 	free(e->idle);
 	free(e->inflight);
 	curl_multi_cleanup(e->multi);
@@ -143,6 +282,33 @@ int
 engine_active(const struct pd_engine *e)
 {
 	return e->active;
+}
+
+void
+engine_wakeup(struct pd_engine *e)
+{
+	curl_multi_wakeup(e->multi);
+}
+
+int
+engine_jobs(const struct pd_engine *e)
+{
+	return e->active + e->nwaiting;
+}
+
+int
+engine_room(const struct pd_engine *e)
+{
+	int free_slots = e->cfg->concurrency - e->active;
+	int park_room = e->cfg->concurrency - e->nwaiting;
+
+	return free_slots < park_room ? free_slots : park_room;
+}
+
+pd_ms
+engine_next_deadline(const struct pd_engine *e)
+{
+	return e->waiting != NULL ? e->waiting->waiting_since + PD_HOST_WAIT_MS : 0;
 }
 
 void
@@ -160,18 +326,35 @@ on_body(char *data, size_t size, size_t n, void *ctx)
 	struct pd_job *job = ctx;
 	size_t len = size * n, room;
 
-	if (job->body == NULL && (job->body = malloc(PD_MAX_RESPONSE)) == NULL)
+	if (job->rx == NULL && (job->rx = malloc(PD_MAX_RESPONSE)) == NULL)
 		return 0;
-	room = PD_MAX_RESPONSE - job->body_len;
+	room = PD_MAX_RESPONSE - job->rx_len;
 	if (len > room) {
-		memcpy(job->body + job->body_len, data, room);
-		job->body_len += room;
-		job->body_capped = 1;
+		memcpy(job->rx + job->rx_len, data, room);
+		job->rx_len += room;
+		job->rx_capped = 1;
 		return 0;
 	}
-	memcpy(job->body + job->body_len, data, len);
-	job->body_len += len;
+	memcpy(job->rx + job->rx_len, data, len);
+	job->rx_len += len;
 	return len;
+}
+
+/* Called by curl when the connection is there and the request is about
+ * to go out: the moment the webhook-timestamp (and the signature over it)
+ * must say, however long the transfer waited for a connection. */
+static int
+on_request_start(void *ctx, char *primary_ip, char *local_ip, int primary_port, int local_port)
+{
+	struct pd_job *job = ctx;
+
+	(void)primary_ip, (void)local_ip, (void)primary_port, (void)local_port;
+	if (sign_stamp_lines(job->signer, job->m.id, (long long)(time_now() / PD_MS_PER_S),
+	                     job->m.payload, job->m.payload_len, job->stamp_line->data,
+	                     PD_STAMP_LINE,
+	                     job->signature_line != NULL ? job->signature_line->data : NULL) != 0)
+		return CURL_PREREQFUNC_ABORT;
+	return CURL_PREREQFUNC_OK;
 }
 
 /* Opens each socket curl wants, unless the address it is about to
@@ -215,36 +398,56 @@ add_header(struct pd_job *job, const char *name, const char *value)
 	return 0;
 }
 
+/* Appends a header line of exactly len - 1 placeholder characters after
+ * "Name: ", to be written in place when the request goes out; returns its
+ * node in the job's header list, or NULL. */
+static struct curl_slist *
+add_placeholder(struct pd_job *job, const char *name, size_t len)
+{
+	char line[PD_SIGNATURE_LINE + PD_STAMP_LINE];
+	size_t n = (size_t)snprintf(line, sizeof(line), "%s: ", name);
+	struct curl_slist *grown, *last;
+
+	if (n >= len || len > sizeof(line))
+		return NULL;
+	memset(line + n, '0', len - 1 - n);
+	line[len - 1] = '\0';
+	if ((grown = curl_slist_append(job->headers, line)) == NULL)
+		return NULL;
+	job->headers = grown;
+	for (last = grown; last->next != NULL; last = last->next)
+		continue;
+	return last;
+}
+
 /* Sends the attempt to the round's next URL. -1 when it cannot even start
- * (out of memory); the caller records that and moves on. */
+ * (out of memory); the caller records that and moves on. The headers that
+ * say when it was sent are written by on_request_start. */
 static int
 attempt_start(struct pd_engine *e, struct pd_job *job)
 {
 	const char *url = job->pool[job->order[job->tried]];
-	char stamp[24], signature[PD_SIGNATURE_BUF];
-	long long now_s = (long long)(time_now() / PD_MS_PER_S);
 	CURL *easy;
 
-	job_clear_answer(job);
+	job->rx_len = 0;
+	job->rx_capped = 0;
 	job->errbuf[0] = '\0';
 	job->refused[0] = '\0';
 	job->policy = e->cfg;
+	job->signer = e->signer;
 	curl_slist_free_all(job->headers);
 	job->headers = NULL;
-	snprintf(stamp, sizeof(stamp), "%lld", now_s);
+	job->signature_line = NULL;
 	/* webhook-id is the message id on every attempt, so receivers can
 	 * drop duplicates; "Expect:" stops curl from waiting for a 100. */
 	if (add_header(job, "Content-Type", job->m.content_type) != 0 ||
 	    add_header(job, "webhook-id", job->m.id) != 0 ||
-	    add_header(job, "webhook-timestamp", stamp) != 0 ||
+	    (job->stamp_line = add_placeholder(job, "webhook-timestamp", PD_STAMP_LINE)) == NULL ||
+	    (e->signer->enabled &&
+	     (job->signature_line = add_placeholder(job, "webhook-signature",
+	                                            PD_SIGNATURE_LINE)) == NULL) ||
 	    (job->headers = curl_slist_append(job->headers, "Expect:")) == NULL)
 		return -1;
-	if (e->signer->enabled) {
-		if (sign_webhook(e->signer, job->m.id, now_s, job->m.payload, job->m.payload_len,
-		                 signature) != 0 ||
-		    add_header(job, "webhook-signature", signature) != 0)
-			return -1;
-	}
 
 	easy = e->nidle > 0 ? e->idle[--e->nidle] : curl_easy_init();
 	if (easy == NULL)
@@ -264,6 +467,8 @@ attempt_start(struct pd_engine *e, struct pd_job *job)
 	curl_easy_setopt(easy, CURLOPT_PROXY, "");
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, job);
+	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_request_start);
+	curl_easy_setopt(easy, CURLOPT_PREREQDATA, job);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(easy, CURLOPT_WRITEDATA, job);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, job->errbuf);
@@ -275,11 +480,13 @@ attempt_start(struct pd_engine *e, struct pd_job *job)
 	job->easy = easy;
 	job->slot = e->active;
 	e->inflight[e->active++] = job;
+	if (job->host != NULL)
+		job->host->inflight++;
 	return 0;
 }
 
-/* Takes the job's transfer out of the multi handle and keeps its easy
- * handle for the next attempt. */
+/* Takes the job's transfer out of the multi handle, keeps its easy
+ * handle for the next attempt and frees its host slot. */
 static void
 transfer_end(struct pd_engine *e, struct pd_job *job)
 {
@@ -290,6 +497,8 @@ transfer_end(struct pd_engine *e, struct pd_job *job)
 	job->easy = NULL;
 	last->slot = job->slot;
 	e->inflight[job->slot] = last;
+	if (job->host != NULL)
+		job->host->inflight--;
 }
 
 /* Records an attempt: at (start), url, status (0: no answer), error, ms. */
@@ -316,44 +525,103 @@ round_next(struct pd_job *job)
 	return job->tried < job->norder ? job->order[job->tried] : -1;
 }
 
-/* Hands the job back with its outcome. */
+/* Hands the job back with its outcome. job->m.attempts counts this round
+ * already (the claim counted it). */
 static void
 round_end(struct pd_engine *e, struct pd_job *job, enum pd_outcome outcome)
 {
 	size_t left = 0;
-	int rounds;
+	int rounds = job->m.attempts;
 
 	job->finished = time_now();
 	for (size_t i = 0; i < job->npool; i++)
 		left += !job->gone[i];
-	rounds = job->m.attempts;    /* counted when claimed, this one included */
 	if (outcome == PD_OUTCOME_RETRY && (rounds >= job->m.max_attempts || left == 0))
 		outcome = PD_OUTCOME_FAILED;
 	if (outcome == PD_OUTCOME_RETRY)
 		job->next_attempt = job->finished +
 		    retry_delay(e->cfg, rounds, job->retry_after, arc4random());
 	job->outcome = outcome;
+	job->host = NULL;
 	job->next = NULL;
 	*e->done_tail = job;
 	e->done_tail = &job->next;
 }
 
-/* Starts attempts until one is in flight or the round is over. */
+/* Parks job until its host has a slot free. */
+static void
+job_wait(struct pd_engine *e, struct pd_job *job)
+{
+	job->waiting_since = clock_monotonic();
+	job->waiting_next = NULL;
+	*e->waiting_tail = job;
+	e->waiting_tail = &job->waiting_next;
+	e->nwaiting++;
+	if (job->host != NULL)
+		job->host->waiting++;
+}
+
+/* Starts attempts until one is in flight, the job waits for its host,
+ * or the round is over. */
 static void
 round_continue(struct pd_engine *e, struct pd_job *job)
 {
-	while (round_next(job) >= 0) {
+	int index;
+
+	while ((index = round_next(job)) >= 0) {
 		if (e->finishing && job->nattempts > 0) {
 			round_end(e, job, PD_OUTCOME_RELEASED);
 			return;
 		}
+		job->host = host_of(e, job->pool[index]);
+		if (!host_may_start(e, job->host)) {
+			job_wait(e, job);
+			return;
+		}
 		if (attempt_start(e, job) == 0)
 			return;
-		attempt_record(job, time_now(), job->pool[job->order[job->tried]], 0,
+		attempt_record(job, time_now(), job->pool[index], 0,
 		               "the dispatcher could not start the request (out of memory)", 0);
 		job->tried++;
 	}
 	round_end(e, job, PD_OUTCOME_RETRY);
+}
+
+/* Starts the parked jobs whose host now has a slot, oldest first, and
+ * gives back unsent those that waited too long (their leases were
+ * counted from the claim) or that a stop has caught waiting. */
+static void
+engine_unpark(struct pd_engine *e)
+{
+	pd_ms now = clock_monotonic();
+	struct pd_job *job = e->waiting;
+
+	e->waiting = NULL;
+	e->waiting_tail = &e->waiting;
+	e->nwaiting = 0;
+	while (job != NULL) {
+		struct pd_job *next = job->waiting_next;
+
+		job->waiting_next = NULL;
+		if (job->host != NULL)
+			job->host->waiting--;
+		if (e->finishing || now - job->waiting_since >= PD_HOST_WAIT_MS)
+			round_end(e, job, PD_OUTCOME_RELEASED);
+		else if (!host_may_start(e, job->host)) {
+			/* Back in the queue, in its place and with its wait so far. */
+			*e->waiting_tail = job;
+			e->waiting_tail = &job->waiting_next;
+			e->nwaiting++;
+			if (job->host != NULL)
+				job->host->waiting++;
+		} else if (attempt_start(e, job) != 0) {
+			attempt_record(job, time_now(), job->pool[job->order[job->tried]], 0,
+			               "the dispatcher could not start the request (out of memory)", 0);
+			job->tried++;
+			round_continue(e, job);
+		}
+		job = next;
+	}
 }
 
 void
@@ -373,13 +641,6 @@ engine_start(struct pd_engine *e, struct pd_job *job)
 	}
 	job->tried = 0;
 	job->retry_after = 0;
-	/* Every round it had was claimed and never came back (dispatchers
-	 * killed while delivering it): it ends here, not in a loop. */
-	if (job->m.attempts > job->m.max_attempts) {
-		job->m.attempts = job->m.max_attempts;
-		round_end(e, job, PD_OUTCOME_FAILED);
-		return;
-	}
 	if (job->norder == 0) {
 		round_end(e, job, PD_OUTCOME_FAILED);
 		return;
@@ -403,6 +664,22 @@ transfer_error(struct pd_job *job, CURLcode rc)
 	return job->errbuf[0] != '\0' ? job->errbuf : curl_easy_strerror(rc);
 }
 
+/* Keeps the transfer's answer as the round's last answer. */
+static void
+answer_keep(struct pd_job *job, int status, const char *type)
+{
+	char *body = job->body;
+
+	free(job->content_type);
+	job->content_type = type != NULL ? strdup(type) : NULL;
+	job->status = status;
+	/* The transfer's buffer becomes the answer's; the old one is reused. */
+	job->body = job->rx;
+	job->body_len = job->rx_len;
+	job->rx = body;
+	job->rx_len = 0;
+}
+
 /* Reads what a finished transfer got, records the attempt and decides
  * whether the round goes on. */
 static void
@@ -421,11 +698,10 @@ attempt_finished(struct pd_engine *e, struct pd_job *job, CURLcode rc)
 	ms = (int)(total_us / 1000);
 	/* A capped body ends the transfer with a write error, but the answer
 	 * itself came: it counts like any other. */
-	if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && job->body_capped)) {
+	if (rc == CURLE_OK || (rc == CURLE_WRITE_ERROR && job->rx_capped)) {
 		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 		curl_easy_getinfo(easy, CURLINFO_CONTENT_TYPE, &type);
-		job->status = (int)status;
-		job->content_type = type != NULL ? strdup(type) : NULL;
+		answer_keep(job, (int)status, type);
 	}
 	if (status >= 300 && status < 400)
 		error = "redirect not followed";
@@ -433,6 +709,8 @@ attempt_finished(struct pd_engine *e, struct pd_job *job, CURLcode rc)
 		error = "gone: the URL is dropped from the pool";
 	else if (status == 0 && job->refused[0] != '\0')
 		error = job->refused;
+	else if (status == 0 && rc == CURLE_ABORTED_BY_CALLBACK)
+		error = "the dispatcher could not sign the request";
 	else if (status == 0)
 		error = transfer_error(job, rc);
 	if (status == 429 || status == 503) {
@@ -451,6 +729,7 @@ attempt_finished(struct pd_engine *e, struct pd_job *job, CURLcode rc)
 	else if (e->verbose)
 		log_info("attempt %s to %s: %s, %d ms", job->m.id, URL_SHOWN(url), error, ms);
 
+	host_learn(e, job->host, status != 0, rc == CURLE_OPERATION_TIMEDOUT);
 	transfer_end(e, job);
 	if (status >= 200 && status < 300) {
 		job->accepted = index;
@@ -495,19 +774,31 @@ engine_run(struct pd_engine *e, int timeout_ms)
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&job);
 		attempt_finished(e, job, msg->data.result);
 	}
+	if (e->waiting != NULL)
+		engine_unpark(e);
 	return engine_take_done(e);
 }
 
 struct pd_job *
 engine_abort(struct pd_engine *e)
 {
-	/* The transfers end unanswered: their rounds are given back, and the
-	 * attempts in flight are not recorded, as if never sent. */
+	pd_ms now = time_now();
+
+	/* The transfers end unanswered and their rounds are given back; the
+	 * requests were sent, so they are recorded, and the rounds count. */
 	while (e->active > 0) {
 		struct pd_job *job = e->inflight[e->active - 1];
+		curl_off_t total_us = 0;
+		int ms;
 
+		curl_easy_getinfo(job->easy, CURLINFO_TOTAL_TIME_T, &total_us);
+		ms = (int)(total_us / 1000);
+		attempt_record(job, now - ms, job->pool[job->order[job->tried]], 0,
+		               "the dispatcher stopped before an answer came", ms);
 		transfer_end(e, job);
 		round_end(e, job, PD_OUTCOME_RELEASED);
 	}
+	e->finishing = 1;
+	engine_unpark(e);
 	return engine_take_done(e);
 }

@@ -106,8 +106,12 @@ void config_free(struct pd_config *cfg);
 
 /* ---- timeparse.c: times and durations as users write them ---- */
 
-/* The current time. */
+/* The current time (wall clock): for what is stored or sent. */
 pd_ms time_now(void);
+
+/* clock.c: ms on a clock that never steps (CLOCK_MONOTONIC), from an
+ * arbitrary origin: for local deadlines and waits, never stored. */
+pd_ms clock_monotonic(void);
 
 /* Writes t as RFC 3339 UTC with milliseconds ("2026-11-22T13:30:00.000Z")
  * into buf (at least PD_TIME_BUF bytes). Returns buf. */

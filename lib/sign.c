@@ -73,3 +73,20 @@ sign_webhook(const struct pd_signer *sg, const char *id, long long timestamp,
 	EVP_EncodeBlock((unsigned char *)out + 3, mac, (int)maclen);
 	return 0;
 }
+
+int
+sign_stamp_lines(const struct pd_signer *sg, const char *id, long long timestamp,
+                 const char *body, size_t len, char *stamp, size_t room, char *signature)
+{
+	char value[PD_SIGNATURE_BUF];
+	int n = snprintf(stamp, room, "webhook-timestamp: %lld", timestamp);
+
+	if (n < 0 || (size_t)n >= room)
+		return -1;
+	if (!sg->enabled)
+		return 0;
+	if (sign_webhook(sg, id, timestamp, body, len, value) != 0)
+		return -1;
+	n = snprintf(signature, PD_SIGNATURE_LINE, "webhook-signature: %s", value);
+	return n < 0 || n >= PD_SIGNATURE_LINE ? -1 : 0;
+}

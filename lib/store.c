@@ -178,18 +178,15 @@ store_fail(struct pd_store *s, int rc, const char *what)
  * while the write lock here is held for well under a millisecond (one
  * group commit): several schedule processes and dispatchers then spend
  * their time asleep beside a free lock. Short sleeps, growing to 1 ms,
- * keep them in step at the cost of a few more tries. The clock is the
- * monotonic one: a step of the wall clock neither cuts nor stretches it.
+ * keep them in step at the cost of a few more tries.
  */
 static int
 on_busy(void *ctx, int tries)
 {
 	struct pd_store *s = ctx;
-	struct timespec ts, nap = { 0, 0 };
-	pd_ms now;
+	pd_ms now = clock_monotonic();   /* a wait: never on the wall clock */
+	struct timespec nap = { 0, 0 };
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (pd_ms)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 	if (tries == 0)
 		s->busy_since = now;
 	if (now - s->busy_since >= STORE_BUSY_TIMEOUT_MS)
@@ -902,9 +899,8 @@ store_min(struct pd_store *s, enum statement id, pd_ms *out)
 }
 
 enum store_result
-store_health(struct pd_store *s, long *pending, pd_ms *earliest)
+store_health(struct pd_store *s, long counts[PD_NSTATES], pd_ms *earliest)
 {
-	long counts[PD_NSTATES];
 	pd_ms buffered = 0, unbuffered = 0;
 	enum store_result res;
 	int rc, began = read_begin(s);
@@ -918,7 +914,6 @@ store_health(struct pd_store *s, long *pending, pd_ms *earliest)
 	read_end(s, began);
 	if (res != STORE_OK)
 		return res;
-	*pending = counts[PD_PENDING];
 	if (buffered == 0 || (unbuffered != 0 && unbuffered < buffered))
 		*earliest = unbuffered;
 	else
@@ -1029,7 +1024,8 @@ store_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
 		k->lease.gone = (unsigned)sqlite3_column_int64(st, 3);
 		k->lease.until = now + sqlite3_column_int64(st, 4) + (pd_ms)lease_slack_s * PD_MS_PER_S;
 		k->m.next_attempt = sqlite3_column_int64(st, 5);
-		k->m.state = PD_DELIVERING;
+		/* What it was: delivering when an earlier lease ran out unsettled. */
+		k->m.state = k->lease.token != 0 ? PD_DELIVERING : PD_PENDING;
 		n++;
 	}
 	sqlite3_reset(st);

@@ -86,9 +86,9 @@ enum store_result store_list(struct pd_store *s, int state, pd_ms after_due, con
 /* Message counts per state. */
 enum store_result store_counts(struct pd_store *s, long counts[PD_NSTATES]);
 
-/* How many messages are pending and the earliest time one of them is (or
- * was) due, 0 if none, from one snapshot. */
-enum store_result store_health(struct pd_store *s, long *pending, pd_ms *earliest);
+/* The message counts per state and the earliest time a live message is
+ * (or was) due, 0 if none, from one snapshot. */
+enum store_result store_health(struct pd_store *s, long counts[PD_NSTATES], pd_ms *earliest);
 
 /* ---- the dispatch side ---- */
 
@@ -117,10 +117,12 @@ struct store_lease {
 
 /* Leases up to limit buffered messages due at now, each for as long as its
  * round may take (a timeout for every URL of the pool) plus lease_slack_s,
- * and counts the round they begin (m->attempts includes it; a message whose
- * rounds are all spent comes with m->attempts > m->max_attempts, to be
- * ended as failed). After the commit calls fn with each message (payload
- * read; fn owns it) and its lease. */
+ * and counts the round they begin (m->attempts includes it, so a round
+ * that never settles still counts; a message whose rounds are all spent
+ * comes with m->attempts > m->max_attempts, to be ended as failed). After
+ * the commit calls fn with each message (payload read; fn owns it; m->state
+ * is what it was before the claim: PD_DELIVERING when an earlier lease ran
+ * out unsettled) and its lease. */
 typedef int (*store_claim_fn)(void *ctx, struct pd_message *m, const struct store_lease *lease);
 enum store_result store_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
                               store_claim_fn fn, void *ctx);

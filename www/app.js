@@ -686,9 +686,14 @@ async function refreshHealth() {
     return;
   }
   const late = health.oldest_overdue_s || 0;
-  showText($("banner"), late >= OVERDUE_ALARM_S
-    ? `Messages are overdue: the oldest is ${formatSpan(late)} late. Is a dispatcher running?`
-    : "");
+  const busy = health.delivering || 0;
+  // Deliveries in flight beside overdue messages: a dispatcher is there,
+  // its slots are taken.
+  showText($("banner"), late < OVERDUE_ALARM_S ? ""
+    : busy > 0
+      ? `Messages are overdue: the oldest is ${formatSpan(late)} late, with ${busy} ` +
+        `deliveries in flight: the dispatchers are busy or their targets slow.`
+      : `Messages are overdue: the oldest is ${formatSpan(late)} late. Is a dispatcher running?`);
 }
 
 // ---- putting it together ----

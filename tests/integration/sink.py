@@ -11,6 +11,9 @@ thread per connection (HTTP/1.1 keep-alive, Content-Length always sent).
 Every request is recorded when its headers have been read, before any
 configured delay, so a test can see requests that are still in flight.
 Paths nobody configured answer 200 with an empty body.
+
+Sink(host="127.0.0.2") listens on another loopback address: to the
+dispatcher, another host.
 """
 
 import http.server
@@ -59,7 +62,8 @@ class Request:
 
 class Answer:
     def __init__(self, status=200, headers=None, body=b"", delay=0,
-                 content_type="text/plain"):
+                 content_type="text/plain", action=None):
+        self.action = action                # called with the Request before answering
         self.status = int(status)
         self.headers = dict(headers or {})
         self.body = body.encode() if isinstance(body, str) else bytes(body)
@@ -133,6 +137,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = self._read_body()
         request = Request(t, self.command, self.path, Headers(self.headers.items()), body)
         answer = sink._record(request)
+        if answer.action is not None:
+            answer.action(request)
         if answer.delay > 0:
             time.sleep(answer.delay)
         try:
@@ -155,13 +161,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class Sink:
     """A recording HTTP server on 127.0.0.1; see the module text."""
 
-    def __init__(self):
+    def __init__(self, host="127.0.0.1"):
+        self.host = host
         self._lock = threading.Lock()
         self._requests = []
         self._answers = {}          # path -> [Answer, ...]
         self._served = {}           # path -> how many of its answers were used
         self._connections = set()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server((host, 0), _Handler)
         self._server.sink = self
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -175,13 +182,15 @@ class Sink:
     def url(self, path="/"):
         if not path.startswith("/"):
             path = "/" + path
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def behave(self, path, status=200, headers=None, body=b"", delay=0,
-               content_type="text/plain"):
+               content_type="text/plain", action=None):
         """How to answer requests for path. `status` may instead be a list of
         answers (dicts of these same keyword arguments, or plain status
-        numbers), used in order, the last one repeating."""
+        numbers), used in order, the last one repeating. `action`, when
+        given, is called with each Request once it is recorded, before the
+        delay and the answer (e.g. to kill the dispatcher that sent it)."""
         if isinstance(status, (list, tuple)):
             answers = []
             for a in status:
@@ -191,7 +200,7 @@ class Sink:
             if not answers:
                 raise ValueError("behave: an empty list of answers")
         else:
-            answers = [Answer(status, headers, body, delay, content_type)]
+            answers = [Answer(status, headers, body, delay, content_type, action)]
         with self._lock:
             self._answers[_normal(path)] = answers
             self._served[_normal(path)] = 0

@@ -415,7 +415,8 @@ def test_near_term_messages_are_buffered_and_far_ones_not():
 def test_health_reports_pending_and_how_overdue():
     with Stack() as s:
         r = s.get("/api/health", token=None)
-        assert r.status == 200 and r.json == {"ok": True, "pending": 0, "oldest_overdue_s": 0}, r
+        assert r.status == 200 and r.json == {"ok": True, "pending": 0, "delivering": 0,
+                                              "oldest_overdue_s": 0}, r
         s.schedule()                     # due now; no dispatcher runs
         s.schedule(delay="1h")
         time.sleep(1.2)

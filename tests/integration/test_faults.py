@@ -165,11 +165,14 @@ def test_kill_9_of_dispatch_at_random_moments_loses_nothing_and_counts_agree():
         assert set(ok_rows) == ids, f"{len(ids - set(ok_rows))} delivered without a 200 row"
         over = {k: (v, seen[k]) for k, v in ok_rows.items() if v > seen[k]}
         assert not over, f"more 200 rows than requests the sink saw: {list(over.items())[:5]}"
-        # A round is counted when claimed: a message whose round a kill cut
-        # short has used two, never more than the kills could cut.
+        # A round counts from its claim (issue 13 item 7): a message whose
+        # round a kill cut short has used two, one of them lost.
         rows = dict(s.query("SELECT attempts, count(*) FROM messages GROUP BY attempts"))
-        assert set(rows) <= {1, 2} and rows.get(1, 0) + rows.get(2, 0) == n, rows
-        assert rows.get(2, 0) <= kills * concurrency, f"rounds per message: {rows}"
+        print(f"rounds per message: {rows}")
+        assert set(rows) <= {1, 2} and sum(rows.values()) == n, f"rounds per message: {rows}"
+        # A kill loses the rounds it held: up to concurrency in flight and
+        # as many parked for a host slot.
+        assert rows.get(2, 0) <= kills * 2 * concurrency, f"rounds per message: {rows}"
 
 
 # ---- kill -9 of the FastCGI schedule workers ----
@@ -862,7 +865,10 @@ def test_sigterm_lets_in_flight_deliveries_finish_then_exits_0_and_the_next_deli
                                  for i in range(n)])
         ids = {m["id"] for m in made}
         d = s.spawn_dispatch("--watch")
-        sink.wait_for(concurrency, "/slow", timeout=10)
+        # The first wave: the slots a host that has not answered yet may
+        # take (all but the reserved quarter); none answers for 2 s.
+        sink.wait_for(concurrency - concurrency // 4, "/slow", timeout=10)
+        time.sleep(0.3)
         in_flight = set(sink.ids("/slow"))
         t0 = time.time()
         rc = stop_dispatcher(s, d)
@@ -910,7 +916,9 @@ def test_second_sigterm_gives_leases_back_so_the_next_dispatcher_need_not_wait()
                                  for i in range(n)])
         ids = {m["id"] for m in made}
         d = s.spawn_dispatch("--watch")
-        sink.wait_for(concurrency, "/stuck", timeout=10)
+        # As many as a host that has not answered yet may take.
+        sink.wait_for(concurrency - concurrency // 4, "/stuck", timeout=10)
+        time.sleep(0.3)
         in_flight = set(sink.ids("/stuck"))
         t0 = time.time()
         d.send_signal(signal.SIGTERM)
@@ -927,10 +935,12 @@ def test_second_sigterm_gives_leases_back_so_the_next_dispatcher_need_not_wait()
         assert c == dict.fromkeys(STATES, 0) | {"pending": n}, c
         assert s.buffered() == n and s.leased() == 0
         for id_ in in_flight:
-            # Given back as if never sent: no attempt recorded, no round used.
+            # Given back, due again at once; the request that was sent is
+            # in the history and the round counts (it was claimed).
             st = status(s, id_)
-            assert st["state"] == "pending" and st["attempts"] == 0, st
-            assert st["history"] == [], st
+            assert st["state"] == "pending" and st["attempts"] == 1, st
+            assert [h["status"] for h in st["history"]] == [None], st
+            assert "before an answer came" in st["history"][0]["error"], st
 
         sink.behave("/stuck", delay=0)
         t0 = time.time()
@@ -952,3 +962,58 @@ def test_second_sigterm_gives_leases_back_so_the_next_dispatcher_need_not_wait()
         c = assert_counts_agree(s, "at the end")
         assert c == dict.fromkeys(STATES, 0) | {"delivered": n}, c
         assert s.count("live") == 0
+
+
+def test_a_round_given_back_at_a_stop_records_the_request_that_was_sent():
+    # Issue 13 item 2: a round cut by a second SIGTERM was given back as if
+    # nothing had been sent, though the target had the request.
+    with Sink() as sink, Stack(config=FAST) as s:
+        sink.behave("/stuck", delay=30)
+        m = s.schedule(url=sink.url("/stuck"), timeout=60)
+        d = s.spawn_dispatch("--watch")
+        sink.wait_for(1, "/stuck", timeout=10)
+        d.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert stop_dispatcher(s, d) == 0, s.dispatch_log(d)[-2000:]
+        st = status(s, m["id"])
+        print(f"given back: {st['history']}")
+        assert len(sink.requests("/stuck")) == 1
+        assert len(st["history"]) == 1, st
+        h = st["history"][0]
+        assert h["url"] == sink.url("/stuck") and h["status"] is None, h
+        assert h["error"] == "the dispatcher stopped before an answer came", h
+        assert st["state"] == "pending", st
+
+
+def test_a_message_that_kills_the_dispatcher_fails_after_max_attempts_claims_with_backoff():
+    # Issue 13 item 7: rounds were counted at write-back, so a message whose
+    # delivery kills the dispatcher came back at every lease expiry, with
+    # no backoff and no end. A loop here plays cron: a new dispatcher
+    # whenever the last one died. Lease: timeout 1 s + 10 s of slack.
+    config = {"retry_base": 5, "retry_max": 60}
+    current = {}
+    with Sink() as sink, Stack(config=config) as s:
+        sink.behave("/poison", action=lambda req: current["p"].kill())
+        m = s.schedule(url=sink.url("/poison"), timeout=1, max_attempts=2)
+        stop = threading.Event()
+
+        def cron():
+            while not stop.is_set():
+                current["p"] = s.spawn_dispatch("--watch")
+                while current["p"].poll() is None and not stop.is_set():
+                    time.sleep(0.05)
+        looper = threading.Thread(target=cron, daemon=True)
+        looper.start()
+        try:
+            st = wait_state(s, m["id"], "failed", timeout=60)
+        finally:
+            stop.set()
+            looper.join(timeout=30)
+            stop_dispatcher(s, current["p"])
+        got = sink.requests("/poison")
+        gaps = [b.t - a.t for a, b in zip(got, got[1:])]
+        print(f"poison message: {len(got)} requests, {gaps} s apart; {st['attempts']} rounds")
+        assert len(got) == 2, got
+        assert st["attempts"] == 2, st
+        # Lease (11 s) plus the backoff after round 1 (5 s, give or take 1).
+        assert gaps[0] >= 11 + 3.5, gaps

@@ -90,6 +90,56 @@ test_signature_matches_the_standard_webhooks_example(void)
 	CHECK_STR(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
 }
 
+/* Issue 13 item 9: the timestamp and signature lines are written when a
+ * request goes out, in place, into lines made at their longest: they must
+ * fit, and sign what they say. */
+static void
+test_stamp_lines_written_in_place_sign_the_time_they_say(void)
+{
+	struct pd_signer sg;
+	char stamp[PD_STAMP_LINE], signature[PD_SIGNATURE_LINE];
+	const char *body = "{\"test\": 2432232314}";
+
+	CHECK_INT(sign_init(&sg, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), 0);
+	CHECK_INT(sign_stamp_lines(&sg, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body,
+	                           strlen(body), stamp, sizeof(stamp), signature), 0);
+	CHECK_STR(stamp, "webhook-timestamp: 1614265330");
+	CHECK_STR(signature, "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+	/* The longest timestamp there is still fits. */
+	CHECK_INT(sign_stamp_lines(&sg, "msg_p5jXN8AQM9LWM0D4loKWxJek", -9223372036854775807LL - 1,
+	                           body, strlen(body), stamp, sizeof(stamp), signature), 0);
+	CHECK_STR(stamp, "webhook-timestamp: -9223372036854775808");
+	/* A line too short is refused, not overrun. */
+	CHECK(sign_stamp_lines(&sg, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body),
+	                       stamp, 20, signature) != 0);
+	/* Without a secret only the timestamp is written. */
+	CHECK_INT(sign_init(&sg, NULL), 0);
+	memset(signature, 'x', sizeof(signature));
+	CHECK_INT(sign_stamp_lines(&sg, "msg_1", 42, "", 0, stamp, sizeof(stamp), NULL), 0);
+	CHECK_STR(stamp, "webhook-timestamp: 42");
+}
+
+/* Slots are shared per host:port (issue 13 item 4): spellings of one
+ * host count together, other ports and schemes apart. */
+static void
+test_host_key_names_scheme_host_and_port(void)
+{
+	char key[PD_HOST_KEY_MAX];
+
+	delivery_host_key("http://Example.COM/hook?x=1", key);
+	CHECK_STR(key, "http://example.com:80");
+	delivery_host_key("http://user:pw@example.com:80/other", key);
+	CHECK_STR(key, "http://example.com:80");
+	delivery_host_key("https://example.com#frag", key);
+	CHECK_STR(key, "https://example.com:443");
+	delivery_host_key("http://127.0.0.2:8080/hang", key);
+	CHECK_STR(key, "http://127.0.0.2:8080");
+	delivery_host_key("http://[::1]/x", key);
+	CHECK_STR(key, "http://[::1]:80");
+	delivery_host_key("http://[::1]:9000/x", key);
+	CHECK_STR(key, "http://[::1]:9000");
+}
+
 static void
 test_no_secret_means_no_signing(void)
 {
@@ -153,6 +203,8 @@ static const struct unit_test tests[] = {
 	UNIT(test_retry_after_pushes_the_next_round_but_not_past_retry_max),
 	UNIT(test_retry_after_reads_seconds_and_http_dates),
 	UNIT(test_signature_matches_the_standard_webhooks_example),
+	UNIT(test_stamp_lines_written_in_place_sign_the_time_they_say),
+	UNIT(test_host_key_names_scheme_host_and_port),
 	UNIT(test_no_secret_means_no_signing),
 	UNIT(test_the_dropped_urls_are_kept_by_index_across_rounds),
 	UNIT(test_utf8_check_refuses_broken_and_overlong_sequences),
