@@ -281,9 +281,10 @@ last_failure(const struct pd_job *job, char *buf, size_t len)
 	}
 	a = &job->attempts[job->nattempts - 1].a;
 	if (a->status != 0)
-		snprintf(buf, len, "%s: status %d", a->url, a->status);
+		snprintf(buf, len, "%s: status %d", URL_SHOWN(a->url), a->status);
 	else
-		snprintf(buf, len, "%s: %s", a->url, a->error != NULL ? a->error : "no answer");
+		snprintf(buf, len, "%s: %s", URL_SHOWN(a->url),
+		         a->error != NULL ? a->error : "no answer");
 }
 
 /* The log line of a round that has been written back. */
@@ -306,7 +307,7 @@ job_log(struct dispatcher *d, const struct pd_job *job)
 
 		d->delivered++;
 		log_info("delivered %s to %s (status %d, round %d, %d ms)", job->m.id,
-		         a->url, a->status, round, a->ms);
+		         URL_SHOWN(a->url), a->status, round, a->ms);
 		break;
 	}
 	case PD_OUTCOME_RETRY:

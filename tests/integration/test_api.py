@@ -4,9 +4,13 @@ through real nginx, the FastCGI programs and SQLite."""
 import json
 import os
 import re
+import sqlite3
+import tempfile
+import threading
 import time
 
 from harness import Stack, TOKEN, TOP
+from test_dispatch import FAST, counts, status, wait_state
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ID_RE = re.compile(r"^[a-z2-7]{26}$")
@@ -388,7 +392,6 @@ def test_cancel_after_delivery_is_409_with_state(stack):
     m = stack.schedule(delay="5m")
     # Stands in for a dispatcher having delivered it (bin/dispatch comes later).
     db_path = stack.db_path
-    import sqlite3
     db = sqlite3.connect(db_path, timeout=10)
     db.execute("DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?)",
                (m["id"],))
@@ -474,3 +477,101 @@ def test_page_and_its_assets_are_served_without_a_token(stack):
     assert "/api/status" in r.body and "innerHTML" not in r.body
     assert stack.get("/style.css", token=None).status == 200
     assert stack.get("/nope.html", token=None).status == 404
+
+
+# ---- one snapshot per read ----
+
+def test_the_list_and_its_counts_come_from_one_snapshot():
+    # Regression: the page and its counts were read in two statements, so
+    # a schedule committed between them made them disagree.
+    with Stack() as s:
+        stop = threading.Event()
+
+        def keep_scheduling():
+            while not stop.is_set():
+                s.post_form("/api/schedule", {"url": "http://127.0.0.1:9/snap"})
+        writers = [threading.Thread(target=keep_scheduling) for _ in range(4)]
+        for w in writers:
+            w.start()
+        try:
+            checked = 0
+            deadline = time.time() + 4
+            while time.time() < deadline:
+                r = s.get("/api/status", {"state": "all", "limit": 1000})
+                assert r.status == 200, r
+                listed, counted = len(r.json["messages"]), sum(r.json["counts"].values())
+                if counted > 1000:
+                    break
+                assert listed == counted, (listed, r.json["counts"])
+                checked += 1
+        finally:
+            stop.set()
+            for w in writers:
+                w.join()
+        print(f"list and counts agreed in {checked} reads under 4 writers")
+        assert checked >= 20, checked
+
+
+def test_a_reused_idempotency_key_with_another_payload_is_409_and_writes_nothing(stack):
+    fields = {"url": "http://127.0.0.1:9/k", "payload": "first", "idempotency_key": "k-409"}
+    first = stack.post_form("/api/schedule", fields)
+    assert first.status == 201, first
+    before = stack.count()
+    again = stack.post_form("/api/schedule", dict(fields, delay="1h"))
+    assert again.status == 200 and again.json["id"] == first.json["id"], again
+    other = stack.post_form("/api/schedule", dict(fields, payload="second"))
+    assert_json_error(other, 409, "idempotency_key")
+    assert stack.count() == before
+
+
+# ---- migrations ----
+
+def test_a_v1_database_is_migrated_and_what_was_pending_is_delivered():
+    # The store v2 migration on a database the v1 programs wrote: pending
+    # messages (one in the buffer, one delivering under a lease that ran
+    # out), one delivered with its history, all kept and the pending ones
+    # delivered by the v2 dispatcher.
+    from sink import Sink
+    with Sink() as sink, tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "v1.db")
+        now = int(time.time() * 1000)
+        db = sqlite3.connect(path)
+        with open(os.path.join(TOP, "sql", "001-initial.sql")) as f:
+            db.executescript(f.read())
+        rows = [("aaaaaaaaaaaaaaaaaaaaaaaaaa", "pending", 1, "soon", 0),
+                ("bbbbbbbbbbbbbbbbbbbbbbbbbb", "delivering", 1, "was in flight", 1),
+                ("cccccccccccccccccccccccccc", "delivered", 0, "done", 2),
+                ("dddddddddddddddddddddddddd", "pending", 0, "not promoted yet", 0)]
+        for id_, state, buffered, payload, attempts in rows:
+            db.execute("INSERT INTO messages (id, state, due, created, next_attempt, buffered, "
+                       "urls, payload, content_type, max_attempts, timeout, attempts, "
+                       "delivered_to, delivered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                       "'text/plain', 8, 10, ?, ?, ?)",
+                       (id_, state, now - 5000, now - 6000, now - 5000, buffered,
+                        sink.url("/v1"), payload.encode(), attempts,
+                        sink.url("/v1") if state == "delivered" else None,
+                        now - 4000 if state == "delivered" else None))
+            if buffered:
+                lease = now - 1000 if state == "delivering" else 0
+                db.execute("INSERT INTO buffer (message_id, due, lease_until) VALUES (?, ?, ?)",
+                           (id_, lease or now - 5000, lease))
+        for seq in (1, 2):
+            db.execute("INSERT INTO attempts VALUES ('cccccccccccccccccccccccccc', ?, ?, ?, ?, "
+                       "NULL, 3)", (seq, now - 4500, sink.url("/v1"), 500 if seq == 1 else 200))
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+        db.close()
+        with Stack(config=FAST, database=path, dispatcher=True) as s:
+            sink.wait_for(3, "/v1", timeout=20)
+            for id_, payload in (("aaaaaaaaaaaaaaaaaaaaaaaaaa", "soon"),
+                                 ("bbbbbbbbbbbbbbbbbbbbbbbbbb", "was in flight"),
+                                 ("dddddddddddddddddddddddddd", "not promoted yet")):
+                st = wait_state(s, id_, "delivered")
+                assert st["payload_bytes"] == len(payload), st
+            assert sorted(r.body.decode() for r in sink.requests("/v1")) == \
+                ["not promoted yet", "soon", "was in flight"]
+            done = status(s, "cccccccccccccccccccccccccc")
+            assert done["state"] == "delivered" and done["attempts"] == 2, done
+            assert [h["status"] for h in done["history"]] == [500, 200], done
+            assert counts(s) == {"pending": 0, "delivering": 0, "delivered": 4, "failed": 0,
+                                 "cancelled": 0}

@@ -459,10 +459,12 @@ def test_callback_reports_a_delivery_signed_as_json():
         assert rep["response"]["body"] == "thanks", rep
         assert rep.get("response", {}).get("body_base64") is None, rep
         assert isinstance(rep["history"], list) and rep["history"] == st["history"], (rep, st)
-        # The report is a message of its own, reporting on the original.
-        assert s.query("SELECT report_of FROM messages WHERE id = ?", report_id) == \
-            [(m["id"],)]
-        assert wait_state(s, report_id, "delivered")["urls"] == [sink.url("/cb")]
+        # The report is a message of its own, reporting on the original,
+        # and status names each from the other.
+        assert st["report"] == report_id and st["report_of"] is None, st
+        report = wait_state(s, report_id, "delivered")
+        assert report["urls"] == [sink.url("/cb")], report
+        assert report["report_of"] == m["id"] and report["report"] is None, report
 
 
 def test_callback_reports_a_failure_with_url_null():
@@ -909,19 +911,25 @@ def test_a_wall_clock_step_back_does_not_stretch_a_for_run():
 
 def insert_unbuffered_directly(s, n, next_attempt_s, url):
     """Writes n pending messages due at next_attempt_s straight into the
-    database, without buffer rows (as if scheduled beyond the horizon):
-    the API would take minutes for this many. The one place these tests
-    know the store's tables (store v2 will change them)."""
+    database, outside the buffer (as if scheduled beyond the horizon): the
+    API would take minutes for this many. The one place these tests know
+    the store's v2 tables: a message row, its payload, its live row, the
+    pending count."""
     import sqlite3
     at = int(next_attempt_s * 1000)
     db = sqlite3.connect(s.db_path, timeout=30)
     try:
         with db:
+            first = db.execute("SELECT coalesce(max(key), 0) FROM messages").fetchone()[0]
             db.executemany(
-                "INSERT INTO messages (id, state, due, created, next_attempt, buffered, urls, "
-                "payload, content_type, max_attempts, timeout) "
-                "VALUES (?, 'pending', ?, ?, ?, 0, ?, x'', 'text/plain', 1, 1)",
-                ((f"far{i:023d}", at, at - 60000, at, url) for i in range(n)))
+                "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, "
+                "max_attempts, timeout) VALUES (?, ?, ?, ?, 0, 'text/plain', 1, 1)",
+                ((f"far{i:023d}", at, at - 60000, url) for i in range(n)))
+            db.execute("INSERT INTO payloads (key, payload) SELECT key, x'' FROM messages "
+                       "WHERE key > ?", (first,))
+            db.execute("INSERT INTO live (key, due, next_round, buffered, lease_ms) "
+                       "SELECT key, due, due, 0, 1000 FROM messages WHERE key > ?", (first,))
+            db.execute("UPDATE counts SET n = n + ? WHERE state = 0", (n,))
     finally:
         db.close()
 

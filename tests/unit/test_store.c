@@ -685,6 +685,23 @@ test_a_v1_database_migrates_with_nothing_lost(void)
 	fixture_close(&f);
 }
 
+/* Regression: the result of PRAGMA journal_mode = WAL was not checked, so
+ * a database that stays in another mode (where readers and the writer
+ * block each other) was used as if it were in WAL mode. An in-memory
+ * database is one that cannot switch. */
+static void
+test_a_database_that_cannot_use_wal_is_refused(void)
+{
+	struct pd_config cfg;
+	struct pd_store *s = NULL;
+
+	config_defaults(&cfg);
+	cfg.database = ":memory:";
+	CHECK_INT(store_open(&s, &cfg), -1);
+	CHECK(s == NULL);
+	store_close(s);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_every_statement_uses_an_index),
 	UNIT(test_a_batch_gives_each_message_its_own_result),
@@ -697,6 +714,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_a_reused_key_with_other_contents_is_a_conflict),
 	UNIT(test_one_idempotency_key_makes_one_message_under_concurrency),
 	UNIT(test_a_v1_database_migrates_with_nothing_lost),
+	UNIT(test_a_database_that_cannot_use_wal_is_refused),
 };
 
 int
