@@ -21,7 +21,12 @@ static const char description[] =
 "Each process serves schedule_threads requests at once (configuration,\n"
 "default 16) and commits the messages that arrive together in one\n"
 "transaction, so one sync to disk acknowledges many: each request is\n"
-"answered only after the commit that holds its message.\n";
+"answered only after the commit that holds its message.\n"
+"\n"
+"Every field but the payload must be UTF-8 (content_type printable ASCII),\n"
+"times must fall within the years 0000-9999, and an idempotency_key used\n"
+"again answers 200 with the original message, or 409 when the request's\n"
+"contents (targets, payload, content_type, callback, limits) differ.\n";
 
 static const char example[] =
 "spawn-fcgi -s /run/postdate/schedule.sock -F 2 -- schedule -c /etc/postdate.conf";
