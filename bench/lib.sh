@@ -81,18 +81,21 @@ write_conf() {
 
 # fill_messages DATABASE COUNT URL DUE ID [BUFFERED]: COUNT pending messages
 # to URL, written with SQL as the schedule program leaves them: a message
-# row and its live row each (store v2). DUE and ID are SQL expressions of
+# row, its payload and its live row each (store v2). DUE and ID are SQL expressions of
 # i (1..COUNT); BUFFERED 1 puts them in the near-term buffer at once,
 # otherwise (the default) dispatch promotes them, as it would in use.
 fill_messages() {
 	sqlite3 "$1" <<SQL
 PRAGMA synchronous = OFF;
 BEGIN;
+CREATE TEMP TABLE first AS SELECT coalesce(max(key), 0) AS key FROM messages;
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $2)
-INSERT INTO messages (id, due, created, urls, payload, content_type, max_attempts, timeout)
-SELECT $5, $4, $4, '$3', '{"bench":true}', 'application/json', 8, 10 FROM n;
+INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, max_attempts, timeout)
+SELECT $5, $4, $4, '$3', 14, 'application/json', 8, 10 FROM n;
+INSERT INTO payloads (key, payload)
+SELECT key, CAST('{"bench":true}' AS BLOB) FROM messages WHERE key > (SELECT key FROM first);
 INSERT INTO live (key, due, next_round, buffered, lease_ms)
-SELECT key, due, due, ${6:-0}, 10000 FROM messages WHERE key > (SELECT coalesce(max(key), 0) FROM live);
+SELECT key, due, due, ${6:-0}, 10000 FROM messages WHERE key > (SELECT key FROM first);
 UPDATE counts SET n = (SELECT count(*) FROM live) WHERE state = 0;
 COMMIT;
 SQL

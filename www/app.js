@@ -680,9 +680,12 @@ async function refreshHealth() {
   try {
     health = await api("/api/health", { auth: false });
   } catch (e) {
-    // Unreachable is said where the list or message would be; a 503 here
-    // means the database cannot be read.
-    showText($("banner"), e.status === 503 ? "The database cannot be read: " + e.message : "");
+    // Unreachable is said where the list or message would be. A 503 names
+    // the programs that do not answer ("down"), or else the database.
+    const down = e.body && Array.isArray(e.body.down) ? e.body.down : [];
+    showText($("banner"), e.status !== 503 ? ""
+      : down.length > 0 ? `postdate is not fully running: ${down.join(", ")} does not answer.`
+        : "The database cannot be read: " + e.message);
     return;
   }
   const late = health.oldest_overdue_s || 0;
