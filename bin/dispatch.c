@@ -501,10 +501,15 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 			claim = 0;
 	}
 	o->claim_looked = claim > 0;
-	if (claim > 0 &&
-	    ((res = store_claim(d->store, o->wall, claim, LEASE_SLACK_S, on_claim, c)) != STORE_OK ||
-	     (res = store_next_due(d->store, &unbuffered, &o->next_due)) != STORE_OK))
-		goto fail;
+	if (claim > 0) {
+		if ((res = store_claim(d->store, o->wall, claim, LEASE_SLACK_S, on_claim, c)) !=
+		    STORE_OK)
+			goto fail;
+		/* What was claimed is committed: deliver it whatever this read
+		 * says (0 only means looking again soon). */
+		if (store_next_due(d->store, &unbuffered, &o->next_due) != STORE_OK)
+			o->next_due = 0;
+	}
 	/* After the write-back and the claim, never before: one batch. */
 	if (o->promote && (res = promote(d, o->wall, &o->more)) != STORE_OK) {
 		log_warn("could not promote messages into the buffer (%s); trying again in %d ms",
