@@ -144,9 +144,9 @@ struct pd_settlement {
 	                              lost (the attempts are recorded all the same) */
 };
 
-/* Builds the callback report of o (a message inside settlement; its
- * history, this round included, readable with store_history) into report;
- * nonzero on failure. */
+/* Builds the callback report of o (one of the items given to store_settle,
+ * inside its transaction; its history, this round included, readable with
+ * store_history) into report; nonzero on failure. */
 typedef int (*store_report_fn)(void *ctx, struct pd_settlement *o, struct pd_message *report);
 
 /* Writes n settlements in one transaction: each round's attempts, and,
