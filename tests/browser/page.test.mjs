@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -648,6 +648,25 @@ test("a banner says so when health reports overdue messages", async ({ page }) =
   await banner.waitFor();
   assert.match(await banner.innerText(), /overdue.*late.*dispatcher/);
   await screenshot(page, "banner");
+});
+
+test("the banner names a FastCGI program that does not answer", async ({ page }) => {
+  // Stopped (not killed, which the stack would repair at once), the cancel
+  // workers leave health answering 503 with down: ["cancel"].
+  const pidFile = path.join(path.dirname(CONF), "run", "cancel.pid");
+  const pids = readFileSync(pidFile, "utf8").split(/\s+/).filter(Boolean).map(Number);
+  assert.ok(pids.length > 0, "no cancel workers in " + pidFile);
+  try {
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    await openPage(page);
+    const banner = page.locator("#banner");
+    await banner.waitFor();
+    assert.match(await banner.innerText(), /not fully running: cancel does not answer/);
+    await screenshot(page, "banner-down");
+  } finally {
+    for (const pid of pids) process.kill(pid, "SIGCONT");
+  }
+  await eventually(async () => assert.equal((await health()).ok, true), 8000);
 });
 
 // ---- the runner ----
