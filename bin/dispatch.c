@@ -5,9 +5,10 @@
  * The loop, after beanstalkd's: work out the next deadline (a message
  * falling due, results waiting to be written, the end of the run, a cut of
  * what is still in flight), wait until then or until a transfer moves,
- * act. Talking to the store is batched into one transaction per "sync":
- * write back the rounds that ended, then claim due buffer rows for the
- * free slots; then promote at most one batch into the buffer.
+ * act. Talking to the store is batched into a "sync" on the store's own
+ * thread: write back the rounds that ended (one transaction), then claim
+ * due messages for the free slots (another), then promote at most one
+ * batch into the buffer (a third).
  *
  * Every local deadline and wait is on clock_monotonic(): a step of the
  * wall clock (NTP) must not stretch or cut a run. Wall-clock time
@@ -436,7 +437,7 @@ take_done(struct dispatcher *d, struct pd_job *job, pd_ms now)
  * store has a thread of its own, so that transfers move while a sync
  * runs. The main thread hands it an order (the rounds to write back, how
  * many messages to claim) and goes on with libcurl; the store thread runs
- * the order as one transaction (then one promotion batch), fills in the
+ * the order (sync_run: write-back, claim, one promotion batch), fills in the
  * result and wakes the main thread's curl_multi_poll. One order at a
  * time; nothing else is shared. Only the store thread touches the store.
  */

@@ -9,9 +9,7 @@
  * commit; a request waits at most one commit in progress plus its own.
  * Batches form by themselves: while one commit syncs, the next requests
  * queue up. A request that finds nobody committing commits at once on its
- * own thread, so a lone request costs no hand-over to another thread (at
- * synchronous=NORMAL, where a commit is cheap, the hand-overs were what
- * group commit cost).
+ * own thread, so a lone request costs no hand-over to another thread.
  */
 #include <pthread.h>
 #include <stdlib.h>

@@ -614,12 +614,8 @@ engine_unpark(struct pd_engine *e)
 			e->nwaiting++;
 			if (job->host != NULL)
 				job->host->waiting++;
-		} else if (attempt_start(e, job) != 0) {
-			attempt_record(job, time_now(), job->pool[job->order[job->tried]], 0,
-			               "the dispatcher could not start the request (out of memory)", 0);
-			job->tried++;
+		} else
 			round_continue(e, job);
-		}
 		job = next;
 	}
 }

@@ -327,7 +327,7 @@ serve_request(struct pd_request *r)
 	}
 	if (decode_request(r, method) != 0)
 		return;
-	/* A group-commit route's committer opens the store itself. */
+	/* A group-commit route opens the store in committer_insert, under its lock. */
 	if (!route->group_commit && r->app->store == NULL && !store_reopen(r->app) &&
 	    !route->handles_no_store) {
 		http_error(r, 503, "the database is unavailable", NULL);
