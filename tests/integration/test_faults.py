@@ -193,6 +193,7 @@ class ScheduleWorkers:
         with open(os.path.join(s.dir, "run", "schedule.pid")) as f:
             self.pids = [int(x) for x in f.read().split()]
         self.started = []                # the Popen of each replacement
+        self.killed = set()              # dying until the kernel has reaped them
 
     def _is_worker(self, pid):
         try:
@@ -203,27 +204,18 @@ class ScheduleWorkers:
         return bool(argv) and os.path.realpath(argv[0]) == self.program and self.s.conf in argv
 
     def alive(self):
-        return [pid for pid in self.pids if self._is_worker(pid)]
+        return [pid for pid in self.pids if pid not in self.killed and self._is_worker(pid)]
 
     def kill(self, pid):
         assert self._is_worker(pid), pid
         os.kill(pid, signal.SIGKILL)
+        self.killed.add(pid)
 
     def replace(self):
         """Starts one more worker on the socket; False when this kernel or
         these privileges do not allow taking the socket."""
-        import ctypes
-        donors = self.alive()
-        if not donors:
-            return False
-        try:
-            pidfd = os.pidfd_open(donors[0])
-        except (AttributeError, OSError):
-            return False
-        libc = ctypes.CDLL(None, use_errno=True)
-        fd = libc.syscall(438, pidfd, 0, 0)          # pidfd_getfd(pidfd, 0, 0): its fd 0
-        os.close(pidfd)
-        if fd < 0:
+        fd = self._take_socket()
+        if fd is None:
             return False
         try:
             p = subprocess.Popen(
@@ -235,6 +227,23 @@ class ScheduleWorkers:
         self.started.append(p)
         self.pids.append(p.pid)
         return True
+
+    def _take_socket(self):
+        # A worker killed a moment ago still looks alive in /proc while the
+        # kernel tears it down, and taking its fd then fails: the killed are
+        # never donors, and each live worker is tried in turn.
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        for donor in self.alive():
+            try:
+                pidfd = os.pidfd_open(donor)
+            except (AttributeError, OSError):
+                continue
+            fd = libc.syscall(438, pidfd, 0, 0)      # pidfd_getfd(pidfd, 0, 0): its fd 0
+            os.close(pidfd)
+            if fd >= 0:
+                return fd
+        return None
 
     def close(self):
         for p in self.started:
