@@ -46,6 +46,8 @@ config_defaults(struct pd_config *cfg)
 	cfg->host_concurrency = 32;
 	cfg->synchronous_full = 1;
 	cfg->schedule_threads = 16;
+	cfg->queue_visibility = 30;
+	cfg->receive_waiters = 64;
 }
 
 /* Strict decimal: digits only, no sign, within [min, max]. */
@@ -131,6 +133,8 @@ static const struct config_int_key config_int_keys[] = {
 	INT_KEY(concurrency, 1, 10000),
 	INT_KEY(host_concurrency, 1, 10000),
 	INT_KEY(schedule_threads, 1, 256),
+	INT_KEY(queue_visibility, 1, PD_MAX_VISIBILITY),
+	INT_KEY(receive_waiters, 1, 1024),
 };
 
 /*

@@ -13,7 +13,7 @@
 #include "request.h"
 
 static const char *const state_names[PD_NSTATES] = {
-	"pending", "delivering", "delivered", "failed", "cancelled"
+	"pending", "delivering", "delivered", "failed", "cancelled", "expired"
 };
 
 const char *

@@ -35,6 +35,13 @@ typedef int64_t pd_ms;
 #define PD_ID_LEN 26             /* 128 random bits in base32 */
 #define PD_MAX_RESPONSE 65536    /* bytes of a target's answer kept for the report */
 #define PD_MAX_ALLOW_TARGETS 64  /* ranges in allow_targets */
+#define PD_MAX_QUEUE_NAME 64     /* bytes in a queue name: [A-Za-z0-9_.-] */
+#define PD_MIN_PRIORITY (-1000)  /* priority: lower is sooner */
+#define PD_MAX_PRIORITY 1000
+#define PD_MAX_RECEIVE 100       /* messages in one receive, items in one ack */
+#define PD_MAX_VISIBILITY 43200  /* seconds a receive or extend may lease for */
+#define PD_MAX_WAIT 20           /* seconds a receive may long-poll */
+#define PD_RECEIPT_LEN 32        /* hex of the 128 random bits that prove a receive */
 
 enum pd_state {
 	PD_PENDING,
@@ -42,6 +49,7 @@ enum pd_state {
 	PD_DELIVERED,
 	PD_FAILED,
 	PD_CANCELLED,
+	PD_EXPIRED,               /* its ttl ran out before it was delivered (acked) */
 	PD_NSTATES
 };
 
@@ -79,6 +87,8 @@ struct pd_config {
 	int host_concurrency;     /* ... and to any one host:port */
 	int synchronous_full;     /* 1: synchronous=FULL, 0: NORMAL */
 	int schedule_threads;     /* request threads per schedule process */
+	int queue_visibility;     /* seconds: the visibility of a queue made on first use */
+	int receive_waiters;      /* long-polling receives per queue process */
 };
 
 /* The file to read: the -c value if given, else $POSTDATE_CONF, else
@@ -197,7 +207,10 @@ struct pd_message {
 	pd_ms created;
 	pd_ms next_attempt;       /* when the next round falls due; 0 if none */
 	pd_ms delivered_at;       /* 0 if not delivered */
-	char *urls;               /* the pool, one URL per line */
+	char *urls;               /* the pool, one URL per line; "" for a queue's */
+	char *queue;              /* the queue it waits in, or NULL (pushed to urls) */
+	int priority;             /* PD_MIN_PRIORITY..PD_MAX_PRIORITY, lower first */
+	pd_ms expires;            /* not delivered by then: expired; 0 for never */
 	char *payload;
 	size_t payload_len;
 	char *content_type;
@@ -206,9 +219,10 @@ struct pd_message {
 	char *delivered_to;       /* NULL if not delivered */
 	char *report_of;          /* for a callback report, the message it reports on */
 	char *report;             /* the id of its own callback report, once made */
-	int max_attempts;
+	int max_attempts;         /* rounds (receives, for a queue's); 0 in a new
+	                             queue message: the queue's */
 	int timeout;              /* seconds per HTTP attempt */
-	int attempts;             /* rounds done */
+	int attempts;             /* rounds (receives) started */
 };
 
 const char *state_name(enum pd_state s);

@@ -14,6 +14,7 @@ enum store_result {
 	STORE_NOTFOUND,     /* no such message */
 	STORE_EXISTS,       /* the idempotency key was used; message holds the original */
 	STORE_FULL,         /* max_pending reached */
+	STORE_QUEUE_FULL,   /* the queue holds max_depth pending and delivering messages */
 	STORE_CONFLICT,     /* the message is in a state that forbids the change, or
 	                       its idempotency key was used by a different request */
 	STORE_BUSY,         /* the database stayed locked past the busy timeout */
@@ -35,11 +36,13 @@ int store_schema_version(void);
 /* ---- scheduling ---- */
 
 /* Assigns m->id and m->created and inserts m, into the near-term buffer
- * too when due within the horizon. Returns STORE_OK, STORE_EXISTS (m
- * replaced by the message holding its idempotency key), STORE_CONFLICT
- * (the key was used by a request with other contents: target, payload,
- * content type, callback, limits), STORE_FULL, STORE_BUSY, STORE_NOSPACE
- * or STORE_ERROR. */
+ * too when due within the horizon. A message for a queue (m->queue) makes
+ * the queue on first use with the configured defaults, and takes the
+ * queue's max_attempts when m->max_attempts is 0. Returns STORE_OK,
+ * STORE_EXISTS (m replaced by the message holding its idempotency key),
+ * STORE_CONFLICT (the key was used by a request with other contents:
+ * target, payload, content type, callback, limits, queue, priority),
+ * STORE_FULL, STORE_QUEUE_FULL, STORE_BUSY, STORE_NOSPACE or STORE_ERROR. */
 enum store_result store_insert(struct pd_store *s, struct pd_message *m, pd_ms now);
 
 /* One message of a batch insert and, afterwards, what became of it. */
@@ -90,6 +93,100 @@ enum store_result store_counts(struct pd_store *s, long counts[PD_NSTATES]);
  * (or was) due, 0 if none, from one snapshot. */
 enum store_result store_health(struct pd_store *s, long counts[PD_NSTATES], pd_ms *earliest);
 
+/* ---- queues: pull delivery ---- */
+
+/* A queue's settings and, as store_queue_get reads them, its figures. */
+struct pd_queue {
+	char name[PD_MAX_QUEUE_NAME + 1];
+	int visibility;           /* seconds a receive leases for unless it says */
+	int max_attempts;         /* receives of a message that gives none */
+	long max_depth;           /* pending + delivering at most; 0: no limit */
+	int paused;               /* receives get nothing */
+	long pending;             /* waiting, due or not (ready included) */
+	long ready;               /* pending and due now: receivable */
+	long delivering;          /* leased, the lease not yet run out */
+	long delivered, failed, cancelled, expired;
+	pd_ms oldest_ready;       /* when the longest-waiting ready message fell due; 0 */
+};
+
+/* A change to a queue's settings: a negative value (or -1 paused) keeps
+ * what it has, or the configured default for a new queue. */
+struct pd_queue_change {
+	const char *name;
+	int visibility;
+	int max_attempts;
+	long max_depth;
+	int paused;
+};
+
+/* Creates or changes a queue, then reads it into q as store_queue_get. */
+enum store_result store_queue_set(struct pd_store *s, const struct pd_queue_change *c,
+                                  pd_ms now, struct pd_queue *q);
+
+/* Reads queue name, its figures as of now. STORE_NOTFOUND if unknown. */
+enum store_result store_queue_get(struct pd_store *s, const char *name, pd_ms now,
+                                  struct pd_queue *q);
+
+/* Calls fn with every queue, by name, from one snapshot. */
+typedef int (*store_queue_fn)(void *ctx, const struct pd_queue *q);
+enum store_result store_queue_list(struct pd_store *s, pd_ms now, store_queue_fn fn, void *ctx);
+
+/* What a receive hands out: the message (payload read; fn owns it) and the
+ * receipt that proves the lease (PD_RECEIPT_LEN hex digits). */
+typedef int (*store_received_fn)(void *ctx, struct pd_message *m, const char *receipt,
+                                 pd_ms visible_until);
+
+/* Leases up to max receivable messages of queue (due at now, lowest
+ * priority first, then due time, then creation order) for visibility_s
+ * seconds (0: the queue's), each with a new receipt, counting the receive
+ * as an attempt; all in one transaction. A message it meets whose ttl ran
+ * out, or whose last allowed receive ran out unacknowledged, is ended
+ * (expired, failed) there and then, with its callback report from
+ * report_fn, instead of being handed out. After the commit calls fn for
+ * each message. STORE_OK (none, when paused or empty), STORE_NOTFOUND (no
+ * such queue), STORE_BUSY or STORE_ERROR. */
+struct pd_settlement;
+typedef int (*store_report_fn)(void *ctx, struct pd_settlement *o, struct pd_message *report);
+enum store_result store_receive(struct pd_store *s, const char *queue, int max,
+                                int visibility_s, pd_ms now, store_report_fn report_fn,
+                                void *report_ctx, store_received_fn fn, void *ctx);
+
+/* When a message of queue is next receivable (now or earlier when one is
+ * ready; 0 when none waits, or the queue is paused or unknown): a cheap
+ * read, for a long-polling receive to claim only when there is work. */
+enum store_result store_queue_ready_at(struct pd_store *s, const char *queue, pd_ms *at);
+
+/* A number that changes whenever any connection commits a change to the
+ * database (PRAGMA data_version): polled cheaply by waiting receives. */
+enum store_result store_data_version(struct pd_store *s, long long *version);
+
+/* One acknowledgement (or release or extension) and its outcome. */
+struct store_ack {
+	const char *id;
+	const char *receipt;
+	enum store_result result;  /* STORE_OK, STORE_NOTFOUND, or STORE_CONFLICT: the
+	                              receipt is stale (state says what the message is) */
+	enum pd_state state;       /* what the message is now */
+};
+
+/* Ends each message delivered whose receipt still holds its lease (even a
+ * lease run out, as long as nobody received it since), with its callback
+ * report; all in one transaction. A message whose ttl ran out meanwhile
+ * ends expired instead (STORE_CONFLICT, state PD_EXPIRED). STORE_OK with
+ * each item's result set, or the failure of the whole. */
+enum store_result store_ack(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
+                            store_report_fn report_fn, void *ctx);
+
+/* Gives a received message back: receivable again at now + delay_ms
+ * (*due), or failed when that was its last allowed receive (item->state
+ * says which). */
+enum store_result store_release(struct pd_store *s, struct store_ack *item, pd_ms delay_ms,
+                                pd_ms now, pd_ms *due, store_report_fn report_fn, void *ctx);
+
+/* Keeps a received message leased until now + visibility_ms (*until). */
+enum store_result store_extend(struct pd_store *s, struct store_ack *item, pd_ms visibility_ms,
+                               pd_ms now, pd_ms *until);
+
 /* ---- the dispatch side ---- */
 
 /* Its writes (leases and outcomes) may run at synchronous=NORMAL: losing
@@ -131,7 +228,8 @@ enum store_result store_claim(struct pd_store *s, pd_ms now, int limit, int leas
 struct pd_settlement {
 	const char *id;
 	struct store_lease lease;  /* the lease the caller holds */
-	enum pd_state state;       /* PD_PENDING (another round), PD_DELIVERED or PD_FAILED */
+	enum pd_state state;       /* PD_PENDING (another round), PD_DELIVERED, PD_FAILED
+	                              or PD_EXPIRED */
 	int attempts;              /* rounds started, for the message from now on */
 	pd_ms next_attempt;        /* for PD_PENDING */
 	unsigned gone;             /* the pool's dropped URLs, as in store_lease */
@@ -144,10 +242,12 @@ struct pd_settlement {
 	                              lost (the attempts are recorded all the same) */
 };
 
-/* Builds the callback report of o (one of the items given to store_settle,
- * inside its transaction; its history, this round included, readable with
- * store_history) into report; nonzero on failure. */
-typedef int (*store_report_fn)(void *ctx, struct pd_settlement *o, struct pd_message *report);
+/* A store_report_fn builds the callback report of o (one of the items
+ * given to store_settle, or a message a store operation ends, inside its
+ * transaction; its history, this round included, readable with
+ * store_history and the message with store_get) into report; nonzero on
+ * failure. report_of_message (report.c) builds it from what the store
+ * holds. */
 
 /* Writes n settlements in one transaction: each round's attempts, and,
  * where the lease is still held (a compare-and-set on its token), what the
@@ -156,6 +256,23 @@ typedef int (*store_report_fn)(void *ctx, struct pd_settlement *o, struct pd_mes
  * STORE_OK with each item's result set, or the failure of the whole. */
 enum store_result store_settle(struct pd_store *s, struct pd_settlement *items, size_t n,
                                pd_ms now, store_report_fn report_fn, void *ctx);
+
+/* Ends, with their callback reports, up to limit live messages that end
+ * by themselves: a ttl run out (unless a dispatcher holds a lease on it
+ * right now: that round decides), or a queue message whose last allowed
+ * receive ran out unacknowledged. *ended says how many. */
+enum store_result store_end_overdue(struct pd_store *s, pd_ms now, int limit,
+                                    store_report_fn report_fn, void *ctx, int *ended);
+
+/* report.c: the callback report of a message that a store operation ends
+ * (an ack, a last release, a ttl run out), made from what the store holds:
+ * the message, its history, no target's answer. A store_report_fn whose
+ * ctx is a struct pd_reporter. */
+struct pd_reporter {
+	struct pd_store *store;
+	const struct pd_config *cfg;
+};
+int report_of_message(void *reporter, struct pd_settlement *o, struct pd_message *report);
 
 /* Calls fn with each prepared statement's SQL and each line of its query
  * plan, so a test can check that every statement uses an index. */
