@@ -151,7 +151,7 @@ reply_list(struct pd_request *r)
 	}
 
 	page.messages = json_object_new_array();
-	res = store_list(store, state, after_due, cursor_f != NULL ? after_id : NULL,
+	res = store_list(store, state, NULL, after_due, cursor_f != NULL ? after_id : NULL,
 	                 page.limit + 1, add_message, &page, counts);
 	if (res != STORE_OK) {
 		json_object_put(page.messages);

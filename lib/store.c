@@ -847,8 +847,9 @@ store_counts(struct pd_store *s, long counts[PD_NSTATES])
 }
 
 enum store_result
-store_list(struct pd_store *s, int state, pd_ms after_due, const char *after_id,
-           int limit, store_message_fn fn, void *ctx, long counts[PD_NSTATES])
+store_list(struct pd_store *s, int state, const char *queue, pd_ms after_due,
+           const char *after_id, int limit, store_message_fn fn, void *ctx,
+           long counts[PD_NSTATES])
 {
 	enum statement which = state < 0 ? ST_LIST_ALL :
 	    state == PD_PENDING || state == PD_DELIVERING ? ST_LIST_ALIVE : ST_LIST_STATE;
@@ -856,6 +857,7 @@ store_list(struct pd_store *s, int state, pd_ms after_due, const char *after_id,
 	enum store_result res = STORE_OK;
 	int rc, began = read_begin(s);
 
+	(void)queue;	/* the queue filter comes with the queue tables, in migration 003 */
 	if (which == ST_LIST_ALIVE)
 		sqlite3_bind_int(st, 1, state == PD_DELIVERING);
 	else if (which == ST_LIST_STATE)

@@ -69,8 +69,8 @@ enum store_result store_cancel(struct pd_store *s, const char *id, enum pd_state
 typedef int (*store_attempt_fn)(void *ctx, const struct pd_attempt *a);
 typedef int (*store_message_fn)(void *ctx, const struct pd_message *m);
 
-/* Reads one message and, when fn is not NULL, calls fn for each of its
- * attempts, oldest first. STORE_OK, STORE_NOTFOUND, STORE_BUSY or
+/* Reads one message, its payload included, and, when fn is not NULL,
+ * calls fn for each of its attempts, oldest first. STORE_OK, STORE_NOTFOUND, STORE_BUSY or
  * STORE_ERROR. */
 enum store_result store_get(struct pd_store *s, const char *id, struct pd_message *m,
                             store_attempt_fn fn, void *ctx);
@@ -79,12 +79,14 @@ enum store_result store_get(struct pd_store *s, const char *id, struct pd_messag
 enum store_result store_history(struct pd_store *s, const char *id, store_attempt_fn fn,
                                 void *ctx);
 
-/* A page of the list: messages in state (or every state if state < 0)
- * ordered by (due, id) after the cursor position (after_due, after_id;
- * after_id NULL for the first page). Calls fn for each, at most limit,
- * and fills counts (messages per state), from the same snapshot. */
-enum store_result store_list(struct pd_store *s, int state, pd_ms after_due, const char *after_id,
-                             int limit, store_message_fn fn, void *ctx, long counts[PD_NSTATES]);
+/* A page of the list: messages in state (or every state if state < 0),
+ * of one queue's when queue is not NULL, ordered by (due, id) after the
+ * cursor position (after_due, after_id; after_id NULL for the first page).
+ * Calls fn for each, at most limit, and fills counts (messages per state,
+ * the queue's when queue is given), from the same snapshot. */
+enum store_result store_list(struct pd_store *s, int state, const char *queue, pd_ms after_due,
+                             const char *after_id, int limit, store_message_fn fn, void *ctx,
+                             long counts[PD_NSTATES]);
 
 /* Message counts per state. */
 enum store_result store_counts(struct pd_store *s, long counts[PD_NSTATES]);
