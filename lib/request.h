@@ -79,9 +79,14 @@ struct pd_request;
 /* What a route accepts; http_serve checks these before the handler runs. */
 struct pd_route {
 	const char *name;         /* program name for logs and --help */
-	const char *method;       /* "GET" or "POST" (GET routes also take HEAD) */
+	const char *path;         /* the request path it answers ("/api/ack"), in a
+	                             program of several routes; NULL in a program of one,
+	                             which answers whatever path it is sent */
+	const char *method;       /* "GET", "POST" or "GET POST" (GET also takes HEAD) */
 	int needs_auth;           /* 0 only for /api/health */
 	const char *raw_json_key; /* the JSON key kept as JSON text, or NULL */
+	int raw_json_body;        /* a JSON body is not decoded into fields: the handler
+	                             reads it with http_body (the size limit still holds) */
 	int handles_no_store;     /* called even when the database cannot be opened */
 	int group_commit;         /* runs in schedule_threads threads and stores through
 	                             app->committer (see commit.c) */
@@ -90,12 +95,28 @@ struct pd_route {
 	void (*handle)(struct pd_request *r);
 };
 
+/* A FastCGI program that answers several routes, chosen by the request's
+ * path (DOCUMENT_URI as nginx sends it, else SCRIPT_NAME as Apache's
+ * mod_proxy_fcgi does); a path it does not know is a JSON 404. */
+struct pd_program {
+	const char *name;         /* for logs and --help */
+	const char *description;  /* for --help */
+	const char *example;
+	const struct pd_route *routes;
+	size_t nroutes;
+	/* How many request threads to run (NULL: one). Each has a store
+	 * connection of its own (http_store), since a SQLite connection is not
+	 * shared between threads here. */
+	int (*threads)(const struct pd_config *cfg);
+};
+
 /* The state each program keeps across requests. */
 struct pd_app {
 	struct pd_config cfg;
-	struct pd_store *store;
+	struct pd_store *store;          /* of a program of one thread */
 	struct pd_committer *committer;  /* for group_commit routes */
-	const struct pd_route *route;
+	const struct pd_route *route;    /* the only route of a single-route program */
+	const struct pd_program *program;
 };
 
 /* Parses the options (-c, -l, --help, --version), loads the configuration
@@ -104,10 +125,32 @@ struct pd_app {
  * Returns the exit status. */
 int http_main(int argc, char **argv, const struct pd_route *route);
 
+/* As http_main, for a program of several routes. */
+int http_main_program(int argc, char **argv, const struct pd_program *program);
+
 /* For handlers. */
 struct pd_app *http_app(struct pd_request *r);
 const struct pd_fields *http_fields(struct pd_request *r);
 const char *http_param(struct pd_request *r, const char *name);
+
+/* The store this request uses: the program's, or in a program of several
+ * threads the request thread's own connection (opened again, at most once a
+ * second, after it could not be or after http_store_failed). NULL when the
+ * database cannot be opened. */
+struct pd_store *http_store(struct pd_request *r);
+
+/* Says that an operation on http_store(r) failed in a way that a new
+ * connection may cure (STORE_ERROR, STORE_UNAVAILABLE): it is closed, and
+ * opened again by a later request. */
+void http_store_failed(struct pd_request *r);
+
+/* The request body as it came (NUL-terminated; len may be 0), for a
+ * raw_json_body route. */
+const char *http_body(struct pd_request *r, size_t *len);
+
+/* Whether the process has been asked to stop (SIGTERM): a long wait
+ * should answer now. */
+int http_stopping(void);
 
 /* Sends a JSON response and releases body. extra holds further header
  * lines ("Name: value\r\n"...), or NULL. */
