@@ -308,4 +308,10 @@ struct pd_response {
 struct json_object *render_report(const struct pd_message *m, const char *url,
                                   const struct pd_response *r, struct json_object *history);
 
+/* A message as a receive hands it to a worker (API.md "POST /api/receive"):
+ * its payload (text, or payload_base64), the receipt that proves this
+ * receive and when its lease ends. */
+struct json_object *render_received(const struct pd_message *m, const char *receipt,
+                                    pd_ms visible_until);
+
 #endif

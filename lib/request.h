@@ -159,6 +159,21 @@ void http_reply(struct pd_request *r, int status, const char *extra, struct json
 /* Sends {"error": sentence, "field": field or null}. */
 void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
 
+/* ---- longpoll.c: a receive that waits for work ---- */
+
+/* Receives as store_receive does, waiting up to wait_ms for a message to
+ * become receivable: it claims only when store_queue_ready_at says there is
+ * work, and between looks sleeps until the earliest of the deadline, the
+ * next ready time and a commit by any connection (store_data_version,
+ * polled every few milliseconds). It answers early, with nothing, once
+ * stopping() says so. *received counts the messages given to fn.
+ * STORE_OK (none when nothing came in time), STORE_NOTFOUND (no such
+ * queue), or the store's failure. */
+enum store_result longpoll_receive(struct pd_store *s, const char *queue, int max,
+                                   int visibility_s, pd_ms wait_ms, int (*stopping)(void),
+                                   store_report_fn report_fn, void *report_ctx,
+                                   store_received_fn fn, void *ctx, int *received);
+
 /* ---- commit.c: group commit for schedule's request threads ---- */
 
 struct pd_app;
