@@ -17,6 +17,11 @@
  * publish sees, against a few microseconds of CPU per look. */
 #define LONGPOLL_POLL_MS 3
 
+/* The longest sleep between looks even when nothing changes: ready times
+ * are wall-clock times and the sleep is on the monotonic clock, so a step
+ * of the wall clock is noticed within this. */
+#define LONGPOLL_MAX_SLEEP_MS 1000
+
 /* What longpoll_receive puts between store_receive and the caller's fn:
  * it counts what was handed out. */
 struct counted {
@@ -103,6 +108,8 @@ longpoll_receive(struct pd_store *s, const char *queue, int max, int visibility_
 			wake = clock_monotonic() + (ready_at - now);
 		if (stopping() || clock_monotonic() >= deadline)
 			break;
+		if (wake - clock_monotonic() > LONGPOLL_MAX_SLEEP_MS)
+			wake = clock_monotonic() + LONGPOLL_MAX_SLEEP_MS;
 		if ((res = wait_for_change(s, version, wake, stopping)) != STORE_OK)
 			break;
 	}
