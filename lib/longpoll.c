@@ -20,7 +20,7 @@
 /* The longest sleep between looks even when nothing changes: ready times
  * are wall-clock times and the sleep is on the monotonic clock, so a step
  * of the wall clock is noticed within this. */
-#define LONGPOLL_MAX_SLEEP_MS 1000
+#define LONGPOLL_MAX_SLEEP_MS 5000
 
 /* What longpoll_receive puts between store_receive and the caller's fn:
  * it counts what was handed out. */
