@@ -64,12 +64,19 @@ queue_threads(const struct pd_config *cfg)
 
 /* ---- field checks ---- */
 
-/* Answers 400 for a field not in known, or one given twice. */
+/* Answers 400 for a field not in known, one given twice, or one whose value
+ * holds a NUL byte (none of these routes takes binary data, and every
+ * check after this one may then read a value as a C string). */
 static int
 fields_known_once(struct pd_request *r, const struct pd_fields *f, const char *const *known)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		size_t k;
+
+		if (strlen(f->v[i].value) != f->v[i].len) {
+			http_error(r, 400, "a value may not hold a NUL byte", f->v[i].name);
+			return -1;
+		}
 
 		for (k = 0; known[k] != NULL && strcmp(f->v[i].name, known[k]) != 0; k++)
 			;
@@ -92,7 +99,7 @@ parse_count(const struct pd_field *fv, long lo, long hi, long *out)
 {
 	long v = 0;
 
-	if (fv->len == 0 || fv->len > 10 || strlen(fv->value) != fv->len)
+	if (fv->len == 0 || fv->len > 10)
 		return -1;
 	for (size_t i = 0; i < fv->len; i++) {
 		if (fv->value[i] < '0' || fv->value[i] > '9')
@@ -124,7 +131,7 @@ count_field(struct pd_request *r, const char *name, long lo, long hi, const char
 static int
 queue_name_valid(const char *name, size_t len)
 {
-	if (len == 0 || len > PD_MAX_QUEUE_NAME || strlen(name) != len)
+	if (len == 0 || len > PD_MAX_QUEUE_NAME)
 		return 0;
 	for (size_t i = 0; i < len; i++) {
 		char c = name[i];
@@ -156,18 +163,19 @@ _Static_assert(PD_MAX_QUEUE_NAME == 64 && PD_MAX_VISIBILITY == 43200 &&
                PD_RECEIPT_LEN == 32 && PD_MAX_RECEIVE == 100 && PD_MAX_WAIT == 20,
     "the sentences above and below spell out the limits");
 
-/* A required queue name in field name; answers 400 when missing or bad. */
+/* The queue name in field name (queue, or name in /api/queues), which must
+ * be given; answers 400 naming the field when it is missing or bad. */
 static const char *
-required_queue(struct pd_request *r, const char *name, const char *why)
+required_queue(struct pd_request *r, const char *name, const char *missing, const char *bad)
 {
 	const struct pd_field *fv = fields_get(http_fields(r), name);
 
 	if (fv == NULL || fv->len == 0) {
-		http_error(r, 400, name[0] == 'q' ? "queue is required" : "name is required", name);
+		http_error(r, 400, missing, name);
 		return NULL;
 	}
 	if (!queue_name_valid(fv->value, fv->len)) {
-		http_error(r, 400, why, name);
+		http_error(r, 400, bad, name);
 		return NULL;
 	}
 	return fv->value;
@@ -196,8 +204,7 @@ id_and_receipt(struct pd_request *r, const char *id, const char *receipt)
 	return 0;
 }
 
-/* A field's value, or NULL when absent. A value with a NUL in it fails
- * every check below, which measure it with strlen. */
+/* A field's value (without NUL bytes: fields_known_once), or NULL. */
 static const char *
 field_value(struct pd_request *r, const char *name)
 {
@@ -360,7 +367,7 @@ handle_receive(struct pd_request *r)
 	int received = 0;
 
 	if (fields_known_once(r, http_fields(r), known) != 0 ||
-	    (queue = required_queue(r, "queue", WHY_QUEUE)) == NULL ||
+	    (queue = required_queue(r, "queue", "queue is required", WHY_QUEUE)) == NULL ||
 	    count_field(r, "max", 1, PD_MAX_RECEIVE,
 	                "max must be a whole number from 1 to 100", &max) != 0 ||
 	    count_field(r, "visibility", 1, PD_MAX_VISIBILITY, WHY_VISIBILITY, &visibility) != 0 ||
@@ -594,8 +601,7 @@ handle_release(struct pd_request *r)
 	    id_and_receipt(r, field_value(r, "id"), field_value(r, "receipt")) != 0)
 		return;
 	if ((delay = fields_get(http_fields(r), "delay")) != NULL &&
-	    (strlen(delay->value) != delay->len ||
-	     timeparse_duration(delay->value, &delay_ms, &why) != 0)) {
+	    timeparse_duration(delay->value, &delay_ms, &why) != 0) {
 		http_error(r, 400, "delay must be a duration: 90, 90s, 15m, 2h, 7d, 1h30m", "delay");
 		return;
 	}
@@ -671,7 +677,7 @@ queues_get(struct pd_request *r)
 	if (fields_known_once(r, http_fields(r), known) != 0)
 		return;
 	if (fields_get(http_fields(r), "name") != NULL) {
-		if ((name = required_queue(r, "name", WHY_NAME)) == NULL)
+		if ((name = required_queue(r, "name", "name is required", WHY_NAME)) == NULL)
 			return;
 		res = store_queue_get(http_store(r), name, now, &q);
 		if (res == STORE_NOTFOUND)
@@ -708,7 +714,7 @@ queues_post(struct pd_request *r)
 	pd_ms now = time_now();
 
 	if (fields_known_once(r, http_fields(r), known) != 0 ||
-	    (c.name = required_queue(r, "name", WHY_NAME)) == NULL ||
+	    (c.name = required_queue(r, "name", "name is required", WHY_NAME)) == NULL ||
 	    count_field(r, "visibility", 1, PD_MAX_VISIBILITY, WHY_VISIBILITY, &visibility) != 0 ||
 	    count_field(r, "max_attempts", 1, 100,
 	                "max_attempts must be a whole number from 1 to 100", &max_attempts) != 0 ||

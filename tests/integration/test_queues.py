@@ -782,6 +782,17 @@ def test_bad_input_answers_4xx_naming_the_field_and_writes_nothing(stack):
         assert r.status == 400 and r.json["field"] == field, (fields, r)
     r = stack.get("/api/queues", {"name": "a b"})
     assert r.status == 400 and r.json["field"] == "name", r
+    # A NUL byte inside a value is refused, not cut off there (regression:
+    # paused=true%00junk paused the queue, and an id or receipt with junk
+    # after a NUL was taken for the part before it).
+    for path, body, field in (
+            ("/api/queues", f"name={q}&paused=true%00junk", "paused"),
+            ("/api/ack", f"id={m['id']}%00junk&receipt={m['receipt']}", "id"),
+            ("/api/ack", f"id={m['id']}&receipt={m['receipt']}%00junk", "receipt"),
+            ("/api/receive", f"queue={q}%00junk", "queue")):
+        r = stack.request("POST", path, body=body,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 400 and r.json["field"] == field, (path, body, r)
     # The message is as it was: still leased under its receipt.
     assert status(stack, id_)["state"] == "delivering"
     assert stack.get("/api/status", {"state": "all", "limit": "1"}).json["counts"] == \
