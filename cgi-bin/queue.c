@@ -43,7 +43,8 @@ static const char description[] =
 "\n"
 "Each process runs receive_waiters + 8 request threads (configuration,\n"
 "default 64): a waiting receive takes a thread, not a process, and claims\n"
-"only when a message is receivable; past receive_waiters receives waiting at\n"
+"only when a message is receivable (one thread per process watches for\n"
+"commits and wakes the waiters); past receive_waiters receives waiting at\n"
 "once, another that asks to wait is answered 503 with Retry-After: 1. On\n"
 "SIGTERM waiting receives answer at once (an empty list). Give the web\n"
 "server a read timeout above the longest wait (20 s). Run it under a\n"
@@ -55,6 +56,15 @@ static const char example[] =
 
 /* Receives waiting right now in this process. */
 static atomic_int waiting;
+
+/* What wakes them (longpoll.c). */
+static struct longpoll *poller;
+
+static int
+queue_start(struct pd_app *app)
+{
+	return longpoll_open(&poller, &app->cfg, http_stopping);
+}
 
 static int
 queue_threads(const struct pd_config *cfg)
@@ -380,9 +390,9 @@ handle_receive(struct pd_request *r)
 	}
 	messages = json_object_new_array();
 	if (wait > 0) {
-		res = longpoll_receive(http_store(r), queue, (int)max, (int)visibility,
-		                       wait * PD_MS_PER_S, http_stopping, report_of_message,
-		                       &reporter, add_received, messages, &received);
+		res = longpoll_receive(poller, http_store(r), queue, (int)max, (int)visibility,
+		                       wait * PD_MS_PER_S, report_of_message, &reporter,
+		                       add_received, messages, &received);
 		atomic_fetch_sub(&waiting, 1);
 	} else
 		res = store_receive(http_store(r), queue, (int)max, (int)visibility, time_now(),
@@ -776,6 +786,7 @@ static const struct pd_program program = {
 	.routes = routes,
 	.nroutes = sizeof(routes) / sizeof(routes[0]),
 	.threads = queue_threads,
+	.start = queue_start,
 };
 
 int

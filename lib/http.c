@@ -639,6 +639,8 @@ http_main_program(int argc, char **argv, const struct pd_program *program)
 	if (app.route != NULL && app.route->group_commit &&
 	    committer_start(&app.committer, &app) != 0)
 		return 1;
+	if (program->start != NULL && program->start(&app) != 0)
+		return 1;
 	if (FCGX_IsCGI()) {
 		r.envp = environ;
 		serve_request(&r);

@@ -95,6 +95,8 @@ struct pd_route {
 	void (*handle)(struct pd_request *r);
 };
 
+struct pd_app;
+
 /* A FastCGI program that answers several routes, chosen by the request's
  * path (DOCUMENT_URI as nginx sends it, else SCRIPT_NAME as Apache's
  * mod_proxy_fcgi does); a path it does not know is a JSON 404. */
@@ -108,6 +110,9 @@ struct pd_program {
 	 * connection of its own (http_store), since a SQLite connection is not
 	 * shared between threads here. */
 	int (*threads)(const struct pd_config *cfg);
+	/* Called once the configuration is loaded, before the first request
+	 * (NULL: nothing to do); nonzero ends the program with status 1. */
+	int (*start)(struct pd_app *app);
 };
 
 /* The state each program keeps across requests. */
@@ -159,18 +164,27 @@ void http_reply(struct pd_request *r, int status, const char *extra, struct json
 /* Sends {"error": sentence, "field": field or null}. */
 void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
 
-/* ---- longpoll.c: a receive that waits for work ---- */
+/* ---- longpoll.c: receives that wait for work ---- */
+
+/* What a process's waiting receives share: the thread that watches for
+ * commits (store_data_version, read every few milliseconds on a connection
+ * of its own while anyone waits, not at all otherwise) and wakes them. */
+struct longpoll;
+
+/* Starts the watcher on cfg's database; stopping() says when waits should
+ * end at once (SIGTERM). */
+int longpoll_open(struct longpoll **out, const struct pd_config *cfg, int (*stopping)(void));
+void longpoll_close(struct longpoll *lp);
 
 /* Receives as store_receive does, waiting up to wait_ms for a message to
  * become receivable: it claims only when store_queue_ready_at says there is
  * work, and between looks sleeps until the earliest of the deadline, the
- * next ready time and a commit by any connection (store_data_version,
- * polled every few milliseconds). It answers early, with nothing, once
- * stopping() says so. *received counts the messages given to fn.
- * STORE_OK (none when nothing came in time), STORE_NOTFOUND (no such
+ * next ready time and a commit by any connection. It answers early, with
+ * nothing, once stopping() says so. *received counts the messages given to
+ * fn. STORE_OK (none when nothing came in time), STORE_NOTFOUND (no such
  * queue), or the store's failure. */
-enum store_result longpoll_receive(struct pd_store *s, const char *queue, int max,
-                                   int visibility_s, pd_ms wait_ms, int (*stopping)(void),
+enum store_result longpoll_receive(struct longpoll *lp, struct pd_store *s, const char *queue,
+                                   int max, int visibility_s, pd_ms wait_ms,
                                    store_report_fn report_fn, void *report_ctx,
                                    store_received_fn fn, void *ctx, int *received);
 

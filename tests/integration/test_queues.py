@@ -662,6 +662,37 @@ def test_waiting_receives_answer_at_once_when_the_program_is_told_to_stop():
         assert receive(s, q) == []
 
 
+def cpu_seconds(pids):
+    """User + system CPU time of the processes pids so far."""
+    ticks = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def test_64_idle_waiters_cost_the_queue_processes_little_cpu():
+    # Regression: each waiter read the data version itself every 3 ms, and
+    # 64 idle waiters kept a third of a core busy. CPU time, not wall time,
+    # is measured, so a loaded machine does not make it fail.
+    with Stack() as s:
+        q = new_queue(s)
+        pids = workers_of(s, "queue")
+        threads = [threading.Thread(target=receive, args=(s, q), kwargs={"wait": "12"})
+                   for _ in range(64)]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        c0, t0 = cpu_seconds(pids), time.monotonic()
+        time.sleep(6)
+        share = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+        for t in threads:
+            t.join(30)
+        print(f"  64 idle waiters: the queue processes used {share * 100:.1f}% of one core")
+        assert share < 0.15, share
+
+
 def test_receives_waiting_beyond_receive_waiters_are_503_with_retry_after():
     with Stack(config={"receive_waiters": 2}) as s:
         q = new_queue(s)

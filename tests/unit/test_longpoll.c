@@ -99,13 +99,20 @@ static enum store_result
 wait_on(struct fixture *f, const char *queue, pd_ms wait_ms, int (*stopping)(void),
         int *received, pd_ms *took)
 {
-	pd_ms t0 = clock_monotonic();
-	enum store_result res;
+	struct longpoll *lp = NULL;
+	pd_ms t0;
+	enum store_result res = STORE_ERROR;
 
 	*received = -1;
-	res = longpoll_receive(f->s, queue, 10, 30, wait_ms, stopping, NULL, NULL, count_only,
+	*took = 0;
+	CHECK_INT(longpoll_open(&lp, &f->cfg, stopping), 0);
+	if (lp == NULL)
+		return res;
+	t0 = clock_monotonic();
+	res = longpoll_receive(lp, f->s, queue, 10, 30, wait_ms, NULL, NULL, count_only,
 	                       NULL, received);
 	*took = clock_monotonic() - t0;
+	longpoll_close(lp);
 	return res;
 }
 
