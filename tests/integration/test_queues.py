@@ -648,7 +648,8 @@ def test_waiting_receives_answer_at_once_when_the_program_is_told_to_stop():
         for t in threads:
             t.start()
         time.sleep(1)
-        for pid in workers_of(s, "queue"):
+        told = workers_of(s, "queue")
+        for pid in told:
             os.kill(pid, signal.SIGTERM)
         for t in threads:
             t.join(30)
@@ -658,7 +659,8 @@ def test_waiting_receives_answer_at_once_when_the_program_is_told_to_stop():
         print(f"  SIGTERM answered {len(results)} waiting receives after "
               f"{max(t for _, t in results) - 1:.3f} s at most")
         # The stack replaces the workers, and they serve.
-        wait_until(lambda: len(workers_of(s, "queue")) == 2, 10, "two queue workers")
+        wait_until(lambda: (lambda now: len(now) == 2 and not set(now) & set(told))(
+            workers_of(s, "queue")), 15, "two new queue workers")
         assert receive(s, q) == []
 
 
