@@ -229,8 +229,8 @@ collect_urls(struct pd_message *m, const struct pd_fields *f, const struct pd_co
 
 /* A queue name as API.md writes it: [A-Za-z0-9_.-]{1,64}. It appears in
  * URLs and on the page, so nothing else is let through. */
-static int
-queue_name_valid(const char *name, size_t len)
+int
+queue_name_acceptable(const char *name, size_t len)
 {
 	if (len == 0 || len > PD_MAX_QUEUE_NAME)
 		return 0;
@@ -267,7 +267,7 @@ resolve_destination(struct pd_message *m, const struct pd_fields *f,
 		*why = "give either url or queue as the destination, not both";
 		return -1;
 	}
-	if (!queue_name_valid(queue->value, queue->len)) {
+	if (!queue_name_acceptable(queue->value, queue->len)) {
 		*why = "queue must be 1 to 64 of the characters A-Z, a-z, 0-9, '_', '.' and '-'";
 		return -1;
 	}
