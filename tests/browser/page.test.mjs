@@ -878,6 +878,20 @@ test("a queue message's detail shows its queue, priority, expiry, receives and p
   assert.equal(await detailField(page, "Payload").count(), 0);
 });
 
+test("the Queues view fits a 375 px wide screen", async ({ page }) => {
+  const name = uniqueQueue("narrow") + "-" + "long-queue-name".repeat(2);
+  const m = await scheduleInto(name, { delay: "5m", priority: "1000" });
+  await openPage(page, "?" + new URLSearchParams({ view: "queues", queue: name }));
+  await eventually(async () => assert.equal(await queueMessageRowOf(page, m.id).count(), 1));
+  const overflow = await page.evaluate(() =>
+    document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.equal(overflow, 0, "no sideways scrolling on the Queues view");
+  const label = await queueRowOf(page, name).locator("td[data-label=Ready]").evaluate(
+    (td) => getComputedStyle(td, "::before").content);
+  assert.equal(label, '"Ready"');
+  await screenshot(page, "queues-375");
+}, { viewport: PHONE });
+
 test("a hostile payload and queue name are shown as text, not markup", async ({ page }) => {
   const name = uniqueQueue("hostile");
   const payload = `</pre><script>window.__xss=1</script><img src=x onerror="window.__xss=2"><b>bold</b>`;

@@ -183,3 +183,27 @@ def test_the_list_bad_queue_is_400_naming_it(stack):
     for q in ["", "a/b", "x" * 65, "<b>"]:
         assert_json_error(stack.get("/api/status", {"queue": q}), 400, "queue")
     assert_json_error(stack.get("/api/status", [("queue", "a"), ("queue", "b")]), 400, "queue")
+
+
+def test_a_retried_schedule_with_ttl_and_the_same_idempotency_key_answers_200():
+    # A client retrying the same request (ttl and delay name a window
+    # relative to when it is asked) must get its message back, not a 409.
+    with Stack() as s:
+        for fields in [{"queue": "idem.q", "ttl": "10m"},
+                       {"queue": "idem.q", "ttl": "10m", "delay": "30s"},
+                       {"url": "http://127.0.0.1:9/i", "ttl": "1h", "delay": "5m"},
+                       {"queue": "idem.q", "expires": "2031-01-01T00:00:00Z"},
+                       {"queue": "idem.q", "priority": "5"}]:
+            key = "k-" + "-".join(sorted(fields))
+            first = s.post_form("/api/schedule", dict(fields, idempotency_key=key))
+            assert first.status == 201, first
+            time.sleep(0.02)
+            again = s.post_form("/api/schedule", dict(fields, idempotency_key=key))
+            assert again.status == 200 and again.json["id"] == first.json["id"], (fields, again)
+        # Other contents under a used key are still a 409.
+        r = s.post_form("/api/schedule", {"queue": "idem.q", "priority": "6",
+                                          "idempotency_key": "k-priority-queue"})
+        assert_json_error(r, 409, "idempotency_key")
+        r = s.post_form("/api/schedule", {"queue": "other.q", "priority": "5",
+                                          "idempotency_key": "k-priority-queue"})
+        assert_json_error(r, 409, "idempotency_key")
