@@ -32,7 +32,7 @@ static const char description[] =
 "times must fall within the years 0000-9999, and an idempotency_key used\n"
 "again answers 200 with the original message, or 409 when the request's\n"
 "contents (targets or queue, payload, content_type, callback, limits,\n"
-"priority, expiry) differ. A queue holding its max_depth of pending and\n"
+"priority) differ. A queue holding its max_depth of pending and\n"
 "delivering messages answers 507 naming queue.\n";
 
 static const char example[] =
@@ -64,8 +64,8 @@ handle_schedule(struct pd_request *r)
 		break;
 	case STORE_CONFLICT:
 		http_error(r, 409, "this idempotency_key was used for a request with other "
-		           "contents (targets or queue, payload, content_type, callback, limits, "
-		           "priority or expiry)", "idempotency_key");
+		           "contents (targets or queue, payload, content_type, callback, limits "
+		           "or priority)", "idempotency_key");
 		break;
 	case STORE_QUEUE_FULL:
 		http_error(r, 507, "the queue already holds its max_depth of pending and "
