@@ -790,20 +790,24 @@ async function loadQueues(view) {
   }
   const [allResult, messagesResult] = await Promise.allSettled(wanted);
   if (seq !== queues.loadSeq) return false;
+  // Without the queues (an older postdate, say) a queue's messages, which
+  // come from /api/status, are still shown.
   if (allResult.status === "rejected") {
     showQueuesFailure(allResult.reason);
-    return false;
+    if (allResult.reason.status === 401) return false;
   }
-  const all = allResult.value;
-  showText($("queues-error"), "");
-  const known = Array.isArray(all.queues) ? all.queues : [];
-  const json = JSON.stringify(known) + "/" + (view.queue || "");
-  if (json !== queues.shown) {
-    queues.shown = json;
-    renderQueues(known, view);
+  const known = allResult.status === "fulfilled" && Array.isArray(allResult.value.queues)
+    ? allResult.value.queues : null;
+  if (known) {
+    showText($("queues-error"), "");
+    const json = JSON.stringify(known) + "/" + (view.queue || "");
+    if (json !== queues.shown) {
+      queues.shown = json;
+      renderQueues(known, view);
+    }
   }
   $("queue-detail").hidden = !view.queue;
-  if (!view.queue) return true;
+  if (!view.queue) return known !== null;
   $("queue-name").textContent = view.queue;
   if (!nameOk || messagesResult.status === "rejected") {
     showText($("queue-error"), !nameOk
@@ -815,11 +819,12 @@ async function loadQueues(view) {
     $("queue-tabs").replaceChildren();
     showText($("queue-messages-empty"), "");
     showText($("queue-messages-more"), "");
-    return true;
+    return known !== null;
   }
   showText($("queue-error"), "");
-  renderQueueMessages(view, messagesResult.value, known.find((q) => q.name === view.queue));
-  return true;
+  renderQueueMessages(view, messagesResult.value,
+    known ? known.find((q) => q.name === view.queue) : undefined, known !== null);
+  return known !== null;
 }
 
 function showQueuesFailure(e) {
@@ -875,7 +880,7 @@ function queueRow(q, view) {
   return row;
 }
 
-function renderQueueMessages(view, body, q) {
+function renderQueueMessages(view, body, q, queuesKnown) {
   $("queue-name").textContent = view.queue;
   const counts = (body && body.counts) || {};
   const tabs = QUEUE_STATES.map((state) => {
@@ -897,7 +902,7 @@ function renderQueueMessages(view, body, q) {
   }
   $("queue-messages").hidden = messages.length === 0;
   showText($("queue-messages-empty"), messages.length ? ""
-    : !q ? "No queue has this name (yet): scheduling into it makes it."
+    : queuesKnown && !q ? "No queue has this name (yet): scheduling into it makes it."
       : `No ${view.state} messages in this queue.`);
   showText($("queue-messages-more"), body && body.next_cursor
     ? `The first ${messages.length} are shown; the message list pages through all of them.` : "");
