@@ -38,6 +38,8 @@
 	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report, " \
 	"q.name, m.priority, m.expires"
 #define MESSAGE_NCOLUMNS 23
+/* Whether the message of a live row being changed has a callback. */
+#define HAS_CALLBACK "(SELECT callback IS NOT NULL FROM messages WHERE key = live.key)"
 #define MESSAGE_FROM \
 	"messages m LEFT JOIN live l ON l.key = m.key LEFT JOIN queues q ON q.key = m.queue"
 
@@ -231,7 +233,7 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_ACK] =
 	    "DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?1) "
 	    "AND token = ?2 AND receipt = ?3 AND queue <> 0 "
-	    "RETURNING key, queue, attempts, coalesce(expires <= ?4, 0)",
+	    "RETURNING key, queue, attempts, coalesce(expires <= ?4, 0), " HAS_CALLBACK,
 	[ST_RELEASE] =
 	    "UPDATE live SET token = 0, receipt = NULL, due = ?4 "
 	    "WHERE key = (SELECT key FROM messages WHERE id = ?1) "
@@ -242,7 +244,7 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_END_RECEIVED] =
 	    "DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?1) "
 	    "AND token = ?2 AND receipt = ?3 AND queue <> 0 AND (spent = 1 OR expires <= ?4) "
-	    "RETURNING key, queue, attempts, coalesce(expires <= ?4, 0)",
+	    "RETURNING key, queue, attempts, coalesce(expires <= ?4, 0), " HAS_CALLBACK,
 	[ST_EXTEND] =
 	    "UPDATE live SET due = ?4 WHERE key = (SELECT key FROM messages WHERE id = ?1) "
 	    "AND token = ?2 AND receipt = ?3 AND queue <> 0 AND coalesce(expires > ?5, 1)",
@@ -1802,20 +1804,6 @@ end_queued(struct pd_store *s, const char *id, int64_t key, int64_t queue, int w
 	return finish_message(s, &o, now, report_fn, ctx);
 }
 
-/* Whether message id (inside the transaction) has a callback. */
-static int
-has_callback(struct pd_store *s, const char *id)
-{
-	struct pd_message m;
-	int yes = 0;
-
-	if (read_message(s, id, &m) == STORE_OK) {
-		yes = m.callback != NULL;
-		message_free(&m);
-	}
-	return yes;
-}
-
 /* Why a receipt did not hold: STORE_NOTFOUND, or STORE_CONFLICT with the
  * message's state. */
 static enum store_result
@@ -2040,12 +2028,13 @@ store_ack(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
 		if (rc == SQLITE_ROW) {
 			int64_t key = sqlite3_column_int64(st, 0), queue = sqlite3_column_int64(st, 1);
 			int attempts = sqlite3_column_int(st, 2), expired = sqlite3_column_int(st, 3);
+			int wants_report = sqlite3_column_int(st, 4);
 
 			sqlite3_reset(st);
 			a->state = expired ? PD_EXPIRED : PD_DELIVERED;
 			a->result = expired ? STORE_CONFLICT : STORE_OK;
-			res = end_queued(s, a->id, key, queue, 1, a->state, attempts,
-			                 has_callback(s, a->id), now, report_fn, ctx);
+			res = end_queued(s, a->id, key, queue, 1, a->state, attempts, wants_report, now,
+			                 report_fn, ctx);
 		} else {
 			sqlite3_reset(st);
 			res = rc == SQLITE_DONE ? STORE_OK : store_fail(s, rc, "acknowledging");
@@ -2079,11 +2068,12 @@ end_received(struct pd_store *s, struct store_ack *a, const struct receipt *r, p
 	if (rc == SQLITE_ROW) {
 		int64_t key = sqlite3_column_int64(st, 0), queue = sqlite3_column_int64(st, 1);
 		int attempts = sqlite3_column_int(st, 2), expired = sqlite3_column_int(st, 3);
+		int wants_report = sqlite3_column_int(st, 4);
 
 		sqlite3_reset(st);
 		a->state = expired ? PD_EXPIRED : PD_FAILED;
-		return end_queued(s, a->id, key, queue, 1, a->state, attempts,
-		                  has_callback(s, a->id), now, report_fn, ctx);
+		return end_queued(s, a->id, key, queue, 1, a->state, attempts, wants_report, now,
+		                  report_fn, ctx);
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "ending a message");
