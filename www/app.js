@@ -656,17 +656,20 @@ async function confirmAndCancel(id) {
 
 // ---- scheduling ----
 
-const FORM_FIELDS = ["url", "delay", "at", "tz", "payload", "content_type", "callback",
-  "max_attempts", "timeout", "idempotency_key"];
+const FORM_FIELDS = ["url", "queue", "delay", "at", "tz", "payload", "content_type", "callback",
+  "max_attempts", "timeout", "priority", "ttl", "idempotency_key"];
 
 // The form as the API's fields; empty optional fields are left out so the
-// API's defaults apply.
+// API's defaults apply. URLs and a queue are both sent when both are
+// filled in: the API's 400 then says which to keep, at the queue field.
 function scheduleFields() {
   const form = $("schedule-form");
   const fields = new URLSearchParams();
   for (const url of $("f-url").value.split(/\r?\n/)) {
     if (url.trim()) fields.append("url", url.trim());
   }
+  const queue = $("f-queue").value.trim();
+  if (queue) fields.set("queue", queue);
   const when = form.elements.when.value;
   if (when === "delay") fields.set("delay", $("f-delay").value.trim());
   if (when === "at") {
@@ -675,7 +678,8 @@ function scheduleFields() {
     if (zone) fields.set("tz", zone);
   }
   fields.set("payload", $("f-payload").value);
-  for (const name of ["content_type", "callback", "max_attempts", "timeout", "idempotency_key"]) {
+  for (const name of ["content_type", "callback", "max_attempts", "timeout", "priority", "ttl",
+    "idempotency_key"]) {
     const value = $("f-" + name).value.trim();
     if (value) fields.set(name, value);
   }

@@ -878,6 +878,40 @@ test("a queue message's detail shows its queue, priority, expiry, receives and p
   assert.equal(await detailField(page, "Payload").count(), 0);
 });
 
+test("the form schedules into a queue, with a priority and a ttl", async ({ page }) => {
+  const name = uniqueQueue("form");
+  await openPage(page);
+  await page.getByLabel("Queue (instead of URLs)").fill(name);
+  await page.getByLabel("After a delay").check();
+  await page.getByLabel("Delay", { exact: true }).fill("10m");
+  await page.getByLabel("Payload").fill("from the form, to a queue");
+  await page.locator("#more-options summary").click();
+  await page.getByLabel("Priority").fill("-12");
+  await page.getByLabel("Expires after").fill("30m");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  const link = page.locator("#schedule-result a.id");
+  await link.waitFor();
+  const m = await messageStatus(await link.innerText());
+  assert.equal(m.queue, name);
+  assert.equal(m.urls, null);
+  assert.equal(m.priority, -12);
+  assert.equal(Date.parse(m.expires) - Date.parse(m.due), 30 * 60e3);
+  assert.equal(m.payload, "from the form, to a queue");
+
+  // A queue and URLs together: the API's error appears at the queue field.
+  await page.getByLabel("Target URLs").fill(NOWHERE);
+  await page.getByLabel("Queue (instead of URLs)").fill(name);
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-queue-error").waitFor();
+  assert.match(await page.locator("#f-queue-error").innerText(), /url or queue/);
+  // And a priority out of range at the priority field.
+  await page.getByLabel("Target URLs").fill("");
+  await page.getByLabel("Priority").fill("5000");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-priority-error").waitFor();
+  assert.match(await page.locator("#f-priority-error").innerText(), /priority/);
+});
+
 test("the Queues view fits a 375 px wide screen", async ({ page }) => {
   const name = uniqueQueue("narrow") + "-" + "long-queue-name".repeat(2);
   const m = await scheduleInto(name, { delay: "5m", priority: "1000" });
