@@ -164,6 +164,17 @@ test_only_a_bare_star_leaves_a_day_field_open(void)
 	CHECK_INT(c.weekdays_restricted, 0);
 }
 
+/* Whether a and b are the same expression, field by field (memcmp would
+ * also compare the struct's padding). */
+static int
+same_cron(const struct pd_cron *a, const struct pd_cron *b)
+{
+	return a->minutes == b->minutes && a->hours == b->hours && a->days == b->days &&
+	       a->months == b->months && a->weekdays == b->weekdays &&
+	       a->days_restricted == b->days_restricted &&
+	       a->weekdays_restricted == b->weekdays_restricted;
+}
+
 static void
 test_normalised_text_parses_back_to_the_same(void)
 {
@@ -177,7 +188,7 @@ test_normalised_text_parses_back_to_the_same(void)
 		char buf[PD_CRON_BUF];
 
 		back = parse_ok(cron_format(&c, buf));
-		CHECK(memcmp(&c, &back, sizeof(c)) == 0);
+		CHECK(same_cron(&c, &back));
 	}
 }
 
