@@ -220,7 +220,8 @@ int cron_parse(const char *text, struct pd_cron *out, const char **why);
 char *cron_format(const struct pd_cron *c, char *buf);
 
 /* The first instant strictly after `after` at which the wall clock of
- * zone (NULL for UTC) reads a minute that c matches: a whole minute. A
+ * zone (NULL for UTC) reads a minute that c matches (a whole minute of
+ * UTC too in any zone whose offset is whole minutes, as all are today). A
  * minute that the zone skips (clocks going forward) fires at the end of
  * the gap, once however many skipped minutes match; a minute that happens
  * twice (clocks going back) fires at its first instant only. -1 with *why
