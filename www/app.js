@@ -958,6 +958,7 @@ function showView(moved) {
   $("list-view").hidden = view.name !== "list";
   $("detail-view").hidden = view.name !== "detail";
   $("queues-view").hidden = view.name !== "queues";
+  document.querySelector(".layout").classList.toggle("wide", view.name === "queues");
   if (view.name !== "queues") $("queue-detail").hidden = true;
   document.title = view.name === "detail" ? `postdate: message ${view.id}`
     : view.name === "queues" ? (view.queue ? `postdate: queue ${view.queue}` : "postdate: queues")
