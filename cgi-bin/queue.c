@@ -139,21 +139,6 @@ count_field(struct pd_request *r, const char *name, long lo, long hi, const char
 }
 
 static int
-queue_name_valid(const char *name, size_t len)
-{
-	if (len == 0 || len > PD_MAX_QUEUE_NAME)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = name[i];
-
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
-			return 0;
-	}
-	return 1;
-}
-
-static int
 receipt_valid(const char *text)
 {
 	if (text == NULL || strlen(text) != PD_RECEIPT_LEN)
@@ -184,7 +169,7 @@ required_queue(struct pd_request *r, const char *name, const char *missing, cons
 		http_error(r, 400, missing, name);
 		return NULL;
 	}
-	if (!queue_name_valid(fv->value, fv->len)) {
+	if (!queue_name_acceptable(fv->value, fv->len)) {
 		http_error(r, 400, bad, name);
 		return NULL;
 	}
