@@ -379,6 +379,7 @@ message_free(struct pd_message *m)
 	free(m->payload);
 	free(m->content_type);
 	free(m->callback);
+	free(m->queue);
 	free(m->idempotency_key);
 	free(m->delivered_to);
 	free(m->report_of);

@@ -35,8 +35,13 @@
 	"m.id, m.state, m.due, m.created, l.token, l.due, l.next_round, m.delivered_at, " \
 	"m.urls, m.payload_bytes, m.content_type, m.callback, m.idempotency_key, " \
 	"m.delivered_to, m.report_of, m.max_attempts, m.timeout, " \
-	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report"
-#define MESSAGE_FROM "messages m LEFT JOIN live l ON l.key = m.key"
+	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report, " \
+	"q.name, m.priority, m.expires"
+#define MESSAGE_NCOLUMNS 23
+/* Whether the message of a live row being changed has a callback. */
+#define HAS_CALLBACK "(SELECT callback IS NOT NULL FROM messages WHERE key = live.key)"
+#define MESSAGE_FROM \
+	"messages m LEFT JOIN live l ON l.key = m.key LEFT JOIN queues q ON q.key = m.queue"
 
 enum statement {
 	ST_BEGIN,
@@ -59,13 +64,38 @@ enum statement {
 	ST_CANCEL_LIVE,
 	ST_STATE_OF,
 	ST_END_MESSAGE,
-	ST_EARLIEST_BUFFERED,
 	ST_EARLIEST_UNBUFFERED,
 	ST_PROMOTE,
 	ST_CLAIMABLE,
 	ST_LEASE,
 	ST_RELEASE_FOR_ROUND,
 	ST_END_LIVE,
+	ST_BUFFER_PRIORITY_AFTER,
+	ST_EARLIEST_BUFFERED_AT,
+	ST_LIST_QUEUE_STATE,
+	ST_LIST_QUEUE_ALIVE,
+	ST_LIST_QUEUE_ALL,
+	ST_QUEUE_MAKE,
+	ST_QUEUE_COUNTS_MAKE,
+	ST_QUEUE_FIND,
+	ST_QUEUE_CHANGE,
+	ST_QUEUE_NAMES,
+	ST_QUEUE_COUNTS,
+	ST_QUEUE_COUNT_DELTA,
+	ST_QUEUE_PRIORITY_AFTER,
+	ST_QUEUE_READY_COUNT,
+	ST_QUEUE_LEASED_COUNT,
+	ST_QUEUE_EARLIEST,
+	ST_RECEIVABLE,
+	ST_RECEIVE_LEASE,
+	ST_ACK,
+	ST_RELEASE,
+	ST_END_RECEIVED,
+	ST_EXTEND,
+	ST_EXPIRED_ROWS,
+	ST_SPENT_ROWS,
+	ST_END_LIVE_ANY,
+	ST_DATA_VERSION,
 	ST_COUNT
 };
 
@@ -78,16 +108,19 @@ static const char *const statement_sql[ST_COUNT] = {
 	 * answers the conflict inside the one statement. */
 	[ST_INSERT_MESSAGE] =
 	    "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, callback, "
-	    "max_attempts, timeout, idempotency_key, fingerprint, report_of) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) "
+	    "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, expires) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
 	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
 	[ST_INSERT_PAYLOAD] = "INSERT INTO payloads (key, payload) VALUES (?1, ?2)",
 	[ST_INSERT_LIVE] =
-	    "INSERT INTO live (key, due, next_round, buffered, lease_ms) VALUES (?1, ?2, ?2, ?3, ?4)",
+	    "INSERT INTO live (key, due, next_round, buffered, lease_ms, queue, priority, expires) "
+	    "VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_FIND_BY_KEY] =
 	    "SELECT id, fingerprint FROM messages WHERE idempotency_key = ?1 "
 	    "AND idempotency_key IS NOT NULL",
-	[ST_GET] = "SELECT " MESSAGE_COLUMNS " FROM " MESSAGE_FROM " WHERE m.id = ?1",
+	[ST_GET] =
+	    "SELECT " MESSAGE_COLUMNS ", p.payload FROM " MESSAGE_FROM " "
+	    "LEFT JOIN payloads p ON p.key = m.key WHERE m.id = ?1",
 	[ST_KEY_OF] = "SELECT key FROM messages WHERE id = ?1",
 	[ST_HISTORY] =
 	    "SELECT h.at, h.url, h.status, h.error, h.ms FROM history h "
@@ -112,25 +145,30 @@ static const char *const statement_sql[ST_COUNT] = {
 	 * statement checks and ends it, so a dispatcher never claims it after. */
 	[ST_CANCEL_LIVE] =
 	    "DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?1) AND token = 0 "
-	    "RETURNING key, attempts, gone",
+	    "RETURNING key, attempts, gone, queue",
 	[ST_STATE_OF] =
 	    "SELECT m.state, l.token FROM " MESSAGE_FROM " WHERE m.id = ?1",
 	[ST_END_MESSAGE] =
 	    "UPDATE messages SET state = ?2, ended = ?3, attempts = ?4, gone = ?5, "
 	    "delivered_to = ?6, delivered_at = ?7, report = ?8 WHERE key = ?1 AND state = 0",
-	[ST_EARLIEST_BUFFERED] = "SELECT min(due) FROM live WHERE buffered = 1",
-	[ST_EARLIEST_UNBUFFERED] = "SELECT min(due) FROM live WHERE buffered = 0",
+	/* The buffer is in (priority, due) order: its earliest due time is the
+	 * earliest of each priority level's, each level one index lookup. */
+	[ST_EARLIEST_BUFFERED_AT] =
+	    "SELECT min(due) FROM live WHERE buffered = 1 AND priority = ?1",
+	[ST_BUFFER_PRIORITY_AFTER] =
+	    "SELECT min(priority) FROM live WHERE buffered = 1 AND priority > ?1",
+	[ST_EARLIEST_UNBUFFERED] = "SELECT min(due) FROM live WHERE buffered = 0 AND queue = 0",
 	[ST_PROMOTE] =
 	    "UPDATE live SET buffered = 1 WHERE key IN (SELECT key FROM live "
-	    "WHERE buffered = 0 AND due <= ?1 ORDER BY due LIMIT ?2)",
+	    "WHERE buffered = 0 AND queue = 0 AND due <= ?1 ORDER BY due LIMIT ?2)",
 	/* Due buffer rows, expired leases (a dispatcher that died) included:
 	 * a claim moves a row's due time to its lease's end, so this index
 	 * range never holds the rows leased right now. */
 	[ST_CLAIMABLE] =
 	    "SELECT l.key, l.token, l.attempts, l.gone, l.lease_ms, l.next_round, "
 	    MESSAGE_COLUMNS ", p.payload FROM live l JOIN messages m ON m.key = l.key "
-	    "JOIN payloads p ON p.key = l.key "
-	    "WHERE l.buffered = 1 AND l.due <= ?1 ORDER BY l.due LIMIT ?2",
+	    "JOIN payloads p ON p.key = l.key LEFT JOIN queues q ON q.key = m.queue "
+	    "WHERE l.buffered = 1 AND l.priority = ?3 AND l.due <= ?1 ORDER BY l.due LIMIT ?2",
 	[ST_LEASE] =
 	    "UPDATE live SET token = ?3, due = ?4, attempts = attempts + 1 "
 	    "WHERE key = ?1 AND token = ?2",
@@ -138,6 +176,92 @@ static const char *const statement_sql[ST_COUNT] = {
 	    "UPDATE live SET token = 0, due = ?3, next_round = ?3, buffered = ?4, attempts = ?5, "
 	    "gone = ?6 WHERE key = ?1 AND token = ?2",
 	[ST_END_LIVE] = "DELETE FROM live WHERE key = ?1 AND token = ?2",
+	[ST_LIST_QUEUE_STATE] =
+	    "SELECT " MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
+	    "WHERE m.queue = (SELECT key FROM queues WHERE name = ?5) AND m.state = ?1 "
+	    "AND (m.due, m.id) > (?2, ?3) ORDER BY m.due, m.id LIMIT ?4",
+	[ST_LIST_QUEUE_ALIVE] =
+	    "SELECT " MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
+	    "WHERE m.queue = (SELECT key FROM queues WHERE name = ?5) AND m.state = 0 "
+	    "AND (m.due, m.id) > (?2, ?3) AND (l.token <> 0) = ?1 ORDER BY m.due, m.id LIMIT ?4",
+	[ST_LIST_QUEUE_ALL] =
+	    "SELECT " MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
+	    "WHERE m.queue = (SELECT key FROM queues WHERE name = ?5) "
+	    "AND (m.due, m.id) > (?2, ?3) ORDER BY m.due, m.id LIMIT ?4",
+	/* A queue is made on first use; two makers at once agree on one row. */
+	[ST_QUEUE_MAKE] =
+	    "INSERT INTO queues (name, visibility, max_attempts, created) VALUES (?1, ?2, ?3, ?4) "
+	    "ON CONFLICT (name) DO NOTHING",
+	[ST_QUEUE_COUNTS_MAKE] =
+	    "INSERT INTO queue_counts (queue, state) VALUES (?1, 0), (?1, 2), (?1, 3), (?1, 4), "
+	    "(?1, 5)",
+	[ST_QUEUE_FIND] =
+	    "SELECT key, name, visibility, max_attempts, max_depth, paused, "
+	    "(SELECT n FROM queue_counts WHERE queue = queues.key AND state = 0) "
+	    "FROM queues WHERE name = ?1",
+	[ST_QUEUE_CHANGE] =
+	    "UPDATE queues SET visibility = coalesce(?2, visibility), "
+	    "max_attempts = coalesce(?3, max_attempts), max_depth = coalesce(?4, max_depth), "
+	    "paused = coalesce(?5, paused) WHERE name = ?1",
+	[ST_QUEUE_NAMES] = "SELECT name FROM queues ORDER BY name",
+	[ST_QUEUE_COUNTS] = "SELECT state, n FROM queue_counts WHERE queue = ?1",
+	[ST_QUEUE_COUNT_DELTA] =
+	    "UPDATE queue_counts SET n = n + ?3 WHERE queue = ?1 AND state = ?2",
+	/* A queue is read a priority level at a time, like the buffer. */
+	[ST_QUEUE_PRIORITY_AFTER] =
+	    "SELECT min(priority) FROM live WHERE queue = ?1 AND queue <> 0 AND priority > ?2",
+	[ST_QUEUE_READY_COUNT] =
+	    "SELECT count(*), min(due) FROM live WHERE queue = ?1 AND queue <> 0 AND priority = ?2 "
+	    "AND due <= ?3",
+	[ST_QUEUE_LEASED_COUNT] =
+	    "SELECT count(*) FROM live WHERE queue = ?1 AND queue <> 0 AND priority = ?2 AND due > ?3 "
+	    "AND token <> 0",
+	[ST_QUEUE_EARLIEST] =
+	    "SELECT min(due) FROM live WHERE queue = ?1 AND queue <> 0 AND priority = ?2",
+	/* Receivable: due, a lease run out counting as due (a receive moves
+	 * due to the lease's end). FIFO within a priority level. */
+	[ST_RECEIVABLE] =
+	    "SELECT l.key, l.token, l.attempts, l.expires, " MESSAGE_COLUMNS ", p.payload "
+	    "FROM live l JOIN messages m ON m.key = l.key JOIN payloads p ON p.key = l.key "
+	    "LEFT JOIN queues q ON q.key = m.queue "
+	    "WHERE l.queue = ?1 AND l.queue <> 0 AND l.priority = ?2 AND l.due <= ?3 "
+	    "ORDER BY l.due, l.key LIMIT ?4",
+	[ST_RECEIVE_LEASE] =
+	    "UPDATE live SET token = ?3, receipt = ?4, due = ?5, attempts = attempts + 1, "
+	    "spent = ?6 WHERE key = ?1 AND token = ?2",
+	/* The receipt proves the lease, run out or not, until the next receive. */
+	[ST_ACK] =
+	    "DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?1) "
+	    "AND token = ?2 AND receipt = ?3 AND queue <> 0 "
+	    "RETURNING key, queue, attempts, coalesce(expires <= ?4, 0), " HAS_CALLBACK,
+	[ST_RELEASE] =
+	    "UPDATE live SET token = 0, receipt = NULL, due = ?4 "
+	    "WHERE key = (SELECT key FROM messages WHERE id = ?1) "
+	    "AND token = ?2 AND receipt = ?3 AND queue <> 0 AND spent = 0 "
+	    "AND coalesce(expires > ?5, 1) RETURNING key, queue",
+	/* A receipt's message that cannot go back: its last receive, or its
+	 * ttl run out. */
+	[ST_END_RECEIVED] =
+	    "DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?1) "
+	    "AND token = ?2 AND receipt = ?3 AND queue <> 0 AND (spent = 1 OR expires <= ?4) "
+	    "RETURNING key, queue, attempts, coalesce(expires <= ?4, 0), " HAS_CALLBACK,
+	[ST_EXTEND] =
+	    "UPDATE live SET due = ?4 WHERE key = (SELECT key FROM messages WHERE id = ?1) "
+	    "AND token = ?2 AND receipt = ?3 AND queue <> 0 AND coalesce(expires > ?5, 1)",
+	/* Ends by itself: the ttl ran out, unless a dispatcher's round on it
+	 * is in flight right now (that round decides)... */
+	[ST_EXPIRED_ROWS] =
+	    "SELECT l.key, l.token, l.queue, l.attempts, l.gone, m.id, m.callback IS NOT NULL "
+	    "FROM live l JOIN messages m ON m.key = l.key "
+	    "WHERE l.expires <= ?1 AND (l.queue <> 0 OR l.token = 0 OR l.due <= ?1) "
+	    "ORDER BY l.expires LIMIT ?2",
+	/* ... or a queue message's last allowed receive ran out unacknowledged. */
+	[ST_SPENT_ROWS] =
+	    "SELECT l.key, l.token, l.queue, l.attempts, l.gone, m.id, m.callback IS NOT NULL "
+	    "FROM live l JOIN messages m ON m.key = l.key "
+	    "WHERE l.spent = 1 AND l.due <= ?1 ORDER BY l.due LIMIT ?2",
+	[ST_END_LIVE_ANY] = "DELETE FROM live WHERE key = ?1 AND token = ?2 RETURNING queue",
+	[ST_DATA_VERSION] = "PRAGMA data_version",
 };
 
 struct pd_store {
@@ -355,10 +479,30 @@ row_to_message(sqlite3_stmt *st, int c, struct pd_message *m, int whole_pool)
 	m->timeout = sqlite3_column_int(st, c + 16);
 	m->attempts = sqlite3_column_int(st, c + 17);
 	m->report = column_strdup(st, c + 19);
+	m->queue = column_strdup(st, c + 20);
+	m->priority = sqlite3_column_int(st, c + 21);
+	m->expires = sqlite3_column_int64(st, c + 22);
 	if (m->urls == NULL || m->content_type == NULL) {
 		message_free(m);
 		return -1;
 	}
+	return 0;
+}
+
+/* Reads the payload in column c into m (NUL-terminated too, like every
+ * payload). */
+static int
+column_payload(sqlite3_stmt *st, int c, struct pd_message *m)
+{
+	const void *blob = sqlite3_column_blob(st, c);
+	size_t len = (size_t)sqlite3_column_bytes(st, c);
+
+	if ((m->payload = malloc(len + 1)) == NULL)
+		return -1;
+	if (len > 0)
+		memcpy(m->payload, blob, len);
+	m->payload[len] = '\0';
+	m->payload_len = len;
 	return 0;
 }
 
@@ -374,7 +518,7 @@ fingerprint(const struct pd_message *m, unsigned char out[FINGERPRINT_LEN])
 
 	if (ctx == NULL)
 		return -1;
-	snprintf(limits, sizeof(limits), "%d %d", m->max_attempts, m->timeout);
+	snprintf(limits, sizeof(limits), "%d %d %d", m->max_attempts, m->timeout, m->priority);
 	/* Each part with its NUL, so that no two splits of the bytes agree. */
 	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
 	    EVP_DigestUpdate(ctx, m->urls, strlen(m->urls) + 1) == 1 &&
@@ -382,6 +526,8 @@ fingerprint(const struct pd_message *m, unsigned char out[FINGERPRINT_LEN])
 	    EVP_DigestUpdate(ctx, m->callback != NULL ? m->callback : "",
 	                     m->callback != NULL ? strlen(m->callback) + 1 : 0) == 1 &&
 	    EVP_DigestUpdate(ctx, limits, strlen(limits) + 1) == 1 &&
+	    EVP_DigestUpdate(ctx, m->queue != NULL ? m->queue : "",
+	                     m->queue != NULL ? strlen(m->queue) + 1 : 0) == 1 &&
 	    EVP_DigestUpdate(ctx, m->payload, m->payload_len) == 1 &&
 	    EVP_DigestFinal_ex(ctx, out, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
@@ -529,9 +675,13 @@ read_message(struct pd_store *s, const char *id, struct pd_message *m)
 
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		res = row_to_message(st, 0, m, 0) == 0 ? STORE_OK : STORE_ERROR;
-	else if (rc == SQLITE_DONE)
+		if (res == STORE_OK && column_payload(st, MESSAGE_NCOLUMNS, m) != 0) {
+			message_free(m);
+			res = STORE_ERROR;
+		}
+	} else if (rc == SQLITE_DONE)
 		res = STORE_NOTFOUND;
 	else
 		res = store_fail(s, rc, "reading a message");
@@ -540,7 +690,8 @@ read_message(struct pd_store *s, const char *id, struct pd_message *m)
 }
 
 /* The message that holds m's idempotency key: STORE_EXISTS with m replaced
- * by it when the requests agree, STORE_CONFLICT when they do not. */
+ * by it when the requests agree, STORE_CONFLICT when they do not,
+ * STORE_NOTFOUND when no message holds it. */
 static enum store_result
 existing_for_key(struct pd_store *s, struct pd_message *m, const unsigned char *print)
 {
@@ -554,7 +705,7 @@ existing_for_key(struct pd_store *s, struct pd_message *m, const unsigned char *
 	rc = sqlite3_step(st);
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
-		return rc == SQLITE_DONE ? STORE_ERROR : store_fail(s, rc, "reading a key");
+		return rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "reading a key");
 	}
 	snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(st, 0));
 	/* A v1 message has no fingerprint: it answers as before. */
@@ -571,17 +722,105 @@ existing_for_key(struct pd_store *s, struct pd_message *m, const unsigned char *
 	return STORE_EXISTS;
 }
 
+/* A queue as a transaction reads it. */
+struct queue_row {
+	int64_t key;
+	int visibility;
+	int max_attempts;
+	long max_depth;
+	int paused;
+	long alive;               /* pending + delivering */
+};
+
+/* Reads queue name into q; SQLITE_DONE when there is none. */
+static int
+find_queue(struct pd_store *s, const char *name, struct queue_row *q, char *shown, size_t len)
+{
+	sqlite3_stmt *st = s->st[ST_QUEUE_FIND];
+	int rc;
+
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		q->key = sqlite3_column_int64(st, 0);
+		if (shown != NULL)
+			snprintf(shown, len, "%s", (const char *)sqlite3_column_text(st, 1));
+		q->visibility = sqlite3_column_int(st, 2);
+		q->max_attempts = sqlite3_column_int(st, 3);
+		q->max_depth = (long)sqlite3_column_int64(st, 4);
+		q->paused = sqlite3_column_int(st, 5);
+		q->alive = (long)sqlite3_column_int64(st, 6);
+		rc = SQLITE_OK;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* Reads queue name into q, making it with the configured defaults when it
+ * is new (inside the caller's transaction). */
+static int
+make_queue(struct pd_store *s, const char *name, pd_ms now, struct queue_row *q)
+{
+	sqlite3_stmt *st = s->st[ST_QUEUE_MAKE];
+	int rc;
+
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, s->cfg->queue_visibility);
+	sqlite3_bind_int(st, 3, s->cfg->default_max_attempts);
+	sqlite3_bind_int64(st, 4, now);
+	if ((rc = store_exec(s, ST_QUEUE_MAKE)) != SQLITE_OK)
+		return rc;
+	if (sqlite3_changes(s->db) > 0) {
+		sqlite3_bind_int64(s->st[ST_QUEUE_COUNTS_MAKE], 1, sqlite3_last_insert_rowid(s->db));
+		if ((rc = store_exec(s, ST_QUEUE_COUNTS_MAKE)) != SQLITE_OK)
+			return rc;
+	}
+	rc = find_queue(s, name, q, NULL, 0);
+	return rc == SQLITE_DONE ? SQLITE_ERROR : rc;
+}
+
+/* Moves one message of queue from one state to another in the queue's
+ * figures (0: alive; -1: none, for a new or a removed message). */
+static int
+queue_move(struct pd_store *s, int64_t queue, int from, int to)
+{
+	sqlite3_stmt *st = s->st[ST_QUEUE_COUNT_DELTA];
+	int rc = SQLITE_OK;
+
+	if (queue == 0)
+		return SQLITE_OK;
+	for (int i = 0; i < 2 && rc == SQLITE_OK; i++) {
+		int state = i == 0 ? from : to;
+
+		if (state < 0)
+			continue;
+		sqlite3_bind_int64(st, 1, queue);
+		sqlite3_bind_int(st, 2, state == PD_DELIVERING ? 0 : state);
+		sqlite3_bind_int(st, 3, i == 0 ? -1 : 1);
+		rc = store_exec(s, ST_QUEUE_COUNT_DELTA);
+	}
+	return rc;
+}
+
 /* Inserts m, inside the caller's transaction: the message row and its live
- * row, in the buffer when due within the horizon. STORE_EXISTS or
- * STORE_CONFLICT when its idempotency key is taken. */
+ * row, in the buffer when due within the horizon (a queue's message: in its
+ * queue). STORE_EXISTS or STORE_CONFLICT when its idempotency key is
+ * taken, STORE_QUEUE_FULL when its queue is at max_depth. */
 static enum store_result
 insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 {
 	sqlite3_stmt *st = s->st[ST_INSERT_MESSAGE], *live = s->st[ST_INSERT_LIVE];
 	unsigned char print[FINGERPRINT_LEN];
+	struct queue_row q = { 0 };
 	int rc, npool = 1;
 	sqlite3_int64 key;
 
+	if (m->queue != NULL) {
+		if ((rc = make_queue(s, m->queue, now, &q)) != SQLITE_OK)
+			return store_fail(s, rc, "finding a queue");
+		if (m->max_attempts == 0)
+			m->max_attempts = q.max_attempts;
+	}
 	if (id_generate(m->id) != 0) {
 		log_error("store: no randomness for an id");
 		return STORE_ERROR;
@@ -603,12 +842,31 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 	bind_text_or_null(st, 10, m->idempotency_key);
 	sqlite3_bind_blob(st, 11, print, FINGERPRINT_LEN, SQLITE_STATIC);
 	bind_text_or_null(st, 12, m->report_of);
+	if (q.key != 0)
+		sqlite3_bind_int64(st, 13, q.key);
+	else
+		sqlite3_bind_null(st, 13);
+	sqlite3_bind_int(st, 14, m->priority);
+	bind_time_or_null(st, 15, m->expires);
+	/* At the high-water mark nothing is written; a repeated request
+	 * still gets the message its key holds. */
+	if (q.key != 0 && q.max_depth > 0 && q.alive >= q.max_depth) {
+		enum store_result res = STORE_NOTFOUND;
+
+		sqlite3_clear_bindings(st);
+		if (m->idempotency_key != NULL)
+			res = existing_for_key(s, m, print);
+		return res == STORE_NOTFOUND ? STORE_QUEUE_FULL : res;
+	}
 	rc = store_exec(s, ST_INSERT_MESSAGE);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "inserting a message");
-	if (sqlite3_changes(s->db) == 0)
-		return existing_for_key(s, m, print);
+	if (sqlite3_changes(s->db) == 0) {
+		enum store_result res = existing_for_key(s, m, print);
+
+		return res == STORE_NOTFOUND ? STORE_ERROR : res;
+	}
 	key = sqlite3_last_insert_rowid(s->db);
 	sqlite3_bind_int64(s->st[ST_INSERT_PAYLOAD], 1, key);
 	sqlite3_bind_blob64(s->st[ST_INSERT_PAYLOAD], 2, m->payload, m->payload_len, SQLITE_STATIC);
@@ -621,11 +879,19 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 		npool++;
 	sqlite3_bind_int64(live, 1, key);
 	sqlite3_bind_int64(live, 2, m->next_attempt);
-	sqlite3_bind_int(live, 3,
+	sqlite3_bind_int(live, 3, q.key == 0 &&
 	    m->next_attempt <= now + (pd_ms)s->cfg->buffer_horizon * PD_MS_PER_S);
-	/* A lease covers a whole round: a timeout for every URL of the pool. */
-	sqlite3_bind_int64(live, 4, (sqlite3_int64)m->timeout * PD_MS_PER_S * npool);
+	/* A lease covers a whole round: a timeout for every URL of the pool.
+	 * A receive leases for its visibility instead. */
+	sqlite3_bind_int64(live, 4, q.key != 0 ? 0 :
+	    (sqlite3_int64)m->timeout * PD_MS_PER_S * npool);
+	sqlite3_bind_int64(live, 5, q.key);
+	sqlite3_bind_int(live, 6, m->priority);
+	bind_time_or_null(live, 7, m->expires);
 	rc = store_exec(s, ST_INSERT_LIVE);
+	sqlite3_clear_bindings(live);
+	if (rc == SQLITE_OK)
+		rc = queue_move(s, q.key, -1, 0);
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "inserting a message");
 	s->delta[PD_PENDING]++;
@@ -725,6 +991,7 @@ store_cancel(struct pd_store *s, const char *id, enum pd_state *state)
 		sqlite3_int64 key = sqlite3_column_int64(del, 0);
 		int attempts = sqlite3_column_int(del, 1);
 		sqlite3_int64 gone = sqlite3_column_int64(del, 2);
+		sqlite3_int64 queue = sqlite3_column_int64(del, 3);
 
 		sqlite3_reset(del);
 		sqlite3_bind_int64(end, 1, key);
@@ -734,6 +1001,8 @@ store_cancel(struct pd_store *s, const char *id, enum pd_state *state)
 		sqlite3_bind_int64(end, 5, gone);
 		rc = store_exec(s, ST_END_MESSAGE);
 		sqlite3_clear_bindings(end);
+		if (rc == SQLITE_OK)
+			rc = queue_move(s, queue, 0, PD_CANCELLED);
 		if (rc != SQLITE_OK) {
 			res = store_fail(s, rc, "cancelling");
 			goto out;
@@ -846,6 +1115,242 @@ store_counts(struct pd_store *s, long counts[PD_NSTATES])
 	return res;
 }
 
+/* ---- queues: settings and figures ---- */
+
+/* Steps through the priority levels of queue (or of the buffer, queue 0):
+ * the next level above after, in *level. SQLITE_ROW when there is one,
+ * SQLITE_DONE when there is none, else an SQLite error. */
+static int
+next_level(struct pd_store *s, int64_t queue, int after, int *level)
+{
+	enum statement id = queue != 0 ? ST_QUEUE_PRIORITY_AFTER : ST_BUFFER_PRIORITY_AFTER;
+	sqlite3_stmt *st = s->st[id];
+	int rc;
+
+	if (queue != 0) {
+		sqlite3_bind_int64(st, 1, queue);
+		sqlite3_bind_int(st, 2, after);
+	} else
+		sqlite3_bind_int(st, 1, after);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		if (sqlite3_column_type(st, 0) != SQLITE_NULL)
+			*level = sqlite3_column_int(st, 0);
+		else
+			rc = SQLITE_DONE;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+#define FIRST_LEVEL (PD_MIN_PRIORITY - 1)
+
+/* The earliest value a one-row "SELECT min(due) ... priority = ?" gives
+ * over every priority level; 0 when none. */
+static int
+earliest_over_levels(struct pd_store *s, int64_t queue, pd_ms *out)
+{
+	enum statement id = queue != 0 ? ST_QUEUE_EARLIEST : ST_EARLIEST_BUFFERED_AT;
+	sqlite3_stmt *st = s->st[id];
+	int level = FIRST_LEVEL, rc;
+
+	*out = 0;
+	while ((rc = next_level(s, queue, level, &level)) == SQLITE_ROW) {
+		if (queue != 0) {
+			sqlite3_bind_int64(st, 1, queue);
+			sqlite3_bind_int(st, 2, level);
+		} else
+			sqlite3_bind_int(st, 1, level);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+			pd_ms t = sqlite3_column_int64(st, 0);
+
+			if (*out == 0 || t < *out)
+				*out = t;
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW)
+			return rc;
+	}
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Fills the figures of queue q (its key, its alive count read) as of now. */
+static int
+queue_figures(struct pd_store *s, const struct queue_row *row, pd_ms now, struct pd_queue *q)
+{
+	sqlite3_stmt *st = s->st[ST_QUEUE_COUNTS];
+	int level = FIRST_LEVEL, rc;
+
+	q->visibility = row->visibility;
+	q->max_attempts = row->max_attempts;
+	q->max_depth = row->max_depth;
+	q->paused = row->paused;
+	q->ready = q->delivering = 0;
+	q->oldest_ready = 0;
+	sqlite3_bind_int64(st, 1, row->key);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		long n = (long)sqlite3_column_int64(st, 1);
+
+		switch (sqlite3_column_int(st, 0)) {
+		case PD_DELIVERED: q->delivered = n; break;
+		case PD_FAILED: q->failed = n; break;
+		case PD_CANCELLED: q->cancelled = n; break;
+		case PD_EXPIRED: q->expired = n; break;
+		default: break;
+		}
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return rc;
+	/* Ready and leased, a priority level at a time: index ranges. A lease
+	 * that ran out counts as ready: the message is receivable. */
+	while ((rc = next_level(s, row->key, level, &level)) == SQLITE_ROW) {
+		sqlite3_stmt *ready = s->st[ST_QUEUE_READY_COUNT];
+		sqlite3_stmt *leased = s->st[ST_QUEUE_LEASED_COUNT];
+
+		sqlite3_bind_int64(ready, 1, row->key);
+		sqlite3_bind_int(ready, 2, level);
+		sqlite3_bind_int64(ready, 3, now);
+		if ((rc = sqlite3_step(ready)) == SQLITE_ROW) {
+			q->ready += (long)sqlite3_column_int64(ready, 0);
+			if (sqlite3_column_type(ready, 1) != SQLITE_NULL &&
+			    (q->oldest_ready == 0 || sqlite3_column_int64(ready, 1) < q->oldest_ready))
+				q->oldest_ready = sqlite3_column_int64(ready, 1);
+		}
+		sqlite3_reset(ready);
+		if (rc != SQLITE_ROW)
+			return rc;
+		sqlite3_bind_int64(leased, 1, row->key);
+		sqlite3_bind_int(leased, 2, level);
+		sqlite3_bind_int64(leased, 3, now);
+		if ((rc = sqlite3_step(leased)) == SQLITE_ROW)
+			q->delivering += (long)sqlite3_column_int64(leased, 0);
+		sqlite3_reset(leased);
+		if (rc != SQLITE_ROW)
+			return rc;
+	}
+	if (rc != SQLITE_DONE)
+		return rc;
+	q->pending = row->alive - q->delivering;
+	return SQLITE_OK;
+}
+
+static enum store_result
+read_queue(struct pd_store *s, const char *name, pd_ms now, struct pd_queue *q)
+{
+	struct queue_row row;
+	int rc;
+
+	memset(q, 0, sizeof(*q));
+	rc = find_queue(s, name, &row, q->name, sizeof(q->name));
+	if (rc == SQLITE_DONE)
+		return STORE_NOTFOUND;
+	if (rc == SQLITE_OK)
+		rc = queue_figures(s, &row, now, q);
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "reading a queue");
+}
+
+/* A queue's messages per state, as the list's counts. */
+static enum store_result
+read_queue_counts(struct pd_store *s, const char *name, pd_ms now, long counts[PD_NSTATES])
+{
+	struct pd_queue q;
+	enum store_result res = read_queue(s, name, now, &q);
+
+	memset(counts, 0, sizeof(long) * PD_NSTATES);
+	if (res == STORE_NOTFOUND)
+		return STORE_OK;
+	counts[PD_PENDING] = q.pending;
+	counts[PD_DELIVERING] = q.delivering;
+	counts[PD_DELIVERED] = q.delivered;
+	counts[PD_FAILED] = q.failed;
+	counts[PD_CANCELLED] = q.cancelled;
+	counts[PD_EXPIRED] = q.expired;
+	return res;
+}
+
+enum store_result
+store_queue_get(struct pd_store *s, const char *name, pd_ms now, struct pd_queue *q)
+{
+	int began = read_begin(s);
+	enum store_result res = read_queue(s, name, now, q);
+
+	read_end(s, began);
+	return res;
+}
+
+enum store_result
+store_queue_list(struct pd_store *s, pd_ms now, store_queue_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_QUEUE_NAMES];
+	enum store_result res = STORE_OK;
+	char (*names)[PD_MAX_QUEUE_NAME + 1] = NULL;
+	size_t n = 0, room = 0;
+	int rc, began = read_begin(s);
+
+	/* The names first: reading a queue steps other statements. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == room) {
+			void *more = realloc(names, (room = room ? 2 * room : 16) * sizeof(*names));
+
+			if (more == NULL) {
+				res = STORE_ERROR;
+				break;
+			}
+			names = more;
+		}
+		snprintf(names[n++], sizeof(*names), "%s", (const char *)sqlite3_column_text(st, 0));
+	}
+	if (res == STORE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		res = store_fail(s, rc, "listing queues");
+	sqlite3_reset(st);
+	for (size_t i = 0; i < n && res == STORE_OK; i++) {
+		struct pd_queue q;
+
+		if ((res = read_queue(s, names[i], now, &q)) == STORE_OK && fn(ctx, &q) != 0)
+			break;
+	}
+	read_end(s, began);
+	free(names);
+	return res;
+}
+
+enum store_result
+store_queue_set(struct pd_store *s, const struct pd_queue_change *c, pd_ms now,
+                struct pd_queue *q)
+{
+	sqlite3_stmt *st = s->st[ST_QUEUE_CHANGE];
+	struct queue_row row;
+	enum store_result res;
+	int rc;
+
+	if ((res = tx_begin(s, "beginning a queue change")) != STORE_OK)
+		return res;
+	rc = make_queue(s, c->name, now, &row);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, c->name, -1, SQLITE_STATIC);
+		if (c->visibility > 0)
+			sqlite3_bind_int(st, 2, c->visibility);
+		if (c->max_attempts > 0)
+			sqlite3_bind_int(st, 3, c->max_attempts);
+		if (c->max_depth >= 0)
+			sqlite3_bind_int64(st, 4, c->max_depth);
+		if (c->paused >= 0)
+			sqlite3_bind_int(st, 5, c->paused != 0);
+		rc = store_exec(s, ST_QUEUE_CHANGE);
+		sqlite3_clear_bindings(st);
+	}
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "changing a queue");
+		tx_rollback(s);
+		return res;
+	}
+	if ((res = tx_commit(s, "committing a queue change")) != STORE_OK)
+		return res;
+	return store_queue_get(s, c->name, now, q);
+}
+
 enum store_result
 store_list(struct pd_store *s, int state, const char *queue, pd_ms after_due,
            const char *after_id, int limit, store_message_fn fn, void *ctx,
@@ -853,15 +1358,20 @@ store_list(struct pd_store *s, int state, const char *queue, pd_ms after_due,
 {
 	enum statement which = state < 0 ? ST_LIST_ALL :
 	    state == PD_PENDING || state == PD_DELIVERING ? ST_LIST_ALIVE : ST_LIST_STATE;
-	sqlite3_stmt *st = s->st[which];
+	sqlite3_stmt *st;
 	enum store_result res = STORE_OK;
 	int rc, began = read_begin(s);
 
-	(void)queue;	/* the queue filter comes with the queue tables, in migration 003 */
-	if (which == ST_LIST_ALIVE)
+	if (queue != NULL)
+		which = which == ST_LIST_ALL ? ST_LIST_QUEUE_ALL :
+		    which == ST_LIST_ALIVE ? ST_LIST_QUEUE_ALIVE : ST_LIST_QUEUE_STATE;
+	st = s->st[which];
+	if (which == ST_LIST_ALIVE || which == ST_LIST_QUEUE_ALIVE)
 		sqlite3_bind_int(st, 1, state == PD_DELIVERING);
-	else if (which == ST_LIST_STATE)
+	else if (which == ST_LIST_STATE || which == ST_LIST_QUEUE_STATE)
 		sqlite3_bind_int(st, 1, state);
+	if (queue != NULL)
+		sqlite3_bind_text(st, 5, queue, -1, SQLITE_STATIC);
 	/* The first page starts before every (due, id): ids are never empty. */
 	sqlite3_bind_int64(st, 2, after_id != NULL ? after_due : INT64_MIN);
 	sqlite3_bind_text(st, 3, after_id != NULL ? after_id : "", -1, SQLITE_STATIC);
@@ -883,7 +1393,8 @@ store_list(struct pd_store *s, int state, const char *queue, pd_ms after_due,
 		res = store_fail(s, rc, "listing messages");
 	sqlite3_reset(st);
 	if (res == STORE_OK && counts != NULL)
-		res = read_counts(s, counts);
+		res = queue != NULL ? read_queue_counts(s, queue, time_now(), counts)
+		                    : read_counts(s, counts);
 	read_end(s, began);
 	return res;
 }
@@ -910,7 +1421,7 @@ store_health(struct pd_store *s, long counts[PD_NSTATES], pd_ms *earliest)
 	/* Both minimums are index lookups; a single min over all live
 	 * messages would have to merge the buffer with the far future. */
 	if ((res = read_counts(s, counts)) == STORE_OK &&
-	    ((rc = store_min(s, ST_EARLIEST_BUFFERED, &buffered)) != SQLITE_OK ||
+	    ((rc = earliest_over_levels(s, 0, &buffered)) != SQLITE_OK ||
 	     (rc = store_min(s, ST_EARLIEST_UNBUFFERED, &unbuffered)) != SQLITE_OK))
 		res = store_fail(s, rc, "reading health");
 	read_end(s, began);
@@ -938,7 +1449,7 @@ store_next_due(struct pd_store *s, pd_ms *unbuffered, pd_ms *buffered)
 	int rc, began = read_begin(s);
 
 	if ((rc = store_min(s, ST_EARLIEST_UNBUFFERED, unbuffered)) == SQLITE_OK)
-		rc = store_min(s, ST_EARLIEST_BUFFERED, buffered);
+		rc = earliest_over_levels(s, 0, buffered);
 	read_end(s, began);
 	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "reading the next due time");
 }
@@ -1002,36 +1513,40 @@ store_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
 	if ((res = tx_begin(s, "beginning a claim")) != STORE_OK)
 		goto out;
 	/* Read first, then lease: SQLite does not promise what a statement
-	 * sees of rows changed while it steps over them. */
-	sqlite3_bind_int64(st, 1, now);
-	sqlite3_bind_int(st, 2, limit);
-	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const void *blob = sqlite3_column_blob(st, 26);
-		size_t len = (size_t)sqlite3_column_bytes(st, 26);
-		struct claim *k = &c[n];
-
-		if (row_to_message(st, 6, &k->m, 1) != 0 || (k->m.payload = malloc(len + 1)) == NULL) {
-			message_free(&k->m);
-			res = STORE_ERROR;
+	 * sees of rows changed while it steps over them. Lower priority values
+	 * first, a level at a time, each an index range in due order. */
+	for (int level = FIRST_LEVEL; n < limit && res == STORE_OK;) {
+		if ((rc = next_level(s, 0, level, &level)) != SQLITE_ROW)
 			break;
+		sqlite3_bind_int64(st, 1, now);
+		sqlite3_bind_int(st, 2, limit - n);
+		sqlite3_bind_int(st, 3, level);
+		while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+			struct claim *k = &c[n];
+
+			if (row_to_message(st, 6, &k->m, 1) != 0 ||
+			    column_payload(st, 6 + MESSAGE_NCOLUMNS, &k->m) != 0) {
+				message_free(&k->m);
+				res = STORE_ERROR;
+				break;
+			}
+			k->lease.key = sqlite3_column_int64(st, 0);
+			k->lease.token = sqlite3_column_int64(st, 1);   /* the one it held until now */
+			k->m.attempts = sqlite3_column_int(st, 2) + 1;
+			k->lease.gone = (unsigned)sqlite3_column_int64(st, 3);
+			k->lease.until = now + sqlite3_column_int64(st, 4) +
+			    (pd_ms)lease_slack_s * PD_MS_PER_S;
+			k->m.next_attempt = sqlite3_column_int64(st, 5);
+			/* What it was: delivering when an earlier lease ran out unsettled. */
+			k->m.state = k->lease.token != 0 ? PD_DELIVERING : PD_PENDING;
+			n++;
 		}
-		/* NUL-terminated too, like every payload. */
-		if (len > 0)
-			memcpy(k->m.payload, blob, len);
-		k->m.payload[len] = '\0';
-		k->m.payload_len = len;
-		k->lease.key = sqlite3_column_int64(st, 0);
-		k->lease.token = sqlite3_column_int64(st, 1);   /* the one it held until now */
-		k->m.attempts = sqlite3_column_int(st, 2) + 1;
-		k->lease.gone = (unsigned)sqlite3_column_int64(st, 3);
-		k->lease.until = now + sqlite3_column_int64(st, 4) + (pd_ms)lease_slack_s * PD_MS_PER_S;
-		k->m.next_attempt = sqlite3_column_int64(st, 5);
-		/* What it was: delivering when an earlier lease ran out unsettled. */
-		k->m.state = k->lease.token != 0 ? PD_DELIVERING : PD_PENDING;
-		n++;
+		sqlite3_reset(st);
+		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+			break;
+		rc = SQLITE_DONE;
 	}
-	sqlite3_reset(st);
-	if (res == STORE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+	if (res == STORE_OK && rc != SQLITE_DONE)
 		res = store_fail(s, rc, "claiming");
 	for (int i = 0; i < n && res == STORE_OK; i++) {
 		struct claim *k = &c[i];
@@ -1108,6 +1623,34 @@ end_message(struct pd_store *s, const struct pd_settlement *o, pd_ms now, const 
 	return rc;
 }
 
+/* Writes the end of a message whose live row is gone (o->state and its
+ * outcome), with its callback report made by report_fn and stored beside
+ * it (bypassing max_pending, so no outcome goes unreported). */
+static enum store_result
+finish_message(struct pd_store *s, struct pd_settlement *o, pd_ms now,
+               store_report_fn report_fn, void *ctx)
+{
+	int rc;
+
+	if (o->wants_report && report_fn != NULL) {
+		struct pd_message report = { 0 };
+		enum store_result res;
+
+		if (report_fn(ctx, o, &report) != 0) {
+			message_free(&report);
+			return STORE_ERROR;
+		}
+		res = insert_message(s, &report, now);
+		if (res == STORE_OK)
+			rc = end_message(s, o, now, report.id);
+		message_free(&report);
+		if (res != STORE_OK)
+			return res;
+	} else
+		rc = end_message(s, o, now, NULL);
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "ending a message");
+}
+
 /* One settlement inside the settle's transaction. */
 static enum store_result
 settle_one(struct pd_store *s, struct pd_settlement *o, pd_ms now, store_report_fn report_fn,
@@ -1148,24 +1691,7 @@ settle_one(struct pd_store *s, struct pd_settlement *o, pd_ms now, store_report_
 	s->delta[o->state]++;
 	if (o->state == PD_PENDING)
 		return STORE_OK;
-
-	if (o->wants_report && report_fn != NULL) {
-		struct pd_message report = { 0 };
-		enum store_result res;
-
-		if (report_fn(ctx, o, &report) != 0) {
-			message_free(&report);
-			return STORE_ERROR;
-		}
-		res = insert_message(s, &report, now);
-		if (res == STORE_OK)
-			rc = end_message(s, o, now, report.id);
-		message_free(&report);
-		if (res != STORE_OK)
-			return res;
-	} else
-		rc = end_message(s, o, now, NULL);
-	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "ending a message");
+	return finish_message(s, o, now, report_fn, ctx);
 }
 
 enum store_result
@@ -1185,6 +1711,581 @@ store_settle(struct pd_store *s, struct pd_settlement *items, size_t n, pd_ms no
 		}
 	}
 	return tx_commit(s, "committing a write-back");
+}
+
+/* ---- queues: receive, ack, release, extend ---- */
+
+/* A receipt: 128 random bits; the first 63 (never 0) are the lease token,
+ * all 128 are kept in live.receipt and compared by every ack. */
+struct receipt {
+	unsigned char bytes[16];
+	int64_t token;
+};
+
+static int
+receipt_new(struct receipt *r)
+{
+	uint64_t t = 0;
+
+	if (RAND_bytes(r->bytes, sizeof(r->bytes)) != 1)
+		return -1;
+	memcpy(&t, r->bytes, sizeof(t));
+	t >>= 1;
+	r->token = t != 0 ? (int64_t)t : 1;
+	return 0;
+}
+
+static void
+receipt_format(const struct receipt *r, char out[PD_RECEIPT_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = 0; i < 16; i++) {
+		out[2 * i] = hex[r->bytes[i] >> 4];
+		out[2 * i + 1] = hex[r->bytes[i] & 15];
+	}
+	out[PD_RECEIPT_LEN] = '\0';
+}
+
+/* Parses a receipt's text; -1 unless it is PD_RECEIPT_LEN lowercase hex digits. */
+static int
+receipt_parse(const char *text, struct receipt *r)
+{
+	uint64_t t = 0;
+
+	if (text == NULL || strlen(text) != PD_RECEIPT_LEN)
+		return -1;
+	for (int i = 0; i < PD_RECEIPT_LEN; i++) {
+		const char *hex = "0123456789abcdef", *d = strchr(hex, text[i]);
+
+		if (text[i] == '\0' || d == NULL)
+			return -1;
+		if (i % 2 == 0)
+			r->bytes[i / 2] = (unsigned char)((d - hex) << 4);
+		else
+			r->bytes[i / 2] |= (unsigned char)(d - hex);
+	}
+	memcpy(&t, r->bytes, sizeof(t));
+	t >>= 1;
+	r->token = t != 0 ? (int64_t)t : 1;
+	return 0;
+}
+
+/* Binds id, token, receipt as ?1, ?2, ?3. */
+static void
+bind_receipt(sqlite3_stmt *st, const char *id, const struct receipt *r)
+{
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, r->token);
+	sqlite3_bind_blob(st, 3, r->bytes, sizeof(r->bytes), SQLITE_STATIC);
+}
+
+/* Ends a queue message whose live row the caller just deleted (key, queue,
+ * was_leased), in state with its report: the counts, the end of its row. */
+static enum store_result
+end_queued(struct pd_store *s, const char *id, int64_t key, int64_t queue, int was_leased,
+           enum pd_state state, int attempts, int wants_report, pd_ms now,
+           store_report_fn report_fn, void *ctx)
+{
+	struct pd_settlement o = {
+		.id = id,
+		.lease = { .key = key },
+		.state = state,
+		.attempts = attempts,
+		.delivered_at = state == PD_DELIVERED ? now : 0,
+		.wants_report = wants_report,
+	};
+	int rc;
+
+	s->delta[was_leased ? PD_DELIVERING : PD_PENDING]--;
+	s->delta[state]++;
+	if ((rc = queue_move(s, queue, 0, state)) != SQLITE_OK)
+		return store_fail(s, rc, "counting a queue");
+	return finish_message(s, &o, now, report_fn, ctx);
+}
+
+/* Why a receipt did not hold: STORE_NOTFOUND, or STORE_CONFLICT with the
+ * message's state. */
+static enum store_result
+receipt_refused(struct pd_store *s, struct store_ack *a)
+{
+	sqlite3_stmt *st = s->st[ST_STATE_OF];
+	enum store_result res;
+	int rc;
+
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		int ended = sqlite3_column_int(st, 0);
+
+		if (ended != ALIVE && ended < PD_NSTATES)
+			a->state = (enum pd_state)ended;
+		else
+			a->state = sqlite3_column_int64(st, 1) != 0 ? PD_DELIVERING : PD_PENDING;
+		res = STORE_CONFLICT;
+	} else
+		res = rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "reading a state");
+	sqlite3_reset(st);
+	return res;
+}
+
+/* A message met by a receive and what becomes of it. */
+struct received {
+	struct pd_message m;
+	int64_t key, old_token;
+	int end;                  /* 0: leased; else the state it ends in */
+	struct receipt receipt;
+	pd_ms until;
+};
+
+/* Reads up to room receivable messages of one priority level into r. */
+static int
+read_receivable(struct pd_store *s, int64_t queue, int level, pd_ms now, struct received *r,
+                int room, int *n)
+{
+	sqlite3_stmt *st = s->st[ST_RECEIVABLE];
+	int rc;
+
+	*n = 0;
+	sqlite3_bind_int64(st, 1, queue);
+	sqlite3_bind_int(st, 2, level);
+	sqlite3_bind_int64(st, 3, now);
+	sqlite3_bind_int(st, 4, room);
+	while (*n < room && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct received *k = &r[*n];
+		pd_ms expires = sqlite3_column_int64(st, 3);
+
+		memset(k, 0, sizeof(*k));
+		if (row_to_message(st, 4, &k->m, 0) != 0 ||
+		    column_payload(st, 4 + MESSAGE_NCOLUMNS, &k->m) != 0) {
+			message_free(&k->m);
+			sqlite3_reset(st);
+			return SQLITE_NOMEM;
+		}
+		k->key = sqlite3_column_int64(st, 0);
+		k->old_token = sqlite3_column_int64(st, 1);
+		k->m.attempts = sqlite3_column_int(st, 2);
+		if (expires != 0 && expires <= now)
+			k->end = PD_EXPIRED;
+		else if (k->m.attempts >= k->m.max_attempts)
+			k->end = PD_FAILED;          /* its last receive ran out */
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Leases k (inside the receive's transaction) until k->until. */
+static int
+lease_received(struct pd_store *s, struct received *k)
+{
+	sqlite3_stmt *st = s->st[ST_RECEIVE_LEASE];
+	int rc;
+
+	sqlite3_bind_int64(st, 1, k->key);
+	sqlite3_bind_int64(st, 2, k->old_token);
+	sqlite3_bind_int64(st, 3, k->receipt.token);
+	sqlite3_bind_blob(st, 4, k->receipt.bytes, sizeof(k->receipt.bytes), SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, k->until);
+	sqlite3_bind_int(st, 6, k->m.attempts + 1 >= k->m.max_attempts);
+	rc = store_exec(s, ST_RECEIVE_LEASE);
+	sqlite3_clear_bindings(st);
+	if (rc == SQLITE_OK && sqlite3_changes(s->db) != 1)
+		rc = SQLITE_ERROR;            /* cannot happen inside the transaction */
+	return rc;
+}
+
+/* Most messages a receive ends (ttl run out, last receive run out) on its
+ * way to the ones it hands out: the rest are the sweep's. */
+#define RECEIVE_MAX_ENDS 100
+
+enum store_result
+store_receive(struct pd_store *s, const char *queue, int max, int visibility_s, pd_ms now,
+              store_report_fn report_fn, void *report_ctx, store_received_fn fn, void *ctx)
+{
+	struct received *r;
+	struct queue_row q;
+	enum store_result res;
+	int got = 0, ends = 0, level = FIRST_LEVEL, total = 0, rc;
+
+	if (max <= 0)
+		return STORE_OK;
+	if ((r = calloc((size_t)(max + RECEIVE_MAX_ENDS), sizeof(*r))) == NULL)
+		return STORE_ERROR;
+	if ((res = tx_begin(s, "beginning a receive")) != STORE_OK)
+		goto out;
+	rc = find_queue(s, queue, &q, NULL, 0);
+	if (rc == SQLITE_DONE) {
+		res = STORE_NOTFOUND;
+		goto rollback;
+	}
+	if (rc != SQLITE_OK || q.paused)
+		goto done;
+	if (visibility_s <= 0)
+		visibility_s = q.visibility;
+	while (got < max && ends < RECEIVE_MAX_ENDS) {
+		int n;
+
+		if ((rc = next_level(s, q.key, level, &level)) != SQLITE_ROW)
+			break;
+		/* A level is read again after ends: the rows it skipped are gone. */
+		for (;;) {
+			/* Room for every row it may lease or end: r holds max +
+			 * RECEIVE_MAX_ENDS, and each earlier row was one or the other. */
+			int room = (max - got) + (RECEIVE_MAX_ENDS - ends);
+
+			if ((rc = read_receivable(s, q.key, level, now, r + total, room, &n)) != SQLITE_OK)
+				goto done;
+			for (int i = 0; i < n; i++) {
+				struct received *k = &r[total + i];
+
+				if (k->end == 0 && got < max) {
+					if (receipt_new(&k->receipt) != 0) {
+						rc = SQLITE_ERROR;
+						goto done;
+					}
+					k->until = now + (pd_ms)visibility_s * PD_MS_PER_S;
+					if ((rc = lease_received(s, k)) != SQLITE_OK)
+						goto done;
+					if (k->old_token == 0) {
+						s->delta[PD_PENDING]--;
+						s->delta[PD_DELIVERING]++;
+					}
+					got++;
+				} else if (k->end != 0 && ends < RECEIVE_MAX_ENDS) {
+					sqlite3_bind_int64(s->st[ST_END_LIVE], 1, k->key);
+					sqlite3_bind_int64(s->st[ST_END_LIVE], 2, k->old_token);
+					if ((rc = store_exec(s, ST_END_LIVE)) != SQLITE_OK)
+						goto done;
+					res = end_queued(s, k->m.id, k->key, q.key, k->old_token != 0,
+					                 (enum pd_state)k->end, k->m.attempts,
+					                 k->m.callback != NULL, now, report_fn, report_ctx);
+					if (res != STORE_OK)
+						goto rollback;
+					log_info("%s %s of queue %s: %s", k->end == PD_EXPIRED ? "expired" :
+					         "failed", k->m.id, queue, k->end == PD_EXPIRED ?
+					         "its ttl ran out" : "its last allowed receive ran out");
+					ends++;
+				} else
+					k->end = -1;          /* neither: left for later */
+			}
+			total += n;
+			/* A full read may leave more at this level behind its ends. */
+			if (n < room || got >= max || ends >= RECEIVE_MAX_ENDS)
+				break;
+		}
+	}
+done:
+	if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
+		res = store_fail(s, rc, "receiving");
+		goto rollback;
+	}
+	if ((res = tx_commit(s, "committing a receive")) != STORE_OK)
+		goto out;
+	/* Only what is committed is handed on. */
+	for (int i = 0; i < total; i++) {
+		char text[PD_RECEIPT_LEN + 1];
+
+		if (r[i].end != 0)
+			continue;
+		receipt_format(&r[i].receipt, text);
+		r[i].m.attempts++;
+		r[i].m.state = PD_DELIVERING;
+		if (res == STORE_OK && fn(ctx, &r[i].m, text, r[i].until) != 0)
+			res = STORE_ERROR;
+	}
+	goto out;
+rollback:
+	tx_rollback(s);
+out:
+	for (int i = 0; i < total; i++)
+		message_free(&r[i].m);
+	free(r);
+	return res;
+}
+
+enum store_result
+store_ack(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
+          store_report_fn report_fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_ACK];
+	enum store_result res;
+
+	if ((res = tx_begin(s, "beginning an ack")) != STORE_OK)
+		return res;
+	for (size_t i = 0; i < n; i++) {
+		struct store_ack *a = &items[i];
+		struct receipt r;
+		int rc;
+
+		if (receipt_parse(a->receipt, &r) != 0) {
+			a->result = receipt_refused(s, a);
+			continue;
+		}
+		bind_receipt(st, a->id, &r);
+		sqlite3_bind_int64(st, 4, now);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_ROW) {
+			int64_t key = sqlite3_column_int64(st, 0), queue = sqlite3_column_int64(st, 1);
+			int attempts = sqlite3_column_int(st, 2), expired = sqlite3_column_int(st, 3);
+			int wants_report = sqlite3_column_int(st, 4);
+
+			sqlite3_reset(st);
+			a->state = expired ? PD_EXPIRED : PD_DELIVERED;
+			a->result = expired ? STORE_CONFLICT : STORE_OK;
+			res = end_queued(s, a->id, key, queue, 1, a->state, attempts, wants_report, now,
+			                 report_fn, ctx);
+		} else {
+			sqlite3_reset(st);
+			res = rc == SQLITE_DONE ? STORE_OK : store_fail(s, rc, "acknowledging");
+			if (res == STORE_OK)
+				a->result = receipt_refused(s, a);
+		}
+		if (res != STORE_OK || a->result == STORE_ERROR || a->result == STORE_BUSY) {
+			if (res == STORE_OK)
+				res = a->result;
+			tx_rollback(s);
+			return res;
+		}
+	}
+	return tx_commit(s, "committing an ack");
+}
+
+/* The end of a receipt's message that cannot be given back or kept (its
+ * last receive, or its ttl run out), inside the caller's transaction:
+ * STORE_OK with a->state when it ended, STORE_NOTFOUND when the receipt
+ * does not hold it. */
+static enum store_result
+end_received(struct pd_store *s, struct store_ack *a, const struct receipt *r, pd_ms now,
+             store_report_fn report_fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_END_RECEIVED];
+	int rc;
+
+	bind_receipt(st, a->id, r);
+	sqlite3_bind_int64(st, 4, now);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		int64_t key = sqlite3_column_int64(st, 0), queue = sqlite3_column_int64(st, 1);
+		int attempts = sqlite3_column_int(st, 2), expired = sqlite3_column_int(st, 3);
+		int wants_report = sqlite3_column_int(st, 4);
+
+		sqlite3_reset(st);
+		a->state = expired ? PD_EXPIRED : PD_FAILED;
+		return end_queued(s, a->id, key, queue, 1, a->state, attempts, wants_report, now,
+		                  report_fn, ctx);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "ending a message");
+}
+
+enum store_result
+store_release(struct pd_store *s, struct store_ack *a, pd_ms delay_ms, pd_ms now, pd_ms *due,
+              store_report_fn report_fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_RELEASE];
+	struct receipt r;
+	enum store_result res;
+	int rc;
+
+	*due = 0;
+	if ((res = tx_begin(s, "beginning a release")) != STORE_OK)
+		return res;
+	if (receipt_parse(a->receipt, &r) != 0) {
+		a->result = receipt_refused(s, a);
+		tx_rollback(s);
+		return STORE_OK;
+	}
+	bind_receipt(st, a->id, &r);
+	sqlite3_bind_int64(st, 4, now + delay_ms);
+	sqlite3_bind_int64(st, 5, now);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW) {
+		s->delta[PD_DELIVERING]--;
+		s->delta[PD_PENDING]++;
+		a->state = PD_PENDING;
+		a->result = STORE_OK;
+		*due = now + delay_ms;
+	} else if (rc != SQLITE_DONE) {
+		res = store_fail(s, rc, "releasing");
+	} else if ((res = end_received(s, a, &r, now, report_fn, ctx)) == STORE_OK) {
+		/* Its last receive: a release ends it failed (an expired one: 409). */
+		a->result = a->state == PD_FAILED ? STORE_OK : STORE_CONFLICT;
+	} else if (res == STORE_NOTFOUND) {
+		a->result = receipt_refused(s, a);
+		res = STORE_OK;
+		tx_rollback(s);
+		return res;
+	}
+	if (res != STORE_OK) {
+		tx_rollback(s);
+		return res;
+	}
+	return tx_commit(s, "committing a release");
+}
+
+enum store_result
+store_extend(struct pd_store *s, struct store_ack *a, pd_ms visibility_ms, pd_ms now,
+             pd_ms *until)
+{
+	sqlite3_stmt *st = s->st[ST_EXTEND];
+	struct receipt r;
+	enum store_result res;
+	int rc;
+
+	*until = 0;
+	if ((res = tx_begin(s, "beginning an extend")) != STORE_OK)
+		return res;
+	if (receipt_parse(a->receipt, &r) != 0) {
+		a->result = receipt_refused(s, a);
+		tx_rollback(s);
+		return STORE_OK;
+	}
+	bind_receipt(st, a->id, &r);
+	sqlite3_bind_int64(st, 4, now + visibility_ms);
+	sqlite3_bind_int64(st, 5, now);
+	rc = store_exec(s, ST_EXTEND);
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "extending");
+		tx_rollback(s);
+		return res;
+	}
+	if (sqlite3_changes(s->db) == 1) {
+		a->state = PD_DELIVERING;
+		a->result = STORE_OK;
+		*until = now + visibility_ms;
+		return tx_commit(s, "committing an extend");
+	}
+	a->result = receipt_refused(s, a);
+	tx_rollback(s);
+	return STORE_OK;
+}
+
+enum store_result
+store_queue_ready_at(struct pd_store *s, const char *queue, pd_ms *at)
+{
+	struct queue_row q;
+	int rc, began = read_begin(s);
+
+	*at = 0;
+	rc = find_queue(s, queue, &q, NULL, 0);
+	if (rc == SQLITE_OK && !q.paused)
+		rc = earliest_over_levels(s, q.key, at);
+	read_end(s, began);
+	return rc == SQLITE_OK || rc == SQLITE_DONE ? STORE_OK : store_fail(s, rc, "reading a queue");
+}
+
+enum store_result
+store_data_version(struct pd_store *s, long long *version)
+{
+	sqlite3_stmt *st = s->st[ST_DATA_VERSION];
+	int rc = sqlite3_step(st);
+
+	*version = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? STORE_OK : store_fail(s, rc, "reading the data version");
+}
+
+/* A live row that ends by itself, as the sweep reads it. */
+struct overdue {
+	int64_t key, token, queue;
+	int attempts;
+	unsigned gone;
+	char id[PD_ID_LEN + 1];
+	int wants_report;
+	enum pd_state state;
+};
+
+static int
+read_overdue(struct pd_store *s, enum statement id, enum pd_state state, pd_ms now,
+             struct overdue *o, int room, int *n)
+{
+	sqlite3_stmt *st = s->st[id];
+	int rc;
+
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int(st, 2, room);
+	while (*n < room && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct overdue *k = &o[*n];
+		int seen = 0;
+
+		k->key = sqlite3_column_int64(st, 0);
+		/* A row both spent and expired is read by both statements. */
+		for (int i = 0; i < *n; i++)
+			seen |= o[i].key == k->key;
+		if (seen)
+			continue;
+		k->token = sqlite3_column_int64(st, 1);
+		k->queue = sqlite3_column_int64(st, 2);
+		k->attempts = sqlite3_column_int(st, 3);
+		k->gone = (unsigned)sqlite3_column_int64(st, 4);
+		snprintf(k->id, sizeof(k->id), "%s", (const char *)sqlite3_column_text(st, 5));
+		k->wants_report = sqlite3_column_int(st, 6);
+		k->state = state;
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+enum store_result
+store_end_overdue(struct pd_store *s, pd_ms now, int limit, store_report_fn report_fn,
+                  void *ctx, int *ended)
+{
+	struct overdue *o;
+	enum store_result res;
+	int n = 0, rc;
+
+	*ended = 0;
+	if (limit <= 0)
+		return STORE_OK;
+	if ((o = calloc((size_t)limit, sizeof(*o))) == NULL)
+		return STORE_ERROR;
+	if ((res = tx_begin(s, "beginning a sweep")) != STORE_OK)
+		goto out;
+	if ((rc = read_overdue(s, ST_EXPIRED_ROWS, PD_EXPIRED, now, o, limit, &n)) != SQLITE_OK ||
+	    (rc = read_overdue(s, ST_SPENT_ROWS, PD_FAILED, now, o, limit, &n)) != SQLITE_OK) {
+		res = store_fail(s, rc, "reading what ends");
+		goto rollback;
+	}
+	for (int i = 0; i < n; i++) {
+		struct overdue *k = &o[i];
+		struct pd_settlement e = {
+			.id = k->id,
+			.lease = { .key = k->key, .token = k->token },
+			.state = k->state,
+			.attempts = k->attempts,
+			.gone = k->gone,
+			.wants_report = k->wants_report,
+		};
+
+		sqlite3_bind_int64(s->st[ST_END_LIVE], 1, k->key);
+		sqlite3_bind_int64(s->st[ST_END_LIVE], 2, k->token);
+		if ((rc = store_exec(s, ST_END_LIVE)) != SQLITE_OK) {
+			res = store_fail(s, rc, "ending a message");
+			goto rollback;
+		}
+		s->delta[k->token != 0 ? PD_DELIVERING : PD_PENDING]--;
+		s->delta[k->state]++;
+		if ((rc = queue_move(s, k->queue, 0, k->state)) != SQLITE_OK) {
+			res = store_fail(s, rc, "counting a queue");
+			goto rollback;
+		}
+		if ((res = finish_message(s, &e, now, report_fn, ctx)) != STORE_OK)
+			goto rollback;
+		log_info("%s %s: %s", k->state == PD_EXPIRED ? "expired" : "failed", k->id,
+		         k->state == PD_EXPIRED ? "its ttl ran out" :
+		         "its last allowed receive ran out unacknowledged");
+	}
+	if ((res = tx_commit(s, "committing a sweep")) == STORE_OK)
+		*ended = n;
+	goto out;
+rollback:
+	tx_rollback(s);
+out:
+	free(o);
+	return res;
 }
 
 int

@@ -276,6 +276,14 @@ struct pd_reporter {
 };
 int report_of_message(void *reporter, struct pd_settlement *o, struct pd_message *report);
 
+/* The report message (to reported->callback, due at now) carrying the
+ * report of reported as render_report makes it; history passes to it. */
+struct json_object;
+struct pd_response;
+int report_message(const struct pd_config *cfg, const struct pd_message *reported,
+                   const char *url, const struct pd_response *r, struct json_object *history,
+                   pd_ms now, struct pd_message *report);
+
 /* Calls fn with each prepared statement's SQL and each line of its query
  * plan, so a test can check that every statement uses an index. */
 typedef void (*store_plan_fn)(void *ctx, const char *sql, const char *plan_line);

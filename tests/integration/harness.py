@@ -240,7 +240,7 @@ class Stack:
     # buffer flag).
     STATE_OF = ("CASE m.state WHEN 0 THEN CASE WHEN l.token <> 0 THEN 'delivering' "
                 "ELSE 'pending' END WHEN 2 THEN 'delivered' WHEN 3 THEN 'failed' "
-                "WHEN 4 THEN 'cancelled' END")
+                "WHEN 4 THEN 'cancelled' WHEN 5 THEN 'expired' END")
     FROM = ("messages m LEFT JOIN live l ON l.key = m.key "
             "LEFT JOIN payloads p ON p.key = m.key")
 

@@ -574,4 +574,4 @@ def test_a_v1_database_is_migrated_and_what_was_pending_is_delivered():
             assert done["state"] == "delivered" and done["attempts"] == 2, done
             assert [h["status"] for h in done["history"]] == [500, 200], done
             assert counts(s) == {"pending": 0, "delivering": 0, "delivered": 4, "failed": 0,
-                                 "cancelled": 0}
+                                 "cancelled": 0, "expired": 0}

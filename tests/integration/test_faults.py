@@ -28,7 +28,7 @@ from sink import Sink
 from test_dispatch import (counts, iso_to_s, ms, pct, s_to_iso, schedule_many, status,
                            wait_delivered, wait_state)
 
-STATES = ("pending", "delivering", "delivered", "failed", "cancelled")
+STATES = ("pending", "delivering", "delivered", "failed", "cancelled", "expired")
 # Retries kept short: rounds 1 s, then 2 s apart (each give or take a fifth).
 FAST = {"retry_base": 1, "retry_max": 2}
 
