@@ -448,67 +448,18 @@ round_not_started(struct dispatcher *d, struct pd_job *job, pd_ms wall)
 
 /* ---- what ends by itself ---- */
 
-/* What one sweep ended, named for the log once it has committed. */
-struct sweep {
-	struct pd_reporter reporter;
-	struct {
-		char id[PD_ID_LEN + 1];
-		enum pd_state state;
-	} ended[SWEEP_BATCH];
-	int named;
-};
-
-/* The store_report_fn of a sweep: notes the message for its log line, and
- * builds its report from what the store holds (report.c). */
-static int
-sweep_report(void *ctx, struct pd_settlement *o, struct pd_message *report)
-{
-	struct sweep *sw = ctx;
-
-	if (o->id != NULL && sw->named < SWEEP_BATCH) {
-		snprintf(sw->ended[sw->named].id, sizeof(sw->ended[0].id), "%s", o->id);
-		sw->ended[sw->named++].state = o->state;
-	}
-	return report_of_message(&sw->reporter, o, report);
-}
-
 /* Ends, in one transaction, up to SWEEP_BATCH messages whose ttl ran out
- * while nobody held them, and queue messages whose last receive ran out;
- * *ended says how many. On the store thread. */
+ * while no round of theirs was in flight, and queue messages whose last
+ * receive ran out, each with its callback report made from what the store
+ * holds (report.c); the store logs each. *ended says how many. On the
+ * store thread. */
 static enum store_result
-sweep(struct dispatcher *d, pd_ms wall, struct sweep *sw, int *ended)
+sweep(struct dispatcher *d, pd_ms wall, int *ended)
 {
-	enum store_result res;
+	struct pd_reporter reporter = { .store = d->store, .cfg = &d->cfg };
 
-	sw->reporter.store = d->store;
-	sw->reporter.cfg = &d->cfg;
-	sw->named = 0;
-	*ended = 0;
-	res = store_end_overdue(d->store, wall, SWEEP_BATCH, sweep_report, sw, ended);
-	if (res != STORE_OK) {
-		/* Rolled back: nothing ended. */
-		sw->named = 0;
-		*ended = 0;
-	}
-	return res;
-}
-
-/* The log lines of a sweep that committed: one per message it named. */
-static void
-sweep_log(struct dispatcher *d, const struct sweep *sw, int ended)
-{
-	for (int i = 0; i < sw->named; i++) {
-		if (sw->ended[i].state == PD_EXPIRED)
-			log_info("expired %s: its ttl ran out while it waited", sw->ended[i].id);
-		else
-			log_info("%s %s: its last receive ran out unacknowledged",
-			         state_name(sw->ended[i].state), sw->ended[i].id);
-	}
-	/* The store names only those it made a report for. */
-	if (ended > sw->named)
-		log_info("ended %d more messages whose ttl or last receive ran out (no callback)",
-		         ended - sw->named);
-	d->swept += ended;
+	return store_end_overdue(d->store, wall, SWEEP_BATCH, report_of_message, &reporter,
+	                         ended);
 }
 
 /* Queues ended rounds for the next write-back. */
@@ -554,7 +505,6 @@ struct sync_order {
 	pd_ms next_due;             /* the earliest due time in the buffer, or 0 */
 	int more;                   /* promotion has another batch waiting */
 	int swept;                  /* messages the sweep ended */
-	struct sweep swept_named;   /* and those it named */
 	enum store_result res;
 };
 
@@ -590,7 +540,6 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 	o->next_due = 0;
 	o->more = 0;
 	o->swept = 0;
-	o->swept_named.named = 0;
 	o->written = 0;
 	if (o->done != NULL && (res = write_back(d, o->done, o->ndone, o->wall)) != STORE_OK)
 		goto fail;
@@ -620,7 +569,7 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 	}
 	/* Last, as bounded as promotion: a crowd of messages running out at
 	 * once cannot hold up the write-backs and claims. */
-	if (o->sweep && (res = sweep(d, o->wall, &o->swept_named, &o->swept)) != STORE_OK)
+	if (o->sweep && (res = sweep(d, o->wall, &o->swept)) != STORE_OK)
 		log_warn("could not end the messages that ran out (%s); trying again in %d ms",
 		         res == STORE_BUSY ? "busy" : "error", SWEEP_CHECK_MS);
 	o->res = STORE_OK;
@@ -743,7 +692,7 @@ sync_finish(struct dispatcher *d, pd_ms now)
 	}
 	d->sync_failures = 0;
 	if (o->sweep) {
-		sweep_log(d, &o->swept_named, o->swept);
+		d->swept += o->swept;
 		/* A full batch: more may have run out. */
 		if (o->swept == SWEEP_BATCH)
 			d->next_sweep = now;
