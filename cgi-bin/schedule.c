@@ -14,9 +14,14 @@
 /* For --help; http_main adds the usage line, the options and the exit status. */
 static const char description[] =
 "The FastCGI responder for POST /api/schedule: stores a message to be\n"
-"POSTed to its target URLs at a given time. Run it under a FastCGI server\n"
-"(spawn-fcgi, or a systemd socket) behind nginx or Apache; started without\n"
-"one it answers a single plain-CGI request.\n"
+"POSTed to its target URLs (url, repeatable: a pool) or to be received from\n"
+"a queue by its workers (queue=NAME, [A-Za-z0-9_.-]{1,64}, made on first\n"
+"use) at a given time. priority (-1000..1000, lower is sooner) orders what\n"
+"is due; ttl (a duration counted from the due time) or expires (a time, as\n"
+"at, with tz) ends a message not delivered by then as expired. topic is\n"
+"refused for now. Run it under a FastCGI server (spawn-fcgi, or a systemd\n"
+"socket) behind nginx or Apache; started without one it answers a single\n"
+"plain-CGI request.\n"
 "\n"
 "Each process serves schedule_threads requests at once (configuration,\n"
 "default 16) and commits the messages that arrive together in one\n"
@@ -26,7 +31,9 @@ static const char description[] =
 "Every field but the payload must be UTF-8 (content_type printable ASCII),\n"
 "times must fall within the years 0000-9999, and an idempotency_key used\n"
 "again answers 200 with the original message, or 409 when the request's\n"
-"contents (targets, payload, content_type, callback, limits) differ.\n";
+"contents (targets or queue, payload, content_type, callback, limits,\n"
+"priority) differ. A queue holding its max_depth of pending and\n"
+"delivering messages answers 507 naming queue.\n";
 
 static const char example[] =
 "spawn-fcgi -s /run/postdate/schedule.sock -F 2 -- schedule -c /etc/postdate.conf";
@@ -57,8 +64,12 @@ handle_schedule(struct pd_request *r)
 		break;
 	case STORE_CONFLICT:
 		http_error(r, 409, "this idempotency_key was used for a request with other "
-		           "contents (targets, payload, content_type, callback or limits)",
-		           "idempotency_key");
+		           "contents (targets or queue, payload, content_type, callback, limits "
+		           "or priority)", "idempotency_key");
+		break;
+	case STORE_QUEUE_FULL:
+		http_error(r, 507, "the queue already holds its max_depth of pending and "
+		           "delivering messages", "queue");
 		break;
 	case STORE_FULL:
 		snprintf(sentence, sizeof(sentence),

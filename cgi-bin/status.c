@@ -18,10 +18,13 @@
 /* For --help; http_main adds the usage line, the options and the exit status. */
 static const char description[] =
 "The FastCGI responder for GET /api/status: ?id=ID answers one message with\n"
-"its attempt history; without id it lists messages by due time\n"
-"(?state=pending|delivering|delivered|failed|cancelled|all, &limit=1..1000,\n"
-"&cursor= from the previous page's next_cursor); without state it lists\n"
-"only pending messages (state=all lists every one). Run it under a FastCGI\n"
+"its payload (text when UTF-8, else payload_base64) and its attempt\n"
+"history; without id it lists messages by due time, without payloads\n"
+"(?state=pending|delivering|delivered|failed|cancelled|expired|all,\n"
+"&queue=NAME for one queue's messages only, &limit=1..1000, &cursor= from\n"
+"the previous page's next_cursor); without state it lists only pending\n"
+"messages (state=all lists every one). With queue, counts are that\n"
+"queue's; a queue nobody has used lists nothing. Run it under a FastCGI\n"
 "server behind nginx or Apache; started without one it answers a single\n"
 "plain-CGI request.\n";
 
@@ -62,7 +65,7 @@ reply_one(struct pd_request *r, const char *id)
 			reply_store_error(r, res);
 		return;
 	}
-	o = render_message(&m);
+	o = render_message_with_payload(&m);
 	json_object_object_add(o, "history", history);
 	message_free(&m);
 	http_reply(r, 200, NULL, o);
@@ -115,6 +118,7 @@ reply_list(struct pd_request *r)
 	const struct pd_field *state_f = fields_get(f, "state");
 	const struct pd_field *limit_f = fields_get(f, "limit");
 	const struct pd_field *cursor_f = fields_get(f, "cursor");
+	const struct pd_field *queue_f = fields_get(f, "queue");
 	struct pd_store *store = http_app(r)->store;
 	struct list_page page = { .limit = LIST_DEFAULT_LIMIT };
 	char after_id[PD_ID_LEN + 1];
@@ -128,7 +132,12 @@ reply_list(struct pd_request *r)
 		state = -1;
 	else if (state_f != NULL && (state = state_parse(state_f->value)) < 0) {
 		http_error(r, 400, "state must be pending, delivering, delivered, failed, "
-		           "cancelled or all", "state");
+		           "cancelled, expired or all", "state");
+		return;
+	}
+	if (queue_f != NULL && !queue_name_acceptable(queue_f->value, queue_f->len)) {
+		http_error(r, 400, "queue must be 1 to 64 of the characters A-Z, a-z, 0-9, '_', "
+		           "'.' and '-'", "queue");
 		return;
 	}
 	if (limit_f != NULL) {
@@ -151,7 +160,7 @@ reply_list(struct pd_request *r)
 	}
 
 	page.messages = json_object_new_array();
-	res = store_list(store, state, NULL, after_due, cursor_f != NULL ? after_id : NULL,
+	res = store_list(store, state, queue_f != NULL ? queue_f->value : NULL, after_due, cursor_f != NULL ? after_id : NULL,
 	                 page.limit + 1, add_message, &page, counts);
 	if (res != STORE_OK) {
 		json_object_put(page.messages);
@@ -173,7 +182,7 @@ reply_list(struct pd_request *r)
 static void
 handle_status(struct pd_request *r)
 {
-	static const char *const known[] = { "id", "state", "limit", "cursor", NULL };
+	static const char *const known[] = { "id", "state", "queue", "limit", "cursor", NULL };
 	const struct pd_fields *f = http_fields(r);
 	const struct pd_field *id;
 

@@ -115,19 +115,30 @@ out:
 	return ok ? 0 : -1;
 }
 
-/* Strict whole number within [min, max]: digits only. */
+/* Strict whole number within [min, max]: digits only, after a '-' when
+ * min is negative; at most nine digits, so it cannot overflow. */
 static int
 parse_int_field(const struct pd_field *f, int min, int max, int *out)
 {
+	const char *p = f->value;
+	size_t ndigits = f->len;
 	long v = 0;
+	int negative = 0;
 
-	if (f->len == 0 || f->len > 9)
-		return -1;
-	for (size_t i = 0; i < f->len; i++) {
-		if (f->value[i] < '0' || f->value[i] > '9')
-			return -1;
-		v = v * 10 + (f->value[i] - '0');
+	if (min < 0 && ndigits > 0 && *p == '-') {
+		negative = 1;
+		p++;
+		ndigits--;
 	}
+	if (ndigits == 0 || ndigits > 9)
+		return -1;
+	for (size_t i = 0; i < ndigits; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (p[i] - '0');
+	}
+	if (negative)
+		v = -v;
 	if (v < min || v > max)
 		return -1;
 	*out = (int)v;
@@ -135,8 +146,8 @@ parse_int_field(const struct pd_field *f, int min, int max, int *out)
 }
 
 static const char *const schedule_fields[] = {
-	"url", "at", "delay", "tz", "payload", "content_type", "callback",
-	"max_attempts", "timeout", "idempotency_key", NULL
+	"url", "queue", "topic", "at", "delay", "tz", "ttl", "expires", "priority", "payload",
+	"content_type", "callback", "max_attempts", "timeout", "idempotency_key", NULL
 };
 
 /* Unknown and repeated fields are errors, so a typo is never ignored. */
@@ -185,7 +196,7 @@ collect_urls(struct pd_message *m, const struct pd_fields *f, const struct pd_co
 	char *p;
 
 	if (n == 0) {
-		*why = "url is required: the target to deliver to";
+		*why = "a destination is required: url (a target to deliver to) or queue";
 		return -1;
 	}
 	if (n > PD_MAX_URLS) {
@@ -216,6 +227,58 @@ collect_urls(struct pd_message *m, const struct pd_fields *f, const struct pd_co
 	return 0;
 }
 
+/* A queue name as API.md writes it: [A-Za-z0-9_.-]{1,64}. It appears in
+ * URLs and on the page, so nothing else is let through. */
+int
+queue_name_acceptable(const char *name, size_t len)
+{
+	if (len == 0 || len > PD_MAX_QUEUE_NAME)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Where to: a URL pool, or a queue that workers pull from; exactly one.
+ * A queue's message has no URLs ("") and takes the queue's max_attempts
+ * unless it gives its own (the store fills in 0). */
+static int
+resolve_destination(struct pd_message *m, const struct pd_fields *f,
+                    const struct pd_config *cfg, const char **why, const char **field)
+{
+	const struct pd_field *queue = fields_get(f, "queue");
+
+	if (fields_get(f, "topic") != NULL) {
+		*why = "topics are not supported yet";
+		*field = "topic";
+		return -1;
+	}
+	if (queue == NULL) {
+		*field = "url";
+		return collect_urls(m, f, cfg, why);
+	}
+	*field = "queue";
+	if (fields_count(f, "url") > 0) {
+		*why = "give either url or queue as the destination, not both";
+		return -1;
+	}
+	if (!queue_name_acceptable(queue->value, queue->len)) {
+		*why = "queue must be 1 to 64 of the characters A-Z, a-z, 0-9, '_', '.' and '-'";
+		return -1;
+	}
+	if ((m->queue = strdup(queue->value)) == NULL || (m->urls = strdup("")) == NULL) {
+		*why = "out of memory";
+		return -1;
+	}
+	m->max_attempts = 0;
+	return 0;
+}
+
 /* When: `at` (with `tz`), or `delay`, or now. A time in the past means now. */
 static int
 resolve_due(struct pd_message *m, const struct pd_fields *f, pd_ms now,
@@ -232,8 +295,8 @@ resolve_due(struct pd_message *m, const struct pd_fields *f, pd_ms now,
 		*field = "delay";
 		return -1;
 	}
-	if (tz != NULL && at == NULL) {
-		*why = "tz applies only together with at";
+	if (tz != NULL && at == NULL && fields_get(f, "expires") == NULL) {
+		*why = "tz applies only together with at or expires";
 		*field = "tz";
 		return -1;
 	}
@@ -269,6 +332,63 @@ resolve_due(struct pd_message *m, const struct pd_fields *f, pd_ms now,
 	return 0;
 }
 
+/* The latest time RFC 3339 can write: the end of the year 9999 (UTC). */
+#define EXPIRY_MAX_MS 253402300799999LL
+
+/* Until when it may be delivered: `ttl`, a duration counted from the due
+ * time (a message delayed to nine with ttl=15m may go out until a quarter
+ * past), or `expires`, a time read as `at` is (with `tz`); never by
+ * default. An expiry not after the due time could never be met. */
+static int
+resolve_expiry(struct pd_message *m, const struct pd_fields *f, const char **why,
+               const char **field)
+{
+	const struct pd_field *ttl = fields_get(f, "ttl");
+	const struct pd_field *expires = fields_get(f, "expires");
+	const struct pd_field *tz = fields_get(f, "tz");
+	pd_ms t;
+
+	m->expires = 0;
+	if (ttl != NULL && expires != NULL) {
+		*why = "give either ttl or expires, not both";
+		*field = "expires";
+		return -1;
+	}
+	if (ttl != NULL) {
+		*field = "ttl";
+		if (strlen(ttl->value) != ttl->len) {
+			*why = "not a valid duration";
+			return -1;
+		}
+		if (timeparse_duration(ttl->value, &t, why) != 0)
+			return -1;
+		if (t <= 0) {
+			*why = "ttl must be longer than 0: the message would expire when it falls due";
+			return -1;
+		}
+		if (m->due > EXPIRY_MAX_MS - t) {
+			*why = "the expiry would fall after the year 9999 (UTC)";
+			return -1;
+		}
+		m->expires = m->due + t;
+	}
+	if (expires != NULL) {
+		*field = "expires";
+		if (strlen(expires->value) != expires->len) {
+			*why = "not a valid time";
+			return -1;
+		}
+		if (timeparse_at(expires->value, tz != NULL ? tz->value : NULL, &t, why) != 0)
+			return -1;
+		if (t <= m->due) {
+			*why = "expires must be after the time the message is due";
+			return -1;
+		}
+		m->expires = t;
+	}
+	return 0;
+}
+
 static int
 copy_text(char **slot, const struct pd_field *fv)
 {
@@ -293,12 +413,20 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 
 	if (check_field_names(f, why, field) != 0)
 		goto bad;
-	*field = "url";
-	if (collect_urls(m, f, cfg, why) != 0)
+	if (resolve_destination(m, f, cfg, why, field) != 0)
 		goto bad;
 	if (resolve_due(m, f, now, why, field) != 0)
 		goto bad;
 	m->next_attempt = m->due;
+	if (resolve_expiry(m, f, why, field) != 0)
+		goto bad;
+
+	*field = "priority";
+	if ((fv = fields_get(f, "priority")) != NULL &&
+	    parse_int_field(fv, PD_MIN_PRIORITY, PD_MAX_PRIORITY, &m->priority) != 0) {
+		*why = "priority must be a whole number from -1000 to 1000 (lower is sooner)";
+		goto bad;
+	}
 
 	*field = "payload";
 	fv = fields_get(f, "payload");
@@ -347,6 +475,13 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 		goto bad;
 	}
 	*field = "timeout";
+	/* A worker holds a queue's message for the visibility timeout; a
+	 * timeout there would be ignored, so it is refused instead. */
+	if (m->queue != NULL && fields_get(f, "timeout") != NULL) {
+		*why = "timeout is the time per HTTP attempt to a url; a queue's message is "
+		       "held by its worker for the queue's visibility instead";
+		goto bad;
+	}
 	if ((fv = fields_get(f, "timeout")) != NULL &&
 	    parse_int_field(fv, 1, 300, &m->timeout) != 0) {
 		*why = "timeout must be a whole number of seconds from 1 to 300";
@@ -376,10 +511,10 @@ void
 message_free(struct pd_message *m)
 {
 	free(m->urls);
+	free(m->queue);
 	free(m->payload);
 	free(m->content_type);
 	free(m->callback);
-	free(m->queue);
 	free(m->idempotency_key);
 	free(m->delivered_to);
 	free(m->report_of);

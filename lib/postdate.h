@@ -230,6 +230,9 @@ const char *state_name(enum pd_state s);
 /* The state called name, or -1. */
 int state_parse(const char *name);
 
+/* Whether name (len bytes) is a queue name: [A-Za-z0-9_.-]{1,64}. */
+int queue_name_acceptable(const char *name, size_t len);
+
 /* Checks one target or callback URL: http or https, a host, no spaces or
  * control bytes, at most PD_MAX_URL bytes, and a host the target policy
  * allows (target.c). */
@@ -290,6 +293,10 @@ struct json_object *render_scheduled(const struct pd_message *m);
 
 /* A message as status and the list show it, without history. */
 struct json_object *render_message(const struct pd_message *m);
+
+/* A message as GET /api/status?id= shows it: render_message and its
+ * payload, as text (payload) when it is UTF-8, else payload_base64. */
+struct json_object *render_message_with_payload(const struct pd_message *m);
 
 /* One entry of a message's history. */
 struct json_object *render_attempt(const struct pd_attempt *a);

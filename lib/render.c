@@ -75,17 +75,27 @@ render_scheduled(const struct pd_message *m)
 	return o;
 }
 
-/* A message as status and the list show it (history is added by the caller). */
+/* A message as status and the list show it (history is added by the caller).
+ * Its destination is its URL pool (urls) or its queue (queue), the other
+ * null. method, headers and recurring are fixed until the issues that make
+ * them options (every delivery is a POST with no headers of its own). */
 json_object *
 render_message(const struct pd_message *m)
 {
 	json_object *o = json_object_new_object();
+	int pulled = m->queue != NULL;
 
 	json_object_object_add(o, "id", json_object_new_string(m->id));
 	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
 	json_object_object_add(o, "due", json_time(m->due));
 	json_object_object_add(o, "created", json_time(m->created));
-	json_object_object_add(o, "urls", json_urls(m->urls));
+	json_object_object_add(o, "urls", pulled ? NULL : json_urls(m->urls));
+	json_object_object_add(o, "queue", json_string_or_null(m->queue));
+	json_object_object_add(o, "priority", json_object_new_int(m->priority));
+	json_object_object_add(o, "expires", json_time(m->expires));
+	json_object_object_add(o, "method", json_object_new_string("POST"));
+	json_object_object_add(o, "headers", json_object_new_array());
+	json_object_object_add(o, "recurring", NULL);
 	json_object_object_add(o, "callback", json_url_or_null(m->callback));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
 	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));
@@ -95,11 +105,46 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "delivered_at", json_time(m->delivered_at));
 	json_object_object_add(o, "payload_bytes", json_object_new_int64((int64_t)m->payload_len));
 	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
-	json_object_object_add(o, "timeout", json_object_new_int(m->timeout));
+	/* A worker holds a queue's message for the queue's visibility: no
+	 * HTTP attempt of postdate's has a timeout there. */
+	json_object_object_add(o, "timeout", pulled ? NULL : json_object_new_int(m->timeout));
 	json_object_object_add(o, "idempotency_key", json_string_or_null(m->idempotency_key));
 	/* A callback report is a message too: each side names the other. */
 	json_object_object_add(o, "report", json_string_or_null(m->report));
 	json_object_object_add(o, "report_of", json_string_or_null(m->report_of));
+	return o;
+}
+
+/* Adds len bytes at data to o as text under text_key when they are UTF-8,
+ * else as base64 under base64_key, so that any bytes survive JSON. */
+static void
+add_text_or_base64(json_object *o, const char *text_key, const char *base64_key,
+                   const char *data, size_t len)
+{
+	if (utf8_valid(data, len)) {
+		json_object_object_add(o, text_key, json_object_new_string_len(data, (int)len));
+	} else {
+		char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+
+		if (b64 != NULL) {
+			EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
+			json_object_object_add(o, base64_key, json_object_new_string(b64));
+			free(b64);
+		}
+	}
+}
+
+json_object *
+render_message_with_payload(const struct pd_message *m)
+{
+	json_object *o = render_message(m);
+
+	/* A store that has not read the payload leaves it NULL: shown as
+	 * unknown rather than as an empty payload. */
+	if (m->payload == NULL)
+		json_object_object_add(o, "payload", NULL);
+	else
+		add_text_or_base64(o, "payload", "payload_base64", m->payload, m->payload_len);
 	return o;
 }
 
@@ -127,17 +172,7 @@ render_response(const struct pd_response *r)
 
 	json_object_object_add(o, "status", json_object_new_int(r->status));
 	json_object_object_add(o, "content_type", json_string_or_null(r->content_type));
-	if (utf8_valid(r->body, r->len)) {
-		json_object_object_add(o, "body", json_object_new_string_len(r->body, (int)r->len));
-	} else {
-		char *b64 = malloc(4 * ((r->len + 2) / 3) + 1);
-
-		if (b64 != NULL) {
-			EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)r->body, (int)r->len);
-			json_object_object_add(o, "body_base64", json_object_new_string(b64));
-			free(b64);
-		}
-	}
+	add_text_or_base64(o, "body", "body_base64", r->body, r->len);
 	return o;
 }
 

@@ -1,13 +1,19 @@
 // postdate's web page: lists messages from /api/status, shows one with its
-// attempts, cancels, and schedules from a form. It talks only to
-// /api/status, /api/schedule, /api/cancel and /api/health.
+// attempts and payload, cancels, schedules from a form, and shows the queues
+// with their pending and failed messages. It talks only to /api/status,
+// /api/schedule, /api/cancel, /api/queues and /api/health.
 //
-// Everything the API returns (URLs, ids, keys, errors) is untrusted: it is
-// put on the page with textContent or attributes only, never as HTML.
+// Everything the API returns (URLs, ids, keys, queue names, payloads,
+// errors) is untrusted: it is put on the page with textContent or
+// attributes only, never as HTML.
 "use strict";
 
 const TOKEN_KEY = "postdate.token";
-const STATES = ["pending", "delivering", "delivered", "failed", "cancelled"];
+const STATES = ["pending", "delivering", "delivered", "failed", "cancelled", "expired"];
+// What the Queues view lists of a chosen queue: what waits, and the dead letters.
+const QUEUE_STATES = ["pending", "failed"];
+const QUEUE_LIMIT = 100;
+const QUEUE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 const REFRESH_MS = 5000;
 const DEFAULT_LIMIT = 50;
 // A working dispatcher picks a due message up within a second or two; this
@@ -168,6 +174,11 @@ function forgetShownMessages() {
   $("messages").querySelector("tbody").replaceChildren();
   $("detail-fields").replaceChildren();
   $("history").querySelector("tbody").replaceChildren();
+  queues.shown = "";
+  queues.messagesShown = "";
+  $("queues").querySelector("tbody").replaceChildren();
+  $("queue-messages").querySelector("tbody").replaceChildren();
+  $("queue-tabs").replaceChildren();
   $("updated").textContent = "";
 }
 
@@ -210,12 +221,21 @@ async function api(path, { method = "GET", form = null, auth = true } = {}) {
   throw new ApiError(response.status, message, body && body.field, body);
 }
 
-// ---- where we are: ?state=&limit= for the list, ?id= for one message ----
+// ---- where we are: ?state=&limit= for the list, ?id= for one message,
+// ?view=queues[&queue=NAME[&state=failed]] for the queues ----
 
 function currentView() {
   const query = new URLSearchParams(location.search);
   const id = query.get("id");
   if (id) return { name: "detail", id };
+  if (query.get("view") === "queues") {
+    const state = query.get("state");
+    return {
+      name: "queues",
+      queue: query.get("queue") || null,
+      state: QUEUE_STATES.includes(state) ? state : "pending",
+    };
+  }
   const state = query.get("state");
   const limit = parseInt(query.get("limit"), 10);
   return {
@@ -235,6 +255,20 @@ function listHref(state, limit) {
 
 function detailHref(id) {
   return "?" + new URLSearchParams({ id }).toString();
+}
+
+function queueHref(name, state = "pending") {
+  const query = new URLSearchParams({ view: "queues" });
+  if (name) query.set("queue", name);
+  if (name && state !== "pending") query.set("state", state);
+  return "?" + query.toString();
+}
+
+// A queue's name as a link to its messages in the Queues view.
+function queueLink(name) {
+  const link = el("a", { class: "queue-name", text: name, attrs: { href: queueHref(name) } });
+  link.dataset.nav = "";
+  return link;
 }
 
 // Links marked data-nav change the view without loading the page again.
@@ -361,7 +395,7 @@ function messageRow(m) {
   return el("tr", {},
     labelled("Id", open),
     labelled("Due", dueBlock(m)),
-    labelled("Targets", targetsBlock(m.urls || [])),
+    labelled("Destination", destinationBlock(m)),
     labelled("Attempts", el("span", { class: "num", text: `${m.attempts} / ${m.max_attempts}` })),
     labelled("State", stateBadge(m.state)),
     labelled("", m.state === "pending" ? cancelButton(m.id) : null));
@@ -385,7 +419,25 @@ function dueBlock(m) {
     next.textContent = formatRelative(m.next_attempt, "late");
     block.append(el("span", { class: "next", text: "next round " }, next));
   }
+  if (m.expires && (m.state === "pending" || m.state === "delivering")) {
+    const ends = el("span", { class: "relative" });
+    ends.dataset.at = m.expires;
+    ends.dataset.past = "ago";
+    ends.textContent = formatRelative(m.expires, "ago");
+    block.append(el("span", { class: "next expires", text: "expires " }, ends));
+  }
   return block;
+}
+
+// A URL pool, or the queue that workers pull the message from; a priority
+// other than the default is said beside it.
+function destinationBlock(m) {
+  const box = m.queue
+    ? el("div", { class: "targets" }, el("span", {},
+      el("span", { class: "muted", text: "queue " }), queueLink(m.queue)))
+    : targetsBlock(m.urls || []);
+  if (m.priority) box.append(el("span", { class: "muted priority", text: "priority " + m.priority }));
+  return box;
 }
 
 function targetsBlock(urls) {
@@ -448,25 +500,52 @@ function previousPage() {
 const detail = { id: null, shown: "", loadSeq: 0 };
 
 // The fields of GET /api/status?id=, in reading order; any others the API
-// adds later are shown after them as they come.
+// adds later are shown after them as they come. A label may depend on the
+// message (a queue's attempts are receives); an optional field is left out
+// when the API gives it as null or not at all (a queue message has no
+// targets, a pushed one no queue).
 const DETAIL_FIELDS = [
   ["state", "State", (v) => stateBadge(v)],
   ["due", "Due", (v, m) => timeBlock(v, m.state === "pending" ? "late" : "ago")],
   ["created", "Created", (v) => timeBlock(v, "ago")],
-  ["next_attempt", "Next round", (v) => timeBlock(v, "late")],
-  ["urls", "Targets", (v) => targetsList(v)],
+  ["next_attempt", (m) => m.queue ? "Receivable" : "Next round", (v, m) =>
+    timeBlock(v, m.queue ? "ago" : "late")],
+  ["urls", "Targets", (v) => targetsList(v), { optional: true }],
+  ["queue", "Queue", (v) => queueLink(v), { optional: true }],
+  ["priority", "Priority", (v) => el("span", { class: "num", text: String(v) + (v ? "" : " (the default)") })],
+  ["expires", "Expires", (v, m) => timeBlock(v, m.state === "pending" ? "late" : "ago")],
   ["callback", "Callback", (v) => el("span", { class: "url", text: v })],
-  ["attempts", "Rounds", (v, m) => el("span", { text: `${v} of at most ${m.max_attempts}` })],
+  ["attempts", (m) => m.queue ? "Receives" : "Rounds", (v, m) =>
+    el("span", { text: `${v} of at most ${m.max_attempts}` })],
   ["max_attempts", null],
   ["delivered_to", "Delivered to", (v) => el("span", { class: "url", text: v })],
   ["delivered_at", "Delivered at", (v) => timeBlock(v, "ago")],
-  ["payload_bytes", "Payload", (v) => el("span", { text: `${v} byte${v === 1 ? "" : "s"}` })],
+  ["method", "Method", (v) => el("code", { text: v }), { optional: true }],
+  ["headers", "Headers", (v) => headerNames(v), { optional: true }],
+  ["recurring", "Recurring", (v) => el("code", { text: v }), { optional: true }],
+  ["payload_bytes", "Payload size", (v) => el("span", { text: `${v} byte${v === 1 ? "" : "s"}` })],
+  ["payload", "Payload", (v) => payloadBlock(v, false), { optional: true, keepEmpty: true }],
+  ["payload_base64", "Payload (base64)", (v) => payloadBlock(v, true), { optional: true }],
   ["content_type", "Content type", (v) => el("code", { text: v })],
-  ["timeout", "Timeout per attempt", (v) => el("span", { text: v + " s" })],
+  ["timeout", "Timeout per attempt", (v) => el("span", { text: v + " s" }), { optional: true }],
   ["idempotency_key", "Idempotency key", (v) => el("code", { text: v })],
   ["id", null],
   ["history", null],
 ];
+
+// The payload as the API gives it: text, or base64 for bytes that are not
+// UTF-8 (said so, and shown as the base64 text, never decoded into markup).
+function payloadBlock(value, isBase64) {
+  if (value === "") return el("span", { class: "muted", text: "empty" });
+  const box = el("div", { class: "payload-box" }, el("pre", { class: "payload", text: value }));
+  if (isBase64) box.append(el("p", { class: "hint", text: "Not UTF-8 text: shown as base64." }));
+  return box;
+}
+
+function headerNames(names) {
+  if (!Array.isArray(names) || names.length === 0) return el("span", { class: "muted", text: "none" });
+  return el("span", { class: "url", text: names.join(", ") });
+}
 
 function targetsList(urls) {
   const ul = el("ul", { class: "plain" });
@@ -514,8 +593,13 @@ async function loadDetail(view) {
 function renderDetail(m) {
   const items = [];
   const known = new Set(DETAIL_FIELDS.map(([key]) => key));
-  for (const [key, label, render] of DETAIL_FIELDS) {
-    if (label) items.push([label, fieldValue(render, m[key], m)]);
+  for (const [key, label, render, options = {}] of DETAIL_FIELDS) {
+    if (!label) continue;
+    const value = m[key];
+    if (options.optional && (value === null || value === undefined)) continue;
+    const text = typeof label === "function" ? label(m) : label;
+    items.push([text, options.keepEmpty && value === "" ? render(value, m)
+      : fieldValue(render, value, m)]);
   }
   for (const key of Object.keys(m)) {
     if (!known.has(key)) items.push([key, fieldValue(null, m[key], m)]);
@@ -553,7 +637,9 @@ function askToConfirmCancel(id) {
 
 async function confirmAndCancel(id) {
   if (!(await askToConfirmCancel(id))) return;
-  const errorBox = currentView().name === "detail" ? $("detail-error") : $("list-error");
+  const name = currentView().name;
+  const errorBox = name === "detail" ? $("detail-error")
+    : name === "queues" ? $("queue-error") : $("list-error");
   try {
     await api("/api/cancel", { method: "POST", form: new URLSearchParams({ id }) });
     showText(errorBox, "");
@@ -564,22 +650,26 @@ async function confirmAndCancel(id) {
   }
   list.shown = "";
   detail.shown = "";
+  queues.messagesShown = "";
   refresh();
 }
 
 // ---- scheduling ----
 
-const FORM_FIELDS = ["url", "delay", "at", "tz", "payload", "content_type", "callback",
-  "max_attempts", "timeout", "idempotency_key"];
+const FORM_FIELDS = ["url", "queue", "delay", "at", "tz", "payload", "content_type", "callback",
+  "max_attempts", "timeout", "priority", "ttl", "idempotency_key"];
 
 // The form as the API's fields; empty optional fields are left out so the
-// API's defaults apply.
+// API's defaults apply. URLs and a queue are both sent when both are
+// filled in: the API's 400 then says which to keep, at the queue field.
 function scheduleFields() {
   const form = $("schedule-form");
   const fields = new URLSearchParams();
   for (const url of $("f-url").value.split(/\r?\n/)) {
     if (url.trim()) fields.append("url", url.trim());
   }
+  const queue = $("f-queue").value.trim();
+  if (queue) fields.set("queue", queue);
   const when = form.elements.when.value;
   if (when === "delay") fields.set("delay", $("f-delay").value.trim());
   if (when === "at") {
@@ -588,7 +678,8 @@ function scheduleFields() {
     if (zone) fields.set("tz", zone);
   }
   fields.set("payload", $("f-payload").value);
-  for (const name of ["content_type", "callback", "max_attempts", "timeout", "idempotency_key"]) {
+  for (const name of ["content_type", "callback", "max_attempts", "timeout", "priority", "ttl",
+    "idempotency_key"]) {
     const value = $("f-" + name).value.trim();
     if (value) fields.set(name, value);
   }
@@ -673,6 +764,167 @@ function fillZoneList() {
   $("f-tz-zones").replaceChildren(...zones.map((z) => el("option", { attrs: { value: z } })));
 }
 
+// ---- the queues ----
+
+const queues = {
+  shown: "",          // the JSON last rendered, as for the list
+  messagesShown: "",
+  messagesKey: "",
+  loadSeq: 0,
+};
+
+async function loadQueues(view) {
+  const seq = ++queues.loadSeq;
+  // Another queue or state: the rows of the last one must not stay meanwhile.
+  const key = (view.queue || "") + "/" + view.state;
+  if (key !== queues.messagesKey) {
+    queues.messagesKey = key;
+    queues.messagesShown = "";
+    $("queue-messages").querySelector("tbody").replaceChildren();
+    $("queue-messages").hidden = true;
+    $("queue-tabs").replaceChildren();
+    showText($("queue-messages-empty"), "");
+  }
+  const wanted = [api("/api/queues")];
+  // A name typed into the address that no queue can have is not sent.
+  const nameOk = view.queue && QUEUE_NAME.test(view.queue);
+  if (nameOk) {
+    const query = new URLSearchParams({ queue: view.queue, state: view.state, limit: String(QUEUE_LIMIT) });
+    wanted.push(api("/api/status?" + query.toString()));
+  }
+  const [allResult, messagesResult] = await Promise.allSettled(wanted);
+  if (seq !== queues.loadSeq) return false;
+  // Without the queues (an older postdate, say) a queue's messages, which
+  // come from /api/status, are still shown.
+  if (allResult.status === "rejected") {
+    showQueuesFailure(allResult.reason);
+    if (allResult.reason.status === 401) return false;
+  }
+  const known = allResult.status === "fulfilled" && Array.isArray(allResult.value.queues)
+    ? allResult.value.queues : null;
+  if (known) {
+    showText($("queues-error"), "");
+    const json = JSON.stringify(known) + "/" + (view.queue || "");
+    if (json !== queues.shown) {
+      queues.shown = json;
+      renderQueues(known, view);
+    }
+  }
+  $("queue-detail").hidden = !view.queue;
+  if (!view.queue) return known !== null;
+  $("queue-name").textContent = view.queue;
+  if (!nameOk || messagesResult.status === "rejected") {
+    showText($("queue-error"), !nameOk
+      ? "Not a queue name: a name is 1 to 64 of the characters A-Z, a-z, 0-9, _, . and -."
+      : messagesResult.reason.message);
+    queues.messagesShown = "";
+    $("queue-messages").querySelector("tbody").replaceChildren();
+    $("queue-messages").hidden = true;
+    $("queue-tabs").replaceChildren();
+    showText($("queue-messages-empty"), "");
+    showText($("queue-messages-more"), "");
+    return known !== null;
+  }
+  showText($("queue-error"), "");
+  renderQueueMessages(view, messagesResult.value,
+    known ? known.find((q) => q.name === view.queue) : undefined, known !== null);
+  return known !== null;
+}
+
+function showQueuesFailure(e) {
+  const box = $("queues-error");
+  if (e.status === 401) {
+    showText(box, "");
+    $("queues").querySelector("tbody").replaceChildren();
+    $("queues").hidden = true;
+    $("queue-detail").hidden = true;
+    queues.shown = "";
+    queues.messagesShown = "";
+    showText($("queues-empty"), "Enter the API token above to see the queues.");
+    return;
+  }
+  showText(box, e.status === 404 ? "This postdate has no queues: GET /api/queues answered 404."
+    : e.message);
+}
+
+// One row per queue: its figures first (what an operator watches), then
+// its settings.
+function renderQueues(known, view) {
+  const tbody = $("queues").querySelector("tbody");
+  keepFocus(tbody, () => tbody.replaceChildren(...known.map((q) => queueRow(q, view))));
+  $("queues").hidden = known.length === 0;
+  showText($("queues-empty"), known.length ? ""
+    : "There are no queues yet. Scheduling a message with queue=NAME makes one.");
+}
+
+function countCell(n) {
+  return el("span", { class: "num", text: String(n ?? 0) });
+}
+
+function queueRow(q, view) {
+  const link = queueLink(q.name);
+  link.dataset.focusKey = "queue:" + q.name;
+  if (q.name === view.queue) link.setAttribute("aria-current", "true");
+  const row = el("tr", {},
+    labelled("Queue", link),
+    labelled("Ready", countCell(q.ready)),
+    labelled("Pending", countCell(q.pending)),
+    labelled("Delivering", countCell(q.delivering)),
+    labelled("Failed", el("span", { class: q.failed ? "bad num" : "num", text: String(q.failed ?? 0) })),
+    labelled("Delivered", countCell(q.delivered)),
+    labelled("Oldest ready", q.ready ? el("span", { class: "num", text: formatSpan(q.oldest_ready_s || 0) })
+      : nothing()),
+    labelled("Visibility", el("span", { class: "num", text: `${q.visibility} s` })),
+    labelled("Max attempts", countCell(q.max_attempts)),
+    labelled("Max depth", q.max_depth ? countCell(q.max_depth) : el("span", { class: "muted", text: "no limit" })),
+    labelled("Paused", q.paused ? el("span", { class: "state state-paused", text: "paused" })
+      : el("span", { class: "muted", text: "no" })));
+  row.dataset.queue = q.name;
+  if (q.name === view.queue) row.className = "chosen";
+  return row;
+}
+
+function renderQueueMessages(view, body, q, queuesKnown) {
+  $("queue-name").textContent = view.queue;
+  const counts = (body && body.counts) || {};
+  const tabs = QUEUE_STATES.map((state) => {
+    const link = el("a", { class: "tab", attrs: { href: queueHref(view.queue, state) } },
+      el("span", { text: state[0].toUpperCase() + state.slice(1) }),
+      el("span", { class: "count", text: String(counts[state] || 0) }));
+    link.dataset.nav = "";
+    link.dataset.state = state;
+    if (state === view.state) link.setAttribute("aria-current", "page");
+    return link;
+  });
+  keepFocus($("queue-tabs"), () => $("queue-tabs").replaceChildren(...tabs));
+  const messages = (body && body.messages) || [];
+  const json = view.queue + "/" + view.state + JSON.stringify(messages);
+  if (json !== queues.messagesShown) {
+    queues.messagesShown = json;
+    const tbody = $("queue-messages").querySelector("tbody");
+    keepFocus(tbody, () => tbody.replaceChildren(...messages.map(queueMessageRow)));
+  }
+  $("queue-messages").hidden = messages.length === 0;
+  showText($("queue-messages-empty"), messages.length ? ""
+    : queuesKnown && !q ? "No queue has this name (yet): scheduling into it makes it."
+      : `No ${view.state} messages in this queue.`);
+  showText($("queue-messages-more"), body && body.next_cursor
+    ? `The first ${messages.length} are shown; the message list pages through all of them.` : "");
+}
+
+function queueMessageRow(m) {
+  const open = el("a", { class: "id", text: m.id, attrs: { href: detailHref(m.id), title: m.id } });
+  open.dataset.nav = "";
+  open.dataset.focusKey = "open:" + m.id;
+  return el("tr", {},
+    labelled("Id", open),
+    labelled("Due", dueBlock(m)),
+    labelled("Priority", el("span", { class: "num", text: String(m.priority ?? 0) })),
+    labelled("Attempts", el("span", { class: "num", text: `${m.attempts} / ${m.max_attempts}` })),
+    labelled("State", stateBadge(m.state)),
+    labelled("", m.state === "pending" ? cancelButton(m.id) : null));
+}
+
 // ---- health: the banner ----
 
 async function refreshHealth() {
@@ -705,11 +957,24 @@ function showView(moved) {
   const view = currentView();
   $("list-view").hidden = view.name !== "list";
   $("detail-view").hidden = view.name !== "detail";
+  $("queues-view").hidden = view.name !== "queues";
+  if (view.name !== "queues") $("queue-detail").hidden = true;
   document.title = view.name === "detail" ? `postdate: message ${view.id}`
-    : `postdate: ${view.state} messages`;
+    : view.name === "queues" ? (view.queue ? `postdate: queue ${view.queue}` : "postdate: queues")
+      : `postdate: ${view.state} messages`;
+  for (const [id, name] of [["nav-messages", "list"], ["nav-queues", "queues"]]) {
+    if (view.name === name) $(id).setAttribute("aria-current", "page");
+    else $(id).removeAttribute("aria-current");
+  }
   if (moved) {
     // Say where the user went: focus the heading of the new view.
-    (view.name === "detail" ? $("detail-title") : $("list-title")).focus();
+    const heading = view.name === "detail" ? $("detail-title")
+      : view.name === "queues" ? (view.queue ? $("queue-title") : $("queues-title")) : $("list-title");
+    if (view.name === "queues" && view.queue) {
+      $("queue-name").textContent = view.queue;
+      $("queue-detail").hidden = false;
+    }
+    heading.focus();
   }
   refresh();
 }
@@ -738,7 +1003,8 @@ async function refreshOnce() {
   const loads = [refreshHealth()];
   // While the token is asked for, the API would only answer 401 again.
   if (!waitingForToken) {
-    loads.push(view.name === "detail" ? loadDetail(view) : loadList(view));
+    loads.push(view.name === "detail" ? loadDetail(view)
+      : view.name === "queues" ? loadQueues(view) : loadList(view));
   }
   const [, ok] = await Promise.all(loads);
   if (ok) {

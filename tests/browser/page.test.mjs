@@ -199,7 +199,7 @@ test("the list shows pending messages scheduled through the API, by due time", a
   assert.deepEqual(ids, api.messages.map((m) => m.id), "the page shows the API's order");
 
   const row = rowOf(page, middle.id);
-  assert.equal(await row.locator("td[data-label=Targets]").innerText(), `${NOWHERE}/${mark}/b`);
+  assert.equal(await row.locator("td[data-label=Destination]").innerText(), `${NOWHERE}/${mark}/b`);
   assert.equal(await row.locator("td[data-label=Attempts]").innerText(), "0 / 3");
   assert.equal(await row.locator("td[data-label=State]").innerText(), "pending");
   assert.equal(await row.locator("time").getAttribute("datetime"), middle.due);
@@ -561,7 +561,8 @@ test("the detail view shows every field and the attempt history", async ({ page 
     assert.equal(await field("State").innerText(), "delivered");
     assert.equal(await field("Delivered to").innerText(), `${sink.url}/ok`);
     assert.equal(await field("Rounds").innerText(), "1 of at most 2");
-    assert.equal(await field("Payload").innerText(), "2 bytes");
+    assert.equal(await field("Payload size").innerText(), "2 bytes");
+    assert.equal(await field("Payload").innerText(), "hi");
     assert.equal(await field("Idempotency key").innerText(), delivered.idempotency_key);
     assert.equal(await field("Content type").innerText(), delivered.content_type);
     assert.equal(await field("Callback").innerText(), "—");
@@ -608,9 +609,9 @@ test("the page fits a 375 px wide screen", async ({ page }) => {
   const box = await page.getByRole("button", { name: "Schedule", exact: true }).boundingBox();
   assert.ok(box.x >= 0 && box.x + box.width <= PHONE.width, JSON.stringify(box));
   // Each row is a card whose cells say what they hold.
-  const label = await rowOf(page, m.id).locator("td[data-label=Targets]").evaluate(
+  const label = await rowOf(page, m.id).locator("td[data-label=Destination]").evaluate(
     (td) => getComputedStyle(td, "::before").content);
-  assert.equal(label, '"Targets"');
+  assert.equal(label, '"Destination"');
   await screenshot(page, "list-375");
 
   await openPage(page, "?" + new URLSearchParams({ id: m.id }));
@@ -667,6 +668,285 @@ test("the banner names a FastCGI program that does not answer", async ({ page })
     for (const pid of pids) process.kill(pid, "SIGCONT");
   }
   await eventually(async () => assert.equal((await health()).ok, true), 8000);
+});
+
+// ---- queues (API v2): the Queues view, queue messages in the list and the detail ----
+
+async function scheduleInto(queue, fields = {}) {
+  const r = await apiRequest("POST", "/api/schedule", { queue, delay: "1h", ...fields });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+async function queueInfo(name) {
+  const r = await apiRequest("GET", "/api/queues?" + new URLSearchParams({ name }));
+  assert.equal(r.status, 200, r.text);
+  return r.json;
+}
+
+// Queue names may hold only [A-Za-z0-9_.-].
+function uniqueQueue(word) {
+  return unique(word).replace(/[^A-Za-z0-9_.-]/g, "-");
+}
+
+function queueRowOf(page, name) {
+  return page.locator(`#queues tbody tr[data-queue="${name}"]`);
+}
+
+function queueMessageRowOf(page, id) {
+  return page.locator("#queue-messages tbody tr").filter({ has: page.locator("a.id", { hasText: id }) });
+}
+
+async function shownQueueMessageIds(page) {
+  return page.locator("#queue-messages tbody a.id").allTextContents();
+}
+
+function detailField(page, label) {
+  return page.locator("#detail-fields .field-row")
+    .filter({ has: page.locator("dt", { hasText: new RegExp("^" + label.replace(/[()]/g, "\\$&") + "$") }) })
+    .locator("dd");
+}
+
+test("the Queues view lists a queue with its settings and figures", async ({ page }) => {
+  const name = uniqueQueue("figures");
+  await scheduleInto(name, { delay: "0s", payload: "a" });
+  await scheduleInto(name, { delay: "0s", payload: "b" });
+  await scheduleInto(name, { delay: "2h", payload: "later" });
+  const gone = await scheduleInto(name, { delay: "3h" });
+  assert.equal((await apiRequest("POST", "/api/cancel", { id: gone.id })).status, 200);
+  const set = await apiRequest("POST", "/api/queues", { name, max_depth: 50, visibility: 45 });
+  assert.equal(set.status, 200, set.text);
+  const api = await queueInfo(name);
+  assert.equal(api.pending, 3, JSON.stringify(api));
+  assert.equal(api.ready, 2, JSON.stringify(api));
+
+  // From the message list, through the link in the header.
+  await openPage(page);
+  await page.locator("#nav-queues").click();
+  await page.locator("#queues-view").waitFor();
+  assert.match(page.url(), /\?view=queues$/);
+  assert.equal(await page.locator("#list-view").isVisible(), false);
+  assert.equal(await page.locator("#nav-queues").getAttribute("aria-current"), "page");
+  const row = queueRowOf(page, name);
+  await row.waitFor();
+  const cell = (label) => row.locator(`td[data-label="${label}"]`).innerText();
+  assert.equal(await cell("Queue"), name);
+  assert.equal(await cell("Ready"), "2");
+  assert.equal(await cell("Pending"), "3");
+  assert.equal(await cell("Delivering"), "0");
+  assert.equal(await cell("Failed"), "0");
+  assert.equal(await cell("Delivered"), "0");
+  assert.match(await cell("Oldest ready"), /^\d+ s$/);
+  assert.equal(await cell("Visibility"), "45 s");
+  assert.equal(await cell("Max attempts"), String(api.max_attempts));
+  assert.equal(await cell("Max depth"), "50");
+  assert.equal(await cell("Paused"), "no");
+
+  // Every queue of the API is there, in its order.
+  const all = (await apiRequest("GET", "/api/queues")).json.queues.map((q) => q.name);
+  await eventually(async () => assert.deepEqual(
+    await page.locator("#queues tbody tr").evaluateAll((rows) => rows.map((r) => r.dataset.queue)), all));
+
+  // Pausing shows at the next refresh, with no reload.
+  assert.equal((await apiRequest("POST", "/api/queues", { name, paused: "true" })).status, 200);
+  await eventually(async () => assert.equal(await cell("Paused"), "paused"), 8000);
+  await screenshot(page, "queues");
+});
+
+test("choosing a queue lists its pending messages, and cancel there cancels", async ({ page }) => {
+  const name = uniqueQueue("choose");
+  const other = uniqueQueue("other");
+  const second = await scheduleInto(name, { delay: "2h" });
+  const first = await scheduleInto(name, { delay: "1h", priority: "-4" });
+  const third = await scheduleInto(name, { delay: "3h" });
+  const elsewhere = await scheduleInto(other, { delay: "1h" });
+  await openPage(page, "?view=queues");
+  await queueRowOf(page, name).locator("a.queue-name").click();
+  await page.locator("#queue-detail").waitFor();
+  assert.equal(await page.locator("#queue-name").innerText(), name);
+  assert.equal(new URL(page.url()).searchParams.get("queue"), name);
+  await eventually(async () =>
+    assert.deepEqual(await shownQueueMessageIds(page), [first.id, second.id, third.id]));
+  assert.ok(!(await shownQueueMessageIds(page)).includes(elsewhere.id), "another queue's message");
+  const api = await listPage({ queue: name, state: "pending" });
+  assert.deepEqual(await shownQueueMessageIds(page), api.messages.map((m) => m.id));
+  const row = queueMessageRowOf(page, first.id);
+  assert.equal(await row.locator("td[data-label=Priority]").innerText(), "-4");
+  assert.equal(await row.locator("td[data-label=State]").innerText(), "pending");
+  assert.equal(await row.locator("time").getAttribute("datetime"), first.due);
+  assert.equal(await page.locator("#queue-tabs a[data-state=pending] .count").innerText(), "3");
+  assert.equal(await page.locator("#queue-tabs a[data-state=pending]").getAttribute("aria-current"), "page");
+
+  // Cancel, after confirming, from the queue's list.
+  await row.getByRole("button", { name: "Cancel message " + first.id }).click();
+  const dialog = page.locator("#cancel-dialog");
+  await dialog.waitFor();
+  await dialog.getByRole("button", { name: "Cancel message" }).click();
+  await eventually(async () => assert.equal((await messageStatus(first.id)).state, "cancelled"));
+  await eventually(async () => assert.deepEqual(await shownQueueMessageIds(page), [second.id, third.id]));
+  await eventually(async () =>
+    assert.equal(await queueRowOf(page, name).locator("td[data-label=Pending]").innerText(), "2"));
+  assert.equal(await page.locator("#queue-error").isVisible(), false);
+  await screenshot(page, "queue-pending");
+
+  // The failed tab: nothing failed here.
+  await page.locator("#queue-tabs a[data-state=failed]").click();
+  await page.locator("#queue-messages-empty", { hasText: "No failed messages" }).waitFor();
+  assert.equal(new URL(page.url()).searchParams.get("state"), "failed");
+});
+
+test("a queue's failed messages are listed in its failed tab", async ({ page }) => {
+  const name = uniqueQueue("dead");
+  const m = await scheduleInto(name, { delay: "0s", max_attempts: 1, payload: "poison" });
+  // Received once and never acknowledged: its one attempt runs out.
+  const got = await apiRequest("POST", "/api/receive", { queue: name, visibility: 1 });
+  assert.equal(got.status, 200, got.text);
+  assert.deepEqual(got.json.messages.map((x) => x.id), [m.id]);
+  await sleep(1300);
+  await eventually(async () => {
+    // A receive meets the message whose last attempt ran out and ends it failed.
+    const again = await apiRequest("POST", "/api/receive", { queue: name });
+    assert.deepEqual(again.json.messages, [], again.text);
+    assert.equal((await messageStatus(m.id)).state, "failed");
+  });
+  await openPage(page, "?" + new URLSearchParams({ view: "queues", queue: name, state: "failed" }));
+  await eventually(async () => assert.deepEqual(await shownQueueMessageIds(page), [m.id]));
+  const row = queueMessageRowOf(page, m.id);
+  assert.equal(await row.locator("td[data-label=State]").innerText(), "failed");
+  assert.equal(await row.locator("td[data-label=Attempts]").innerText(), "1 / 1");
+  assert.equal(await row.getByRole("button").count(), 0, "a failed message has no cancel");
+  assert.equal(await page.locator("#queue-tabs a[data-state=failed] .count").innerText(), "1");
+  assert.equal(await queueRowOf(page, name).locator("td[data-label=Failed]").innerText(), "1");
+});
+
+test("queue messages appear in the message list with their queue and priority", async ({ page }) => {
+  const name = uniqueQueue("inlist");
+  const m = await scheduleInto(name, { delay: "50m", priority: "-7", ttl: "1h" });
+  await openPage(page);
+  const row = rowOf(page, m.id);
+  await eventually(async () => assert.equal(await row.count(), 1));
+  const destination = await row.locator("td[data-label=Destination]").innerText();
+  assert.match(destination, new RegExp("queue " + name.replace(/\./g, "\\.")));
+  assert.match(destination, /priority -7/);
+  assert.match(await row.locator("td[data-label=Due]").innerText(), /expires in 1 h 50 min|expires in 1 h 49 min/);
+  assert.equal(await row.locator("td[data-label=Attempts]").innerText(), "0 / " + (await messageStatus(m.id)).max_attempts);
+  // The queue's name leads to the queue.
+  await row.locator("a.queue-name").click();
+  await page.locator("#queue-detail").waitFor();
+  await eventually(async () => assert.ok((await shownQueueMessageIds(page)).includes(m.id)));
+
+  // The list's state tabs have expired too, with the API's count.
+  await openPage(page);
+  const counts = (await listPage({ state: "all", limit: "1" })).counts;
+  assert.equal(await page.locator("#tabs a[data-state=expired] .count").innerText(), String(counts.expired));
+});
+
+test("a queue message's detail shows its queue, priority, expiry, receives and payload", async ({ page }) => {
+  const name = uniqueQueue("detail");
+  const payload = "line one\n  line two, indented\n{\"job\": 42}";
+  const m = await scheduleInto(name, { delay: "20m", priority: "-3", ttl: "2h", payload });
+  const api = await messageStatus(m.id);
+  await openPage(page, "?" + new URLSearchParams({ id: m.id }));
+  await eventually(async () => assert.equal(await detailField(page, "Queue").innerText(), name));
+  assert.equal(await detailField(page, "Priority").innerText(), "-3");
+  assert.ok((await detailField(page, "Expires").innerText()).includes(localClock(api.expires)));
+  assert.equal(await detailField(page, "Receives").innerText(), `0 of at most ${api.max_attempts}`);
+  assert.equal(await detailField(page, "Payload").innerText(), payload);
+  assert.equal(await detailField(page, "Payload size").innerText(), `${payload.length} bytes`);
+  assert.equal(await detailField(page, "Method").innerText(), "POST");
+  assert.equal(await detailField(page, "Targets").count(), 0, "a queue message has no targets");
+  assert.equal(await detailField(page, "Timeout per attempt").count(), 0);
+  assert.equal(await page.locator("#detail-actions").isVisible(), true, "pending: it can be cancelled");
+  await screenshot(page, "queue-detail");
+
+  // The queue's name leads to the queue.
+  await detailField(page, "Queue").locator("a").click();
+  await page.locator("#queue-detail").waitFor();
+  assert.equal(await page.locator("#queue-name").innerText(), name);
+
+  // Bytes that are not UTF-8 are shown as the API's base64, said so.
+  const binary = await fetch(BASE + "/api/schedule", {
+    method: "POST",
+    headers: { Authorization: "Bearer " + TOKEN, "Content-Type": "application/x-www-form-urlencoded" },
+    body: `queue=${name}&delay=1h&payload=%FF%FEbin%00`,
+  }).then((x) => x.json());
+  const b64 = (await messageStatus(binary.id)).payload_base64;
+  assert.equal(b64, Buffer.from([0xff, 0xfe, 0x62, 0x69, 0x6e, 0x00]).toString("base64"));
+  await openPage(page, "?" + new URLSearchParams({ id: binary.id }));
+  await eventually(async () => assert.match(await detailField(page, "Payload (base64)").innerText(),
+    new RegExp("^" + b64.replace(/[+/=]/g, "\\$&") + "\\s+Not UTF-8 text: shown as base64\\.$")));
+  assert.equal(await detailField(page, "Payload").count(), 0);
+});
+
+test("the form schedules into a queue, with a priority and a ttl", async ({ page }) => {
+  const name = uniqueQueue("form");
+  await openPage(page);
+  await page.getByLabel("Queue (instead of URLs)").fill(name);
+  await page.getByLabel("After a delay").check();
+  await page.getByLabel("Delay", { exact: true }).fill("10m");
+  await page.getByLabel("Payload").fill("from the form, to a queue");
+  await page.locator("#more-options summary").click();
+  await page.getByLabel("Priority").fill("-12");
+  await page.getByLabel("Expires after").fill("30m");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  const link = page.locator("#schedule-result a.id");
+  await link.waitFor();
+  const m = await messageStatus(await link.innerText());
+  assert.equal(m.queue, name);
+  assert.equal(m.urls, null);
+  assert.equal(m.priority, -12);
+  assert.equal(Date.parse(m.expires) - Date.parse(m.due), 30 * 60e3);
+  assert.equal(m.payload, "from the form, to a queue");
+
+  // A queue and URLs together: the API's error appears at the queue field.
+  await page.getByLabel("Target URLs").fill(NOWHERE);
+  await page.getByLabel("Queue (instead of URLs)").fill(name);
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-queue-error").waitFor();
+  assert.match(await page.locator("#f-queue-error").innerText(), /url or queue/);
+  // And a priority out of range at the priority field.
+  await page.getByLabel("Target URLs").fill("");
+  await page.getByLabel("Priority").fill("5000");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-priority-error").waitFor();
+  assert.match(await page.locator("#f-priority-error").innerText(), /priority/);
+});
+
+test("the Queues view fits a 375 px wide screen", async ({ page }) => {
+  const name = uniqueQueue("narrow") + "-" + "long-queue-name".repeat(2);
+  const m = await scheduleInto(name, { delay: "5m", priority: "1000" });
+  await openPage(page, "?" + new URLSearchParams({ view: "queues", queue: name }));
+  await eventually(async () => assert.equal(await queueMessageRowOf(page, m.id).count(), 1));
+  const overflow = await page.evaluate(() =>
+    document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.equal(overflow, 0, "no sideways scrolling on the Queues view");
+  const label = await queueRowOf(page, name).locator("td[data-label=Ready]").evaluate(
+    (td) => getComputedStyle(td, "::before").content);
+  assert.equal(label, '"Ready"');
+  await screenshot(page, "queues-375");
+}, { viewport: PHONE });
+
+test("a hostile payload and queue name are shown as text, not markup", async ({ page }) => {
+  const name = uniqueQueue("hostile");
+  const payload = `</pre><script>window.__xss=1</script><img src=x onerror="window.__xss=2"><b>bold</b>`;
+  const m = await scheduleInto(name, { payload, delay: "25m" });
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  await openPage(page, "?" + new URLSearchParams({ id: m.id }));
+  await eventually(async () => assert.equal(await detailField(page, "Payload").innerText(), payload));
+  assert.equal(await page.locator("#detail-fields b").count(), 0);
+
+  // A queue name the API would refuse, typed into the address: shown as
+  // text (and it lists nothing, as the API says).
+  const hostileName = `<img src=x onerror="window.__xss=3">`;
+  await openPage(page, "?" + new URLSearchParams({ view: "queues", queue: hostileName }));
+  await eventually(async () => assert.equal(await page.locator("#queue-name").innerText(), hostileName));
+  await page.locator("#queue-error", { hasText: "Not a queue name" }).waitFor();
+  await sleep(300);
+  assert.equal(await page.evaluate(() => typeof window.__xss), "undefined");
+  assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 1);
+  assert.equal(await page.evaluate(() => document.querySelectorAll("main img, main svg, main b").length), 0);
+  assert.deepEqual(requests.filter((u) => /\/x$/.test(u)), [], "no injected image was loaded");
 });
 
 // ---- the runner ----

@@ -346,7 +346,7 @@ def test_list_filters_by_state_and_counts_every_state():
         assert [m["id"] for m in r.json["messages"]] != [a["id"]]
         assert len(r.json["messages"]) == 1
         assert r.json["counts"] == {"pending": 1, "delivering": 0, "delivered": 0,
-                                    "failed": 0, "cancelled": 1}
+                                    "failed": 0, "cancelled": 1, "expired": 0}
         r = s.get("/api/status", {"state": "cancelled"})
         assert [m["id"] for m in r.json["messages"]] == [a["id"]]
         assert "history" not in r.json["messages"][0]
@@ -358,7 +358,7 @@ def test_list_bad_parameters_are_400_naming_them(stack):
     for params, field in [({"state": "bogus"}, "state"), ({"limit": "0"}, "limit"),
                           ({"limit": "1001"}, "limit"), ({"limit": "ten"}, "limit"),
                           ({"cursor": "junk"}, "cursor"), ({"sort": "due"}, "sort"),
-                          ({"limit": ["5", "6"]}, "limit")]:
+                          ({"limit": ["5", "6"]}, "limit"), ({"queue": "a b"}, "queue")]:
         assert_json_error(stack.get("/api/status", params), 400, field)
 
 

@@ -6,7 +6,7 @@
 #include "request.h"
 #include "unit.h"
 
-#define NOW 1795000000000LL  /* 2026-11-19T09:46:40Z */
+#define NOW 1795000000000LL  /* 2026-11-18T11:06:40Z */
 
 static struct pd_config cfg;
 
@@ -227,6 +227,336 @@ test_payload_keeps_nul_bytes(void)
 	fields_free(&f);
 }
 
+/* ---- v2 destinations: a queue instead of a URL pool ---- */
+
+/* A v2 field's bad value is refused for what it holds, not because the
+ * field is unknown (which would make these tests pass without v2). */
+static int
+known_field_refused(const char *why)
+{
+	return why != NULL && strcmp(why, "unknown field") != 0;
+}
+
+static void
+test_queue_message_has_no_urls_and_takes_the_queues_attempts(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs.resize_v2-x", "payload", "p", NULL), 0);
+	CHECK_STR(m.queue, "jobs.resize_v2-x");
+	CHECK_STR(m.urls, "");
+	/* 0: the store gives it the queue's max_attempts. */
+	CHECK_INT(m.max_attempts, 0);
+	CHECK_INT(m.priority, 0);
+	CHECK_INT(m.expires, 0);
+	CHECK_INT(m.due, NOW);
+	message_free(&m);
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "max_attempts", "3", NULL), 0);
+	CHECK_INT(m.max_attempts, 3);
+	message_free(&m);
+}
+
+static void
+test_pushed_message_has_no_queue(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "url", "http://e.com/", NULL), 0);
+	CHECK(m.queue == NULL);
+	CHECK_INT(m.max_attempts, 8);
+	message_free(&m);
+}
+
+static void
+test_exactly_one_destination_is_required(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "url", "http://e.com/", "queue", "jobs", NULL), -1);
+	CHECK_STR(field, "queue");
+	CHECK(why != NULL && strstr(why, "url") != NULL && strstr(why, "queue") != NULL);
+	why = NULL;
+	CHECK_INT(build(&m, &why, &field, "payload", "x", NULL), -1);
+	CHECK_STR(field, "url");
+	CHECK(why != NULL && strstr(why, "queue") != NULL);
+}
+
+static void
+test_topic_is_refused_as_not_supported_yet(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "topic", "news", NULL), -1);
+	CHECK_STR(field, "topic");
+	CHECK_STR(why, "topics are not supported yet");
+	CHECK_INT(build(&m, &why, &field, "url", "http://e.com/", "topic", "news", NULL), -1);
+	CHECK_STR(field, "topic");
+}
+
+static void
+test_queue_names(void)
+{
+	static const char *const good[] = {
+		"a", "Z", "0", "_", ".", "-", "jobs.resize_v2-x",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",  /* 64 */
+	};
+	static const char *const bad[] = {
+		"", "a b", "a/b", "a\tb", "jobs\n", "caf\xc3\xa9", "<b>x</b>", "a:b", "a+b",
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",  /* 65 */
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(good); i++) {
+		struct pd_message m;
+		const char *why = NULL, *field = NULL;
+
+		if (build(&m, &why, &field, "queue", good[i], NULL) != 0 ||
+		    strcmp(m.queue, good[i]) != 0) {
+			fprintf(stderr, "  good queue name %zu (%s) refused: %s\n", i, good[i],
+			        why ? why : "");
+			unit_failed_checks++;
+			continue;
+		}
+		message_free(&m);
+	}
+	for (size_t i = 0; i < UNIT_COUNT(bad); i++) {
+		struct pd_message m;
+		const char *why = NULL, *field = NULL;
+
+		if (build(&m, &why, &field, "queue", bad[i], NULL) != -1 || field == NULL ||
+		    strcmp(field, "queue") != 0 || !known_field_refused(why)) {
+			fprintf(stderr, "  bad queue name %zu (%s): field %s\n", i, bad[i],
+			        field ? field : "(null)");
+			unit_failed_checks++;
+		}
+	}
+}
+
+/* A queue name with a NUL inside is not the name it looks like. */
+static void
+test_queue_name_with_nul_is_refused(void)
+{
+	struct pd_fields f = { 0 };
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	config_defaults(&cfg);
+	fields_add(&f, "queue", 5, "jo\0bs", 5, 0);
+	CHECK_INT(message_from_fields(&m, &f, &cfg, NOW, &why, &field), -1);
+	CHECK_STR(field, "queue");
+	CHECK(known_field_refused(why));
+	fields_free(&f);
+}
+
+/* timeout is the time per HTTP attempt: a pulled message has none, and
+ * silently ignoring it would hide a mistake. */
+static void
+test_timeout_with_a_queue_is_an_error(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "timeout", "5", NULL), -1);
+	CHECK_STR(field, "timeout");
+	CHECK(known_field_refused(why));
+}
+
+/* ---- priority ---- */
+
+static void
+test_priority_values(void)
+{
+	static const struct {
+		const char *text;
+		int value;
+	} good[] = {
+		{ "0", 0 }, { "-0", 0 }, { "1", 1 }, { "-1", -1 }, { "42", 42 },
+		{ "1000", 1000 }, { "-1000", -1000 }, { "007", 7 },
+	};
+	static const char *const bad[] = {
+		"", "-", "+1", "1001", "-1001", "1.5", "1e3", " 1", "1 ", "--1", "0x10",
+		"99999999999999999999", "-99999999999999999999", "one", "1\xff",
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(good); i++) {
+		struct pd_message m;
+		const char *why = NULL, *field = NULL;
+
+		if (build(&m, &why, &field, "url", "http://e.com/", "priority", good[i].text,
+		          NULL) != 0) {
+			fprintf(stderr, "  good priority %s refused: %s\n", good[i].text, why ? why : "");
+			unit_failed_checks++;
+			continue;
+		}
+		if (m.priority != good[i].value) {
+			fprintf(stderr, "  priority %s is %d, want %d\n", good[i].text, m.priority,
+			        good[i].value);
+			unit_failed_checks++;
+		}
+		message_free(&m);
+	}
+	for (size_t i = 0; i < UNIT_COUNT(bad); i++) {
+		struct pd_message m;
+		const char *why = NULL, *field = NULL;
+
+		if (build(&m, &why, &field, "queue", "jobs", "priority", bad[i], NULL) != -1 ||
+		    field == NULL || strcmp(field, "priority") != 0 || !known_field_refused(why)) {
+			fprintf(stderr, "  bad priority %zu (%s): field %s\n", i, bad[i],
+			        field ? field : "(null)");
+			unit_failed_checks++;
+		}
+	}
+}
+
+/* ---- ttl and expires ---- */
+
+/* ttl counts from the due time: "deliver at nine, and not after a quarter
+ * past" is what a delayed message with a ttl means. */
+static void
+test_ttl_counts_from_the_due_time(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "url", "http://e.com/", "ttl", "30s", NULL), 0);
+	CHECK_INT(m.expires, NOW + 30000);
+	message_free(&m);
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "delay", "1h", "ttl", "15m", NULL), 0);
+	CHECK_INT(m.due, NOW + 3600000);
+	CHECK_INT(m.expires, NOW + 3600000 + 900000);
+	message_free(&m);
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "ttl", "90", NULL), 0);
+	CHECK_INT(m.expires, NOW + 90000);
+	message_free(&m);
+}
+
+static void
+test_expires_is_a_time_read_as_at_is(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "url", "http://e.com/", "expires",
+	                "2030-01-01T00:00:00Z", NULL), 0);
+	CHECK_INT(m.expires, 1893456000000LL);
+	message_free(&m);
+	/* tz applies to expires as to at, and may come with expires alone. */
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "expires", "2030-01-01 00:00",
+	                "tz", "Europe/Berlin", NULL), 0);
+	CHECK_INT(m.expires, 1893452400000LL);  /* 2029-12-31T23:00:00Z */
+	message_free(&m);
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "at", "2029-12-31 10:00",
+	                "expires", "2029-12-31 11:00", "tz", "Europe/Berlin", NULL), 0);
+	CHECK_INT(m.due, 1893402000000LL);      /* 2029-12-31T09:00:00Z */
+	CHECK_INT(m.expires, 1893405600000LL);  /* 2029-12-31T10:00:00Z */
+	message_free(&m);
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "expires", "1893456000", NULL), 0);
+	CHECK_INT(m.expires, 1893456000000LL);
+	message_free(&m);
+	/* One millisecond after the due time is after it. */
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "at", "2030-01-01T00:00:00Z",
+	                "expires", "2030-01-01T00:00:00.001Z", NULL), 0);
+	CHECK_INT(m.expires, 1893456000001LL);
+	message_free(&m);
+}
+
+static void
+test_ttl_and_expires_together_is_an_error(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "url", "http://e.com/", "ttl", "5m",
+	                "expires", "2030-01-01T00:00:00Z", NULL), -1);
+	CHECK_STR(field, "expires");
+	CHECK(known_field_refused(why));
+}
+
+static void
+test_expiry_not_after_the_due_time_is_an_error(void)
+{
+	static const struct {
+		const char *n1, *v1, *n2, *v2, *field;
+	} cases[] = {
+		{ "ttl", "0", NULL, NULL, "ttl" },
+		{ "ttl", "0s", "delay", "1h", "ttl" },
+		/* An expiry in the past, or at the due time, could never be met. */
+		{ "expires", "2001-01-01T00:00:00Z", NULL, NULL, "expires" },
+		{ "expires", "2026-11-18T11:06:40Z", NULL, NULL, "expires" },  /* NOW */
+		{ "expires", "2030-01-01T00:00:00Z", "at", "2030-01-01T00:00:00Z", "expires" },
+		{ "expires", "2029-12-31T23:59:59Z", "at", "2030-01-01T00:00:00Z", "expires" },
+		{ "expires", "2026-11-18T11:36:40Z", "delay", "1h", "expires" },  /* NOW + 30m */
+		/* ten years after the end of 9999 cannot be written in RFC 3339 */
+		{ "ttl", "3650d", "at", "9999-12-31T00:00:00Z", "ttl" },
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+		struct pd_message m;
+		const char *why = NULL, *field = NULL;
+		int rc = cases[i].n2 != NULL ?
+		    build(&m, &why, &field, "url", "http://e.com/", cases[i].n1, cases[i].v1,
+		          cases[i].n2, cases[i].v2, NULL) :
+		    build(&m, &why, &field, "url", "http://e.com/", cases[i].n1, cases[i].v1, NULL);
+
+		if (rc != -1 || field == NULL || strcmp(field, cases[i].field) != 0 ||
+		    !known_field_refused(why)) {
+			fprintf(stderr, "  case %zu (%s=%s): rc %d, field %s\n", i, cases[i].n1,
+			        cases[i].v1, rc, field ? field : "(null)");
+			unit_failed_checks++;
+			if (rc == 0)
+				message_free(&m);
+		}
+	}
+}
+
+static void
+test_bad_v2_fields_are_named(void)
+{
+	static const struct {
+		const char *name, *value, *field;
+	} cases[] = {
+		{ "ttl", "", "ttl" },
+		{ "ttl", "5 minutes", "ttl" },
+		{ "ttl", "-5s", "ttl" },
+		{ "ttl", "1.5h", "ttl" },
+		{ "ttl", "\xff", "ttl" },
+		{ "expires", "", "expires" },
+		{ "expires", "tomorrow", "expires" },
+		{ "expires", "2030-02-30 10:00", "expires" },
+		{ "expires", "999999999999", "expires" },
+		{ "queue", "", "queue" },
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+		struct pd_message m;
+		const char *why = NULL, *field = NULL;
+
+		if (build(&m, &why, &field, "url", "http://example.com/", cases[i].name,
+		          cases[i].value, NULL) != -1 || field == NULL ||
+		    strcmp(field, cases[i].field) != 0 || !known_field_refused(why)) {
+			fprintf(stderr, "  case %zu (%s=%s): field %s\n", i, cases[i].name,
+			        cases[i].value, field ? field : "(null)");
+			unit_failed_checks++;
+		}
+	}
+}
+
+/* Regression: a skipped local time in tz is refused for expires as for at. */
+static void
+test_expires_in_a_dst_gap_is_an_error(void)
+{
+	struct pd_message m;
+	const char *why = NULL, *field = NULL;
+
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "expires", "2030-03-31 02:30",
+	                "tz", "Europe/Berlin", NULL), -1);
+	CHECK_STR(field, "expires");
+	CHECK(known_field_refused(why));
+}
+
 static void
 test_ids_are_26_base32_and_distinct(void)
 {
@@ -255,6 +585,20 @@ static const struct unit_test tests[] = {
 	UNIT(test_json_payload_defaults_to_json_content_type),
 	UNIT(test_payload_keeps_nul_bytes),
 	UNIT(test_ids_are_26_base32_and_distinct),
+	UNIT(test_queue_message_has_no_urls_and_takes_the_queues_attempts),
+	UNIT(test_pushed_message_has_no_queue),
+	UNIT(test_exactly_one_destination_is_required),
+	UNIT(test_topic_is_refused_as_not_supported_yet),
+	UNIT(test_queue_names),
+	UNIT(test_queue_name_with_nul_is_refused),
+	UNIT(test_timeout_with_a_queue_is_an_error),
+	UNIT(test_priority_values),
+	UNIT(test_ttl_counts_from_the_due_time),
+	UNIT(test_expires_is_a_time_read_as_at_is),
+	UNIT(test_ttl_and_expires_together_is_an_error),
+	UNIT(test_expiry_not_after_the_due_time_is_an_error),
+	UNIT(test_bad_v2_fields_are_named),
+	UNIT(test_expires_in_a_dst_gap_is_an_error),
 };
 
 int
