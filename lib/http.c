@@ -5,9 +5,11 @@
  * error; the process keeps serving.
  *
  * Under a FastCGI server (fd 0 is a listening socket) it loops on
- * FCGX_Accept_r, in one thread, or in schedule_threads threads for a
- * group-commit route (schedule); started any other way it serves one
- * plain-CGI request from stdin and the environment.
+ * FCGX_Accept_r, in one thread, in schedule_threads threads for a
+ * group-commit route (schedule), or in as many as a program of several
+ * routes asks for (queue), each with a store connection of its own;
+ * started any other way it serves one plain-CGI request from stdin and the
+ * environment.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -70,6 +72,9 @@ on_terminate(int signo)
 
 struct pd_request {
 	struct pd_app *app;
+	const struct pd_route *route;  /* the route this request asked for */
+	struct pd_store *store;   /* the thread's own, when the program has threads */
+	pd_ms store_last_try;     /* when it was last opened, or tried */
 	FCGX_Request *fcgx;       /* NULL under plain CGI */
 	char **envp;
 	char *body;
@@ -95,6 +100,41 @@ const char *
 http_param(struct pd_request *r, const char *name)
 {
 	return FCGX_GetParam(name, r->envp);
+}
+
+const char *
+http_body(struct pd_request *r, size_t *len)
+{
+	*len = r->body_len;
+	return r->body != NULL ? r->body : "";
+}
+
+int
+http_stopping(void)
+{
+	return atomic_load(&stop_after_request) != 0;
+}
+
+/* Whether each request thread keeps a store connection of its own. */
+static int
+store_per_thread(const struct pd_app *app)
+{
+	return app->program->threads != NULL;
+}
+
+struct pd_store *
+http_store(struct pd_request *r)
+{
+	return store_per_thread(r->app) ? r->store : r->app->store;
+}
+
+void
+http_store_failed(struct pd_request *r)
+{
+	if (!store_per_thread(r->app))
+		return;
+	store_close(r->store);
+	r->store = NULL;
 }
 
 static const char *
@@ -238,7 +278,7 @@ media_type_is(const char *content_type, const char *want)
 static int
 decode_request(struct pd_request *r, const char *method)
 {
-	const struct pd_route *route = r->app->route;
+	const struct pd_route *route = r->route;
 	const char *why = NULL, *type;
 	char field[3 * PD_MAX_NAME + 1] = "";    /* room for a %-escaped name */
 	size_t len;
@@ -270,6 +310,8 @@ decode_request(struct pd_request *r, const char *method)
 	type = http_param(r, "CONTENT_TYPE");
 	if (len == 0 && (type == NULL || *type == '\0'))
 		return 0;
+	if (type != NULL && media_type_is(type, "application/json") && route->raw_json_body)
+		return 0;
 	if (type != NULL && media_type_is(type, "application/json"))
 		rc = jsonreq_decode(r->body, len, route->raw_json_key, &r->fields, &why,
 		                    field, sizeof(field));
@@ -290,34 +332,100 @@ decoded:
 	return 0;
 }
 
-/* A store that could not be opened at start-up is tried again, at most once
- * a second, so a database that comes back is served without a restart. */
+/* A store that could not be opened (at start-up, or again after a failure)
+ * is tried again, at most once a second, so a database that comes back is
+ * served without a restart. The program's store, or the request thread's. */
 static int
-store_reopen(struct pd_app *app)
+store_reopen(struct pd_request *r)
 {
 	static pd_ms last_try;
-	pd_ms now = time_now();
+	struct pd_app *app = r->app;
+	pd_ms *tried = store_per_thread(app) ? &r->store_last_try : &last_try;
+	pd_ms now = clock_monotonic();
 
-	if (now - last_try < 1000)
+	if (*tried != 0 && now - *tried < 1000)
 		return 0;
-	last_try = now;
-	return store_open(&app->store, &app->cfg) == 0;
+	*tried = now;
+	return store_open(store_per_thread(app) ? &r->store : &app->store, &app->cfg) == 0;
+}
+
+/* Whether method (a word) is one of route's, HEAD counting as GET. */
+static int
+method_allowed(const struct pd_route *route, const char *method, int is_head)
+{
+	const char *want = is_head ? "GET" : method;
+	size_t n = strlen(want);
+
+	for (const char *p = route->method; *p != '\0'; ) {
+		size_t len = strcspn(p, " ");
+
+		if (len == n && strncmp(p, want, n) == 0)
+			return 1;
+		p += len;
+		p += strspn(p, " ");
+	}
+	return 0;
+}
+
+/* The Allow header of route: its methods, HEAD after GET. */
+static void
+allow_header(const struct pd_route *route, char *out, size_t size)
+{
+	size_t used = (size_t)snprintf(out, size, "Allow:");
+
+	for (const char *p = route->method; *p != '\0' && used < size; ) {
+		size_t len = strcspn(p, " ");
+
+		used += (size_t)snprintf(out + used, size - used, "%s %.*s%s",
+		    p == route->method ? "" : ",", (int)len, p,
+		    len == 3 && strncmp(p, "GET", 3) == 0 ? ", HEAD" : "");
+		p += len;
+		p += strspn(p, " ");
+	}
+	if (used < size)
+		snprintf(out + used, size - used, "\r\n");
+}
+
+/* The route a request's path asks for: the only one of a single-route
+ * program, else the one whose path is DOCUMENT_URI (nginx), or SCRIPT_NAME
+ * (Apache's mod_proxy_fcgi); NULL for none. */
+static const struct pd_route *
+route_of_request(struct pd_request *r)
+{
+	const struct pd_program *program = r->app->program;
+	const char *path;
+
+	if (program->nroutes == 1 && program->routes[0].path == NULL)
+		return &program->routes[0];
+	path = http_param(r, "DOCUMENT_URI");
+	if (path == NULL || *path == '\0')
+		path = http_param(r, "SCRIPT_NAME");
+	if (path == NULL)
+		return NULL;
+	for (size_t i = 0; i < program->nroutes; i++)
+		if (strcmp(program->routes[i].path, path) == 0)
+			return &program->routes[i];
+	return NULL;
 }
 
 static void
 serve_request(struct pd_request *r)
 {
-	const struct pd_route *route = r->app->route;
+	const struct pd_route *route;
 	const char *method = http_param(r, "REQUEST_METHOD");
+	char allow[64];
 
 	if (method == NULL)
 		method = "GET";
 	r->is_head = strcmp(method, "HEAD") == 0;
-	if (strcmp(method, route->method) != 0 &&
-	    !(r->is_head && strcmp(route->method, "GET") == 0)) {
-		http_error_with(r, 405, strcmp(route->method, "GET") == 0 ?
-		    "Allow: GET, HEAD\r\n" : "Allow: POST\r\n",
-		    "method not allowed", NULL);
+	if ((route = route_of_request(r)) == NULL) {
+		http_error(r, 404, "no such route", NULL);
+		return;
+	}
+	r->route = route;
+	if (!method_allowed(route, method, r->is_head)) {
+		allow_header(route, allow, sizeof(allow));
+		http_error_with(r, 405, allow, "method not allowed", NULL);
 		return;
 	}
 	if (route->needs_auth && !auth_bearer_ok(&r->app->cfg, http_param(r, "HTTP_AUTHORIZATION"))) {
@@ -328,7 +436,7 @@ serve_request(struct pd_request *r)
 	if (decode_request(r, method) != 0)
 		return;
 	/* A group-commit route opens the store in committer_insert, under its lock. */
-	if (!route->group_commit && r->app->store == NULL && !store_reopen(r->app) &&
+	if (!route->group_commit && http_store(r) == NULL && !store_reopen(r) &&
 	    !route->handles_no_store) {
 		http_error(r, 503, "the database is unavailable", NULL);
 		return;
@@ -349,6 +457,7 @@ request_reset(struct pd_request *r)
 	fields_free(&r->fields);
 	r->is_head = 0;
 	r->replied = 0;
+	r->route = NULL;
 }
 
 /* Accepting is serialised, as libfcgi's threaded example does. */
@@ -384,16 +493,20 @@ serve_loop(void *arg)
 			exit_idle();
 	}
 	FCGX_Free(&fcgx, 1);
+	store_close(r.store);
 	return NULL;
 }
 
-/* Serves on fd 0 with one thread, or schedule_threads for a group-commit
- * route; returns when the server closes the socket. */
+/* Serves on fd 0 with one thread, schedule_threads for a group-commit
+ * route, or the program's own count; returns when the server closes the
+ * socket. */
 static int
 serve_fastcgi(struct pd_app *app)
 {
 	struct sigaction sa = { .sa_handler = on_terminate };
-	int nthreads = app->route->group_commit ? app->cfg.schedule_threads : 1;
+	int nthreads = app->program->threads != NULL ? app->program->threads(&app->cfg) :
+	               app->route != NULL && app->route->group_commit ?
+	               app->cfg.schedule_threads : 1;
 	pthread_t *threads;
 	int started;
 
@@ -405,7 +518,7 @@ serve_fastcgi(struct pd_app *app)
 		log_error("cannot initialise FastCGI");
 		return -1;
 	}
-	if (nthreads == 1) {
+	if (nthreads == 1 && !store_per_thread(app)) {
 		serve_loop(app);
 		return 0;
 	}
@@ -428,11 +541,12 @@ serve_fastcgi(struct pd_app *app)
 /* The --help text: the program's own description and example around the
  * options and exit statuses that every FastCGI program shares. */
 static void
-usage_exit(const struct pd_route *route, int status)
+usage_exit(const struct pd_program *program, int status)
 {
 	FILE *out = status == 0 ? stdout : stderr;
 
-	fprintf(out, "usage: %s [-c FILE] [-l FILE]\n\n%s\n", route->name, route->description);
+	fprintf(out, "usage: %s [-c FILE] [-l FILE]\n\n%s\n", program->name,
+	        program->description);
 	fputs("  -c, --config FILE  configuration file (default: $POSTDATE_CONF, else\n"
 	      "                     /etc/postdate.conf)\n"
 	      "  -l, --log FILE     append log lines to FILE instead of stderr (spawn-fcgi\n"
@@ -442,12 +556,26 @@ usage_exit(const struct pd_route *route, int status)
 	      "\n"
 	      "Exit status: 0 when the server closes the socket, 1 on a start-up failure\n"
 	      "(bad configuration; the reason is logged), 2 on bad usage.\n\n", out);
-	fprintf(out, "Example: %s\n", route->example);
+	fprintf(out, "Example: %s\n", program->example);
 	exit(status);
 }
 
 int
 http_main(int argc, char **argv, const struct pd_route *route)
+{
+	struct pd_program program = {
+		.name = route->name,
+		.description = route->description,
+		.example = route->example,
+		.routes = route,
+		.nroutes = 1,
+	};
+
+	return http_main_program(argc, argv, &program);
+}
+
+int
+http_main_program(int argc, char **argv, const struct pd_program *program)
 {
 	static const struct option options[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -471,45 +599,54 @@ http_main(int argc, char **argv, const struct pd_route *route)
 			logfile = optarg;
 			break;
 		case 'h':
-			usage_exit(route, 0);
+			usage_exit(program, 0);
 			break;
 		case 'V':
-			printf("postdate %s %s\n", route->name, PD_VERSION);
+			printf("postdate %s %s\n", program->name, PD_VERSION);
 			return 0;
 		default:
-			usage_exit(route, 2);
+			usage_exit(program, 2);
 		}
 	}
 	if (optind != argc)
-		usage_exit(route, 2);
+		usage_exit(program, 2);
 
-	log_init(route->name);
+	log_init(program->name);
 	/* spawn-fcgi points a worker's stderr at /dev/null; --log keeps its lines. */
 	if (logfile != NULL && freopen(logfile, "a", stderr) == NULL) {
-		fprintf(stdout, "%s: cannot open %s: %s\n", route->name, logfile, strerror(errno));
+		fprintf(stdout, "%s: cannot open %s: %s\n", program->name, logfile,
+		        strerror(errno));
 		return 1;
 	}
 	setvbuf(stderr, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
-	app.route = route;
+	app.program = program;
+	/* A program of one route and one thread keeps the shared store. */
+	app.route = program->nroutes == 1 ? &program->routes[0] : NULL;
 	if (config_load(&app.cfg, config_path(conf), err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		return 1;
 	}
-	if (app.cfg.ntokens == 0 && route->needs_auth)
+	if (app.cfg.ntokens == 0 && program->routes[0].needs_auth)
 		log_warn("no token in %s: the API is open to anyone who can reach it",
 		         app.cfg.path);
+	/* Opened here also in a program of threads (each opens its own): this
+	 * runs the migrations once, and says at start-up when it cannot. */
 	if (store_open(&app.store, &app.cfg) != 0)
 		log_error("cannot open the database %s yet; answering 503 until it opens",
 		          app.cfg.database);
 
-	if (route->group_commit && committer_start(&app.committer, &app) != 0)
+	if (app.route != NULL && app.route->group_commit &&
+	    committer_start(&app.committer, &app) != 0)
+		return 1;
+	if (program->start != NULL && program->start(&app) != 0)
 		return 1;
 	if (FCGX_IsCGI()) {
 		r.envp = environ;
 		serve_request(&r);
 		fflush(stdout);
 		request_reset(&r);
+		store_close(r.store);
 	} else if (serve_fastcgi(&app) != 0)
 		return 1;
 	committer_stop(app.committer);

@@ -188,6 +188,48 @@ enum tz_local {
  * time at the gap's end and a repeated time once, at the first. */
 enum tz_local tz_local_to_utc(const struct pd_tz *z, int64_t local, int64_t *utc);
 
+/* ---- cron.c: cron expressions, the schedule of a recurring message ---- */
+
+#define PD_MAX_CRON 256           /* bytes in a cron expression */
+#define PD_CRON_BUF 256           /* room for cron_format's text and its NUL */
+
+/* A parsed expression: bit v of a field's mask is set when the field
+ * allows value v. */
+struct pd_cron {
+	uint64_t minutes;             /* bits 0-59 */
+	uint32_t hours;               /* bits 0-23 */
+	uint32_t days;                /* bits 1-31: days of the month */
+	uint16_t months;              /* bits 1-12 */
+	uint8_t weekdays;             /* bits 0-6, Sunday 0 (a 7 is folded to 0) */
+	/* Whether the day-of-month and day-of-week fields were anything but
+	 * "*". Cron's rule: when both are, a day matches if either does. */
+	uint8_t days_restricted;
+	uint8_t weekdays_restricted;
+};
+
+/* Parses the five fields (minute hour day-of-month month day-of-week;
+ * "*", lists, ranges, steps, names jan..dec and sun..sat) or a macro
+ * (@hourly, @daily, @midnight, @weekly, @monthly, @yearly, @annually),
+ * at most PD_MAX_CRON bytes. Refuses an expression that can never run
+ * ("0 0 30 2 *"). *why names the field and what is wrong with it. */
+int cron_parse(const char *text, struct pd_cron *out, const char **why);
+
+/* Writes c in a normalised form that cron_parse reads back as c: numbers,
+ * runs as ranges ("1-5"), "*" for an unrestricted day field. buf has at
+ * least PD_CRON_BUF bytes. Returns buf. */
+char *cron_format(const struct pd_cron *c, char *buf);
+
+/* The first instant strictly after `after` at which the wall clock of
+ * zone (NULL for UTC) reads a minute that c matches (a whole minute of
+ * UTC too in any zone whose offset is whole minutes, as all are today). A
+ * minute that the zone skips (clocks going forward) fires at the end of
+ * the gap, once however many skipped minutes match; a minute that happens
+ * twice (clocks going back) fires at its first instant only. -1 with *why
+ * when nothing matches within ten years, or after is outside the years
+ * 0001-9989. */
+int cron_next(const struct pd_cron *c, const struct pd_tz *zone, pd_ms after, pd_ms *out,
+              const char **why);
+
 /* ---- id.c: message ids ---- */
 
 /* Writes a fresh id (PD_ID_LEN chars of lowercase base32 from 128 bits: the
@@ -314,5 +356,11 @@ struct pd_response {
  * if none); history (a JSON array) passes to the report. */
 struct json_object *render_report(const struct pd_message *m, const char *url,
                                   const struct pd_response *r, struct json_object *history);
+
+/* A message as a receive hands it to a worker (API.md "POST /api/receive"):
+ * its payload (text, or payload_base64), the receipt that proves this
+ * receive and when its lease ends. */
+struct json_object *render_received(const struct pd_message *m, const char *receipt,
+                                    pd_ms visible_until);
 
 #endif

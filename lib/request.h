@@ -79,9 +79,14 @@ struct pd_request;
 /* What a route accepts; http_serve checks these before the handler runs. */
 struct pd_route {
 	const char *name;         /* program name for logs and --help */
-	const char *method;       /* "GET" or "POST" (GET routes also take HEAD) */
+	const char *path;         /* the request path it answers ("/api/ack"), in a
+	                             program of several routes; NULL in a program of one,
+	                             which answers whatever path it is sent */
+	const char *method;       /* "GET", "POST" or "GET POST" (GET also takes HEAD) */
 	int needs_auth;           /* 0 only for /api/health */
 	const char *raw_json_key; /* the JSON key kept as JSON text, or NULL */
+	int raw_json_body;        /* a JSON body is not decoded into fields: the handler
+	                             reads it with http_body (the size limit still holds) */
 	int handles_no_store;     /* called even when the database cannot be opened */
 	int group_commit;         /* runs in schedule_threads threads and stores through
 	                             app->committer (see commit.c) */
@@ -90,12 +95,33 @@ struct pd_route {
 	void (*handle)(struct pd_request *r);
 };
 
+struct pd_app;
+
+/* A FastCGI program that answers several routes, chosen by the request's
+ * path (DOCUMENT_URI as nginx sends it, else SCRIPT_NAME as Apache's
+ * mod_proxy_fcgi does); a path it does not know is a JSON 404. */
+struct pd_program {
+	const char *name;         /* for logs and --help */
+	const char *description;  /* for --help */
+	const char *example;
+	const struct pd_route *routes;
+	size_t nroutes;
+	/* How many request threads to run (NULL: one). Each has a store
+	 * connection of its own (http_store), since a SQLite connection is not
+	 * shared between threads here. */
+	int (*threads)(const struct pd_config *cfg);
+	/* Called once the configuration is loaded, before the first request
+	 * (NULL: nothing to do); nonzero ends the program with status 1. */
+	int (*start)(struct pd_app *app);
+};
+
 /* The state each program keeps across requests. */
 struct pd_app {
 	struct pd_config cfg;
-	struct pd_store *store;
+	struct pd_store *store;          /* of a program of one thread */
 	struct pd_committer *committer;  /* for group_commit routes */
-	const struct pd_route *route;
+	const struct pd_route *route;    /* the only route of a single-route program */
+	const struct pd_program *program;
 };
 
 /* Parses the options (-c, -l, --help, --version), loads the configuration
@@ -104,10 +130,32 @@ struct pd_app {
  * Returns the exit status. */
 int http_main(int argc, char **argv, const struct pd_route *route);
 
+/* As http_main, for a program of several routes. */
+int http_main_program(int argc, char **argv, const struct pd_program *program);
+
 /* For handlers. */
 struct pd_app *http_app(struct pd_request *r);
 const struct pd_fields *http_fields(struct pd_request *r);
 const char *http_param(struct pd_request *r, const char *name);
+
+/* The store this request uses: the program's, or in a program of several
+ * threads the request thread's own connection (opened again, at most once a
+ * second, after it could not be or after http_store_failed). NULL when the
+ * database cannot be opened. */
+struct pd_store *http_store(struct pd_request *r);
+
+/* Says that an operation on http_store(r) failed in a way that a new
+ * connection may cure (STORE_ERROR, STORE_UNAVAILABLE): it is closed, and
+ * opened again by a later request. */
+void http_store_failed(struct pd_request *r);
+
+/* The request body as it came (NUL-terminated; len may be 0), for a
+ * raw_json_body route. */
+const char *http_body(struct pd_request *r, size_t *len);
+
+/* Whether the process has been asked to stop (SIGTERM): a long wait
+ * should answer now. */
+int http_stopping(void);
 
 /* Sends a JSON response and releases body. extra holds further header
  * lines ("Name: value\r\n"...), or NULL. */
@@ -115,6 +163,30 @@ void http_reply(struct pd_request *r, int status, const char *extra, struct json
 
 /* Sends {"error": sentence, "field": field or null}. */
 void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
+
+/* ---- longpoll.c: receives that wait for work ---- */
+
+/* What a process's waiting receives share: the thread that watches for
+ * commits (store_data_version, read every few milliseconds on a connection
+ * of its own while anyone waits, not at all otherwise) and wakes them. */
+struct longpoll;
+
+/* Starts the watcher on cfg's database; stopping() says when waits should
+ * end at once (SIGTERM). */
+int longpoll_open(struct longpoll **out, const struct pd_config *cfg, int (*stopping)(void));
+void longpoll_close(struct longpoll *lp);
+
+/* Receives as store_receive does, waiting up to wait_ms for a message to
+ * become receivable: it claims only when store_queue_ready_at says there is
+ * work, and between looks sleeps until the earliest of the deadline, the
+ * next ready time and a commit by any connection. It answers early, with
+ * nothing, once stopping() says so. *received counts the messages given to
+ * fn. STORE_OK (none when nothing came in time), STORE_NOTFOUND (no such
+ * queue), or the store's failure. */
+enum store_result longpoll_receive(struct longpoll *lp, struct pd_store *s, const char *queue,
+                                   int max, int visibility_s, pd_ms wait_ms,
+                                   store_report_fn report_fn, void *report_ctx,
+                                   store_received_fn fn, void *ctx, int *received);
 
 /* ---- commit.c: group commit for schedule's request threads ---- */
 
