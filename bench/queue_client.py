@@ -3,12 +3,13 @@
 
   queue_client.py fill PORT QUEUE COUNT
       schedules COUNT jobs into QUEUE through POST /api/schedule (16 at a time).
-  queue_client.py workers PORT QUEUE WORKERS BATCH KIND
+  queue_client.py workers PORT QUEUE WORKERS BATCH KIND [EACH]
       WORKERS worker processes, each looping: POST /api/receive max=BATCH,
       then POST /api/ack of what it got in one JSON `items` batch, until a
-      receive comes back empty. KIND is postdate or baseline (how an ack's
-      answer reads). Prints "jobs seconds": every job acked, and the time
-      from the start of the first worker to the end of the last.
+      receive comes back empty or it has acked EACH jobs. KIND is postdate
+      or baseline (how an ack's answer reads). Prints "jobs seconds": every
+      job acked, and the time from the start of the first worker to the end
+      of the last.
   queue_client.py latency SCHEDULE_PORT QUEUE_PORT QUEUE COUNT
       one worker long-polls (wait=20, max=1) and acks; COUNT jobs are
       published one at a time, each once the last was received. Prints
@@ -53,12 +54,12 @@ def fill(port, queue, count):
         list(ex.map(one, range(count), chunksize=64))
 
 
-def worker(port, queue, batch, kind, start, out):
+def worker(port, queue, batch, kind, each, start, out):
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    receive = urllib.parse.urlencode({"queue": queue, "max": batch})
     acked = 0
     start.wait()
-    while True:
+    while acked < each:
+        receive = urllib.parse.urlencode({"queue": queue, "max": min(batch, each - acked)})
         got = call(conn, "/api/receive", receive, FORM)["messages"]
         if not got:
             break
@@ -75,10 +76,11 @@ def worker(port, queue, batch, kind, start, out):
     out.put((acked, time.time()))
 
 
-def workers(port, queue, n, batch, kind):
+def workers(port, queue, n, batch, kind, each):
     start = multiprocessing.Event()
     out = multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=worker, args=(port, queue, batch, kind, start, out))
+    procs = [multiprocessing.Process(target=worker,
+                                     args=(port, queue, batch, kind, each, start, out))
              for _ in range(n)]
     for p in procs:
         p.start()
@@ -140,7 +142,8 @@ def main():
     if mode == "fill":
         fill(int(args[0]), args[1], int(args[2]))
     elif mode == "workers":
-        workers(int(args[0]), args[1], int(args[2]), int(args[3]), args[4])
+        workers(int(args[0]), args[1], int(args[2]), int(args[3]), args[4],
+                int(args[5]) if len(args) > 5 else 1 << 62)
     elif mode == "latency":
         latency(int(args[0]), int(args[1]), args[2], int(args[3]))
     else:
