@@ -31,7 +31,7 @@ LIB_OBJS = lib/log.o lib/clock.o lib/config.o lib/timeparse.o lib/tz.o lib/cron.
            lib/render.o lib/report.o lib/redact.o lib/sign.o lib/retry.o lib/delivery.o lib/target.o lib/commit.o
 CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health cgi-bin/queue
 BIN_PROGS  = bin/dispatch
-BENCH_PROGS = bench/baseline_insert bench/baseline_multi
+BENCH_PROGS = bench/baseline_insert bench/baseline_multi bench/baseline_queue
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_tz tests/unit/test_cron tests/unit/test_redact tests/unit/test_form tests/unit/test_jsonreq \
              tests/unit/test_config tests/unit/test_message tests/unit/test_store \
              tests/unit/test_delivery_policy tests/unit/test_target tests/unit/test_longpoll
@@ -75,6 +75,9 @@ bin/%: bin/%.c lib/libpostdate.a .build-flags
 
 bench/baseline_insert: bench/baseline_insert.c .build-flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lfcgi -lsqlite3
+
+bench/baseline_queue: bench/baseline_queue.c .build-flags
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lfcgi -lsqlite3 -ljson-c
 
 bench/baseline_multi: bench/baseline_multi.c .build-flags
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< -lcurl

@@ -108,10 +108,16 @@ fill_due() {
 
 # start_fcgi_site PORT NAME ROUTE WORKERS PROGRAM [ARGS...]: PROGRAM under
 # spawn-fcgi (WORKERS processes) behind an nginx on PORT that passes ROUTE
-# (e.g. /api/schedule) to it, as etc/nginx.conf does for the real programs.
+# (e.g. /api/schedule, or a regular expression such as
+# "~ ^/api/(receive|ack)$" for several) to it, as etc/nginx.conf does for
+# the real programs.
 start_fcgi_site() {
 	port=$1 name=$2 route=$3 workers=$4
 	shift 4
+	case $route in
+	"~"*) location="location $route" ;;
+	*) location="location = $route" ;;
+	esac
 	d=$bench_dir/$name
 	mkdir -p "$d"
 	spawn-fcgi -s "$d/fcgi.sock" -M 0660 -F "$workers" -P "$d/fcgi.pid" -- "$@" >/dev/null
@@ -120,7 +126,7 @@ start_fcgi_site() {
 	fastcgi_temp_path $d;
 	server {
 		listen 127.0.0.1:$port backlog=4096;
-		location = $route {
+		$location {
 			include /etc/nginx/fastcgi_params;
 			fastcgi_pass unix:$d/fcgi.sock;
 		}

@@ -20,5 +20,6 @@ sh bench/dispatch.sh "${BENCH_DISPATCH_COUNT:-100000}" 64
 sh bench/lateness.sh 2000 30
 sh bench/asap.sh 200
 sh bench/scale.sh "${BENCH_SCALE_COUNT:-1000000}" 1000
+sh bench/queue.sh "${BENCH_QUEUE_COUNT:-20000}" 16 200
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."

@@ -53,6 +53,13 @@
 /* How often to look whether promotion has anything to do: the horizon is
  * an hour ahead, so once a second is plenty. */
 #define PROMOTE_CHECK_MS 1000
+/* Messages ended per sweep of those that end by themselves (a ttl run
+ * out, a queue message's last receive run out), and how often to sweep:
+ * status shows such a message ended within about this long of its time.
+ * Nothing is sent after a ttl however late the sweep: the claim and each
+ * attempt check it. */
+#define SWEEP_BATCH 250
+#define SWEEP_CHECK_MS 250
 /* After a failed sync (database busy), wait this long; give up after
  * SYNC_GIVE_UP failures in a row. */
 #define SYNC_RETRY_MS 100
@@ -78,6 +85,7 @@ struct dispatcher {
 
 	pd_ms next_check;          /* when to look for due messages again */
 	pd_ms next_promote_check;  /* when to look for messages to promote */
+	pd_ms next_sweep;          /* when to end what has run out by itself */
 	int backlog;               /* the last claim filled every free slot */
 	int nothing_due;           /* --once: the last look found nothing due */
 	int sync_failures;
@@ -89,7 +97,7 @@ struct dispatcher {
 	int signalled;
 	pd_ms cut_at;              /* then give back what is in flight; 0: never */
 
-	long delivered, retried, failed, released, lost, attempts;
+	long delivered, retried, failed, released, lost, attempts, expired, swept;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -116,6 +124,14 @@ usage_exit(int status)
 	      "go only to hosts that answer, so hosts that hang cannot take them all.\n"
 	      "A round counts when it is claimed: a message whose delivery kills the\n"
 	      "dispatcher fails after max_attempts claims, spaced by backoff.\n"
+	      "When more is due than there are free slots, lower `priority` values\n"
+	      "are claimed first, then earlier due times (FIFO within a priority).\n"
+	      "A message whose ttl (`ttl`/`expires`) has run out is never sent again:\n"
+	      "no attempt starts after it, and it ends `expired` with its callback\n"
+	      "report. Every 250 ms the dispatcher also ends the messages whose ttl\n"
+	      "ran out while they waited (a retry due after it, a queue message\n"
+	      "nobody received) and queue messages whose last receive ran out\n"
+	      "unacknowledged (failed), at most 250 per transaction.\n"
 	      "\n"
 	      "  --once             deliver what is due now, wait for it, exit\n"
 	      "  --for SECONDS      keep delivering messages as they fall due for\n"
@@ -162,9 +178,9 @@ struct write_back {
 	pd_ms wall;
 };
 
-/* Builds the callback report of a message that reached delivered or
- * failed (a store_report_fn), inside the write-back's transaction: its
- * history, this round included, is in the store by then. */
+/* Builds the callback report of a message that reached delivered, failed
+ * or expired (a store_report_fn), inside the write-back's transaction:
+ * its history, this round included, is in the store by then. */
 static int
 report_build(void *ctx, struct pd_settlement *o, struct pd_message *report)
 {
@@ -231,13 +247,16 @@ job_settlement(const struct pd_job *job, pd_ms now, struct pd_settlement *o)
 	case PD_OUTCOME_FAILED:
 		o->state = PD_FAILED;
 		break;
+	case PD_OUTCOME_EXPIRED:
+		o->state = PD_EXPIRED;
+		break;
 	case PD_OUTCOME_RELEASED:
 		o->state = PD_PENDING;
 		o->next_attempt = now;
 		break;
 	}
 	o->wants_report = job->m.callback != NULL &&
-	    (o->state == PD_DELIVERED || o->state == PD_FAILED);
+	    (o->state == PD_DELIVERED || o->state == PD_FAILED || o->state == PD_EXPIRED);
 }
 
 /* Writes the ended rounds done (n of them) back in one transaction; marks
@@ -323,6 +342,12 @@ job_log(struct dispatcher *d, const struct pd_job *job)
 		log_info("failed %s after round %d of %d (%s)", job->m.id, round,
 		         job->m.max_attempts, why);
 		break;
+	case PD_OUTCOME_EXPIRED:
+		d->expired++;
+		log_info("expired %s: its ttl ran out at %s, after %d round%s; nothing is "
+		         "sent after it", job->m.id, time_format(job->m.expires, when), round,
+		         round == 1 ? "" : "s");
+		break;
 	case PD_OUTCOME_RELEASED:
 		d->released++;
 		/* Unsent: its host had no slot free in time (the host's own
@@ -391,7 +416,7 @@ promote(struct dispatcher *d, pd_ms wall, int *more)
 
 /*
  * Whether a claimed round is to be settled at once, unsent: when the
- * message has used up its rounds, or when an earlier claim's lease ran
+ * message's ttl has run out (expired), when it has used up its rounds, or when an earlier claim's lease ran
  * out unsettled (its dispatcher stopped or crashed mid-round, perhaps
  * killed by this very message). That lost round counts (its claim
  * counted it) and the next is spaced by backoff like any failed round,
@@ -402,6 +427,12 @@ round_not_started(struct dispatcher *d, struct pd_job *job, pd_ms wall)
 {
 	int rounds_before = job->m.attempts - 1;
 
+	/* A ttl run out ends it whatever else holds: it is never sent after. */
+	if (job->m.expires != 0 && job->m.expires <= wall) {
+		job->outcome = PD_OUTCOME_EXPIRED;
+		job->finished = wall;
+		return 1;
+	}
 	if (job->m.state != PD_DELIVERING && rounds_before < job->m.max_attempts)
 		return 0;
 	job->orphaned = job->m.state == PD_DELIVERING;
@@ -413,6 +444,22 @@ round_not_started(struct dispatcher *d, struct pd_job *job, pd_ms wall)
 		job->next_attempt = wall + retry_delay(&d->cfg, rounds_before, 0, arc4random());
 	}
 	return 1;
+}
+
+/* ---- what ends by itself ---- */
+
+/* Ends, in one transaction, up to SWEEP_BATCH messages whose ttl ran out
+ * while no round of theirs was in flight, and queue messages whose last
+ * receive ran out, each with its callback report made from what the store
+ * holds (report.c); the store logs each. *ended says how many. On the
+ * store thread. */
+static enum store_result
+sweep(struct dispatcher *d, pd_ms wall, int *ended)
+{
+	struct pd_reporter reporter = { .store = d->store, .cfg = &d->cfg };
+
+	return store_end_overdue(d->store, wall, SWEEP_BATCH, report_of_message, &reporter,
+	                         ended);
 }
 
 /* Queues ended rounds for the next write-back. */
@@ -448,6 +495,7 @@ struct sync_order {
 	int ndone;
 	int claim;                  /* messages to claim (0: write back only) */
 	int promote;                /* also one batch of promotion */
+	int sweep;                  /* also one sweep of what ran out */
 	pd_ms wall;                 /* time_now() when ordered */
 	/* Filled by the store thread. */
 	int written;                /* the rounds were written back (each its own
@@ -456,6 +504,7 @@ struct sync_order {
 	int claim_looked;           /* a claim was tried: something was due */
 	pd_ms next_due;             /* the earliest due time in the buffer, or 0 */
 	int more;                   /* promotion has another batch waiting */
+	int swept;                  /* messages the sweep ended */
 	enum store_result res;
 };
 
@@ -490,6 +539,7 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 	c->n = 0;
 	o->next_due = 0;
 	o->more = 0;
+	o->swept = 0;
 	o->written = 0;
 	if (o->done != NULL && (res = write_back(d, o->done, o->ndone, o->wall)) != STORE_OK)
 		goto fail;
@@ -517,6 +567,11 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 		         res == STORE_BUSY ? "busy" : "error", PROMOTE_CHECK_MS);
 		o->more = 0;
 	}
+	/* Last, as bounded as promotion: a crowd of messages running out at
+	 * once cannot hold up the write-backs and claims. */
+	if (o->sweep && (res = sweep(d, o->wall, &o->swept)) != STORE_OK)
+		log_warn("could not end the messages that ran out (%s); trying again in %d ms",
+		         res == STORE_BUSY ? "busy" : "error", SWEEP_CHECK_MS);
 	o->res = STORE_OK;
 	return;
 fail:
@@ -548,8 +603,9 @@ syncer_main(void *arg)
 	return NULL;
 }
 
-/* Hands the store thread an order: the rounds ended so far, and up to
- * claim messages to claim. now is clock_monotonic(). */
+/* Hands the store thread an order: the rounds ended so far, up to claim
+ * messages to claim, and a sweep when one is due. now is
+ * clock_monotonic(). */
 static void
 sync_order(struct dispatcher *d, pd_ms now, int claim)
 {
@@ -565,6 +621,9 @@ sync_order(struct dispatcher *d, pd_ms now, int claim)
 	o->promote = claim > 0 && now >= d->next_promote_check;
 	if (o->promote)
 		d->next_promote_check = now + PROMOTE_CHECK_MS;
+	o->sweep = !d->stopping && now >= d->next_sweep;
+	if (o->sweep)
+		d->next_sweep = now + SWEEP_CHECK_MS;
 	o->wall = time_now();
 	pthread_mutex_lock(&sy->lock);
 	sy->state = SYNC_ORDERED;
@@ -632,6 +691,15 @@ sync_finish(struct dispatcher *d, pd_ms now)
 		return -1;
 	}
 	d->sync_failures = 0;
+	if (o->sweep) {
+		d->swept += o->swept;
+		/* A full batch: more may have run out. */
+		if (o->swept == SWEEP_BATCH)
+			d->next_sweep = now;
+		/* What it ended may have made callback reports due now. */
+		if (o->swept > 0)
+			d->next_check = now;
+	}
 	while ((job = o->claimed.head) != NULL) {
 		o->claimed.head = job->next;
 		job->next = NULL;
@@ -656,10 +724,11 @@ sync_finish(struct dispatcher *d, pd_ms now)
 		/* --once is done when nothing is due and nothing in flight: a
 		 * round that ends may yet make something due now (its report). */
 		d->nothing_due = claimed == 0 && (next_due == 0 || next_due > wall) && !o->more &&
-		    d->held == 0;
+		    d->held == 0 && o->swept == 0;
 		/* Sleep until the next due time, but look again soon anyway: a
-		 * message may be scheduled for right now at any moment. */
-		d->next_check = d->backlog || o->more ? now : now + POLL_MS;
+		 * message may be scheduled for right now at any moment (or a
+		 * report the sweep made is due). */
+		d->next_check = d->backlog || o->more || o->swept > 0 ? now : now + POLL_MS;
 		if (!d->backlog && next_due > wall && now + (next_due - wall) < d->next_check)
 			d->next_check = now + (next_due - wall);
 	}
@@ -761,8 +830,8 @@ stop_update(struct dispatcher *d, pd_ms now)
 
 /*
  * The next deadline, from the state alone (beanstalkd's prottick): the
- * next look for due messages if a slot is free for it, the next
- * write-back (neither while the store thread is on an order: its end
+ * next look for due messages if a slot is free for it, the next sweep,
+ * the next write-back (neither while the store thread is on an order: its end
  * wakes the wait by itself), the end of the run, the cut of what is in
  * flight, a parked job's wait. Never sooner than a failed sync may be
  * retried. At most POLL_MS ahead, so a signal is seen promptly.
@@ -774,6 +843,8 @@ next_deadline(const struct dispatcher *d, pd_ms now, int room, int claim_batch, 
 
 	if (!syncing && !d->stopping && room >= (d->backlog ? claim_batch : 1))
 		wake = earliest(wake, latest(d->next_check, d->sync_retry_at));
+	if (!syncing && !d->stopping)
+		wake = earliest(wake, latest(d->next_sweep, d->sync_retry_at));
 	if (!syncing && d->ndone > 0) {
 		pd_ms flush_at = d->stopping || d->ndone >= claim_batch ?
 		    now : d->oldest_done + FLUSH_MS;
@@ -796,11 +867,11 @@ run(struct dispatcher *d)
 
 	if (claim_batch < 1)
 		claim_batch = 1;
-	d->next_check = d->next_promote_check = d->started;
+	d->next_check = d->next_promote_check = d->next_sweep = d->started;
 	for (;;) {
 		pd_ms now = clock_monotonic(), wake;
 		enum sync_state syncing = sync_state(d);
-		int room, want_claim, want_flush;
+		int room, want_claim, want_flush, want_sweep;
 
 		if (syncing == SYNC_DONE) {
 			if (sync_finish(d, now) != 0 && d->sync_failures >= SYNC_GIVE_UP) {
@@ -821,7 +892,9 @@ run(struct dispatcher *d)
 			    room >= (d->backlog ? claim_batch : 1);
 			want_flush = d->ndone > 0 && (d->stopping || d->ndone >= claim_batch ||
 			    now - d->oldest_done >= FLUSH_MS);
-			if ((want_claim || want_flush) && now >= d->sync_retry_at) {
+			/* Even with every slot busy, what runs out is ended. */
+			want_sweep = !d->stopping && now >= d->next_sweep;
+			if ((want_claim || want_flush || want_sweep) && now >= d->sync_retry_at) {
 				sync_order(d, now, want_claim ? room : 0);
 				syncing = SYNC_ORDERED;
 			} else if (d->stopping && d->held == 0)
@@ -949,9 +1022,10 @@ main(int argc, char **argv)
 	status = run(&d);
 	syncer_stop(&d);
 
-	log_info("exiting: %ld delivered, %ld retried, %ld failed, %ld given back, "
-	         "%ld lost to another dispatcher, %ld HTTP attempts in %.1f s",
-	         d.delivered, d.retried, d.failed, d.released, d.lost, d.attempts,
+	log_info("exiting: %ld delivered, %ld retried, %ld failed, %ld expired, %ld given back, "
+	         "%ld lost to another dispatcher, %ld ended by the sweep, %ld HTTP attempts "
+	         "in %.1f s", d.delivered, d.retried, d.failed, d.expired, d.released, d.lost,
+	         d.swept, d.attempts,
 	         (double)(clock_monotonic() - d.started) / 1000.0);
 	engine_free(d.engine);
 	store_close(d.store);

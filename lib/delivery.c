@@ -573,6 +573,13 @@ round_continue(struct pd_engine *e, struct pd_job *job)
 			round_end(e, job, PD_OUTCOME_RELEASED);
 			return;
 		}
+		/* API.md: never delivered after its ttl, so no attempt starts
+		 * past it, however the round got here (an answer that came
+		 * late, a wait for the host's slot). */
+		if (job->m.expires != 0 && time_now() >= job->m.expires) {
+			round_end(e, job, PD_OUTCOME_EXPIRED);
+			return;
+		}
 		job->host = host_of(e, job->pool[index]);
 		if (!host_may_start(e, job->host)) {
 			job_wait(e, job);

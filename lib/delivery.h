@@ -55,6 +55,8 @@ enum pd_outcome {
 	PD_OUTCOME_DELIVERED,     /* a target answered 2xx */
 	PD_OUTCOME_RETRY,         /* every target failed; another round later */
 	PD_OUTCOME_FAILED,        /* max_attempts rounds done, or no target left */
+	PD_OUTCOME_EXPIRED,       /* its ttl ran out before the next attempt: none
+	                           * is sent after it */
 	PD_OUTCOME_RELEASED       /* stopped before the round ended: give it back
 	                           * (the round counts if a request was sent) */
 };
@@ -149,7 +151,10 @@ void engine_free(struct pd_engine *e);
 void delivery_host_key(const char *url, char key[PD_HOST_KEY_MAX]);
 
 /* Starts a round of job: shuffles its pool and sends the first attempt
- * (or parks it until its host has a slot). */
+ * (or parks it until its host has a slot). Before each attempt of a round
+ * (the first, the next URL of the pool, a parked job's) the message's ttl
+ * is checked: once m.expires has passed the round ends PD_OUTCOME_EXPIRED
+ * and nothing more is sent. */
 void engine_start(struct pd_engine *e, struct pd_job *job);
 
 /* Moves transfers on, waiting at most timeout_ms for something to happen;
