@@ -115,7 +115,8 @@ http_stopping(void)
 	return atomic_load(&stop_after_request) != 0;
 }
 
-/* Whether each request thread keeps a store connection of its own. */
+/* Whether each request has a store connection of its own while it is
+ * served (from the pool below). */
 static int
 store_per_thread(const struct pd_app *app)
 {
@@ -332,9 +333,57 @@ decoded:
 	return 0;
 }
 
+/*
+ * The connections of a program whose request threads each need one, when
+ * no request holds them: a stack, the last one given back on top. A
+ * request takes the one used last, whose page cache is warm; with one
+ * connection per thread, most requests would land on a cold one and read
+ * their pages from the file again. At most as many are open as requests
+ * have been served at once.
+ */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct pd_store **pool;
+static size_t pool_n, pool_room;
+
+static struct pd_store *
+pool_take(void)
+{
+	struct pd_store *s = NULL;
+
+	pthread_mutex_lock(&pool_lock);
+	if (pool_n > 0)
+		s = pool[--pool_n];
+	pthread_mutex_unlock(&pool_lock);
+	return s;
+}
+
+static void
+pool_give(struct pd_store *s)
+{
+	if (s == NULL)
+		return;
+	pthread_mutex_lock(&pool_lock);
+	if (pool_n == pool_room) {
+		size_t room = pool_room ? 2 * pool_room : 16;
+		void *more = realloc(pool, room * sizeof(*pool));
+
+		if (more != NULL) {
+			pool = more;
+			pool_room = room;
+		}
+	}
+	if (pool_n < pool_room) {
+		pool[pool_n++] = s;
+		s = NULL;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	store_close(s);
+}
+
 /* A store that could not be opened (at start-up, or again after a failure)
- * is tried again, at most once a second, so a database that comes back is
- * served without a restart. The program's store, or the request thread's. */
+ * is tried again at most once a second, so a database that comes back is
+ * served without a restart. The program's store, or the request's, taken
+ * from the pool when one waits there. */
 static int
 store_reopen(struct pd_request *r)
 {
@@ -343,10 +392,16 @@ store_reopen(struct pd_request *r)
 	pd_ms *tried = store_per_thread(app) ? &r->store_last_try : &last_try;
 	pd_ms now = clock_monotonic();
 
+	if (store_per_thread(app) && (r->store = pool_take()) != NULL)
+		return 1;
 	if (*tried != 0 && now - *tried < 1000)
 		return 0;
+	if (store_open(store_per_thread(app) ? &r->store : &app->store, &app->cfg) == 0) {
+		*tried = 0;
+		return 1;
+	}
 	*tried = now;
-	return store_open(store_per_thread(app) ? &r->store : &app->store, &app->cfg) == 0;
+	return 0;
 }
 
 /* Whether method (a word) is one of route's, HEAD counting as GET. */
@@ -458,6 +513,10 @@ request_reset(struct pd_request *r)
 	r->is_head = 0;
 	r->replied = 0;
 	r->route = NULL;
+	if (store_per_thread(r->app)) {
+		pool_give(r->store);
+		r->store = NULL;
+	}
 }
 
 /* Accepting is serialised, as libfcgi's threaded example does. */

@@ -10,6 +10,7 @@
  * what a row holds says so in its WHERE clause (token = ?, token = 0), so
  * it stays right with several writers, as on PostgreSQL.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,7 @@ struct pd_store {
 	sqlite3_stmt *st[ST_COUNT];
 	pd_ms busy_since;         /* when the current wait for a lock began */
 	long delta[PD_NSTATES];   /* count changes of the transaction in progress */
+	int writing;              /* holds this process's turn to write (writer_turn) */
 };
 
 int
@@ -332,13 +334,39 @@ store_exec(struct pd_store *s, enum statement id)
 
 /* ---- transactions ---- */
 
+/*
+ * SQLite has one writer at a time. The threads of one process (a queue
+ * program's requests, each with a connection of its own) take turns on this
+ * mutex before they ask for the database's write lock: a thread waiting
+ * here is woken the moment the turn is free, where one waiting for the
+ * database lock sleeps and polls (on_busy) beside the other threads, and
+ * may sleep past a lock that was free. Between processes the database lock
+ * still decides.
+ */
+static pthread_mutex_t writer_turn = PTHREAD_MUTEX_INITIALIZER;
+
+static void
+writer_done(struct pd_store *s)
+{
+	if (s->writing) {
+		s->writing = 0;
+		pthread_mutex_unlock(&writer_turn);
+	}
+}
+
 static enum store_result
 tx_begin(struct pd_store *s, const char *what)
 {
-	int rc = store_exec(s, ST_BEGIN);
+	int rc;
 
+	pthread_mutex_lock(&writer_turn);
+	s->writing = 1;
+	rc = store_exec(s, ST_BEGIN);
 	memset(s->delta, 0, sizeof(s->delta));
-	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, what);
+	if (rc == SQLITE_OK)
+		return STORE_OK;
+	writer_done(s);
+	return store_fail(s, rc, what);
 }
 
 /* One snapshot for the reads of one call; inside a write transaction (a
@@ -364,6 +392,7 @@ tx_rollback(struct pd_store *s)
 	if (!sqlite3_get_autocommit(s->db))
 		store_exec(s, ST_ROLLBACK);
 	memset(s->delta, 0, sizeof(s->delta));
+	writer_done(s);
 }
 
 /* Applies the transaction's count deltas, one statement per state that
@@ -386,6 +415,7 @@ tx_commit(struct pd_store *s, const char *what)
 		rc = store_exec(s, ST_COMMIT);
 	if (rc == SQLITE_OK) {
 		memset(s->delta, 0, sizeof(s->delta));
+		writer_done(s);
 		return STORE_OK;
 	}
 	res = store_fail(s, rc, what);

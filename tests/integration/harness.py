@@ -120,9 +120,17 @@ class Stack:
         try:
             rc = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            # Who is still there says what the stop waits for.
+            ps = subprocess.run(["ps", "-eo", "pid,ppid,pgid,stat,etime,args"],
+                                capture_output=True, text=True).stdout.splitlines()
+            tree, rows = {str(self.proc.pid)}, [line.split(None, 5) for line in ps[1:]]
+            for _ in range(8):                  # its descendants, a generation at a time
+                tree |= {r[0] for r in rows if r[1] in tree}
+            left = "\n".join(ps[:1] + [" ".join(r) for r in rows if r[0] in tree])
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"postdate-stack did not stop within {timeout} s of SIGINT")
+            raise AssertionError(f"postdate-stack did not stop within {timeout} s of SIGINT; "
+                                 f"still running:\n{left}\nits log:\n{self.log()[-3000:]}")
         self.proc = None
         return rc
 
