@@ -63,6 +63,8 @@ static struct longpoll *poller;
 static int
 queue_start(struct pd_app *app)
 {
+	if (committer_start(&app->committer, app) != 0)
+		return -1;
 	return longpoll_open(&poller, &app->cfg, http_stopping);
 }
 
@@ -355,6 +357,7 @@ handle_receive(struct pd_request *r)
 	static const char *const known[] = { "queue", "max", "visibility", "wait", NULL };
 	struct pd_app *app = http_app(r);
 	struct pd_reporter reporter = { http_store(r), &app->cfg };
+	struct store_queue_op op = { .fn = add_received };
 	long max = 1, visibility = 0, wait = 0;
 	enum store_result res;
 	json_object *messages, *o;
@@ -374,14 +377,17 @@ handle_receive(struct pd_request *r)
 		return;
 	}
 	messages = json_object_new_array();
+	op.queue = queue;
+	op.max = (int)max;
+	op.visibility_s = (int)visibility;
+	op.ctx = messages;
 	if (wait > 0) {
 		res = longpoll_receive(poller, http_store(r), queue, (int)max, (int)visibility,
 		                       wait * PD_MS_PER_S, report_of_message, &reporter,
 		                       add_received, messages, &received);
 		atomic_fetch_sub(&waiting, 1);
-	} else
-		res = store_receive(http_store(r), queue, (int)max, (int)visibility, time_now(),
-		                    report_of_message, &reporter, add_received, messages);
+	} else		/* in one commit with the process's other queue work */
+		res = committer_queue(app->committer, &op);
 	if (res != STORE_OK) {
 		json_object_put(messages);
 		if (res == STORE_NOTFOUND)
@@ -422,11 +428,11 @@ ack_result(const struct store_ack *item)
 static void
 ack_and_reply(struct pd_request *r, struct store_ack *items, size_t n, int batch)
 {
-	struct pd_reporter reporter = { http_store(r), &http_app(r)->cfg };
+	struct store_queue_op op = { .items = items, .n = n };
 	enum store_result res;
 	json_object *o, *results;
 
-	res = store_ack(http_store(r), items, n, time_now(), report_of_message, &reporter);
+	res = committer_queue(http_app(r)->committer, &op);
 	if (res != STORE_OK) {
 		reply_store_failure(r, res);
 		return;

@@ -10,6 +10,9 @@
  * Batches form by themselves: while one commit syncs, the next requests
  * queue up. A request that finds nobody committing commits at once on its
  * own thread, so a lone request costs no hand-over to another thread.
+ *
+ * The queue program's receives and acks commit the same way (a committer
+ * serves one program, so a batch is all inserts or all queue work).
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -24,7 +27,8 @@
 
 /* A waiting request, on its thread's stack until its result is in. */
 struct waiter {
-	struct store_insert item;
+	struct store_insert item;     /* schedule's message */
+	struct store_queue_op *op;    /* or a piece of the queue program's work */
 	int done;
 	int leads;                    /* it is this request's turn to commit the queue */
 	pthread_cond_t wake;          /* done or leads; one per waiter, so a batch
@@ -81,6 +85,7 @@ static void
 lead_one_batch(struct pd_committer *c)
 {
 	struct store_insert items[COMMIT_MAX_BATCH];
+	struct store_queue_op ops[COMMIT_MAX_BATCH];
 	struct waiter *batch, *w;
 	struct pd_store *store;
 	size_t n, i;
@@ -88,14 +93,21 @@ lead_one_batch(struct pd_committer *c)
 	batch = take_batch(c, &n);
 	pthread_mutex_unlock(&c->lock);
 
-	for (w = batch, i = 0; w != NULL; w = w->next, i++)
+	for (w = batch, i = 0; w != NULL; w = w->next, i++) {
 		items[i] = w->item;
+		if (w->op != NULL)
+			ops[i] = *w->op;
+	}
 	store = committer_store(c);
-	if (store != NULL)
-		store_insert_batch(store, items, n);
-	else
+	if (store == NULL)
 		for (i = 0; i < n; i++)
-			items[i].result = STORE_UNAVAILABLE;
+			items[i].result = ops[i].result = STORE_UNAVAILABLE;
+	else if (batch->op != NULL) {
+		struct pd_reporter reporter = { store, &c->app->cfg };
+
+		store_queue_batch(store, ops, n, time_now(), report_of_message, &reporter);
+	} else
+		store_insert_batch(store, items, n);
 
 	pthread_mutex_lock(&c->lock);
 	for (w = batch, i = 0; w != NULL; i++) {
@@ -104,6 +116,8 @@ lead_one_batch(struct pd_committer *c)
 		struct waiter *next = w->next;
 
 		w->item.result = items[i].result;
+		if (w->op != NULL)
+			w->op->result = ops[i].result;
 		w->done = 1;
 		pthread_cond_signal(&w->wake);
 		w = next;
@@ -131,33 +145,50 @@ committer_start(struct pd_committer **out, struct pd_app *app)
 	return 0;
 }
 
+/* Queues w and returns once the transaction holding it has committed (or
+ * failed), committing it, and whatever queued with it, when it is w's turn. */
+static void
+commit_waiter(struct pd_committer *c, struct waiter *w)
+{
+	pthread_cond_init(&w->wake, NULL);
+	pthread_mutex_lock(&c->lock);
+	*c->tail = w;
+	c->tail = &w->next;
+	if (!c->committing) {
+		/* Nobody commits: the queue holds only this request. */
+		c->committing = 1;
+		w->leads = 1;
+	}
+	for (;;) {
+		while (!w->done && !w->leads)
+			pthread_cond_wait(&w->wake, &c->lock);
+		if (w->done)
+			break;
+		/* Its turn: its own request is at the head of the queue, so the
+		 * batch it commits includes it. */
+		w->leads = 0;
+		lead_one_batch(c);
+	}
+	pthread_mutex_unlock(&c->lock);
+	pthread_cond_destroy(&w->wake);
+}
+
 enum store_result
 committer_insert(struct pd_committer *c, struct pd_message *m, pd_ms now)
 {
 	struct waiter w = { .item = { .message = m, .now = now } };
 
-	pthread_cond_init(&w.wake, NULL);
-	pthread_mutex_lock(&c->lock);
-	*c->tail = &w;
-	c->tail = &w.next;
-	if (!c->committing) {
-		/* Nobody commits: the queue holds only this request. */
-		c->committing = 1;
-		w.leads = 1;
-	}
-	for (;;) {
-		while (!w.done && !w.leads)
-			pthread_cond_wait(&w.wake, &c->lock);
-		if (w.done)
-			break;
-		/* Its turn: its own request is at the head of the queue, so the
-		 * batch it commits includes it. */
-		w.leads = 0;
-		lead_one_batch(c);
-	}
-	pthread_mutex_unlock(&c->lock);
-	pthread_cond_destroy(&w.wake);
+	commit_waiter(c, &w);
 	return w.item.result;
+}
+
+enum store_result
+committer_queue(struct pd_committer *c, struct store_queue_op *op)
+{
+	struct waiter w = { .op = op };
+
+	commit_waiter(c, &w);
+	return op->result;
 }
 
 void

@@ -203,6 +203,11 @@ int committer_start(struct pd_committer **out, struct pd_app *app);
  * database cannot be opened. */
 enum store_result committer_insert(struct pd_committer *c, struct pd_message *m, pd_ms now);
 
+/* As store_receive or store_ack (op says which, as store_queue_batch
+ * reads it), from any thread, in a transaction shared with the queue work
+ * of other requests; returns op->result. */
+enum store_result committer_queue(struct pd_committer *c, struct store_queue_op *op);
+
 /* Frees c, once no request thread uses it any more. */
 void committer_stop(struct pd_committer *c);
 

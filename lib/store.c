@@ -1929,26 +1929,35 @@ lease_received(struct pd_store *s, struct received *k)
  * way to the ones it hands out: the rest are the sweep's. */
 #define RECEIVE_MAX_ENDS 100
 
-enum store_result
-store_receive(struct pd_store *s, const char *queue, int max, int visibility_s, pd_ms now,
-              store_report_fn report_fn, void *report_ctx, store_received_fn fn, void *ctx)
+/* A receive inside a transaction, and what it leased, to hand over once
+ * the transaction has committed. */
+struct receive_work {
+	struct received *r;
+	int total;
+};
+
+/* Runs one receive inside the caller's transaction. STORE_OK (nothing
+ * leased when paused or empty) or STORE_NOTFOUND with the transaction
+ * still good; any other result means it must roll back. */
+static enum store_result
+receive_in_tx(struct pd_store *s, const char *queue, int max, int visibility_s, pd_ms now,
+              store_report_fn report_fn, void *report_ctx, struct receive_work *w)
 {
 	struct received *r;
 	struct queue_row q;
 	enum store_result res;
 	int got = 0, ends = 0, level = FIRST_LEVEL, total = 0, rc;
 
+	w->r = NULL;
+	w->total = 0;
 	if (max <= 0)
 		return STORE_OK;
 	if ((r = calloc((size_t)(max + RECEIVE_MAX_ENDS), sizeof(*r))) == NULL)
 		return STORE_ERROR;
-	if ((res = tx_begin(s, "beginning a receive")) != STORE_OK)
-		goto out;
+	w->r = r;
 	rc = find_queue(s, queue, &q, NULL, 0);
-	if (rc == SQLITE_DONE) {
-		res = STORE_NOTFOUND;
-		goto rollback;
-	}
+	if (rc == SQLITE_DONE)
+		return STORE_NOTFOUND;
 	if (rc != SQLITE_OK || q.paused)
 		goto done;
 	if (visibility_s <= 0)
@@ -1964,7 +1973,9 @@ store_receive(struct pd_store *s, const char *queue, int max, int visibility_s, 
 			 * RECEIVE_MAX_ENDS, and each earlier row was one or the other. */
 			int room = (max - got) + (RECEIVE_MAX_ENDS - ends);
 
-			if ((rc = read_receivable(s, q.key, level, now, r + total, room, &n)) != SQLITE_OK)
+			rc = read_receivable(s, q.key, level, now, r + total, room, &n);
+			w->total = total + n;
+			if (rc != SQLITE_OK)
 				goto done;
 			for (int i = 0; i < n; i++) {
 				struct received *k = &r[total + i];
@@ -1991,7 +2002,7 @@ store_receive(struct pd_store *s, const char *queue, int max, int visibility_s, 
 					                 (enum pd_state)k->end, k->m.attempts,
 					                 k->m.callback != NULL, now, report_fn, report_ctx);
 					if (res != STORE_OK)
-						goto rollback;
+						return res == STORE_NOTFOUND ? STORE_ERROR : res;
 					log_info("%s %s of queue %s: %s", k->end == PD_EXPIRED ? "expired" :
 					         "failed", k->m.id, queue, k->end == PD_EXPIRED ?
 					         "its ttl ran out" : "its last allowed receive ran out");
@@ -2006,43 +2017,67 @@ store_receive(struct pd_store *s, const char *queue, int max, int visibility_s, 
 		}
 	}
 done:
-	if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
-		res = store_fail(s, rc, "receiving");
-		goto rollback;
-	}
-	if ((res = tx_commit(s, "committing a receive")) != STORE_OK)
-		goto out;
-	/* Only what is committed is handed on. */
-	for (int i = 0; i < total; i++) {
+	if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return store_fail(s, rc, "receiving");
+	return STORE_OK;
+}
+
+/* Hands what a committed receive leased to fn (when committed is set),
+ * and frees the work. */
+static enum store_result
+receive_hand_over(struct receive_work *w, int committed, store_received_fn fn, void *ctx)
+{
+	enum store_result res = STORE_OK;
+
+	for (int i = 0; i < w->total; i++) {
+		struct received *k = &w->r[i];
 		char text[PD_RECEIPT_LEN + 1];
 
-		if (r[i].end != 0)
-			continue;
-		receipt_format(&r[i].receipt, text);
-		r[i].m.attempts++;
-		r[i].m.state = PD_DELIVERING;
-		if (res == STORE_OK && fn(ctx, &r[i].m, text, r[i].until) != 0)
-			res = STORE_ERROR;
+		if (committed && k->end == 0 && res == STORE_OK) {
+			receipt_format(&k->receipt, text);
+			k->m.attempts++;
+			k->m.state = PD_DELIVERING;
+			if (fn(ctx, &k->m, text, k->until) != 0)
+				res = STORE_ERROR;
+		}
+		message_free(&k->m);
 	}
-	goto out;
-rollback:
-	tx_rollback(s);
-out:
-	for (int i = 0; i < total; i++)
-		message_free(&r[i].m);
-	free(r);
+	free(w->r);
+	w->r = NULL;
+	w->total = 0;
 	return res;
 }
 
 enum store_result
-store_ack(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
+store_receive(struct pd_store *s, const char *queue, int max, int visibility_s, pd_ms now,
+              store_report_fn report_fn, void *report_ctx, store_received_fn fn, void *ctx)
+{
+	struct receive_work w = { 0 };
+	enum store_result res;
+
+	if ((res = tx_begin(s, "beginning a receive")) != STORE_OK)
+		return res;
+	res = receive_in_tx(s, queue, max, visibility_s, now, report_fn, report_ctx, &w);
+	if (res == STORE_OK)
+		res = tx_commit(s, "committing a receive");
+	else
+		tx_rollback(s);
+	/* Only what is committed is handed on. */
+	if (res == STORE_OK)
+		return receive_hand_over(&w, 1, fn, ctx);
+	receive_hand_over(&w, 0, fn, ctx);
+	return res;
+}
+
+/* Acks n items inside the caller's transaction: STORE_OK with each item's
+ * result, or a failure that means it must roll back. */
+static enum store_result
+ack_in_tx(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
           store_report_fn report_fn, void *ctx)
 {
 	sqlite3_stmt *st = s->st[ST_ACK];
 	enum store_result res;
 
-	if ((res = tx_begin(s, "beginning an ack")) != STORE_OK)
-		return res;
 	for (size_t i = 0; i < n; i++) {
 		struct store_ack *a = &items[i];
 		struct receipt r;
@@ -2071,14 +2106,66 @@ store_ack(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
 			if (res == STORE_OK)
 				a->result = receipt_refused(s, a);
 		}
-		if (res != STORE_OK || a->result == STORE_ERROR || a->result == STORE_BUSY) {
-			if (res == STORE_OK)
-				res = a->result;
-			tx_rollback(s);
+		if (res != STORE_OK)
 			return res;
-		}
+		if (a->result == STORE_ERROR || a->result == STORE_BUSY)
+			return a->result;
+	}
+	return STORE_OK;
+}
+
+enum store_result
+store_ack(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
+          store_report_fn report_fn, void *ctx)
+{
+	enum store_result res;
+
+	if ((res = tx_begin(s, "beginning an ack")) != STORE_OK)
+		return res;
+	if ((res = ack_in_tx(s, items, n, now, report_fn, ctx)) != STORE_OK) {
+		tx_rollback(s);
+		return res;
 	}
 	return tx_commit(s, "committing an ack");
+}
+
+void
+store_queue_batch(struct pd_store *s, struct store_queue_op *ops, size_t n, pd_ms now,
+                  store_report_fn report_fn, void *report_ctx)
+{
+	struct receive_work *w = calloc(n > 0 ? n : 1, sizeof(*w));
+	enum store_result res = w != NULL ? STORE_OK : STORE_ERROR;
+
+	if (res == STORE_OK)
+		res = tx_begin(s, "beginning a batch of queue work");
+	for (size_t i = 0; i < n && res == STORE_OK; i++) {
+		struct store_queue_op *op = &ops[i];
+
+		if (op->items != NULL)
+			op->result = ack_in_tx(s, op->items, op->n, now, report_fn, report_ctx);
+		else
+			op->result = receive_in_tx(s, op->queue, op->max, op->visibility_s, now,
+			                           report_fn, report_ctx, &w[i]);
+		/* An unknown queue refuses only its receive. */
+		if (op->result != STORE_OK && op->result != STORE_NOTFOUND) {
+			res = op->result;
+			tx_rollback(s);
+		}
+	}
+	if (res == STORE_OK)
+		res = tx_commit(s, "committing a batch of queue work");
+	for (size_t i = 0; i < n; i++) {
+		if (res != STORE_OK)
+			ops[i].result = res;
+		if (w != NULL && ops[i].items == NULL) {
+			enum store_result handed = receive_hand_over(&w[i], res == STORE_OK,
+			                                             ops[i].fn, ops[i].ctx);
+
+			if (res == STORE_OK && ops[i].result == STORE_OK)
+				ops[i].result = handed;
+		}
+	}
+	free(w);
 }
 
 /* The end of a receipt's message that cannot be given back or kept (its

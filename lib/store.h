@@ -179,6 +179,26 @@ struct store_ack {
 enum store_result store_ack(struct pd_store *s, struct store_ack *items, size_t n, pd_ms now,
                             store_report_fn report_fn, void *ctx);
 
+/* One piece of queue work of a batch: an ack of items (n of them), or,
+ * when items is NULL, a receive (as store_receive's arguments). */
+struct store_queue_op {
+	struct store_ack *items;
+	size_t n;
+	const char *queue;
+	int max;
+	int visibility_s;
+	store_received_fn fn;      /* called after the commit */
+	void *ctx;
+	enum store_result result;  /* as store_ack's or store_receive's */
+};
+
+/* Runs n pieces of queue work in one transaction, so one commit (one sync
+ * to disk) serves them all: group commit for a queue program's requests.
+ * An unknown queue refuses its own receive; a failure of the transaction
+ * is every op's result. */
+void store_queue_batch(struct pd_store *s, struct store_queue_op *ops, size_t n, pd_ms now,
+                       store_report_fn report_fn, void *report_ctx);
+
 /* Gives a received message back: receivable again at now + delay_ms
  * (*due), or failed when that was its last allowed receive (item->state
  * says which). */
