@@ -2,7 +2,7 @@
  * queue: the pull side of queues, one FastCGI program for its routes:
  * POST /api/receive, /api/ack, /api/release, /api/extend and GET/POST
  * /api/queues (API.md "Queues: pull delivery"). It runs receive_waiters + 8
- * request threads, each with a store connection of its own, so that
+ * request threads, each request holding a store connection, so that
  * long-polling receives wait in threads, not in processes.
  */
 #include <stdatomic.h>

@@ -7,7 +7,7 @@
  * Under a FastCGI server (fd 0 is a listening socket) it loops on
  * FCGX_Accept_r, in one thread, in schedule_threads threads for a
  * group-commit route (schedule), or in as many as a program of several
- * routes asks for (queue), each with a store connection of its own;
+ * routes asks for (queue), each request holding a store connection;
  * started any other way it serves one plain-CGI request from stdin and the
  * environment.
  */
@@ -73,7 +73,7 @@ on_terminate(int signo)
 struct pd_request {
 	struct pd_app *app;
 	const struct pd_route *route;  /* the route this request asked for */
-	struct pd_store *store;   /* the thread's own, when the program has threads */
+	struct pd_store *store;   /* held while it is served, when the program has threads */
 	pd_ms store_last_try;     /* when it was last opened, or tried */
 	FCGX_Request *fcgx;       /* NULL under plain CGI */
 	char **envp;

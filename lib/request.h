@@ -106,9 +106,10 @@ struct pd_program {
 	const char *example;
 	const struct pd_route *routes;
 	size_t nroutes;
-	/* How many request threads to run (NULL: one). Each has a store
-	 * connection of its own (http_store), since a SQLite connection is not
-	 * shared between threads here. */
+	/* How many request threads to run (NULL: one). Each request holds a
+	 * store connection of its own while it is served (http_store), taken
+	 * from the program's pool, since a SQLite connection is not shared
+	 * between threads here. */
 	int (*threads)(const struct pd_config *cfg);
 	/* Called once the configuration is loaded, before the first request
 	 * (NULL: nothing to do); nonzero ends the program with status 1. */
@@ -139,9 +140,10 @@ const struct pd_fields *http_fields(struct pd_request *r);
 const char *http_param(struct pd_request *r, const char *name);
 
 /* The store this request uses: the program's, or in a program of several
- * threads the request thread's own connection (opened again, at most once a
- * second, after it could not be or after http_store_failed). NULL when the
- * database cannot be opened. */
+ * threads the connection the request holds, from the program's pool (a new
+ * one opened when none waits there, tried again at most once a second
+ * after a failure or after http_store_failed). NULL when the database
+ * cannot be opened. */
 struct pd_store *http_store(struct pd_request *r);
 
 /* Says that an operation on http_store(r) failed in a way that a new
