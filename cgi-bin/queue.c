@@ -46,7 +46,9 @@ static const char description[] =
 "only when a message is receivable (one thread per process watches for\n"
 "commits and wakes the waiters); past receive_waiters receives waiting at\n"
 "once, another that asks to wait is answered 503 with Retry-After: 1. On\n"
-"SIGTERM waiting receives answer at once (an empty list). Give the web\n"
+"SIGTERM waiting receives answer at once (an empty list). Receives and\n"
+"acks that arrive together share one transaction (group commit, as in\n"
+"schedule): one sync to disk answers them all. Give the web\n"
 "server a read timeout above the longest wait (20 s). Run it under a\n"
 "FastCGI server behind nginx or Apache; started without one it answers a\n"
 "single plain-CGI request.\n";

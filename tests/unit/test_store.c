@@ -919,6 +919,47 @@ test_a_ttl_expires_and_a_full_queue_refuses(void)
 	fixture_close(&f);
 }
 
+/* Group commit of queue work: receives and acks of several requests in
+ * one transaction, each with its own result; an unknown queue refuses only
+ * its own receive. */
+static void
+test_a_batch_of_queue_work_gives_each_request_its_result(void)
+{
+	struct fixture f;
+	char a[PD_ID_LEN + 1], b[PD_ID_LEN + 1];
+	struct got first, second, third;
+	struct store_ack ack;
+	struct store_queue_op ops[3];
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_queued(&f, "jobs", 0, now, 0, now, a), STORE_OK);
+	CHECK_INT(insert_queued(&f, "jobs", 0, now, 0, now, b), STORE_OK);
+	CHECK_INT(receive(&f, "jobs", 1, 30, now, &first), 1);
+	CHECK_STR(first.id[0], a);
+	ack = (struct store_ack){ .id = a, .receipt = first.receipt[0] };
+	memset(&second, 0, sizeof(second));
+	memset(&third, 0, sizeof(third));
+	ops[0] = (struct store_queue_op){ .items = &ack, .n = 1 };
+	ops[1] = (struct store_queue_op){ .queue = "jobs", .max = 5, .visibility_s = 30,
+	                                  .fn = take_received, .ctx = &second };
+	ops[2] = (struct store_queue_op){ .queue = "nothing", .max = 5, .visibility_s = 30,
+	                                  .fn = take_received, .ctx = &third };
+	store_queue_batch(f.s, ops, 3, now + 10, NULL, NULL);
+	CHECK_INT(ops[0].result, STORE_OK);
+	CHECK_INT(ack.result, STORE_OK);
+	CHECK_INT(ops[1].result, STORE_OK);
+	CHECK_INT(second.n, 1);
+	CHECK_STR(second.id[0], b);
+	CHECK_INT(ops[2].result, STORE_NOTFOUND);
+	CHECK_INT(third.n, 0);
+	CHECK_INT(state_of(&f, a, NULL), PD_DELIVERED);
+	CHECK_INT(state_of(&f, b, NULL), PD_DELIVERING);
+	fixture_close(&f);
+}
+
 /* More due than a claim takes: lower priority values first. */
 static void
 test_a_claim_takes_lower_priority_values_first(void)
@@ -957,6 +998,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_a_stale_receipt_is_refused_and_the_current_one_acks),
 	UNIT(test_the_last_allowed_receive_ends_the_message_failed),
 	UNIT(test_a_ttl_expires_and_a_full_queue_refuses),
+	UNIT(test_a_batch_of_queue_work_gives_each_request_its_result),
 	UNIT(test_a_claim_takes_lower_priority_values_first),
 	UNIT(test_a_batch_gives_each_message_its_own_result),
 	UNIT(test_a_claim_leases_counts_the_round_and_a_settle_ends_it),
