@@ -782,7 +782,11 @@ def test_a_backlog_with_every_slot_busy_does_not_spin_the_cpu():
         assert p.returncode == 0, err[-2000:]
         assert counts(s)["delivered"] == n, err[-2000:]
         assert wall >= 3, "the target did not hold the slots"
-        assert cpu < 0.05 * wall, (cpu, wall)
+        # The spin took 67 % of wall time. Under `make test SANITIZE=1` the
+        # real work (256 deliveries, their SQL) costs ASan's 2-3 times more
+        # CPU, and 5 % was missed by a tenth of a second without a spin.
+        bound = 0.15 if os.environ.get("SANITIZE") == "1" else 0.05
+        assert cpu < bound * wall, (cpu, wall, bound)
 
 
 def test_a_hanging_delivery_at_the_end_of_a_for_run_does_not_hold_up_the_next_run():
