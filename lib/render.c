@@ -193,26 +193,6 @@ render_report(const struct pd_message *m, const char *url, const struct pd_respo
 	return o;
 }
 
-/* A payload as text when it is UTF-8, else as payload_base64, so that any
- * bytes survive JSON. */
-static void
-add_payload(json_object *o, const char *payload, size_t len)
-{
-	char *b64;
-
-	if (utf8_valid(payload != NULL ? payload : "", len)) {
-		json_object_object_add(o, "payload",
-		    json_object_new_string_len(payload != NULL ? payload : "", (int)len));
-		return;
-	}
-	b64 = malloc(4 * ((len + 2) / 3) + 1);
-	if (b64 == NULL)
-		return;
-	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)payload, (int)len);
-	json_object_object_add(o, "payload_base64", json_object_new_string(b64));
-	free(b64);
-}
-
 json_object *
 render_received(const struct pd_message *m, const char *receipt, pd_ms visible_until)
 {
@@ -221,7 +201,8 @@ render_received(const struct pd_message *m, const char *receipt, pd_ms visible_u
 	json_object_object_add(o, "id", json_object_new_string(m->id));
 	json_object_object_add(o, "receipt", json_object_new_string(receipt));
 	json_object_object_add(o, "queue", json_string_or_null(m->queue));
-	add_payload(o, m->payload, m->payload_len);
+	add_text_or_base64(o, "payload", "payload_base64", m->payload != NULL ? m->payload : "",
+	                   m->payload_len);
 	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
 	/* Headers of a message come with issue 17; until then none. */
 	json_object_object_add(o, "headers", json_object_new_object());
