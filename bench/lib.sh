@@ -141,6 +141,18 @@ stop_fcgi_site() {
 	sleep 0.3
 }
 
+# cpu_ms NAME: CPU time (user + system, ms) used so far by the processes
+# start_fcgi_site NAME started, threads included.
+cpu_ms() {
+	ticks=$(getconf CLK_TCK)
+	total=0
+	while read -r p || [ -n "$p" ]; do
+		t=$(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+		total=$((total + t))
+	done < "$bench_dir/$1/fcgi.pid"
+	echo $((total * 1000 / ticks))
+}
+
 # peak_rss_kb PIDFILE: the largest peak RSS (VmHWM) among the pids listed.
 peak_rss_kb() {
 	max=0

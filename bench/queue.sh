@@ -54,6 +54,9 @@ for r in $(seq "$rounds"); do
 	echo "bench: round $r: baseline_queue acked $1 jobs in $2 s" >&2
 	base_jobs=$((base_jobs + $1)) base_s=$(awk "BEGIN { print $base_s + $2 }")
 done
+# CPU per job says where a gap comes from when the machine is the limit.
+echo "bench: CPU per 1000 jobs: cgi-bin/queue $(($(cpu_ms queue) * 1000 / total)) ms," \
+	"baseline_queue $(($(cpu_ms baseline-queue) * 1000 / total)) ms" >&2
 stop_fcgi_site queue
 stop_fcgi_site baseline-queue
 

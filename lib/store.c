@@ -1933,8 +1933,24 @@ lease_received(struct pd_store *s, struct received *k)
  * the transaction has committed. */
 struct receive_work {
 	struct received *r;
-	int total;
+	int total, room;
 };
+
+/* Makes room in w for more rows after its total. */
+static int
+receive_room(struct receive_work *w, int more)
+{
+	struct received *grown;
+	int want = w->total + more;
+
+	if (want <= w->room)
+		return 0;
+	if ((grown = realloc(w->r, (size_t)want * sizeof(*grown))) == NULL)
+		return -1;
+	w->r = grown;
+	w->room = want;
+	return 0;
+}
 
 /* Runs one receive inside the caller's transaction. STORE_OK (nothing
  * leased when paused or empty) or STORE_NOTFOUND with the transaction
@@ -1943,18 +1959,13 @@ static enum store_result
 receive_in_tx(struct pd_store *s, const char *queue, int max, int visibility_s, pd_ms now,
               store_report_fn report_fn, void *report_ctx, struct receive_work *w)
 {
-	struct received *r;
 	struct queue_row q;
 	enum store_result res;
-	int got = 0, ends = 0, level = FIRST_LEVEL, total = 0, rc;
+	int got = 0, ends = 0, level = FIRST_LEVEL, rc;
 
-	w->r = NULL;
-	w->total = 0;
+	*w = (struct receive_work){ 0 };
 	if (max <= 0)
 		return STORE_OK;
-	if ((r = calloc((size_t)(max + RECEIVE_MAX_ENDS), sizeof(*r))) == NULL)
-		return STORE_ERROR;
-	w->r = r;
 	rc = find_queue(s, queue, &q, NULL, 0);
 	if (rc == SQLITE_DONE)
 		return STORE_NOTFOUND;
@@ -1967,20 +1978,23 @@ receive_in_tx(struct pd_store *s, const char *queue, int max, int visibility_s, 
 
 		if ((rc = next_level(s, q.key, level, &level)) != SQLITE_ROW)
 			break;
-		/* A level is read again after ends: the rows it skipped are gone. */
+		/* Reads only as many rows as are still wanted; a level is read
+		 * again after ends, the rows it ended being gone. */
 		for (;;) {
-			/* Room for every row it may lease or end: r holds max +
-			 * RECEIVE_MAX_ENDS, and each earlier row was one or the other. */
-			int room = (max - got) + (RECEIVE_MAX_ENDS - ends);
+			int room = max - got, first = w->total;
 
-			rc = read_receivable(s, q.key, level, now, r + total, room, &n);
-			w->total = total + n;
+			if (receive_room(w, room) != 0) {
+				rc = SQLITE_NOMEM;
+				goto done;
+			}
+			rc = read_receivable(s, q.key, level, now, w->r + first, room, &n);
+			w->total = first + n;
 			if (rc != SQLITE_OK)
 				goto done;
-			for (int i = 0; i < n; i++) {
-				struct received *k = &r[total + i];
+			for (int i = first; i < w->total; i++) {
+				struct received *k = &w->r[i];
 
-				if (k->end == 0 && got < max) {
+				if (k->end == 0) {
 					if (receipt_new(&k->receipt) != 0) {
 						rc = SQLITE_ERROR;
 						goto done;
@@ -1993,7 +2007,7 @@ receive_in_tx(struct pd_store *s, const char *queue, int max, int visibility_s, 
 						s->delta[PD_DELIVERING]++;
 					}
 					got++;
-				} else if (k->end != 0 && ends < RECEIVE_MAX_ENDS) {
+				} else if (ends < RECEIVE_MAX_ENDS) {
 					sqlite3_bind_int64(s->st[ST_END_LIVE], 1, k->key);
 					sqlite3_bind_int64(s->st[ST_END_LIVE], 2, k->old_token);
 					if ((rc = store_exec(s, ST_END_LIVE)) != SQLITE_OK)
@@ -2008,10 +2022,9 @@ receive_in_tx(struct pd_store *s, const char *queue, int max, int visibility_s, 
 					         "its ttl ran out" : "its last allowed receive ran out");
 					ends++;
 				} else
-					k->end = -1;          /* neither: left for later */
+					k->end = -1;          /* neither: left for the sweep */
 			}
-			total += n;
-			/* A full read may leave more at this level behind its ends. */
+			/* A full read that ended some may leave more at this level. */
 			if (n < room || got >= max || ends >= RECEIVE_MAX_ENDS)
 				break;
 		}
@@ -2044,7 +2057,7 @@ receive_hand_over(struct receive_work *w, int committed, store_received_fn fn, v
 	}
 	free(w->r);
 	w->r = NULL;
-	w->total = 0;
+	w->total = w->room = 0;
 	return res;
 }
 
