@@ -3,7 +3,8 @@
 
 A test that takes a `stack` argument shares one running postdate with the
 others; a test that needs its own configuration starts its own Stack.
-Usage: run.py [SUBSTRING...] runs only the tests whose name contains one.
+Usage: run.py [SUBSTRING|MODULE...] runs only the tests whose name contains a
+SUBSTRING, or all the tests of a MODULE (such as test_queues).
 """
 
 import importlib
@@ -26,7 +27,7 @@ def main():
             module = importlib.import_module(name[:-3])
             for fname, fn in inspect.getmembers(module, inspect.isfunction):
                 if fname.startswith("test_") and fn.__module__ == module.__name__:
-                    if not wanted or any(w in fname for w in wanted):
+                    if not wanted or any(w in fname or w == name[:-3] for w in wanted):
                         tests.append((module.__name__, fname, fn))
     tests.sort(key=lambda t: (t[0], t[2].__code__.co_firstlineno))
 

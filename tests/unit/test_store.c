@@ -919,6 +919,53 @@ test_a_ttl_expires_and_a_full_queue_refuses(void)
 	fixture_close(&f);
 }
 
+/* A queue's counts change in memory during a transaction and are written
+ * at its commit: inserts of one batch still count against max_depth, and
+ * the figures after the batch hold every message it moved. */
+static void
+test_a_batch_counts_its_own_messages_against_max_depth(void)
+{
+	enum { N = 3 };
+	struct fixture f;
+	struct pd_queue_change change = { "jobs", -1, -1, 2, -1 };
+	struct pd_message m[N];
+	struct store_insert items[N];
+	struct store_ack acks[2];
+	struct pd_queue q;
+	struct got g;
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(store_queue_set(f.s, &change, now, &q), STORE_OK);
+	for (int i = 0; i < N; i++) {
+		make_message(&m[i], NULL, now);
+		free(m[i].urls);
+		m[i].urls = strdup("");
+		m[i].queue = strdup("jobs");
+		m[i].max_attempts = 0;
+		m[i].due = m[i].next_attempt = now;
+		items[i] = (struct store_insert){ .message = &m[i], .now = now };
+	}
+	store_insert_batch(f.s, items, N);
+	CHECK_INT(items[0].result, STORE_OK);
+	CHECK_INT(items[1].result, STORE_OK);
+	CHECK_INT(items[2].result, STORE_QUEUE_FULL);
+	CHECK_INT(store_queue_get(f.s, "jobs", now, &q), STORE_OK);
+	CHECK_INT(q.pending, 2);
+	CHECK_INT(receive(&f, "jobs", 2, 30, now, &g), 2);
+	for (int i = 0; i < 2; i++)
+		acks[i] = (struct store_ack){ .id = g.id[i], .receipt = g.receipt[i] };
+	CHECK_INT(store_ack(f.s, acks, 2, now, NULL, NULL), STORE_OK);
+	CHECK_INT(store_queue_get(f.s, "jobs", now, &q), STORE_OK);
+	CHECK_INT(q.pending + q.delivering, 0);
+	CHECK_INT(q.delivered, 2);
+	for (int i = 0; i < N; i++)
+		message_free(&m[i]);
+	fixture_close(&f);
+}
+
 /* Group commit of queue work: receives and acks of several requests in
  * one transaction, each with its own result; an unknown queue refuses only
  * its own receive. */
@@ -998,6 +1045,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_a_stale_receipt_is_refused_and_the_current_one_acks),
 	UNIT(test_the_last_allowed_receive_ends_the_message_failed),
 	UNIT(test_a_ttl_expires_and_a_full_queue_refuses),
+	UNIT(test_a_batch_counts_its_own_messages_against_max_depth),
 	UNIT(test_a_batch_of_queue_work_gives_each_request_its_result),
 	UNIT(test_a_claim_takes_lower_priority_values_first),
 	UNIT(test_a_batch_gives_each_message_its_own_result),
