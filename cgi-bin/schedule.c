@@ -18,10 +18,13 @@ static const char description[] =
 "a queue by its workers (queue=NAME, [A-Za-z0-9_.-]{1,64}, made on first\n"
 "use) at a given time. priority (-1000..1000, lower is sooner) orders what\n"
 "is due; ttl (a duration counted from the due time) or expires (a time, as\n"
-"at, with tz) ends a message not delivered by then as expired. topic is\n"
-"refused for now. Run it under a FastCGI server (spawn-fcgi, or a systemd\n"
-"socket) behind nginx or Apache; started without one it answers a single\n"
-"plain-CGI request.\n"
+"at, with tz) ends a message not delivered by then as expired. topic=NAME\n"
+"publishes instead: one message per subscription of the topic (see\n"
+"/api/subscribe), all made in one transaction, answered with each copy's\n"
+"id; a topic without subscriptions answers 404, and a subscribed queue at\n"
+"its max_depth makes the whole publish a 507 with nothing written. Run it\n"
+"under a FastCGI server (spawn-fcgi, or a systemd socket) behind nginx or\n"
+"Apache; started without one it answers a single plain-CGI request.\n"
 "\n"
 "Each process serves schedule_threads requests at once (configuration,\n"
 "default 16) and commits the messages that arrive together in one\n"
@@ -38,20 +41,93 @@ static const char description[] =
 static const char example[] =
 "spawn-fcgi -s /run/postdate/schedule.sock -F 2 -- schedule -c /etc/postdate.conf";
 
+/* Answers the store's failures that schedule and publish share. */
+static void
+refuse(struct pd_request *r, enum store_result res)
+{
+	struct pd_app *app = http_app(r);
+	char sentence[128];
+
+	switch (res) {
+	case STORE_FULL:
+		snprintf(sentence, sizeof(sentence),
+		         "the store already holds max_pending (%ld) pending messages",
+		         app->cfg.max_pending);
+		http_error(r, 507, sentence, NULL);
+		break;
+	case STORE_BUSY:
+		http_error(r, 503, "the database is busy; try again", NULL);
+		break;
+	case STORE_NOSPACE:
+		http_error(r, 503, "the database is out of disk space", NULL);
+		break;
+	case STORE_UNAVAILABLE:
+		http_error(r, 503, "the database is unavailable", NULL);
+		break;
+	default:
+		http_error(r, 500, "the message could not be stored", NULL);
+		break;
+	}
+}
+
+/* A message to a topic: one copy per subscription, in one transaction. */
+static void
+publish(struct pd_request *r, struct pd_message *m, pd_ms now)
+{
+	struct pd_app *app = http_app(r);
+	char sentence[256], due[PD_TIME_BUF];
+	enum store_result res = committer_insert(app->committer, m, now);
+
+	switch (res) {
+	case STORE_OK:
+		log_info("published to topic %s due %s: %zu copies (%zu payload bytes)", m->topic,
+		         time_format(m->due, due), m->ndeliveries, m->payload_len);
+		http_reply(r, 201, NULL, render_published(m));
+		break;
+	case STORE_EXISTS:
+		http_reply(r, 200, NULL, render_published(m));
+		break;
+	case STORE_NOTFOUND:
+		snprintf(sentence, sizeof(sentence), "topic %s has no subscriptions: nothing was "
+		         "published", m->topic);
+		http_error(r, 404, sentence, "topic");
+		break;
+	case STORE_CONFLICT:
+		http_error(r, 409, "this idempotency_key was used for a request with other "
+		           "contents (topic, payload, content_type or priority)", "idempotency_key");
+		break;
+	case STORE_QUEUE_FULL:
+		snprintf(sentence, sizeof(sentence), "the queue of subscription %s already holds "
+		         "its max_depth of pending and delivering messages: nothing was published",
+		         m->subscription != NULL ? m->subscription : "?");
+		http_error(r, 507, sentence, "topic");
+		break;
+	default:
+		refuse(r, res);
+		break;
+	}
+}
+
 static void
 handle_schedule(struct pd_request *r)
 {
 	struct pd_app *app = http_app(r);
 	struct pd_message m;
 	const char *why, *field;
-	char location[64], sentence[128], due[PD_TIME_BUF];
+	char location[64], due[PD_TIME_BUF];
+	enum store_result res;
 	pd_ms now = time_now();
 
 	if (message_from_fields(&m, http_fields(r), &app->cfg, now, &why, &field) != 0) {
 		http_error(r, 400, why, field);
 		return;
 	}
-	switch (committer_insert(app->committer, &m, now)) {
+	if (m.topic != NULL) {
+		publish(r, &m, now);
+		message_free(&m);
+		return;
+	}
+	switch ((res = committer_insert(app->committer, &m, now))) {
 	case STORE_OK:
 		log_info("scheduled %s due %s (%zu payload bytes)", m.id, time_format(m.due, due),
 		         m.payload_len);
@@ -71,23 +147,8 @@ handle_schedule(struct pd_request *r)
 		http_error(r, 507, "the queue already holds its max_depth of pending and "
 		           "delivering messages", "queue");
 		break;
-	case STORE_FULL:
-		snprintf(sentence, sizeof(sentence),
-		         "the store already holds max_pending (%ld) pending messages",
-		         app->cfg.max_pending);
-		http_error(r, 507, sentence, NULL);
-		break;
-	case STORE_BUSY:
-		http_error(r, 503, "the database is busy; try again", NULL);
-		break;
-	case STORE_NOSPACE:
-		http_error(r, 503, "the database is out of disk space", NULL);
-		break;
-	case STORE_UNAVAILABLE:
-		http_error(r, 503, "the database is unavailable", NULL);
-		break;
 	default:
-		http_error(r, 500, "the message could not be stored", NULL);
+		refuse(r, res);
 		break;
 	}
 	message_free(&m);

@@ -150,18 +150,23 @@ static const char *const schedule_fields[] = {
 	"content_type", "callback", "max_attempts", "timeout", "idempotency_key", NULL
 };
 
+static const char *const subscribe_fields[] = {
+	"topic", "name", "url", "queue", "callback", "max_attempts", "timeout", NULL
+};
+
 /* Unknown and repeated fields are errors, so a typo is never ignored. */
 static int
-check_field_names(const struct pd_fields *f, const char **why, const char **field)
+check_field_names(const struct pd_fields *f, const char *const known[], const char **why,
+                  const char **field)
 {
 	for (size_t i = 0; i < f->n; i++) {
 		const char *name = f->v[i].name;
 		size_t k;
 
-		for (k = 0; schedule_fields[k] != NULL; k++)
-			if (strcmp(name, schedule_fields[k]) == 0)
+		for (k = 0; known[k] != NULL; k++)
+			if (strcmp(name, known[k]) == 0)
 				break;
-		if (schedule_fields[k] == NULL) {
+		if (known[k] == NULL) {
 			*why = "unknown field";
 			*field = name;
 			return -1;
@@ -244,6 +249,51 @@ queue_name_acceptable(const char *name, size_t len)
 	return 1;
 }
 
+/* Copies a name field ([A-Za-z0-9_.-]{1,64}) into out. */
+static int
+copy_name(char out[PD_MAX_QUEUE_NAME + 1], const struct pd_field *fv, const char **why)
+{
+	if (fv == NULL) {
+		*why = "this field is required";
+		return -1;
+	}
+	if (!queue_name_acceptable(fv->value, fv->len)) {
+		*why = "a name must be 1 to 64 of the characters A-Z, a-z, 0-9, '_', '.' and '-'";
+		return -1;
+	}
+	memcpy(out, fv->value, fv->len + 1);
+	return 0;
+}
+
+/* A topic's message: no destination of its own (urls ""), its copies take
+ * their subscriptions'. What only a destination decides is refused. */
+static int
+resolve_topic(struct pd_message *m, const struct pd_fields *f, const char **why,
+              const char **field)
+{
+	static const char *const theirs[] = { "url", "queue", "callback", "max_attempts",
+	                                      "timeout", NULL };
+	char name[PD_MAX_QUEUE_NAME + 1];
+
+	*field = "topic";
+	if (copy_name(name, fields_get(f, "topic"), why) != 0)
+		return -1;
+	for (int i = 0; theirs[i] != NULL; i++) {
+		if (fields_get(f, theirs[i]) != NULL) {
+			*why = fields_count(f, "url") > 0 || fields_get(f, "queue") != NULL ?
+			    "give one destination: url, queue or topic" :
+			    "a topic's copies take this from their subscription";
+			*field = theirs[i];
+			return -1;
+		}
+	}
+	if ((m->topic = strdup(name)) == NULL || (m->urls = strdup("")) == NULL) {
+		*why = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
 /* Where to: a URL pool, or a queue that workers pull from; exactly one.
  * A queue's message has no URLs ("") and takes the queue's max_attempts
  * unless it gives its own (the store fills in 0). */
@@ -253,11 +303,6 @@ resolve_destination(struct pd_message *m, const struct pd_fields *f,
 {
 	const struct pd_field *queue = fields_get(f, "queue");
 
-	if (fields_get(f, "topic") != NULL) {
-		*why = "topics are not supported yet";
-		*field = "topic";
-		return -1;
-	}
 	if (queue == NULL) {
 		*field = "url";
 		return collect_urls(m, f, cfg, why);
@@ -399,6 +444,44 @@ copy_text(char **slot, const struct pd_field *fv)
 	return 0;
 }
 
+/* How each delivery goes: callback, max_attempts, timeout. */
+static int
+resolve_options(struct pd_message *m, const struct pd_fields *f,
+                const struct pd_config *cfg, const char **why, const char **field)
+{
+	const struct pd_field *fv;
+
+	*field = "callback";
+	if ((fv = fields_get(f, "callback")) != NULL) {
+		if (url_acceptable(cfg, fv->value, fv->len, why) != 0)
+			return -1;
+		if (copy_text(&m->callback, fv) != 0) {
+			*why = "out of memory";
+			return -1;
+		}
+	}
+	*field = "max_attempts";
+	if ((fv = fields_get(f, "max_attempts")) != NULL &&
+	    parse_int_field(fv, 1, 100, &m->max_attempts) != 0) {
+		*why = "max_attempts must be a whole number from 1 to 100";
+		return -1;
+	}
+	*field = "timeout";
+	/* A worker holds a queue's message for the visibility timeout; a
+	 * timeout there would be ignored, so it is refused instead. */
+	if (m->queue != NULL && fields_get(f, "timeout") != NULL) {
+		*why = "timeout is the time per HTTP attempt to a url; a queue's message is "
+		       "held by its worker for the queue's visibility instead";
+		return -1;
+	}
+	if ((fv = fields_get(f, "timeout")) != NULL &&
+	    parse_int_field(fv, 1, 300, &m->timeout) != 0) {
+		*why = "timeout must be a whole number of seconds from 1 to 300";
+		return -1;
+	}
+	return 0;
+}
+
 int
 message_from_fields(struct pd_message *m, const struct pd_fields *f,
                     const struct pd_config *cfg, pd_ms now,
@@ -411,9 +494,12 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 	m->max_attempts = cfg->default_max_attempts;
 	m->timeout = cfg->default_timeout;
 
-	if (check_field_names(f, why, field) != 0)
+	if (check_field_names(f, schedule_fields, why, field) != 0)
 		goto bad;
-	if (resolve_destination(m, f, cfg, why, field) != 0)
+	if (fields_get(f, "topic") != NULL) {
+		if (resolve_topic(m, f, why, field) != 0)
+			goto bad;
+	} else if (resolve_destination(m, f, cfg, why, field) != 0)
 		goto bad;
 	if (resolve_due(m, f, now, why, field) != 0)
 		goto bad;
@@ -460,33 +546,8 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 			goto oom;
 	}
 
-	*field = "callback";
-	if ((fv = fields_get(f, "callback")) != NULL) {
-		if (url_acceptable(cfg, fv->value, fv->len, why) != 0)
-			goto bad;
-		if (copy_text(&m->callback, fv) != 0)
-			goto oom;
-	}
-
-	*field = "max_attempts";
-	if ((fv = fields_get(f, "max_attempts")) != NULL &&
-	    parse_int_field(fv, 1, 100, &m->max_attempts) != 0) {
-		*why = "max_attempts must be a whole number from 1 to 100";
+	if (resolve_options(m, f, cfg, why, field) != 0)
 		goto bad;
-	}
-	*field = "timeout";
-	/* A worker holds a queue's message for the visibility timeout; a
-	 * timeout there would be ignored, so it is refused instead. */
-	if (m->queue != NULL && fields_get(f, "timeout") != NULL) {
-		*why = "timeout is the time per HTTP attempt to a url; a queue's message is "
-		       "held by its worker for the queue's visibility instead";
-		goto bad;
-	}
-	if ((fv = fields_get(f, "timeout")) != NULL &&
-	    parse_int_field(fv, 1, 300, &m->timeout) != 0) {
-		*why = "timeout must be a whole number of seconds from 1 to 300";
-		goto bad;
-	}
 
 	*field = "idempotency_key";
 	if ((fv = fields_get(f, "idempotency_key")) != NULL) {
@@ -507,6 +568,32 @@ bad:
 	return -1;
 }
 
+int
+subscription_from_fields(struct pd_message *dest, char topic[PD_MAX_QUEUE_NAME + 1],
+                         char name[PD_MAX_QUEUE_NAME + 1], const struct pd_fields *f,
+                         const struct pd_config *cfg, const char **why, const char **field)
+{
+	memset(dest, 0, sizeof(*dest));
+	dest->max_attempts = cfg->default_max_attempts;
+	dest->timeout = cfg->default_timeout;
+	if (check_field_names(f, subscribe_fields, why, field) != 0)
+		goto bad;
+	*field = "topic";
+	if (copy_name(topic, fields_get(f, "topic"), why) != 0)
+		goto bad;
+	*field = "name";
+	if (copy_name(name, fields_get(f, "name"), why) != 0)
+		goto bad;
+	if (resolve_destination(dest, f, cfg, why, field) != 0 ||
+	    resolve_options(dest, f, cfg, why, field) != 0)
+		goto bad;
+	*field = NULL;
+	return 0;
+bad:
+	message_free(dest);
+	return -1;
+}
+
 void
 message_free(struct pd_message *m)
 {
@@ -519,5 +606,8 @@ message_free(struct pd_message *m)
 	free(m->delivered_to);
 	free(m->report_of);
 	free(m->report);
+	free(m->topic);
+	free(m->subscription);
+	free(m->deliveries);
 	memset(m, 0, sizeof(*m));
 }

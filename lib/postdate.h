@@ -35,7 +35,8 @@ typedef int64_t pd_ms;
 #define PD_ID_LEN 26             /* 128 random bits in base32 */
 #define PD_MAX_RESPONSE 65536    /* bytes of a target's answer kept for the report */
 #define PD_MAX_ALLOW_TARGETS 64  /* ranges in allow_targets */
-#define PD_MAX_QUEUE_NAME 64     /* bytes in a queue name: [A-Za-z0-9_.-] */
+#define PD_MAX_QUEUE_NAME 64     /* bytes in a queue, topic or subscription name: [A-Za-z0-9_.-] */
+#define PD_MAX_SUBSCRIPTIONS 1000 /* subscriptions of one topic: copies one publish makes */
 #define PD_MIN_PRIORITY (-1000)  /* priority: lower is sooner */
 #define PD_MAX_PRIORITY 1000
 #define PD_MAX_RECEIVE 100       /* messages in one receive, items in one ack */
@@ -265,6 +266,18 @@ struct pd_message {
 	                             queue message: the queue's */
 	int timeout;              /* seconds per HTTP attempt */
 	int attempts;             /* rounds (receives) started */
+	/* A message scheduled to a topic (urls ""): the copies made of it, one
+	 * per subscription. A copy names its topic and subscription. */
+	char *topic;
+	char *subscription;       /* for a copy: the subscription it was made for */
+	struct pd_delivery *deliveries;
+	size_t ndeliveries;
+};
+
+/* One copy a publish made: the subscription and the message made for it. */
+struct pd_delivery {
+	char subscription[PD_MAX_QUEUE_NAME + 1];
+	char id[PD_ID_LEN + 1];
 };
 
 const char *state_name(enum pd_state s);
@@ -332,6 +345,14 @@ struct json_object;
 
 /* The answer to a schedule request: id, state, due, created, status_url. */
 struct json_object *render_scheduled(const struct pd_message *m);
+
+/* The answer to a publish (a message to a topic): topic, due, created and
+ * its deliveries, the subscription and id of each copy. */
+struct json_object *render_published(const struct pd_message *m);
+
+/* A subscription (a destination as subscription_from_fields reads it, its
+ * name in sub->subscription) of topic. */
+struct json_object *render_subscription(const char *topic, const struct pd_message *sub);
 
 /* A message as status and the list show it, without history. */
 struct json_object *render_message(const struct pd_message *m);

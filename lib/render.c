@@ -75,9 +75,51 @@ render_scheduled(const struct pd_message *m)
 	return o;
 }
 
+/* The answer to a publish: the copies it made, one per subscription. */
+json_object *
+render_published(const struct pd_message *m)
+{
+	json_object *o = json_object_new_object(), *list = json_object_new_array();
+
+	json_object_object_add(o, "topic", json_object_new_string(m->topic));
+	json_object_object_add(o, "due", json_time(m->due));
+	json_object_object_add(o, "created", json_time(m->created));
+	for (size_t i = 0; i < m->ndeliveries; i++) {
+		json_object *d = json_object_new_object();
+
+		json_object_object_add(d, "subscription",
+		                       json_object_new_string(m->deliveries[i].subscription));
+		json_object_object_add(d, "id", json_object_new_string(m->deliveries[i].id));
+		json_object_array_add(list, d);
+	}
+	json_object_object_add(o, "deliveries", list);
+	return o;
+}
+
+/* A subscription of topic as subscribe and GET /api/topics show it: its
+ * destination (urls, or queue) and delivery options. */
+json_object *
+render_subscription(const char *topic, const struct pd_message *sub)
+{
+	json_object *o = json_object_new_object();
+	int pulled = sub->queue != NULL;
+
+	json_object_object_add(o, "topic", json_object_new_string(topic));
+	json_object_object_add(o, "name", json_object_new_string(sub->subscription));
+	json_object_object_add(o, "urls", pulled ? NULL : json_urls(sub->urls));
+	json_object_object_add(o, "queue", json_string_or_null(sub->queue));
+	json_object_object_add(o, "callback", json_url_or_null(sub->callback));
+	/* 0 for a queue: the queue's own max_attempts applies. */
+	json_object_object_add(o, "max_attempts", sub->max_attempts > 0 ?
+	                       json_object_new_int(sub->max_attempts) : NULL);
+	json_object_object_add(o, "timeout", pulled ? NULL : json_object_new_int(sub->timeout));
+	json_object_object_add(o, "created", json_time(sub->created));
+	return o;
+}
+
 /* A message as status and the list show it (history is added by the caller).
  * Its destination is its URL pool (urls) or its queue (queue), the other
- * null. method, headers and recurring are fixed until the issues that make
+ * null; a topic's copy also names the topic and its subscription. method, headers and recurring are fixed until the issues that make
  * them options (every delivery is a POST with no headers of its own). */
 json_object *
 render_message(const struct pd_message *m)
@@ -91,6 +133,9 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "created", json_time(m->created));
 	json_object_object_add(o, "urls", pulled ? NULL : json_urls(m->urls));
 	json_object_object_add(o, "queue", json_string_or_null(m->queue));
+	/* A copy made by a publish names its topic and subscription too. */
+	json_object_object_add(o, "topic", json_string_or_null(m->topic));
+	json_object_object_add(o, "subscription", json_string_or_null(m->subscription));
 	json_object_object_add(o, "priority", json_object_new_int(m->priority));
 	json_object_object_add(o, "expires", json_time(m->expires));
 	json_object_object_add(o, "method", json_object_new_string("POST"));

@@ -66,6 +66,15 @@ int message_from_fields(struct pd_message *m, const struct pd_fields *f,
                         const struct pd_config *cfg, pd_ms now,
                         const char **why, const char **field);
 
+/* Reads a subscription from a subscribe request's fields: topic and name
+ * (each [A-Za-z0-9_.-]{1,64}) and the delivery options of the copies it
+ * gets, in dest (the destination url or queue, callback, max_attempts,
+ * timeout). On a bad field returns -1 with *why and *field naming it. */
+int subscription_from_fields(struct pd_message *dest, char topic[PD_MAX_QUEUE_NAME + 1],
+                             char name[PD_MAX_QUEUE_NAME + 1], const struct pd_fields *f,
+                             const struct pd_config *cfg, const char **why,
+                             const char **field);
+
 /* ---- auth.c: bearer tokens ---- */
 
 /* Whether the Authorization header value carries one of the configured

@@ -40,12 +40,15 @@
 	"m.urls, m.payload_bytes, m.content_type, m.callback, m.idempotency_key, " \
 	"m.delivered_to, m.report_of, m.max_attempts, m.timeout, " \
 	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report, " \
-	"q.name, m.priority, m.expires"
-#define MESSAGE_NCOLUMNS 23
+	"q.name, m.priority, m.expires, tp.name, m.subscription"
+#define MESSAGE_NCOLUMNS 25
 /* Whether the message of a live row being changed has a callback. */
 #define HAS_CALLBACK "(SELECT callback IS NOT NULL FROM messages WHERE key = live.key)"
-#define MESSAGE_FROM \
-	"messages m LEFT JOIN live l ON l.key = m.key LEFT JOIN queues q ON q.key = m.queue"
+/* What MESSAGE_COLUMNS names beside messages m and live l. */
+#define MESSAGE_JOINS \
+	"LEFT JOIN queues q ON q.key = m.queue LEFT JOIN publishes pb ON pb.key = m.publish " \
+	"LEFT JOIN topics tp ON tp.key = pb.topic"
+#define MESSAGE_FROM "messages m LEFT JOIN live l ON l.key = m.key " MESSAGE_JOINS
 
 enum statement {
 	ST_BEGIN,
@@ -100,6 +103,19 @@ enum statement {
 	ST_SPENT_ROWS,
 	ST_END_LIVE_ANY,
 	ST_DATA_VERSION,
+	ST_TOPIC_MAKE,
+	ST_TOPIC_FIND,
+	ST_TOPIC_NAMES,
+	ST_SUBSCRIBE,
+	ST_SUBSCRIPTION_CHANGE,
+	ST_UNSUBSCRIBE,
+	ST_SUBSCRIPTIONS_OF,
+	ST_PUBLISH_INSERT,
+	ST_PUBLISH_BY_KEY,
+	ST_PUBLISH_DELIVERIES,
+	ST_SAVEPOINT,
+	ST_SAVEPOINT_RELEASE,
+	ST_SAVEPOINT_ROLLBACK,
 	ST_COUNT
 };
 
@@ -112,8 +128,9 @@ static const char *const statement_sql[ST_COUNT] = {
 	 * answers the conflict inside the one statement. */
 	[ST_INSERT_MESSAGE] =
 	    "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, callback, "
-	    "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, expires) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+	    "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, expires, "
+	    "publish, subscription) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
 	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
 	[ST_INSERT_PAYLOAD] = "INSERT INTO payloads (key, payload) VALUES (?1, ?2)",
 	[ST_INSERT_LIVE] =
@@ -171,7 +188,7 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_CLAIMABLE] =
 	    "SELECT l.key, l.token, l.attempts, l.gone, l.lease_ms, l.next_round, "
 	    MESSAGE_COLUMNS ", p.payload FROM live l JOIN messages m ON m.key = l.key "
-	    "JOIN payloads p ON p.key = l.key LEFT JOIN queues q ON q.key = m.queue "
+	    "JOIN payloads p ON p.key = l.key " MESSAGE_JOINS " "
 	    "WHERE l.buffered = 1 AND l.priority = ?3 AND l.due <= ?1 ORDER BY l.due LIMIT ?2",
 	[ST_LEASE] =
 	    "UPDATE live SET token = ?3, due = ?4, attempts = attempts + 1 "
@@ -227,7 +244,7 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_RECEIVABLE] =
 	    "SELECT l.key, l.token, l.attempts, l.expires, " MESSAGE_COLUMNS ", p.payload "
 	    "FROM live l JOIN messages m ON m.key = l.key JOIN payloads p ON p.key = l.key "
-	    "LEFT JOIN queues q ON q.key = m.queue "
+	    MESSAGE_JOINS " "
 	    "WHERE l.queue = ?1 AND l.queue <> 0 AND l.priority = ?2 AND l.due <= ?3 "
 	    "ORDER BY l.due, l.key LIMIT ?4",
 	[ST_RECEIVE_LEASE] =
@@ -266,6 +283,38 @@ static const char *const statement_sql[ST_COUNT] = {
 	    "WHERE l.spent = 1 AND l.due <= ?1 ORDER BY l.due LIMIT ?2",
 	[ST_END_LIVE_ANY] = "DELETE FROM live WHERE key = ?1 AND token = ?2 RETURNING queue",
 	[ST_DATA_VERSION] = "PRAGMA data_version",
+	/* Topics: made on first subscribe; two subscribers at once agree on one. */
+	[ST_TOPIC_MAKE] =
+	    "INSERT INTO topics (name, created) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+	[ST_TOPIC_FIND] = "SELECT key FROM topics WHERE name = ?1",
+	[ST_TOPIC_NAMES] = "SELECT key, name FROM topics ORDER BY name",
+	[ST_SUBSCRIBE] =
+	    "INSERT INTO subscriptions (topic, name, urls, queue, callback, max_attempts, timeout, "
+	    "created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (topic, name) DO NOTHING",
+	[ST_SUBSCRIPTION_CHANGE] =
+	    "UPDATE subscriptions SET urls = ?3, queue = ?4, callback = ?5, max_attempts = ?6, "
+	    "timeout = ?7 WHERE topic = ?1 AND name = ?2",
+	[ST_UNSUBSCRIBE] =
+	    "DELETE FROM subscriptions WHERE topic = (SELECT key FROM topics WHERE name = ?1) "
+	    "AND name = ?2",
+	[ST_SUBSCRIPTIONS_OF] =
+	    "SELECT name, urls, queue, callback, max_attempts, timeout, created "
+	    "FROM subscriptions WHERE topic = ?1 ORDER BY name LIMIT ?2",
+	/* A reused idempotency key writes nothing, as for a message. */
+	[ST_PUBLISH_INSERT] =
+	    "INSERT INTO publishes (topic, due, created, idempotency_key, fingerprint) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5) "
+	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+	[ST_PUBLISH_BY_KEY] =
+	    "SELECT key, fingerprint, due, created FROM publishes WHERE idempotency_key = ?1 "
+	    "AND idempotency_key IS NOT NULL",
+	[ST_PUBLISH_DELIVERIES] =
+	    "SELECT subscription, id FROM messages WHERE publish = ?1 AND publish IS NOT NULL "
+	    "ORDER BY key",
+	/* A publish inside a batch: all its copies or none, the batch going on. */
+	[ST_SAVEPOINT] = "SAVEPOINT publish",
+	[ST_SAVEPOINT_RELEASE] = "RELEASE publish",
+	[ST_SAVEPOINT_ROLLBACK] = "ROLLBACK TO publish",
 };
 
 struct pd_store {
@@ -547,6 +596,8 @@ row_to_message(sqlite3_stmt *st, int c, struct pd_message *m, int whole_pool)
 	m->queue = column_strdup(st, c + 20);
 	m->priority = sqlite3_column_int(st, c + 21);
 	m->expires = sqlite3_column_int64(st, c + 22);
+	m->topic = column_strdup(st, c + 23);
+	m->subscription = column_strdup(st, c + 24);
 	if (m->urls == NULL || m->content_type == NULL) {
 		message_free(m);
 		return -1;
@@ -593,6 +644,8 @@ fingerprint(const struct pd_message *m, unsigned char out[FINGERPRINT_LEN])
 	    EVP_DigestUpdate(ctx, limits, strlen(limits) + 1) == 1 &&
 	    EVP_DigestUpdate(ctx, m->queue != NULL ? m->queue : "",
 	                     m->queue != NULL ? strlen(m->queue) + 1 : 0) == 1 &&
+	    EVP_DigestUpdate(ctx, m->topic != NULL ? m->topic : "",
+	                     m->topic != NULL ? strlen(m->topic) + 1 : 0) == 1 &&
 	    EVP_DigestUpdate(ctx, m->payload, m->payload_len) == 1 &&
 	    EVP_DigestFinal_ex(ctx, out, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
@@ -900,7 +953,7 @@ queue_move(struct pd_store *s, int64_t queue, int from, int to)
  * queue). STORE_EXISTS or STORE_CONFLICT when its idempotency key is
  * taken, STORE_QUEUE_FULL when its queue is at max_depth. */
 static enum store_result
-insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
+insert_message(struct pd_store *s, struct pd_message *m, pd_ms now, int64_t publish)
 {
 	sqlite3_stmt *st = s->st[ST_INSERT_MESSAGE], *live = s->st[ST_INSERT_LIVE];
 	unsigned char print[FINGERPRINT_LEN];
@@ -941,6 +994,11 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 		sqlite3_bind_null(st, 13);
 	sqlite3_bind_int(st, 14, m->priority);
 	bind_time_or_null(st, 15, m->expires);
+	if (publish != 0)
+		sqlite3_bind_int64(st, 16, publish);
+	else
+		sqlite3_bind_null(st, 16);
+	bind_text_or_null(st, 17, m->subscription);
 	/* At the high-water mark nothing is written; a repeated request
 	 * still gets the message its key holds. */
 	if (q.key != 0 && q.max_depth > 0 && q.alive >= q.max_depth) {
@@ -991,6 +1049,392 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 	return STORE_OK;
 }
 
+/* ---- topics ---- */
+
+/* A topic's key, or 0 (SQLITE_DONE) when there is none. */
+static int
+find_topic(struct pd_store *s, const char *name, int64_t *key)
+{
+	sqlite3_stmt *st = s->st[ST_TOPIC_FIND];
+	int rc;
+
+	*key = 0;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		*key = sqlite3_column_int64(st, 0);
+		rc = SQLITE_OK;
+	}
+	sqlite3_reset(st);
+	return rc;
+}
+
+/* Reads the subscriptions of topic (at most PD_MAX_SUBSCRIPTIONS) into
+ * *subs, a new array of *n destinations, each one's name in subscription. */
+static int
+read_subscriptions(struct pd_store *s, int64_t topic, struct pd_message **subs, int *n)
+{
+	sqlite3_stmt *st = s->st[ST_SUBSCRIPTIONS_OF];
+	int rc, room = 0;
+
+	*subs = NULL;
+	*n = 0;
+	sqlite3_bind_int64(st, 1, topic);
+	sqlite3_bind_int(st, 2, PD_MAX_SUBSCRIPTIONS);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct pd_message *d;
+
+		if (*n == room) {
+			void *more = realloc(*subs, (size_t)(room = room ? 2 * room : 8) * sizeof(**subs));
+
+			if (more == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			*subs = more;
+		}
+		d = &(*subs)[(*n)++];
+		memset(d, 0, sizeof(*d));
+		d->subscription = column_strdup(st, 0);
+		d->urls = column_strdup(st, 1);
+		d->queue = column_strdup(st, 2);
+		d->callback = column_strdup(st, 3);
+		d->max_attempts = sqlite3_column_int(st, 4);
+		d->timeout = sqlite3_column_int(st, 5);
+		d->created = sqlite3_column_int64(st, 6);
+		if (d->subscription == NULL || d->urls == NULL) {
+			rc = SQLITE_NOMEM;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* Frees what read_subscriptions read. */
+static void
+subscriptions_free(struct pd_message *subs, int n)
+{
+	for (int i = 0; i < n; i++)
+		message_free(&subs[i]);
+	free(subs);
+}
+
+/* The copies publish made, into m->deliveries. */
+static int
+read_deliveries(struct pd_store *s, int64_t publish, struct pd_message *m)
+{
+	sqlite3_stmt *st = s->st[ST_PUBLISH_DELIVERIES];
+	int rc;
+
+	size_t room = 0;
+
+	free(m->deliveries);
+	m->deliveries = NULL;
+	m->ndeliveries = 0;
+	sqlite3_bind_int64(st, 1, publish);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const unsigned char *name = sqlite3_column_text(st, 0);
+		struct pd_delivery *d;
+
+		if (m->ndeliveries == room) {
+			void *more = realloc(m->deliveries,
+			                     (room = room ? 2 * room : 8) * sizeof(*m->deliveries));
+
+			if (more == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			m->deliveries = more;
+		}
+		d = &m->deliveries[m->ndeliveries++];
+
+		snprintf(d->subscription, sizeof(d->subscription), "%s",
+		         name != NULL ? (const char *)name : "");
+		snprintf(d->id, sizeof(d->id), "%s", (const char *)sqlite3_column_text(st, 1));
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* What a reused idempotency key of a publish answers: STORE_EXISTS with
+ * the first publish's copies in m, or STORE_CONFLICT when the request
+ * differs. */
+static enum store_result
+existing_publish(struct pd_store *s, struct pd_message *m, const unsigned char *print)
+{
+	sqlite3_stmt *st = s->st[ST_PUBLISH_BY_KEY];
+	int64_t key;
+	int rc, same;
+
+	sqlite3_bind_text(st, 1, m->idempotency_key, -1, SQLITE_STATIC);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return rc == SQLITE_DONE ? STORE_ERROR : store_fail(s, rc, "reading a publish");
+	}
+	key = sqlite3_column_int64(st, 0);
+	same = sqlite3_column_bytes(st, 1) == FINGERPRINT_LEN &&
+	    memcmp(sqlite3_column_blob(st, 1), print, FINGERPRINT_LEN) == 0;
+	m->due = sqlite3_column_int64(st, 2);
+	m->created = sqlite3_column_int64(st, 3);
+	sqlite3_reset(st);
+	if (!same)
+		return STORE_CONFLICT;
+	if ((rc = read_deliveries(s, key, m)) != SQLITE_OK)
+		return store_fail(s, rc, "reading a publish");
+	return STORE_EXISTS;
+}
+
+/* Makes the copies of topic message m, one per subscription of its topic,
+ * inside the batch's transaction: all of them or none (a savepoint), with
+ * room for at most room more pending messages. STORE_NOTFOUND for a topic
+ * without subscriptions; STORE_QUEUE_FULL (m->subscription naming it) when
+ * a subscribed queue is at its max_depth; STORE_EXISTS / STORE_CONFLICT
+ * for a reused idempotency key. */
+static enum store_result
+publish_in_tx(struct pd_store *s, struct pd_message *m, pd_ms now, long room)
+{
+	sqlite3_stmt *st = s->st[ST_PUBLISH_INSERT];
+	unsigned char print[FINGERPRINT_LEN];
+	long delta[PD_NSTATES];
+	struct queue_delta queue_delta[QUEUE_DELTAS];
+	int queue_deltas = s->queue_deltas, nsubs = 0, rc;
+	struct pd_message *subs = NULL;
+	enum store_result res = STORE_ERROR;
+	int64_t topic, publish;
+
+	/* A savepoint undoes the database; the counts kept in memory are
+	 * put back by hand. */
+	memcpy(delta, s->delta, sizeof(delta));
+	memcpy(queue_delta, s->queue_delta, sizeof(queue_delta));
+	if ((rc = store_exec(s, ST_SAVEPOINT)) != SQLITE_OK)
+		return store_fail(s, rc, "publishing");
+	if ((rc = find_topic(s, m->topic, &topic)) != SQLITE_OK) {
+		res = rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "finding a topic");
+		goto undo;
+	}
+	m->max_attempts = s->cfg->default_max_attempts;
+	m->timeout = s->cfg->default_timeout;
+	if (fingerprint(m, print) != 0)
+		goto undo;
+	m->created = now;
+	sqlite3_bind_int64(st, 1, topic);
+	sqlite3_bind_int64(st, 2, m->due);
+	sqlite3_bind_int64(st, 3, now);
+	bind_text_or_null(st, 4, m->idempotency_key);
+	sqlite3_bind_blob(st, 5, print, FINGERPRINT_LEN, SQLITE_STATIC);
+	rc = store_exec(s, ST_PUBLISH_INSERT);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "publishing");
+		goto undo;
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		res = existing_publish(s, m, print);
+		goto undo;
+	}
+	publish = sqlite3_last_insert_rowid(s->db);
+	if ((rc = read_subscriptions(s, topic, &subs, &nsubs)) != SQLITE_OK) {
+		res = store_fail(s, rc, "reading subscriptions");
+		goto undo;
+	}
+	if (nsubs == 0) {
+		res = STORE_NOTFOUND;
+		goto undo;
+	}
+	if ((m->deliveries = calloc((size_t)nsubs, sizeof(*m->deliveries))) == NULL)
+		goto undo;
+	if (nsubs > room) {
+		res = STORE_FULL;
+		goto undo;
+	}
+	for (int i = 0; i < nsubs; i++) {
+		struct pd_message *d = &subs[i];
+		/* The copy borrows the publish's payload and the subscription's
+		 * destination: nothing of it is freed on its own. */
+		struct pd_message copy = {
+			.state = PD_PENDING, .due = m->due, .next_attempt = m->next_attempt,
+			.priority = m->priority, .expires = m->expires,
+			.payload = m->payload, .payload_len = m->payload_len,
+			.content_type = m->content_type,
+			.urls = d->urls, .queue = d->queue, .callback = d->callback,
+			.max_attempts = d->max_attempts, .timeout = d->timeout,
+			.subscription = d->subscription,
+		};
+
+		res = insert_message(s, &copy, now, publish);
+		if (res != STORE_OK) {
+			if (res == STORE_QUEUE_FULL) {
+				free(m->subscription);
+				m->subscription = strdup(d->subscription);
+			}
+			goto undo;
+		}
+		snprintf(m->deliveries[i].subscription, sizeof(m->deliveries[i].subscription), "%s",
+		         d->subscription);
+		memcpy(m->deliveries[i].id, copy.id, sizeof(copy.id));
+		m->ndeliveries++;
+	}
+	if ((rc = store_exec(s, ST_SAVEPOINT_RELEASE)) != SQLITE_OK) {
+		res = store_fail(s, rc, "publishing");
+		goto undo;
+	}
+	res = STORE_OK;
+	goto done;
+undo:
+	/* Inside a transaction SQLite may have rolled back already (I/O):
+	 * then there is no savepoint left to return to. */
+	if (!sqlite3_get_autocommit(s->db)) {
+		store_exec(s, ST_SAVEPOINT_ROLLBACK);
+		store_exec(s, ST_SAVEPOINT_RELEASE);
+	}
+	memcpy(s->delta, delta, sizeof(delta));
+	memcpy(s->queue_delta, queue_delta, sizeof(queue_delta));
+	s->queue_deltas = queue_deltas;
+	if (res != STORE_EXISTS) {
+		free(m->deliveries);
+		m->deliveries = NULL;
+		m->ndeliveries = 0;
+	}
+done:
+	subscriptions_free(subs, nsubs);
+	return res;
+}
+
+enum store_result
+store_subscribe(struct pd_store *s, const char *topic, const char *name,
+                const struct pd_message *dest, pd_ms now, int *created)
+{
+	sqlite3_stmt *st;
+	enum store_result res;
+	int64_t key;
+	int rc;
+
+	*created = 0;
+	if ((res = tx_begin(s, "beginning a subscribe")) != STORE_OK)
+		return res;
+	sqlite3_bind_text(s->st[ST_TOPIC_MAKE], 1, topic, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s->st[ST_TOPIC_MAKE], 2, now);
+	if ((rc = store_exec(s, ST_TOPIC_MAKE)) != SQLITE_OK ||
+	    (rc = find_topic(s, topic, &key)) != SQLITE_OK)
+		goto failed;
+	/* Made, or else replaced: each one statement on the row. */
+	for (int i = 0; i < 2; i++) {
+		st = s->st[i == 0 ? ST_SUBSCRIBE : ST_SUBSCRIPTION_CHANGE];
+		sqlite3_bind_int64(st, 1, key);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, dest->urls, -1, SQLITE_STATIC);
+		bind_text_or_null(st, 4, dest->queue);
+		bind_text_or_null(st, 5, dest->callback);
+		sqlite3_bind_int(st, 6, dest->max_attempts);
+		sqlite3_bind_int(st, 7, dest->timeout);
+		if (i == 0)
+			sqlite3_bind_int64(st, 8, now);
+		rc = store_exec(s, i == 0 ? ST_SUBSCRIBE : ST_SUBSCRIPTION_CHANGE);
+		sqlite3_clear_bindings(st);
+		if (rc != SQLITE_OK)
+			goto failed;
+		if (i == 0 && sqlite3_changes(s->db) == 1) {
+			*created = 1;
+			break;
+		}
+	}
+	return tx_commit(s, "committing a subscribe");
+failed:
+	res = store_fail(s, rc, "subscribing");
+	tx_rollback(s);
+	return res;
+}
+
+enum store_result
+store_unsubscribe(struct pd_store *s, const char *topic, const char *name)
+{
+	sqlite3_stmt *st = s->st[ST_UNSUBSCRIBE];
+	enum store_result res;
+	int rc;
+
+	if ((res = tx_begin(s, "beginning an unsubscribe")) != STORE_OK)
+		return res;
+	sqlite3_bind_text(st, 1, topic, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+	if ((rc = store_exec(s, ST_UNSUBSCRIBE)) != SQLITE_OK) {
+		res = store_fail(s, rc, "unsubscribing");
+		tx_rollback(s);
+		return res;
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		tx_rollback(s);
+		return STORE_NOTFOUND;
+	}
+	return tx_commit(s, "committing an unsubscribe");
+}
+
+/* Hands fn the subscriptions of one topic, or the topic alone (sub NULL)
+ * when it has none. */
+static enum store_result
+hand_over_topic(struct pd_store *s, int64_t key, const char *name, store_subscription_fn fn,
+                void *ctx)
+{
+	struct pd_message *subs;
+	enum store_result res = STORE_OK;
+	int n = 0, rc;
+
+	if ((rc = read_subscriptions(s, key, &subs, &n)) != SQLITE_OK)
+		res = store_fail(s, rc, "reading subscriptions");
+	else if (n == 0 && fn(ctx, name, NULL) != 0)
+		res = STORE_ERROR;
+	for (int i = 0; i < n && res == STORE_OK; i++)
+		if (fn(ctx, name, &subs[i]) != 0)
+			res = STORE_ERROR;
+	subscriptions_free(subs, n);
+	return res;
+}
+
+enum store_result
+store_topics(struct pd_store *s, const char *topic, store_subscription_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_TOPIC_NAMES];
+	struct topic_name { int64_t key; char name[PD_MAX_QUEUE_NAME + 1]; } *names = NULL;
+	enum store_result res = STORE_OK;
+	size_t n = 0, room = 0;
+	int began = read_begin(s), rc;
+
+	if (topic != NULL) {
+		int64_t key;
+
+		if ((rc = find_topic(s, topic, &key)) == SQLITE_OK)
+			res = hand_over_topic(s, key, topic, fn, ctx);
+		else
+			res = rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "finding a topic");
+		read_end(s, began);
+		return res;
+	}
+	/* The names first, then each topic's subscriptions: no statement is
+	 * stepped inside another. */
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == room) {
+			void *more = realloc(names, (room = room ? 2 * room : 16) * sizeof(*names));
+
+			if (more == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			names = more;
+		}
+		names[n].key = sqlite3_column_int64(st, 0);
+		snprintf(names[n].name, sizeof(names[n].name), "%s",
+		         (const char *)sqlite3_column_text(st, 1));
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		res = store_fail(s, rc, "listing topics");
+	for (size_t i = 0; i < n && res == STORE_OK; i++)
+		res = hand_over_topic(s, names[i].key, names[i].name, fn, ctx);
+	free(names);
+	read_end(s, began);
+	return res;
+}
+
 /* Whether a result means the message is (or already was) in the store. */
 static int
 stored(enum store_result res)
@@ -1033,7 +1477,12 @@ store_insert_batch(struct pd_store *s, struct store_insert *items, size_t n)
 			items[i].result = STORE_FULL;
 			continue;
 		}
-		items[i].result = insert_message(s, items[i].message, items[i].now);
+		if (items[i].message->topic != NULL)
+			items[i].result = publish_in_tx(s, items[i].message, items[i].now,
+			                                s->cfg->max_pending - pending -
+			                                s->delta[PD_PENDING]);
+		else
+			items[i].result = insert_message(s, items[i].message, items[i].now, 0);
 		if (sqlite3_get_autocommit(s->db)) {
 			/* SQLite gave up the whole transaction (disk full, I/O):
 			 * what the batch wrote so far is gone too. */
@@ -1735,7 +2184,7 @@ finish_message(struct pd_store *s, struct pd_settlement *o, pd_ms now,
 			message_free(&report);
 			return STORE_ERROR;
 		}
-		res = insert_message(s, &report, now);
+		res = insert_message(s, &report, now, 0);
 		if (res == STORE_OK)
 			rc = end_message(s, o, now, report.id);
 		message_free(&report);

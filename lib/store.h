@@ -42,7 +42,14 @@ int store_schema_version(void);
  * STORE_EXISTS (m replaced by the message holding its idempotency key),
  * STORE_CONFLICT (the key was used by a request with other contents:
  * target, payload, content type, callback, limits, queue, priority),
- * STORE_FULL, STORE_QUEUE_FULL, STORE_BUSY, STORE_NOSPACE or STORE_ERROR. */
+ * STORE_FULL, STORE_QUEUE_FULL, STORE_BUSY, STORE_NOSPACE or STORE_ERROR.
+ *
+ * A message with a topic (m->topic, urls "") is a publish: one message
+ * per subscription of the topic, made all or none, listed in
+ * m->deliveries. STORE_NOTFOUND when the topic has no subscriptions;
+ * STORE_QUEUE_FULL with m->subscription naming the one whose queue is
+ * full; STORE_EXISTS with the first publish's deliveries (and due,
+ * created) for a reused idempotency key. */
 enum store_result store_insert(struct pd_store *s, struct pd_message *m, pd_ms now);
 
 /* One message of a batch insert and, afterwards, what became of it. */
@@ -124,6 +131,27 @@ struct pd_queue_change {
 /* Creates or changes a queue, then reads it into q as store_queue_get. */
 enum store_result store_queue_set(struct pd_store *s, const struct pd_queue_change *c,
                                   pd_ms now, struct pd_queue *q);
+
+/* ---- topics ---- */
+
+/* Makes or replaces subscription name of topic (made on first use): its
+ * destination and delivery options are dest's urls or queue, callback,
+ * max_attempts, timeout. *created says which. STORE_OK, STORE_BUSY or
+ * STORE_ERROR. */
+enum store_result store_subscribe(struct pd_store *s, const char *topic, const char *name,
+                                  const struct pd_message *dest, pd_ms now, int *created);
+
+/* Removes a subscription: later publishes make no copy for it, copies
+ * already made go on. STORE_OK, STORE_NOTFOUND, STORE_BUSY or STORE_ERROR. */
+enum store_result store_unsubscribe(struct pd_store *s, const char *topic, const char *name);
+
+/* Calls fn with each subscription (a destination as store_subscribe takes
+ * it, its name in sub->subscription, its creation in sub->created) of
+ * topic, or of every topic by name when topic is NULL; a topic without
+ * subscriptions once with sub NULL. STORE_NOTFOUND for an unknown topic. */
+typedef int (*store_subscription_fn)(void *ctx, const char *topic, const struct pd_message *sub);
+enum store_result store_topics(struct pd_store *s, const char *topic, store_subscription_fn fn,
+                               void *ctx);
 
 /* Reads queue name, its figures as of now. STORE_NOTFOUND if unknown. */
 enum store_result store_queue_get(struct pd_store *s, const char *name, pd_ms now,

@@ -284,17 +284,93 @@ test_exactly_one_destination_is_required(void)
 	CHECK(why != NULL && strstr(why, "queue") != NULL);
 }
 
+/* A topic is a destination of its own: its copies take url or queue,
+ * callback, max_attempts and timeout from their subscriptions. */
 static void
-test_topic_is_refused_as_not_supported_yet(void)
+test_a_topic_message_has_no_destination_of_its_own(void)
 {
 	struct pd_message m;
 	const char *why = NULL, *field = NULL;
+	static const char *const theirs[] = { "callback", "max_attempts", "timeout" };
 
-	CHECK_INT(build(&m, &why, &field, "topic", "news", NULL), -1);
-	CHECK_STR(field, "topic");
-	CHECK_STR(why, "topics are not supported yet");
+	CHECK_INT(build(&m, &why, &field, "topic", "news", "payload", "hi", NULL), 0);
+	CHECK_STR(m.topic, "news");
+	CHECK_STR(m.urls, "");
+	CHECK(m.queue == NULL);
+	message_free(&m);
 	CHECK_INT(build(&m, &why, &field, "url", "http://e.com/", "topic", "news", NULL), -1);
+	CHECK_STR(field, "url");
+	CHECK_STR(why, "give one destination: url, queue or topic");
+	CHECK_INT(build(&m, &why, &field, "queue", "jobs", "topic", "news", NULL), -1);
+	CHECK_STR(field, "queue");
+	CHECK_INT(build(&m, &why, &field, "topic", "a b", NULL), -1);
 	CHECK_STR(field, "topic");
+	for (size_t i = 0; i < UNIT_COUNT(theirs); i++) {
+		CHECK_INT(build(&m, &why, &field, "topic", "news", theirs[i], "3", NULL), -1);
+		CHECK_STR(field, theirs[i]);
+	}
+}
+
+/* Builds a subscription from name/value pairs, as build does a message. */
+static int
+build_subscription(struct pd_message *dest, char topic[], char name[], const char **field, ...)
+{
+	struct pd_fields f = { 0 };
+	const char *why, *key;
+	va_list ap;
+	int rc;
+
+	va_start(ap, field);
+	while ((key = va_arg(ap, const char *)) != NULL)
+		add(&f, key, va_arg(ap, const char *));
+	va_end(ap);
+	config_defaults(&cfg);
+	rc = subscription_from_fields(dest, topic, name, &f, &cfg, &why, field);
+	if (rc != 0 && *field != NULL) {
+		static char saved[64];
+
+		snprintf(saved, sizeof(saved), "%s", *field);
+		*field = saved;
+	}
+	fields_free(&f);
+	return rc;
+}
+
+static void
+test_a_subscription_is_a_named_destination_with_options(void)
+{
+	struct pd_message d;
+	char topic[PD_MAX_QUEUE_NAME + 1], name[PD_MAX_QUEUE_NAME + 1];
+	const char *field = NULL;
+
+	CHECK_INT(build_subscription(&d, topic, name, &field, "topic", "orders", "name", "billing",
+	                             "url", "http://a.example/", "url", "http://b.example/",
+	                             "max_attempts", "3", "callback", "http://c.example/", NULL), 0);
+	CHECK_STR(topic, "orders");
+	CHECK_STR(name, "billing");
+	CHECK_STR(d.urls, "http://a.example/\nhttp://b.example/");
+	CHECK_INT(d.max_attempts, 3);
+	CHECK_STR(d.callback, "http://c.example/");
+	message_free(&d);
+	CHECK_INT(build_subscription(&d, topic, name, &field, "topic", "orders", "name", "work",
+	                             "queue", "jobs", NULL), 0);
+	CHECK_STR(d.queue, "jobs");
+	CHECK_INT(d.max_attempts, 0);
+	message_free(&d);
+	CHECK_INT(build_subscription(&d, topic, name, &field, "topic", "orders",
+	                             "url", "http://a.example/", NULL), -1);
+	CHECK_STR(field, "name");
+	CHECK_INT(build_subscription(&d, topic, name, &field, "name", "x",
+	                             "url", "http://a.example/", NULL), -1);
+	CHECK_STR(field, "topic");
+	CHECK_INT(build_subscription(&d, topic, name, &field, "topic", "t", "name", "x", NULL), -1);
+	CHECK_STR(field, "url");
+	CHECK_INT(build_subscription(&d, topic, name, &field, "topic", "t", "name", "x",
+	                             "queue", "jobs", "timeout", "5", NULL), -1);
+	CHECK_STR(field, "timeout");
+	CHECK_INT(build_subscription(&d, topic, name, &field, "topic", "t", "name", "x",
+	                             "url", "http://a.example/", "payload", "p", NULL), -1);
+	CHECK_STR(field, "payload");
 }
 
 static void
@@ -588,7 +664,8 @@ static const struct unit_test tests[] = {
 	UNIT(test_queue_message_has_no_urls_and_takes_the_queues_attempts),
 	UNIT(test_pushed_message_has_no_queue),
 	UNIT(test_exactly_one_destination_is_required),
-	UNIT(test_topic_is_refused_as_not_supported_yet),
+	UNIT(test_a_topic_message_has_no_destination_of_its_own),
+	UNIT(test_a_subscription_is_a_named_destination_with_options),
 	UNIT(test_queue_names),
 	UNIT(test_queue_name_with_nul_is_refused),
 	UNIT(test_timeout_with_a_queue_is_an_error),

@@ -31,9 +31,10 @@ check_plan_line(void *ctx, const char *sql, const char *line)
 
 	c->lines++;
 	/* Reading every row is right for the tables that hold one row per
-	 * state or per queue, and for a VALUES list. */
+	 * state, per queue or per topic, and for a VALUES list. */
 	if ((strncmp(line, "SCAN ", 5) == 0 && strncmp(line, "SCAN counts", 11) != 0 &&
-	     strncmp(line, "SCAN queues", 11) != 0 && strstr(line, "CONSTANT ROWS") == NULL) ||
+	     strncmp(line, "SCAN queues", 11) != 0 && strncmp(line, "SCAN topics", 11) != 0 &&
+	     strstr(line, "CONSTANT ROWS") == NULL) ||
 	    strstr(line, "TEMP B-TREE") != NULL ||
 	    (strncmp(line, "SEARCH messages ", 16) == 0 && len > 9 &&
 	     strcmp(line + len - 9, "(state=?)") == 0)) {
