@@ -61,23 +61,63 @@ def section(text, name):
     return lines
 
 
-def tagged(lines):
-    """The tagged paragraphs (.TP) of a section's lines, as (head, body)
-    pairs: a head stands at the section's first indent, its body is
-    indented further (and begins on the head's line, after two spaces or
-    more, when the head is shorter than the indent)."""
-    indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
-    first = min(indents) if indents else 0
-    paragraphs = []
-    for line in lines:
-        if not line.strip():
-            continue
-        if len(line) - len(line.lstrip()) == first:
-            parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
-            paragraphs.append([parts[0], parts[1] if len(parts) > 1 else ""])
-        elif paragraphs:
-            paragraphs[-1][1] += " " + line.strip()
-    return [(head, re.sub(r"\s+", " ", body).strip()) for head, body in paragraphs]
+def roff_args(text):
+    """The arguments of a macro line, as roff splits them ("" in a quoted
+    argument is a quote)."""
+    args, i = [], 0
+    while i < len(text):
+        if text[i] == " ":
+            i += 1
+        elif text[i] == '"':
+            j, arg = i + 1, ""
+            while j < len(text) and not (text[j] == '"' and text[j + 1:j + 2] != '"'):
+                arg += text[j]
+                j += 2 if text[j] == '"' else 1
+            args.append(arg)
+            i = j + 1
+        else:
+            j = text.find(" ", i)
+            j = len(text) if j < 0 else j
+            args.append(text[i:j])
+            i = j
+    return args
+
+
+def roff_text(line):
+    """What a line of roff source says, without fonts and escapes: a
+    macro's arguments joined as it joins them (.BR and its kin alternate
+    fonts with no space between), or a text line as it is."""
+    if line.startswith("."):
+        name, _, rest = line[1:].partition(" ")
+        args = roff_args(rest)
+        line = ("".join(args) if len(name) == 2 and name.isalpha() and name.isupper()
+                and name not in ("TP", "SH", "SS", "TH", "PP", "IP", "RS", "RE")
+                else " ".join(args))
+    line = re.sub(r"\\f[BIRP]|\\f\(..|\\%|\\&", "", line)
+    return (line.replace(r"\-", "-").replace(r"\e", "\\").replace(r"\(lq", '"')
+            .replace(r"\(rq", '"').replace(r"\ ", " "))
+
+
+def roff(page):
+    """The page's tagged paragraphs (.TP), as (section, subsection, tag,
+    body) tuples read from its source: the tag is the line after .TP, the
+    body runs to the next paragraph macro or heading."""
+    with open(os.path.join(MAN, page)) as f:
+        lines = f.read().split("\n")
+    found, sh, ss, current = [], None, None, None
+    for i, line in enumerate(lines):
+        if line.startswith((".SH", ".SS", ".TP", ".PP", ".IP", ".RE", ".RS")):
+            current = None
+        if line.startswith(".SH "):
+            sh, ss = roff_text(line), None
+        elif line.startswith(".SS "):
+            ss = roff_text(line)
+        elif line.startswith(".TP") and i + 1 < len(lines):
+            current = [sh, ss, roff_text(lines[i + 1]).strip(), ""]
+            found.append(current)
+        elif current is not None and i > 0 and not lines[i - 1].startswith(".TP"):
+            current[3] += " " + roff_text(line)
+    return [(a, b, c, re.sub(r"\s+", " ", d).strip()) for a, b, c, d in found]
 
 
 def help_text(program):
@@ -142,9 +182,9 @@ def test_every_option_of_a_programs_help_is_in_its_man_page():
         # Every program has at least --help and one option of its own.
         assert "--help" in offered and len(offered) >= 3, (program, offered)
         documented = set()
-        for head, _ in tagged(section(render(page), "OPTIONS")):
-            if head.startswith("-"):
-                documented |= set(OPTION.findall(head))
+        for sh, _, tag, _ in roff(page):
+            if sh == "OPTIONS":
+                documented |= set(OPTION.findall(tag))
         missing = offered - documented
         assert not missing, f"man/{page} does not document {sorted(missing)} of {program}"
         # And the page offers nothing that the program does not know.
@@ -174,8 +214,8 @@ def config_keys(source):
 
 def key_paragraphs():
     """Each key of postdate.conf(5)'s KEYS section and its paragraph."""
-    return {head.split()[0]: body for head, body in
-            tagged(section(render("postdate.conf.5"), "KEYS"))}
+    return {tag.split()[0]: body for sh, _, tag, body in roff("postdate.conf.5")
+            if sh == "KEYS"}
 
 
 def test_every_configuration_key_is_in_postdate_conf_5():
@@ -211,3 +251,75 @@ def test_postdate_conf_5_gives_the_defaults_and_ranges_of_the_code():
     database = re.search(r'set_string\(&cfg->database, "([^"]+)"\)', source).group(1)
     assert database in documented["database"], documented["database"]
     assert re.search(r"[Dd]efault:? full\b", documented["synchronous"])
+
+
+def source(path):
+    with open(os.path.join(TOP, path)) as f:
+        return f.read()
+
+
+def served_routes():
+    """Every route the programs serve, as "METHOD /api/path": the queue
+    program's table of routes, and the one route of each other program
+    (its method in its pd_route, its path the program's name)."""
+    routes = set()
+    for name in FASTCGI:
+        text = source(f"cgi-bin/{name}.c")
+        table = re.findall(r'\.path = "([^"]+)", \.method = "([^"]+)"', text)
+        if not table:
+            table = [(f"/api/{name}", re.search(r'\.method = "([^"]+)"', text).group(1))]
+        for path, methods in table:
+            routes |= {f"{m} {path}" for m in methods.split()}
+    return routes
+
+
+def known_fields(path, function):
+    """The field names a handler accepts: its known[] list."""
+    body = source(path).split(f"\n{function}(", 1)[1].split("\n}\n", 1)[0]
+    return set(re.findall(r'"(\w+)"', re.search(r"known\[\] = \{([^}]*)\}", body).group(1)))
+
+
+def test_every_route_and_field_is_in_postdate_api_7():
+    routes = served_routes()
+    # Every route nginx passes on is one a program serves.
+    nginx = set(re.findall(r"location = (/api/\w+)", source("etc/nginx.conf")))
+    assert nginx == {r.split()[1] for r in routes}, (nginx, routes)
+    paragraphs = [(ss, tag) for sh, ss, tag, _ in roff("postdate-api.7") if sh == "ROUTES"]
+    with open(os.path.join(MAN, "postdate-api.7")) as f:
+        routes_part = f.read().split("\n.SH ROUTES\n", 1)[1].split("\n.SH ", 1)[0]
+    headings = [roff_text(line) for line in re.findall(r"^(\.SS .*)$", routes_part, re.M)]
+    # A heading is "METHOD /api/path", or the same with a query ("?id=ID").
+    heading_routes = {re.split(r"[?\[]", h)[0] for h in headings}
+    assert routes - heading_routes == set(), f"postdate-api(7) lacks {routes - heading_routes}"
+    assert heading_routes - routes == set(), \
+        f"postdate-api(7) documents routes no program serves: {heading_routes - routes}"
+
+    # The fields of each route are those its code accepts.
+    schedule = set(re.findall(r'"(\w+)"', source("lib/message.c").split(
+        "schedule_fields[] = {", 1)[1].split("};", 1)[0]))
+    cancel = set(re.findall(r'strcmp\(f->v\[i\]\.name, "(\w+)"\)', source("cgi-bin/cancel.c")))
+    fields = {
+        "POST /api/schedule": schedule,
+        "GET /api/status": known_fields("cgi-bin/status.c", "handle_status"),
+        "POST /api/cancel": cancel,
+        "GET /api/health": set(),
+        "POST /api/receive": known_fields("cgi-bin/queue.c", "handle_receive"),
+        "POST /api/ack": known_fields("cgi-bin/queue.c", "handle_ack"),
+        "POST /api/release": known_fields("cgi-bin/queue.c", "handle_release"),
+        "POST /api/extend": known_fields("cgi-bin/queue.c", "handle_extend"),
+        "GET /api/queues": known_fields("cgi-bin/queue.c", "queues_get"),
+        "POST /api/queues": known_fields("cgi-bin/queue.c", "queues_post"),
+    }
+    assert set(fields) == routes, "a route of the code has no entry here: add its fields"
+    assert len(schedule) >= 10 and "receipt" in fields["POST /api/ack"], fields
+    for route, want in fields.items():
+        # A field is a tagged paragraph of the route's subsection(s)
+        # ("id, receipt" tags two), or a query parameter of a heading.
+        given = set()
+        for heading in headings:
+            if re.split(r"[?\[]", heading)[0] == route:
+                given |= set(re.findall(r"[?&](\w+)=", heading))
+        for heading, tag in paragraphs:
+            if re.split(r"[?\[]", heading)[0] == route:
+                given |= set(re.split(r",\s*", tag))
+        assert want - given == set(), f"postdate-api(7) does not give {want - given} of {route}"
