@@ -163,7 +163,12 @@ def test_every_man_page_fits_80_columns():
 
 
 def test_every_man_page_has_the_sections_a_reader_looks_for():
+    version = re.search(r'#define PD_VERSION "([^"]+)"', source("lib/postdate.h")).group(1)
     for page in REQUIRED_PAGES:
+        with open(os.path.join(MAN, page)) as f:
+            th = f.readline()
+        # The footer names the version the page describes.
+        assert th.startswith(".TH ") and f'"postdate {version}"' in th, (page, th)
         text = render(page)
         heads = [line.strip() for line in text.splitlines() if line and not line[0].isspace()]
         for want in ("NAME", "DESCRIPTION", "SEE ALSO"):
