@@ -130,9 +130,11 @@ def help_text(program):
 def help_options(text):
     """The options --help offers: those of its usage line, and the first
     column of its option lines ("  -c, --config FILE  what it does")."""
-    found = set()
+    found, usage = set(), False
     for line in text.splitlines():
-        if line.startswith("usage:"):
+        # The usage line, and its continuation lines up to a blank one.
+        usage = line.startswith("usage:") or (usage and line.strip() != "")
+        if usage:
             found |= set(OPTION.findall(line))
         elif re.match(r"\s{2,}-", line):
             head = re.split(r"\s{2,}", line.strip())[0]
@@ -332,3 +334,29 @@ def test_every_route_and_field_is_in_postdate_api_7():
             if re.split(r"[?\[]", heading)[0] == route:
                 given |= set(re.split(r",\s*", tag))
         assert want - given == set(), f"postdate-api(7) does not give {want - given} of {route}"
+
+
+def test_every_option_of_a_programs_help_is_in_its_usage_line():
+    # Regression: postdate-stack's usage line lacked --with-dispatch, which
+    # its option list (and the harness) had. The admin CLI, a program of
+    # subcommands, lists its commands' options under each command instead.
+    for program, _ in PROGRAM_PAGES:
+        if program == "bin/postdate":
+            continue
+        text = help_text(program)
+        lines = text.splitlines()
+        usage = set()
+        for i, line in enumerate(lines):
+            if line.startswith("usage:"):
+                for more in lines[i:]:
+                    if not more.strip():
+                        break
+                    usage |= set(OPTION.findall(more))
+        assert usage, (program, text[:200])
+        for line in lines:
+            if not re.match(r"\s{2,}-", line):
+                continue
+            forms = set(OPTION.findall(re.split(r"\s{2,}", line.strip())[0]))
+            if forms & {"--help", "--version"}:
+                continue
+            assert forms & usage, f"{program}: {sorted(forms)} is not in its usage line"
