@@ -4,6 +4,7 @@ no option that --help does not know), and postdate.conf(5) documents every
 key lib/config.c reads, with the default and the range the code has."""
 
 import glob
+import json
 import os
 import re
 import shlex
@@ -410,3 +411,62 @@ def run_examples(stack):
         assert status in ("200", "201"), (command, p.stdout, p.stderr)
         ran.append(command)
     assert len(ran) >= 8 and "api=" in prelude, (prelude, ran)
+
+
+def json_examples(page):
+    """The JSON objects a page shows, as (section, subsection, object), for
+    the blocks that are whole JSON (not those with "..." placeholders
+    standing for more)."""
+    with open(os.path.join(MAN, page)) as f:
+        lines = f.read().split("\n")
+    found, sh, ss, block = [], None, None, None
+    for line in lines:
+        if line.startswith(".SH "):
+            sh, ss = roff_text(line), None
+        elif line.startswith(".SS "):
+            ss = roff_text(line)
+        elif line == ".nf":
+            block = []
+        elif line == ".fi" and block is not None:
+            try:
+                found.append((sh, ss, json.loads("\n".join(block))))
+            except ValueError:
+                pass
+            block = None
+        elif block is not None:
+            block.append(roff_text(line))
+    return found
+
+
+def test_the_json_answers_of_postdate_api_7_have_the_fields_of_the_real_ones():
+    # The objects the page shows, key for key, against what a real stack
+    # answers: a field added to (or dropped from) an answer must be in the
+    # reference too.
+    shown = {}
+    for sh, ss, obj in json_examples("postdate-api.7"):
+        shown.setdefault(ss or sh, []).append(obj)
+    with Stack() as s:
+        scheduled = s.post_form("/api/schedule", {"url": "http://127.0.0.1:9/hook",
+                                                   "delay": "1h", "payload": "hello"})
+        assert scheduled.status == 201, scheduled
+        s.post_form("/api/schedule", {"queue": "resize", "payload": "photo-17.jpg"})
+        one = s.get("/api/status", {"id": scheduled.json["id"]}).json
+        listed = s.get("/api/status", {"state": "all"}).json
+        health = s.get("/api/health", token=None).json
+        received = s.post_form("/api/receive", {"queue": "resize"}).json["messages"][0]
+        queue = s.get("/api/queues", {"name": "resize"}).json
+    real = {
+        "POST /api/schedule": scheduled.json,
+        "GET /api/health": health,
+        "POST /api/receive": received,
+        "GET /api/queues[?name=NAME]": queue,
+        # The page's message object is one of the list, without payload.
+        "MESSAGE OBJECT": listed["messages"][0],
+    }
+    assert set(listed) == {"messages", "next_cursor", "counts"}, listed
+    assert set(one) == set(listed["messages"][0]) | {"payload", "history"}, one
+    for where, answer in real.items():
+        assert where in shown, f"postdate-api(7) shows no whole JSON object under {where}"
+        # The first object shown there is the answer of success.
+        assert set(shown[where][0]) == set(answer), \
+            (where, sorted(set(shown[where][0]) ^ set(answer)))
