@@ -23,8 +23,8 @@
 /* For --help; http_main_program adds the usage line, the options and the
  * exit status. */
 static const char description[] =
-"The FastCGI responder for the queue routes (API.md \"Queues: pull\n"
-"delivery\"), chosen by the request path:\n"
+"The FastCGI responder for the queue routes (see postdate-api(7)), chosen\n"
+"by the request path:\n"
 "  POST /api/receive   queue, max 1..100, visibility 1..43200 s, wait 0..20 s:\n"
 "                      leases up to max messages to the worker; with wait it\n"
 "                      long-polls until one is receivable or the time is up.\n"
