@@ -22,7 +22,7 @@ REQUIRED_PAGES = ["dispatch.1", "postdate-stack.1", "postdate-fcgi.8", "postdate
 
 # Each program and the page that documents it. bin/postdate (the admin CLI)
 # comes from another branch: once it is built here, its page is checked too.
-FASTCGI = ["schedule", "status", "cancel", "queue", "health"]
+FASTCGI = ["schedule", "status", "cancel", "queue", "topics", "health"]
 PROGRAM_PAGES = [("bin/dispatch", "dispatch.1"), ("bin/postdate-stack", "postdate-stack.1")] + \
     [("cgi-bin/" + name, "postdate-fcgi.8") for name in FASTCGI]
 if os.path.exists(os.path.join(TOP, "bin", "postdate")):
@@ -322,6 +322,10 @@ def test_every_route_and_field_is_in_postdate_api_7():
         "POST /api/extend": known_fields("cgi-bin/queue.c", "handle_extend"),
         "GET /api/queues": known_fields("cgi-bin/queue.c", "queues_get"),
         "POST /api/queues": known_fields("cgi-bin/queue.c", "queues_post"),
+        "POST /api/subscribe": set(re.findall(r'"(\w+)"', source("lib/message.c").split(
+            "subscribe_fields[] = {", 1)[1].split("};", 1)[0])),
+        "POST /api/unsubscribe": known_fields("cgi-bin/topics.c", "handle_unsubscribe"),
+        "GET /api/topics": known_fields("cgi-bin/topics.c", "handle_topics"),
     }
     assert set(fields) == routes, "a route of the code has no entry here: add its fields"
     assert len(schedule) >= 10 and "receipt" in fields["POST /api/ack"], fields
