@@ -147,7 +147,8 @@ parse_int_field(const struct pd_field *f, int min, int max, int *out)
 
 static const char *const schedule_fields[] = {
 	"url", "queue", "topic", "at", "delay", "tz", "ttl", "expires", "priority", "payload",
-	"content_type", "callback", "max_attempts", "timeout", "idempotency_key", NULL
+	"content_type", "callback", "max_attempts", "timeout", "idempotency_key", "method",
+	"header", "headers", NULL
 };
 
 /* Unknown and repeated fields are errors, so a typo is never ignored. */
@@ -166,12 +167,15 @@ check_field_names(const struct pd_fields *f, const char **why, const char **fiel
 			*field = name;
 			return -1;
 		}
-		if (strcmp(name, "url") != 0 && fields_count(f, name) > 1) {
+		if (strcmp(name, "url") != 0 && strcmp(name, "header") != 0 &&
+		    fields_count(f, name) > 1) {
 			*why = "this field may be given only once";
 			*field = name;
 			return -1;
 		}
-		if (f->v[i].is_json && strcmp(name, "payload") != 0) {
+		/* The headers object is JSON text too: envelope.c reads it. */
+		if (f->v[i].is_json && strcmp(name, "payload") != 0 &&
+		    strcmp(name, PD_HEADERS_KEY) != 0) {
 			*why = "this field must be a string";
 			*field = name;
 			return -1;
@@ -488,6 +492,27 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 		goto bad;
 	}
 
+	if (envelope_from_fields(&m->envelope, f, why, field) != 0)
+		goto bad;
+	/* A worker takes a queue's message: postdate makes no request of it.
+	 * A GET has no body to carry a payload in, nor a type for one. */
+	if (m->queue != NULL && fields_get(f, "method") != NULL) {
+		*why = "method is how postdate requests a url; a queue's message is received "
+		       "by its worker instead";
+		*field = "method";
+		goto bad;
+	}
+	if (m->envelope.method == PD_METHOD_GET && m->payload_len > 0) {
+		*why = "a GET carries no body: leave payload out, or use another method";
+		*field = "payload";
+		goto bad;
+	}
+	if (m->envelope.method == PD_METHOD_GET && fields_get(f, "content_type") != NULL) {
+		*why = "a GET carries no body, so no content_type either";
+		*field = "content_type";
+		goto bad;
+	}
+
 	*field = "idempotency_key";
 	if ((fv = fields_get(f, "idempotency_key")) != NULL) {
 		if (fv->len == 0 || fv->len > PD_MAX_IDEMPOTENCY_KEY ||
@@ -519,5 +544,6 @@ message_free(struct pd_message *m)
 	free(m->delivered_to);
 	free(m->report_of);
 	free(m->report);
+	envelope_free(&m->envelope);
 	memset(m, 0, sizeof(*m));
 }

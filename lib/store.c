@@ -37,8 +37,8 @@
 	"m.urls, m.payload_bytes, m.content_type, m.callback, m.idempotency_key, " \
 	"m.delivered_to, m.report_of, m.max_attempts, m.timeout, " \
 	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report, " \
-	"q.name, m.priority, m.expires"
-#define MESSAGE_NCOLUMNS 23
+	"q.name, m.priority, m.expires, m.method, m.headers"
+#define MESSAGE_NCOLUMNS 25
 /* Whether the message of a live row being changed has a callback. */
 #define HAS_CALLBACK "(SELECT callback IS NOT NULL FROM messages WHERE key = live.key)"
 #define MESSAGE_FROM \
@@ -109,8 +109,9 @@ static const char *const statement_sql[ST_COUNT] = {
 	 * answers the conflict inside the one statement. */
 	[ST_INSERT_MESSAGE] =
 	    "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, callback, "
-	    "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, expires) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) "
+	    "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, expires, "
+	    "method, headers) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
 	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
 	[ST_INSERT_PAYLOAD] = "INSERT INTO payloads (key, payload) VALUES (?1, ?2)",
 	[ST_INSERT_LIVE] =
@@ -481,7 +482,8 @@ row_to_message(sqlite3_stmt *st, int c, struct pd_message *m, int whole_pool)
 	int state = sqlite3_column_int(st, c + 1);
 	int alive = state == ALIVE && sqlite3_column_type(st, c + 4) != SQLITE_NULL;
 	unsigned gone = (unsigned)sqlite3_column_int64(st, c + 18);
-	const unsigned char *pool = sqlite3_column_text(st, c + 8);
+	const unsigned char *pool = sqlite3_column_text(st, c + 8), *method;
+	int known;
 
 	memset(m, 0, sizeof(*m));
 	snprintf(m->id, sizeof(m->id), "%s", id != NULL ? (const char *)id : "");
@@ -512,7 +514,13 @@ row_to_message(sqlite3_stmt *st, int c, struct pd_message *m, int whole_pool)
 	m->queue = column_strdup(st, c + 20);
 	m->priority = sqlite3_column_int(st, c + 21);
 	m->expires = sqlite3_column_int64(st, c + 22);
-	if (m->urls == NULL || m->content_type == NULL) {
+	method = sqlite3_column_text(st, c + 23);
+	if (method != NULL && (known = method_parse((const char *)method,
+	                                            (size_t)sqlite3_column_bytes(st, c + 23))) >= 0)
+		m->envelope.method = (enum pd_method)known;
+	m->envelope.headers = column_strdup(st, c + 24);
+	if (m->urls == NULL || m->content_type == NULL ||
+	    (m->envelope.headers == NULL && sqlite3_column_type(st, c + 24) != SQLITE_NULL)) {
 		message_free(m);
 		return -1;
 	}
@@ -534,6 +542,22 @@ column_payload(sqlite3_stmt *st, int c, struct pd_message *m)
 	m->payload[len] = '\0';
 	m->payload_len = len;
 	return 0;
+}
+
+/* Adds a message's method and headers to its fingerprint, only when they
+ * are not the defaults (a POST without headers of its own): a message
+ * stored before they existed keeps the fingerprint it had. 1 on success. */
+static int
+envelope_digest(EVP_MD_CTX *ctx, const struct pd_envelope *e)
+{
+	const char *method = method_name(e->method);
+
+	if (e->method == PD_METHOD_POST && e->headers == NULL)
+		return 1;
+	return EVP_DigestUpdate(ctx, "\0envelope", 10) == 1 &&
+	    EVP_DigestUpdate(ctx, method, strlen(method) + 1) == 1 &&
+	    EVP_DigestUpdate(ctx, e->headers != NULL ? e->headers : "",
+	                     e->headers != NULL ? strlen(e->headers) + 1 : 0) == 1;
 }
 
 /* SHA-256 over what a schedule request asked for, its times aside (a
@@ -559,6 +583,7 @@ fingerprint(const struct pd_message *m, unsigned char out[FINGERPRINT_LEN])
 	    EVP_DigestUpdate(ctx, m->queue != NULL ? m->queue : "",
 	                     m->queue != NULL ? strlen(m->queue) + 1 : 0) == 1 &&
 	    EVP_DigestUpdate(ctx, m->payload, m->payload_len) == 1 &&
+	    envelope_digest(ctx, &m->envelope) &&
 	    EVP_DigestFinal_ex(ctx, out, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -1;
@@ -878,6 +903,8 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 		sqlite3_bind_null(st, 13);
 	sqlite3_bind_int(st, 14, m->priority);
 	bind_time_or_null(st, 15, m->expires);
+	sqlite3_bind_text(st, 16, method_name(m->envelope.method), -1, SQLITE_STATIC);
+	bind_text_or_null(st, 17, m->envelope.headers);
 	/* At the high-water mark nothing is written; a repeated request
 	 * still gets the message its key holds. */
 	if (q.key != 0 && q.max_depth > 0 && q.alive >= q.max_depth) {
