@@ -33,7 +33,7 @@ CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health cgi-b
 BIN_PROGS  = bin/dispatch
 BENCH_PROGS = bench/baseline_insert bench/baseline_multi bench/baseline_queue
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_tz tests/unit/test_cron tests/unit/test_redact tests/unit/test_form tests/unit/test_jsonreq \
-             tests/unit/test_config tests/unit/test_message tests/unit/test_store \
+             tests/unit/test_config tests/unit/test_message tests/unit/test_envelope tests/unit/test_store \
              tests/unit/test_delivery_policy tests/unit/test_target tests/unit/test_longpoll
 
 .PHONY: all deps run test bench unit-test integration-test install clean fuzz FORCE
