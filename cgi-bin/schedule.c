@@ -19,7 +19,16 @@ static const char description[] =
 "use) at a given time. priority (-1000..1000, lower is sooner) orders what\n"
 "is due; ttl (a duration counted from the due time) or expires (a time, as\n"
 "at, with tz) ends a message not delivered by then as expired. topic is\n"
-"refused for now. Run it under a FastCGI server (spawn-fcgi, or a systemd\n"
+"refused for now. method (POST, PUT, PATCH, DELETE or GET; a GET carries\n"
+"no payload) is how a url is requested; header=\"Name: value\" (repeatable;\n"
+"in JSON, headers: an object of strings) adds headers of the message's own,\n"
+"at most 32 and 8 KiB, sent with every attempt or handed to the queue's\n"
+"worker. Host, Content-Length, Content-Type, Transfer-Encoding, Connection,\n"
+"Upgrade, TE, Trailer, Keep-Alive, Proxy-*, User-Agent, Expect and\n"
+"webhook-* are refused. Header values are never logged; status and the\n"
+"list show the names only.\n"
+"\n"
+"Run it under a FastCGI server (spawn-fcgi, or a systemd\n"
 "socket) behind nginx or Apache; started without one it answers a single\n"
 "plain-CGI request.\n"
 "\n"
@@ -32,7 +41,7 @@ static const char description[] =
 "times must fall within the years 0000-9999, and an idempotency_key used\n"
 "again answers 200 with the original message, or 409 when the request's\n"
 "contents (targets or queue, payload, content_type, callback, limits,\n"
-"priority) differ. A queue holding its max_depth of pending and\n"
+"priority, method, headers) differ. A queue holding its max_depth of pending and\n"
 "delivering messages answers 507 naming queue.\n";
 
 static const char example[] =
@@ -64,8 +73,8 @@ handle_schedule(struct pd_request *r)
 		break;
 	case STORE_CONFLICT:
 		http_error(r, 409, "this idempotency_key was used for a request with other "
-		           "contents (targets or queue, payload, content_type, callback, limits "
-		           "or priority)", "idempotency_key");
+		           "contents (targets or queue, payload, content_type, callback, limits, "
+		           "priority, method or headers)", "idempotency_key");
 		break;
 	case STORE_QUEUE_FULL:
 		http_error(r, 507, "the queue already holds its max_depth of pending and "
