@@ -245,6 +245,16 @@ def test_logs_never_contain_a_header_value():
         assert SECRET not in logs and "s3cr3t" not in logs, "a header value was logged"
 
 
+def test_verbose_dispatch_logs_every_attempt_but_no_header_value():
+    with Sink() as sink, Stack(config=FAST) as s:
+        m = s.schedule(url=sink.url("/v"), payload="p", header=f"Authorization: {SECRET}")
+        rc, err = s.dispatch("--once", "-v")
+        assert rc == 0, err
+        assert sink.wait_for(1, "/v")[0].headers.get("authorization") == SECRET
+        assert m["id"] in err and sink.url("/v") in err, err
+        assert SECRET not in err and "s3cr3t" not in err, err
+
+
 # ---- idempotency ----
 
 def test_idempotency_fingerprint_covers_headers_and_method(stack):
