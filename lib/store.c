@@ -544,20 +544,24 @@ column_payload(sqlite3_stmt *st, int c, struct pd_message *m)
 	return 0;
 }
 
-/* Adds a message's method and headers to its fingerprint, only when they
- * are not the defaults (a POST without headers of its own): a message
- * stored before they existed keeps the fingerprint it had. 1 on success. */
+/* Starts a fingerprint with a message's method and headers, only when they
+ * are not the defaults (a POST without headers of its own), so that a
+ * message stored before they existed keeps the fingerprint it had. What
+ * follows begins with a URL or, for a queue's message, a NUL: never the
+ * 0x01 that starts this part, so no request's bytes can pass for another's
+ * (the payload, last and of any bytes, could otherwise end in what looks
+ * like an envelope). 1 on success. */
 static int
 envelope_digest(EVP_MD_CTX *ctx, const struct pd_envelope *e)
 {
 	const char *method = method_name(e->method);
+	const char *headers = e->headers != NULL ? e->headers : "";
 
 	if (e->method == PD_METHOD_POST && e->headers == NULL)
 		return 1;
-	return EVP_DigestUpdate(ctx, "\0envelope", 10) == 1 &&
+	return EVP_DigestUpdate(ctx, "\001envelope", 10) == 1 &&
 	    EVP_DigestUpdate(ctx, method, strlen(method) + 1) == 1 &&
-	    EVP_DigestUpdate(ctx, e->headers != NULL ? e->headers : "",
-	                     e->headers != NULL ? strlen(e->headers) + 1 : 0) == 1;
+	    EVP_DigestUpdate(ctx, headers, strlen(headers) + 1) == 1;
 }
 
 /* SHA-256 over what a schedule request asked for, its times aside (a
@@ -575,6 +579,7 @@ fingerprint(const struct pd_message *m, unsigned char out[FINGERPRINT_LEN])
 	snprintf(limits, sizeof(limits), "%d %d %d", m->max_attempts, m->timeout, m->priority);
 	/* Each part with its NUL, so that no two splits of the bytes agree. */
 	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    envelope_digest(ctx, &m->envelope) &&
 	    EVP_DigestUpdate(ctx, m->urls, strlen(m->urls) + 1) == 1 &&
 	    EVP_DigestUpdate(ctx, m->content_type, strlen(m->content_type) + 1) == 1 &&
 	    EVP_DigestUpdate(ctx, m->callback != NULL ? m->callback : "",
@@ -583,7 +588,6 @@ fingerprint(const struct pd_message *m, unsigned char out[FINGERPRINT_LEN])
 	    EVP_DigestUpdate(ctx, m->queue != NULL ? m->queue : "",
 	                     m->queue != NULL ? strlen(m->queue) + 1 : 0) == 1 &&
 	    EVP_DigestUpdate(ctx, m->payload, m->payload_len) == 1 &&
-	    envelope_digest(ctx, &m->envelope) &&
 	    EVP_DigestFinal_ex(ctx, out, NULL) == 1;
 	EVP_MD_CTX_free(ctx);
 	return ok ? 0 : -1;

@@ -270,6 +270,18 @@ def test_idempotency_fingerprint_covers_headers_and_method(stack):
                   [("method", "PUT")]):
         r = stack.post_form("/api/schedule", base + other)
         assert_json_error(r, 409, "idempotency_key")
+    # Regression: the method and headers were hashed after the payload, so
+    # a payload ending in what looked like them (any bytes are allowed)
+    # made a POST hash as a PUT with headers, and the PUT got its 200.
+    first = stack.request("POST", "/api/schedule", headers={
+        "Content-Type": "application/x-www-form-urlencoded"},
+        body="url=http%3A%2F%2F127.0.0.1%3A9%2Fh&idempotency_key=hdr-fp-3&payload="
+             "abc%00envelope%00PUT%00X-A%3A%201%00")
+    assert first.status == 201, first
+    r = stack.post_form("/api/schedule", [("url", "http://127.0.0.1:9/h"),
+                                          ("idempotency_key", "hdr-fp-3"), ("payload", "abc"),
+                                          ("method", "PUT"), ("header", "X-A: 1")])
+    assert_json_error(r, 409, "idempotency_key")
     # Without headers and method, a key answers as it always did.
     plain = [("url", "http://127.0.0.1:9/h"), ("idempotency_key", "hdr-fp-2")]
     one = stack.post_form("/api/schedule", plain)
