@@ -26,9 +26,8 @@ static const char description[] =
 "messages (state=all lists every one). With queue, counts are that\n"
 "queue's; a queue nobody has used lists nothing. A message's own headers\n"
 "are shown by name only (\"headers\": [\"Authorization\"]), never their\n"
-"values. Run it under a FastCGI\n"
-"server behind nginx or Apache; started without one it answers a single\n"
-"plain-CGI request.\n";
+"values. Run it under a FastCGI server behind nginx or Apache; started\n"
+"without one it answers a single plain-CGI request.\n";
 
 static const char example[] =
 "spawn-fcgi -s /run/postdate/status.sock -F 2 -- status -c /etc/postdate.conf";
