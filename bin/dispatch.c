@@ -116,8 +116,10 @@ usage_exit(int status)
 
 	fputs("usage: dispatch [-c FILE] (--once | --for SECONDS | --watch) [-v]\n"
 	      "\n"
-	      "Delivers the postdate messages that are due: POSTs each to its targets\n"
-	      "(the pool in random order until one answers 2xx), records every attempt,\n"
+	      "Delivers the postdate messages that are due: sends each to its targets\n"
+	      "(the pool in random order until one answers 2xx) with its method (POST\n"
+	      "unless the message gives PUT, PATCH, DELETE or GET) and its own headers,\n"
+	      "whose values are never logged, -v included; records every attempt,\n"
 	      "retries failed rounds with backoff and schedules callback reports.\n"
 	      "Several dispatchers may run at once: each message is leased to one.\n"
 	      "At most `concurrency` requests are in flight; a quarter of those slots\n"

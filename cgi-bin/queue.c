@@ -28,6 +28,7 @@ static const char description[] =
 "  POST /api/receive   queue, max 1..100, visibility 1..43200 s, wait 0..20 s:\n"
 "                      leases up to max messages to the worker; with wait it\n"
 "                      long-polls until one is receivable or the time is up.\n"
+"                      Each message comes with its headers, values included.\n"
 "                      An unknown queue is a 404 naming queue (create it with\n"
 "                      POST /api/queues, or by scheduling into it).\n"
 "  POST /api/ack       id and receipt, or a JSON body {\"items\": [{\"id\",\n"

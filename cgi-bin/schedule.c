@@ -22,9 +22,19 @@ static const char description[] =
 "publishes instead: one message per subscription of the topic (see\n"
 "/api/subscribe), all made in one transaction, answered with each copy's\n"
 "id; a topic without subscriptions answers 404, and a subscribed queue at\n"
-"its max_depth makes the whole publish a 507 with nothing written. Run it\n"
-"under a FastCGI server (spawn-fcgi, or a systemd socket) behind nginx or\n"
-"Apache; started without one it answers a single plain-CGI request.\n"
+"its max_depth makes the whole publish a 507 with nothing written. method\n"
+"(POST, PUT, PATCH, DELETE or GET; a GET carries\n"
+"no payload) is how a url is requested; header=\"Name: value\" (repeatable;\n"
+"in JSON, headers: an object of strings) adds headers of the message's own,\n"
+"at most 32 and 8 KiB, sent with every attempt or handed to the queue's\n"
+"worker. Host, Content-Length, Content-Type, Transfer-Encoding, Connection,\n"
+"Upgrade, TE, Trailer, Keep-Alive, Proxy-*, User-Agent, Expect and\n"
+"webhook-* are refused. Header values are never logged; status and the\n"
+"list show the names only.\n"
+"\n"
+"Run it under a FastCGI server (spawn-fcgi, or a systemd socket) behind\n"
+"nginx or Apache; started without one it answers a single plain-CGI\n"
+"request.\n"
 "\n"
 "Each process serves schedule_threads requests at once (configuration,\n"
 "default 16) and commits the messages that arrive together in one\n"
@@ -35,7 +45,7 @@ static const char description[] =
 "times must fall within the years 0000-9999, and an idempotency_key used\n"
 "again answers 200 with the original message, or 409 when the request's\n"
 "contents (targets or queue, payload, content_type, callback, limits,\n"
-"priority) differ. A queue holding its max_depth of pending and\n"
+"priority, method, headers) differ. A queue holding its max_depth of pending and\n"
 "delivering messages answers 507 naming queue.\n";
 
 static const char example[] =
@@ -140,8 +150,8 @@ handle_schedule(struct pd_request *r)
 		break;
 	case STORE_CONFLICT:
 		http_error(r, 409, "this idempotency_key was used for a request with other "
-		           "contents (targets or queue, payload, content_type, callback, limits "
-		           "or priority)", "idempotency_key");
+		           "contents (targets or queue, payload, content_type, callback, limits, "
+		           "priority, method or headers)", "idempotency_key");
 		break;
 	case STORE_QUEUE_FULL:
 		http_error(r, 507, "the queue already holds its max_depth of pending and "

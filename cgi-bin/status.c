@@ -24,9 +24,10 @@ static const char description[] =
 "&queue=NAME for one queue's messages only, &limit=1..1000, &cursor= from\n"
 "the previous page's next_cursor); without state it lists only pending\n"
 "messages (state=all lists every one). With queue, counts are that\n"
-"queue's; a queue nobody has used lists nothing. Run it under a FastCGI\n"
-"server behind nginx or Apache; started without one it answers a single\n"
-"plain-CGI request.\n";
+"queue's; a queue nobody has used lists nothing. A message's own headers\n"
+"are shown by name only (\"headers\": [\"Authorization\"]), never their\n"
+"values. Run it under a FastCGI server behind nginx or Apache; started\n"
+"without one it answers a single plain-CGI request.\n";
 
 static const char example[] =
 "spawn-fcgi -s /run/postdate/status.sock -F 2 -- status -c /etc/postdate.conf";

@@ -398,6 +398,33 @@ add_header(struct pd_job *job, const char *name, const char *value)
 	return 0;
 }
 
+/* Appends one of the message's own headers, as stored ("Name: value").
+ * curl drops a header written "Name:" with nothing after it, and sends
+ * "Name;" as that header with an empty value. */
+static int
+add_own_header(void *ctx, const char *name, size_t namelen, const char *value, size_t valuelen)
+{
+	struct pd_job *job = ctx;
+	char line[PD_MAX_HEADER_BYTES + 1];
+	struct curl_slist *grown;
+
+	if (namelen + 2 + valuelen >= sizeof(line))
+		return -1;
+	memcpy(line, name, namelen);
+	if (valuelen == 0) {
+		line[namelen] = ';';
+		line[namelen + 1] = '\0';
+	} else {
+		memcpy(line + namelen, ": ", 2);
+		memcpy(line + namelen + 2, value, valuelen);
+		line[namelen + 2 + valuelen] = '\0';
+	}
+	if ((grown = curl_slist_append(job->headers, line)) == NULL)
+		return -1;
+	job->headers = grown;
+	return 0;
+}
+
 /* Appends a header line of exactly len - 1 placeholder characters after
  * "Name: ", to be written in place when the request goes out; returns its
  * node in the job's header list, or NULL. */
@@ -427,6 +454,7 @@ static int
 attempt_start(struct pd_engine *e, struct pd_job *job)
 {
 	const char *url = job->pool[job->order[job->tried]];
+	enum pd_method method = job->m.envelope.method;
 	CURL *easy;
 
 	job->rx_len = 0;
@@ -439,13 +467,16 @@ attempt_start(struct pd_engine *e, struct pd_job *job)
 	job->headers = NULL;
 	job->signature_line = NULL;
 	/* webhook-id is the message id on every attempt, so receivers can
-	 * drop duplicates; "Expect:" stops curl from waiting for a 100. */
-	if (add_header(job, "Content-Type", job->m.content_type) != 0 ||
+	 * drop duplicates; "Expect:" stops curl from waiting for a 100. A GET
+	 * has no body to give a type. The message's own headers never name
+	 * one of these (envelope.c refuses them). */
+	if ((method != PD_METHOD_GET && add_header(job, "Content-Type", job->m.content_type) != 0) ||
 	    add_header(job, "webhook-id", job->m.id) != 0 ||
 	    (job->stamp_line = add_placeholder(job, "webhook-timestamp", PD_STAMP_LINE)) == NULL ||
 	    (e->signer->enabled &&
 	     (job->signature_line = add_placeholder(job, "webhook-signature",
 	                                            PD_SIGNATURE_LINE)) == NULL) ||
+	    headers_each(job->m.envelope.headers, add_own_header, job) != 0 ||
 	    (job->headers = curl_slist_append(job->headers, "Expect:")) == NULL)
 		return -1;
 
@@ -455,9 +486,17 @@ attempt_start(struct pd_engine *e, struct pd_job *job)
 	curl_easy_reset(easy);
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->m.payload);
-	curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->m.payload_len);
+	/* A GET carries no body (schedule refuses a payload with one); the
+	 * other methods send the payload as a POST does, under their name. */
+	if (method == PD_METHOD_GET) {
+		curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, job->m.payload);
+		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)job->m.payload_len);
+		if (method != PD_METHOD_POST)
+			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method_name(method));
+	}
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, job->headers);
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "postdate/" PD_VERSION);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)job->m.timeout * 1000L);

@@ -566,10 +566,15 @@ jsonreq_scalar(struct pd_fields *out, const char *name, struct json_object *v,
 	}
 }
 
-/* Adds the fields that the top-level member name: v stands for. */
+/*
+ * Adds the fields that the top-level member name: v stands for. raw is its
+ * text when it is the raw key's, else NULL; headers is its text in any
+ * case, kept when it is the headers object; raw_end ends either.
+ */
 static int
 jsonreq_member(struct pd_fields *out, const char *name, struct json_object *v,
-    const unsigned char *raw, const unsigned char *raw_end, const char **why)
+    const unsigned char *raw, const unsigned char *headers,
+    const unsigned char *raw_end, const char **why)
 {
 	size_t		 i, n;
 
@@ -584,6 +589,13 @@ jsonreq_member(struct pd_fields *out, const char *name, struct json_object *v,
 
 	if (raw != NULL)
 		return jsonreq_add(out, name, (const char *)raw, (size_t)(raw_end - raw), 1, why);
+
+	/* A message's headers, an object of strings: envelope.c reads them
+	 * from the text as written, repeated names included. */
+	if (json_object_is_type(v, json_type_object) && strcmp(name, PD_HEADERS_KEY) == 0 &&
+	    headers != NULL)
+		return jsonreq_add(out, name, (const char *)headers,
+		    (size_t)(raw_end - headers), 1, why);
 
 	if (!json_object_is_type(v, json_type_array))
 		return jsonreq_scalar(out, name, v, why);
@@ -705,7 +717,7 @@ jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
 		raw = raw_json_key != NULL &&
 		    strcmp(s.keys[i], raw_json_key) == 0;
 		if (jsonreq_member(out, s.keys[i], v, raw ? s.value[i] : NULL,
-		    s.value_end[i], why) == -1) {
+		    s.value[i], s.value_end[i], why) == -1) {
 			errfield = s.keys[i];
 			goto fail;
 		}

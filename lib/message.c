@@ -147,11 +147,13 @@ parse_int_field(const struct pd_field *f, int min, int max, int *out)
 
 static const char *const schedule_fields[] = {
 	"url", "queue", "topic", "at", "delay", "tz", "ttl", "expires", "priority", "payload",
-	"content_type", "callback", "max_attempts", "timeout", "idempotency_key", NULL
+	"content_type", "callback", "max_attempts", "timeout", "idempotency_key", "method",
+	"header", "headers", NULL
 };
 
 static const char *const subscribe_fields[] = {
-	"topic", "name", "url", "queue", "callback", "max_attempts", "timeout", NULL
+	"topic", "name", "url", "queue", "callback", "max_attempts", "timeout", "method", "header",
+	"headers", NULL
 };
 
 /* Unknown and repeated fields are errors, so a typo is never ignored. */
@@ -171,12 +173,15 @@ check_field_names(const struct pd_fields *f, const char *const known[], const ch
 			*field = name;
 			return -1;
 		}
-		if (strcmp(name, "url") != 0 && fields_count(f, name) > 1) {
+		if (strcmp(name, "url") != 0 && strcmp(name, "header") != 0 &&
+		    fields_count(f, name) > 1) {
 			*why = "this field may be given only once";
 			*field = name;
 			return -1;
 		}
-		if (f->v[i].is_json && strcmp(name, "payload") != 0) {
+		/* The headers object is JSON text too: envelope.c reads it. */
+		if (f->v[i].is_json && strcmp(name, "payload") != 0 &&
+		    strcmp(name, PD_HEADERS_KEY) != 0) {
 			*why = "this field must be a string";
 			*field = name;
 			return -1;
@@ -272,7 +277,7 @@ resolve_topic(struct pd_message *m, const struct pd_fields *f, const char **why,
               const char **field)
 {
 	static const char *const theirs[] = { "url", "queue", "callback", "max_attempts",
-	                                      "timeout", NULL };
+	                                      "timeout", "method", "header", "headers", NULL };
 	char name[PD_MAX_QUEUE_NAME + 1];
 
 	*field = "topic";
@@ -549,6 +554,27 @@ message_from_fields(struct pd_message *m, const struct pd_fields *f,
 	if (resolve_options(m, f, cfg, why, field) != 0)
 		goto bad;
 
+	if (envelope_from_fields(&m->envelope, f, why, field) != 0)
+		goto bad;
+	/* A worker takes a queue's message: postdate makes no request of it.
+	 * A GET has no body to carry a payload in, nor a type for one. */
+	if (m->queue != NULL && fields_get(f, "method") != NULL) {
+		*why = "method is how postdate requests a url; a queue's message is received "
+		       "by its worker instead";
+		*field = "method";
+		goto bad;
+	}
+	if (m->envelope.method == PD_METHOD_GET && m->payload_len > 0) {
+		*why = "a GET carries no body: leave payload out, or use another method";
+		*field = "payload";
+		goto bad;
+	}
+	if (m->envelope.method == PD_METHOD_GET && fields_get(f, "content_type") != NULL) {
+		*why = "a GET carries no body, so no content_type either";
+		*field = "content_type";
+		goto bad;
+	}
+
 	*field = "idempotency_key";
 	if ((fv = fields_get(f, "idempotency_key")) != NULL) {
 		if (fv->len == 0 || fv->len > PD_MAX_IDEMPOTENCY_KEY ||
@@ -585,8 +611,15 @@ subscription_from_fields(struct pd_message *dest, char topic[PD_MAX_QUEUE_NAME +
 	if (copy_name(name, fields_get(f, "name"), why) != 0)
 		goto bad;
 	if (resolve_destination(dest, f, cfg, why, field) != 0 ||
-	    resolve_options(dest, f, cfg, why, field) != 0)
+	    resolve_options(dest, f, cfg, why, field) != 0 ||
+	    envelope_from_fields(&dest->envelope, f, why, field) != 0)
 		goto bad;
+	if (dest->queue != NULL && fields_get(f, "method") != NULL) {
+		*why = "method is how postdate requests a url; a queue's message is received "
+		       "by its worker instead";
+		*field = "method";
+		goto bad;
+	}
 	*field = NULL;
 	return 0;
 bad:
@@ -609,5 +642,6 @@ message_free(struct pd_message *m)
 	free(m->topic);
 	free(m->subscription);
 	free(m->deliveries);
+	envelope_free(&m->envelope);
 	memset(m, 0, sizeof(*m));
 }

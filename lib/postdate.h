@@ -241,6 +241,45 @@ int id_generate(char buf[PD_ID_LEN + 1]);
 /* Whether text has the shape of an id (so junk never reaches a query). */
 int id_valid(const char *text);
 
+/* ---- envelope.c: a message's own HTTP method and headers ---- */
+
+#define PD_MAX_HEADERS 32        /* headers of one message */
+#define PD_MAX_HEADER_BYTES 8192 /* their lines in all, as sent: "Name: value" and CRLF */
+
+enum pd_method {
+	PD_METHOD_POST,           /* the default: 0, so a zeroed message is a POST */
+	PD_METHOD_PUT,
+	PD_METHOD_PATCH,
+	PD_METHOD_DELETE,
+	PD_METHOD_GET,            /* carries no body */
+	PD_NMETHODS
+};
+
+/* What a message's request carries besides its body. The headers' stored
+ * form, the one that delivery, a receive and render all read: "Name: value"
+ * lines joined by '\n' (one space after the colon, the value trimmed), or
+ * NULL for none. Names are HTTP tokens, values hold no control characters
+ * but tabs (envelope_from_fields checked them). Values are often
+ * credentials: never logged, never shown by status, the list or the page. */
+struct pd_envelope {
+	enum pd_method method;
+	char *headers;
+};
+
+/* "POST", "PUT", ...; "POST" for anything unknown. */
+const char *method_name(enum pd_method m);
+
+/* The method called exactly name (len bytes, capitals), or -1. */
+int method_parse(const char *name, size_t len);
+
+/* Calls fn for each header of the stored form, in order; stops with -1 when
+ * fn returns nonzero. Name and value are not NUL-terminated. */
+typedef int (*header_fn)(void *ctx, const char *name, size_t namelen, const char *value,
+                         size_t valuelen);
+int headers_each(const char *stored, header_fn fn, void *ctx);
+
+void envelope_free(struct pd_envelope *e);
+
 /* ---- message.c: a message and how a schedule request becomes one ---- */
 
 struct pd_message {
@@ -266,6 +305,7 @@ struct pd_message {
 	                             queue message: the queue's */
 	int timeout;              /* seconds per HTTP attempt */
 	int attempts;             /* rounds (receives) started */
+	struct pd_envelope envelope;  /* its method and its own headers */
 	/* A message scheduled to a topic (urls ""): the copies made of it, one
 	 * per subscription. A copy names its topic and subscription. */
 	char *topic;

@@ -59,6 +59,47 @@ json_urls(const char *urls)
 	return a;
 }
 
+static int
+add_header_name(void *ctx, const char *name, size_t namelen, const char *value, size_t valuelen)
+{
+	(void)value, (void)valuelen;
+	return json_object_array_add(ctx, json_object_new_string_len(name, (int)namelen));
+}
+
+/* A message's headers as status, the list and the page show them: their
+ * names only, since the values are often credentials. */
+static json_object *
+json_header_names(const char *stored)
+{
+	json_object *a = json_object_new_array();
+
+	headers_each(stored, add_header_name, a);
+	return a;
+}
+
+static int
+add_header(void *ctx, const char *name, size_t namelen, const char *value, size_t valuelen)
+{
+	char *key = strndup(name, namelen);
+
+	if (key == NULL)
+		return -1;
+	json_object_object_add(ctx, key, json_object_new_string_len(value, (int)valuelen));
+	free(key);
+	return 0;
+}
+
+/* A message's headers as the worker that receives it gets them: an object
+ * of names and values. */
+static json_object *
+json_headers(const char *stored)
+{
+	json_object *o = json_object_new_object();
+
+	headers_each(stored, add_header, o);
+	return o;
+}
+
 /* The answer to a schedule request. */
 json_object *
 render_scheduled(const struct pd_message *m)
@@ -113,14 +154,19 @@ render_subscription(const char *topic, const struct pd_message *sub)
 	json_object_object_add(o, "max_attempts", sub->max_attempts > 0 ?
 	                       json_object_new_int(sub->max_attempts) : NULL);
 	json_object_object_add(o, "timeout", pulled ? NULL : json_object_new_int(sub->timeout));
+	/* As a message shows them: header names only, never the values. */
+	json_object_object_add(o, "method", pulled ? NULL :
+	                       json_object_new_string(method_name(sub->envelope.method)));
+	json_object_object_add(o, "headers", json_header_names(sub->envelope.headers));
 	json_object_object_add(o, "created", json_time(sub->created));
 	return o;
 }
 
 /* A message as status and the list show it (history is added by the caller).
  * Its destination is its URL pool (urls) or its queue (queue), the other
- * null; a topic's copy also names the topic and its subscription. method, headers and recurring are fixed until the issues that make
- * them options (every delivery is a POST with no headers of its own). */
+ * null; a topic's copy also names the topic and its subscription. headers
+ * are names only; recurring is null until recurring definitions make
+ * messages. */
 json_object *
 render_message(const struct pd_message *m)
 {
@@ -138,8 +184,8 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "subscription", json_string_or_null(m->subscription));
 	json_object_object_add(o, "priority", json_object_new_int(m->priority));
 	json_object_object_add(o, "expires", json_time(m->expires));
-	json_object_object_add(o, "method", json_object_new_string("POST"));
-	json_object_object_add(o, "headers", json_object_new_array());
+	json_object_object_add(o, "method", json_object_new_string(method_name(m->envelope.method)));
+	json_object_object_add(o, "headers", json_header_names(m->envelope.headers));
 	json_object_object_add(o, "recurring", NULL);
 	json_object_object_add(o, "callback", json_url_or_null(m->callback));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
@@ -249,8 +295,7 @@ render_received(const struct pd_message *m, const char *receipt, pd_ms visible_u
 	add_text_or_base64(o, "payload", "payload_base64", m->payload != NULL ? m->payload : "",
 	                   m->payload_len);
 	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
-	/* Headers of a message come with issue 17; until then none. */
-	json_object_object_add(o, "headers", json_object_new_object());
+	json_object_object_add(o, "headers", json_headers(m->envelope.headers));
 	json_object_object_add(o, "priority", json_object_new_int(m->priority));
 	json_object_object_add(o, "attempt", json_object_new_int(m->attempts));
 	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));

@@ -46,8 +46,11 @@ int form_decode(const char *body, size_t len, struct pd_fields *out,
 /* Decodes an application/json object. Strings become fields as they are;
  * numbers and booleans their JSON text; null is skipped; an array of
  * scalars becomes repeated fields. For the key raw_json_key (the payload),
- * any non-string value is kept as JSON text with is_json set. Any other
- * nested object or array is an error naming the key. */
+ * any non-string value is kept as JSON text with is_json set, and so is an
+ * object under the key PD_HEADERS_KEY (a message's headers, which
+ * envelope_from_fields reads). Any other nested object or array is an
+ * error naming the key. */
+#define PD_HEADERS_KEY "headers"
 int jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
                    struct pd_fields *out, const char **why, char *field, size_t fieldlen);
 
@@ -58,6 +61,18 @@ int utf8_valid(const char *text, size_t len);
 /* Copies len bytes of text into out (outlen bytes, NUL-terminated) with
  * every byte that is not well-formed UTF-8 written as "%XX". */
 void utf8_escape_invalid(const char *text, size_t len, char *out, size_t outlen);
+
+/* Reads a request's method (POST unless given) and its headers: repeated
+ * header fields "Name: value" (a form), or headers, a JSON object of
+ * strings, which jsonreq_decode keeps as JSON text. At most PD_MAX_HEADERS
+ * and PD_MAX_HEADER_BYTES; names HTTP tokens, unique without case and none
+ * that postdate sets itself or that describe the connection (API.md lists
+ * them); values without control characters (CR, LF, NUL...) but tabs. On a
+ * bad field returns -1 with *why (which never quotes a value) and *field
+ * ("method" or "header"), e left empty. For every request that makes
+ * messages: schedule, subscriptions, recurring definitions. */
+int envelope_from_fields(struct pd_envelope *e, const struct pd_fields *f, const char **why,
+                         const char **field);
 
 /* Builds a new pending message from a schedule request's fields. On a bad
  * field returns -1 with *why and *field naming it. Sets everything except

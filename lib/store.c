@@ -40,8 +40,8 @@
 	"m.urls, m.payload_bytes, m.content_type, m.callback, m.idempotency_key, " \
 	"m.delivered_to, m.report_of, m.max_attempts, m.timeout, " \
 	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report, " \
-	"q.name, m.priority, m.expires, tp.name, m.subscription"
-#define MESSAGE_NCOLUMNS 25
+	"q.name, m.priority, m.expires, m.method, m.headers, tp.name, m.subscription"
+#define MESSAGE_NCOLUMNS 27
 /* Whether the message of a live row being changed has a callback. */
 #define HAS_CALLBACK "(SELECT callback IS NOT NULL FROM messages WHERE key = live.key)"
 /* What MESSAGE_COLUMNS names beside messages m and live l. */
@@ -129,8 +129,9 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_INSERT_MESSAGE] =
 	    "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, callback, "
 	    "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, expires, "
-	    "publish, subscription) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) "
+	    "method, headers, publish, subscription) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+	    "?18, ?19) "
 	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
 	[ST_INSERT_PAYLOAD] = "INSERT INTO payloads (key, payload) VALUES (?1, ?2)",
 	[ST_INSERT_LIVE] =
@@ -290,15 +291,16 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_TOPIC_NAMES] = "SELECT key, name FROM topics ORDER BY name",
 	[ST_SUBSCRIBE] =
 	    "INSERT INTO subscriptions (topic, name, urls, queue, callback, max_attempts, timeout, "
-	    "created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (topic, name) DO NOTHING",
+	    "method, headers, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) "
+	    "ON CONFLICT (topic, name) DO NOTHING",
 	[ST_SUBSCRIPTION_CHANGE] =
 	    "UPDATE subscriptions SET urls = ?3, queue = ?4, callback = ?5, max_attempts = ?6, "
-	    "timeout = ?7 WHERE topic = ?1 AND name = ?2",
+	    "timeout = ?7, method = ?8, headers = ?9 WHERE topic = ?1 AND name = ?2",
 	[ST_UNSUBSCRIBE] =
 	    "DELETE FROM subscriptions WHERE topic = (SELECT key FROM topics WHERE name = ?1) "
 	    "AND name = ?2",
 	[ST_SUBSCRIPTIONS_OF] =
-	    "SELECT name, urls, queue, callback, max_attempts, timeout, created "
+	    "SELECT name, urls, queue, callback, max_attempts, timeout, created, method, headers "
 	    "FROM subscriptions WHERE topic = ?1 ORDER BY name LIMIT ?2",
 	/* A reused idempotency key writes nothing, as for a message. */
 	[ST_PUBLISH_INSERT] =
@@ -554,6 +556,17 @@ urls_left(const char *pool, unsigned gone)
 	return out;
 }
 
+/* The method in column c; a POST when it holds none this build knows. */
+static enum pd_method
+method_or_post(sqlite3_stmt *st, int c)
+{
+	const unsigned char *text = sqlite3_column_text(st, c);
+	int known = text != NULL ? method_parse((const char *)text,
+	                                        (size_t)sqlite3_column_bytes(st, c)) : -1;
+
+	return known >= 0 ? (enum pd_method)known : PD_METHOD_POST;
+}
+
 /* Fills m from MESSAGE_COLUMNS starting at column c. whole_pool keeps
  * every URL (a claim: the dispatcher tracks dropped ones by index);
  * otherwise the URLs dropped for good are left out, as status shows. The
@@ -596,9 +609,12 @@ row_to_message(sqlite3_stmt *st, int c, struct pd_message *m, int whole_pool)
 	m->queue = column_strdup(st, c + 20);
 	m->priority = sqlite3_column_int(st, c + 21);
 	m->expires = sqlite3_column_int64(st, c + 22);
-	m->topic = column_strdup(st, c + 23);
-	m->subscription = column_strdup(st, c + 24);
-	if (m->urls == NULL || m->content_type == NULL) {
+	m->envelope.method = method_or_post(st, c + 23);
+	m->envelope.headers = column_strdup(st, c + 24);
+	m->topic = column_strdup(st, c + 25);
+	m->subscription = column_strdup(st, c + 26);
+	if (m->urls == NULL || m->content_type == NULL ||
+	    (m->envelope.headers == NULL && sqlite3_column_type(st, c + 24) != SQLITE_NULL)) {
 		message_free(m);
 		return -1;
 	}
@@ -622,6 +638,26 @@ column_payload(sqlite3_stmt *st, int c, struct pd_message *m)
 	return 0;
 }
 
+/* Starts a fingerprint with a message's method and headers, only when they
+ * are not the defaults (a POST without headers of its own), so that a
+ * message stored before they existed keeps the fingerprint it had. What
+ * follows begins with a URL or, for a queue's message, a NUL: never the
+ * 0x01 that starts this part, so no request's bytes can pass for another's
+ * (the payload, last and of any bytes, could otherwise end in what looks
+ * like an envelope). 1 on success. */
+static int
+envelope_digest(EVP_MD_CTX *ctx, const struct pd_envelope *e)
+{
+	const char *method = method_name(e->method);
+	const char *headers = e->headers != NULL ? e->headers : "";
+
+	if (e->method == PD_METHOD_POST && e->headers == NULL)
+		return 1;
+	return EVP_DigestUpdate(ctx, "\001envelope", 10) == 1 &&
+	    EVP_DigestUpdate(ctx, method, strlen(method) + 1) == 1 &&
+	    EVP_DigestUpdate(ctx, headers, strlen(headers) + 1) == 1;
+}
+
 /* SHA-256 over what a schedule request asked for, its times aside (a
  * repeated "delay=30s" names another instant each time): a reused
  * idempotency key with other contents is a different request. */
@@ -637,6 +673,7 @@ fingerprint(const struct pd_message *m, unsigned char out[FINGERPRINT_LEN])
 	snprintf(limits, sizeof(limits), "%d %d %d", m->max_attempts, m->timeout, m->priority);
 	/* Each part with its NUL, so that no two splits of the bytes agree. */
 	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+	    envelope_digest(ctx, &m->envelope) &&
 	    EVP_DigestUpdate(ctx, m->urls, strlen(m->urls) + 1) == 1 &&
 	    EVP_DigestUpdate(ctx, m->content_type, strlen(m->content_type) + 1) == 1 &&
 	    EVP_DigestUpdate(ctx, m->callback != NULL ? m->callback : "",
@@ -994,11 +1031,13 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now, int64_t publ
 		sqlite3_bind_null(st, 13);
 	sqlite3_bind_int(st, 14, m->priority);
 	bind_time_or_null(st, 15, m->expires);
+	sqlite3_bind_text(st, 16, method_name(m->envelope.method), -1, SQLITE_STATIC);
+	bind_text_or_null(st, 17, m->envelope.headers);
 	if (publish != 0)
-		sqlite3_bind_int64(st, 16, publish);
+		sqlite3_bind_int64(st, 18, publish);
 	else
-		sqlite3_bind_null(st, 16);
-	bind_text_or_null(st, 17, m->subscription);
+		sqlite3_bind_null(st, 18);
+	bind_text_or_null(st, 19, m->subscription);
 	/* At the high-water mark nothing is written; a repeated request
 	 * still gets the message its key holds. */
 	if (q.key != 0 && q.max_depth > 0 && q.alive >= q.max_depth) {
@@ -1101,7 +1140,10 @@ read_subscriptions(struct pd_store *s, int64_t topic, struct pd_message **subs, 
 		d->max_attempts = sqlite3_column_int(st, 4);
 		d->timeout = sqlite3_column_int(st, 5);
 		d->created = sqlite3_column_int64(st, 6);
-		if (d->subscription == NULL || d->urls == NULL) {
+		d->envelope.method = method_or_post(st, 7);
+		d->envelope.headers = column_strdup(st, 8);
+		if (d->subscription == NULL || d->urls == NULL ||
+		    (d->envelope.headers == NULL && sqlite3_column_type(st, 8) != SQLITE_NULL)) {
 			rc = SQLITE_NOMEM;
 			break;
 		}
@@ -1258,7 +1300,7 @@ publish_in_tx(struct pd_store *s, struct pd_message *m, pd_ms now, long room)
 			.content_type = m->content_type,
 			.urls = d->urls, .queue = d->queue, .callback = d->callback,
 			.max_attempts = d->max_attempts, .timeout = d->timeout,
-			.subscription = d->subscription,
+			.envelope = d->envelope, .subscription = d->subscription,
 		};
 
 		res = insert_message(s, &copy, now, publish);
@@ -1327,8 +1369,10 @@ store_subscribe(struct pd_store *s, const char *topic, const char *name,
 		bind_text_or_null(st, 5, dest->callback);
 		sqlite3_bind_int(st, 6, dest->max_attempts);
 		sqlite3_bind_int(st, 7, dest->timeout);
+		sqlite3_bind_text(st, 8, method_name(dest->envelope.method), -1, SQLITE_STATIC);
+		bind_text_or_null(st, 9, dest->envelope.headers);
 		if (i == 0)
-			sqlite3_bind_int64(st, 8, now);
+			sqlite3_bind_int64(st, 10, now);
 		rc = store_exec(s, i == 0 ? ST_SUBSCRIBE : ST_SUBSCRIPTION_CHANGE);
 		sqlite3_clear_bindings(st);
 		if (rc != SQLITE_OK)

@@ -19,6 +19,8 @@ CREATE TABLE subscriptions (
 	callback     TEXT,
 	max_attempts INTEGER NOT NULL,              -- 0 for a queue: the queue's
 	timeout      INTEGER NOT NULL,
+	method       TEXT NOT NULL DEFAULT 'POST',
+	headers      TEXT,                          -- "Name: value" lines, as messages.headers
 	created      INTEGER NOT NULL,
 	UNIQUE (topic, name)
 );

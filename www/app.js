@@ -657,7 +657,7 @@ async function confirmAndCancel(id) {
 // ---- scheduling ----
 
 const FORM_FIELDS = ["url", "queue", "delay", "at", "tz", "payload", "content_type", "callback",
-  "max_attempts", "timeout", "priority", "ttl", "idempotency_key"];
+  "max_attempts", "timeout", "priority", "ttl", "method", "header", "idempotency_key"];
 
 // The form as the API's fields; empty optional fields are left out so the
 // API's defaults apply. URLs and a queue are both sent when both are
@@ -682,6 +682,12 @@ function scheduleFields() {
     "idempotency_key"]) {
     const value = $("f-" + name).value.trim();
     if (value) fields.set(name, value);
+  }
+  // POST is the default, and a queue takes no method at all.
+  if ($("f-method").value !== "POST") fields.set("method", $("f-method").value);
+  // One "Name: value" a line; the API checks each and names header if one is wrong.
+  for (const line of $("f-header").value.split(/\r?\n/)) {
+    if (line.trim()) fields.append("header", line.trim());
   }
   return fields;
 }

@@ -153,9 +153,12 @@ function localClock(iso) {
 
 // ---- a receiver on loopback, and a dispatcher run once ----
 
-// Answers /ok with 200 and anything else with 503.
+// Answers /ok with 200 and anything else with 503, and keeps what it was
+// sent (method, url, headers) in requests.
 async function startSink() {
+  const requests = [];
   const server = http.createServer((req, res) => {
+    requests.push({ method: req.method, url: req.url, headers: req.headers });
     req.resume();
     req.on("end", () => {
       res.writeHead(req.url.startsWith("/ok") ? 200 : 503, { "Content-Type": "text/plain" });
@@ -163,7 +166,7 @@ async function startSink() {
     });
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+  return { url: `http://127.0.0.1:${server.address().port}`, requests, close: () => server.close() };
 }
 
 // bin/dispatch --once: delivers what is due now, then exits.
@@ -331,6 +334,55 @@ test("the form schedules a message that the API then returns", async ({ page }) 
   // The list shows it without a reload, and the form is ready for the next one.
   await eventually(async () => assert.equal(await rowOf(page, id).count(), 1));
   assert.equal(await page.getByLabel("Target URLs").inputValue(), "");
+});
+
+test("the form sends a method and headers; the detail shows the method and header names only", async ({ page }) => {
+  const secret = unique("Bearer s3cret");
+  const sink = await startSink();
+  try {
+    await openPage(page);
+    await page.getByLabel("Target URLs").fill(`${sink.url}/ok/headers`);
+    await page.locator("#more-options summary").click();
+    // A bad line is the API's 400 naming header, shown at the Headers field.
+    await page.getByLabel("Headers").fill(`Host: ${secret}`);
+    await page.getByRole("button", { name: "Schedule", exact: true }).click();
+    await page.locator("#f-header-error").waitFor();
+    assert.match(await page.locator("#f-header-error").innerText(), /Host/);
+    assert.equal(await page.getByLabel("Headers").getAttribute("aria-invalid"), "true");
+
+    await page.getByLabel("Method").selectOption("PUT");
+    await screenshot(page, "form-headers");
+    await page.getByLabel("Headers").fill(`Authorization: ${secret}\n\n  X-Trace: t-1  \n`);
+    await page.getByRole("button", { name: "Schedule", exact: true }).click();
+    const link = page.locator("#schedule-result a.id");
+    await link.waitFor();
+    const id = await link.innerText();
+    const m = await messageStatus(id);
+    assert.equal(m.method, "PUT");
+    assert.deepEqual(m.headers, ["Authorization", "X-Trace"]);
+    assert.equal(await page.getByLabel("Headers").inputValue(), "", "the form is cleared");
+
+    await dispatchOnce();
+    const got = sink.requests.filter((r) => r.url === "/ok/headers");
+    assert.equal(got.length, 1, JSON.stringify(sink.requests));
+    assert.equal(got[0].method, "PUT");
+    assert.equal(got[0].headers.authorization, secret);
+    assert.equal(got[0].headers["x-trace"], "t-1");
+
+    await openPage(page, "?" + new URLSearchParams({ id }));
+    const field = (label) => page.locator("#detail-fields .field-row")
+      .filter({ has: page.locator("dt", { hasText: new RegExp("^" + label + "$") }) }).locator("dd");
+    await eventually(async () => assert.equal(await field("State").innerText(), "delivered"));
+    assert.equal(await field("Method").innerText(), "PUT");
+    assert.equal(await field("Headers").innerText(), "Authorization, X-Trace");
+    assert.ok(!(await page.content()).includes(secret), "the page shows a header value");
+    await openPage(page, "?state=all");
+    await eventually(async () => assert.equal(await rowOf(page, id).count(), 1));
+    assert.ok(!(await page.content()).includes(secret), "the list shows a header value");
+    await screenshot(page, "headers");
+  } finally {
+    sink.close();
+  }
 });
 
 test("a local date and time in the form is the instant the API stores", async ({ page }) => {

@@ -4,10 +4,13 @@
  *
  * Beyond "no crash": never more than PD_MAX_FIELDS fields; names are 1 to
  * PD_MAX_NAME bytes without control bytes; values are valid UTF-8; only
- * "payload" is ever kept as JSON, and then as JSON that parses, byte for
- * byte as the body had it; a refused body leaves nothing behind; and the
- * fields, written back as a JSON object (repeated names as an array),
- * decode to the same fields (the payload to the same JSON).
+ * "payload" (and a "headers" object) is ever kept as JSON, and then as
+ * JSON that parses, byte for byte as the body had it; a refused body
+ * leaves nothing behind; and the fields, written back as a JSON object
+ * (repeated names as an array), decode to the same fields (the payload to
+ * the same JSON). The headers that envelope_from_fields accepts from them
+ * are at most PD_MAX_HEADERS lines of a token, ": " and a value without
+ * CR, LF or other control bytes but tabs, PD_MAX_HEADER_BYTES in all.
  */
 #include <assert.h>
 #include <stdint.h>
@@ -69,6 +72,46 @@ same_json(const char *a, const char *b)
 	return same;
 }
 
+static int
+check_header(void *ctx, const char *name, size_t namelen, const char *value, size_t valuelen)
+{
+	size_t *wire = ctx;
+
+	assert(namelen >= 1);
+	for (size_t i = 0; i < namelen; i++)
+		assert(name[i] > 0x20 && name[i] < 0x7f && name[i] != ':');
+	for (size_t i = 0; i < valuelen; i++)
+		assert((unsigned char)value[i] >= 0x20 || value[i] == '\t');
+	assert(valuelen == 0 || (value[0] != ' ' && value[valuelen - 1] != ' '));
+	*wire += namelen + 2 + valuelen + 2;
+	return 0;
+}
+
+/* What envelope_from_fields makes of the fields, when it accepts them. */
+static void
+check_envelope(const struct pd_fields *f)
+{
+	struct pd_envelope e;
+	const char *why = NULL, *field = NULL;
+	size_t wire = 0, lines = 0;
+
+	if (envelope_from_fields(&e, f, &why, &field) != 0) {
+		assert(why != NULL && field != NULL);
+		assert(strcmp(field, "header") == 0 || strcmp(field, "method") == 0);
+		return;
+	}
+	assert((unsigned)e.method < PD_NMETHODS);
+	if (e.headers != NULL) {
+		assert(strchr(e.headers, '\r') == NULL);
+		lines = 1;
+		for (const char *p = e.headers; (p = strchr(p, '\n')) != NULL; p++)
+			lines++;
+	}
+	assert(headers_each(e.headers, check_header, &wire) == 0);
+	assert(lines <= PD_MAX_HEADERS && wire <= PD_MAX_HEADER_BYTES);
+	envelope_free(&e);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -98,13 +141,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (v->is_json) {
 			struct json_object *parsed = json_tokener_parse(v->value);
 
-			assert(strcmp(v->name, "payload") == 0);
+			/* The payload, or a headers object (envelope.c reads it). */
+			assert(strcmp(v->name, "payload") == 0 || strcmp(v->name, PD_HEADERS_KEY) == 0);
 			assert(parsed != NULL);
 			json_object_put(parsed);
 			/* Kept exactly as the client wrote it. */
 			assert(memmem(data, size, v->value, v->len) != NULL);
 		}
 	}
+
+	check_envelope(&f);
 
 	/* The round trip. */
 	back = fields_to_json(&f);

@@ -232,3 +232,24 @@ def test_a_publish_to_200_subscriptions_is_one_transaction(stack):
     rows = stack.query("SELECT count(DISTINCT created), count(*) FROM messages WHERE publish = "
                        "(SELECT publish FROM messages WHERE id = ?)", p["deliveries"][0]["id"])
     assert rows == [(1, 200)], rows
+
+
+def test_a_subscriptions_method_and_headers_go_with_each_copy_and_show_as_names():
+    with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
+        made = subscribe(s, "hdr.t", "put", url=sink.url("/put"), method="PUT",
+                         header=["Authorization: Bearer sub-secret-1", "X-Kind: order"])
+        assert made["method"] == "PUT" and made["headers"] == ["Authorization", "X-Kind"], made
+        assert "sub-secret-1" not in s.get("/api/topics").body
+        p = publish(s, "hdr.t", payload="body")
+        req = sink.wait_for(1, "/put", timeout=15)[0]
+        assert req.method == "PUT" and req.body == b"body", req
+        assert req.headers.get("Authorization") == "Bearer sub-secret-1", req.headers
+        assert req.headers.get("X-Kind") == "order"
+        st = status(s, p["deliveries"][0]["id"])
+        assert st["method"] == "PUT" and st["headers"] == ["Authorization", "X-Kind"], st
+        # A publish takes its copies' method and headers from the subscription.
+        for field in ("method", "header"):
+            value = "PUT" if field == "method" else "X-A: b"
+            assert_json_error(s.post_form("/api/schedule", {"topic": "hdr.t", field: value}),
+                              400, field)
+        assert "sub-secret-1" not in s.log()

@@ -659,6 +659,10 @@ test_a_v1_database_migrates_with_nothing_lost(void)
 	CHECK_INT(state_of(&f, "0000000000000000000000000g", NULL), PD_CANCELLED);
 	if (store_get(f.s, "0000000000000000000000000d", &m, NULL, NULL) == STORE_OK) {
 		CHECK_STR(m.report != NULL ? m.report : "", "0000000000000000000000000e");
+		/* Migration 006: a message from before it is a POST without
+		 * headers of its own. */
+		CHECK_INT(m.envelope.method, PD_METHOD_POST);
+		CHECK(m.envelope.headers == NULL);
 		message_free(&m);
 	}
 	/* An idempotency key still finds its message. */
