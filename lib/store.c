@@ -97,6 +97,8 @@ enum statement {
 	ST_SPENT_ROWS,
 	ST_END_LIVE_ANY,
 	ST_DATA_VERSION,
+	ST_TOTALS,
+	ST_TOTAL_DELTA,
 	ST_COUNT
 };
 
@@ -263,6 +265,23 @@ static const char *const statement_sql[ST_COUNT] = {
 	    "WHERE l.spent = 1 AND l.due <= ?1 ORDER BY l.due LIMIT ?2",
 	[ST_END_LIVE_ANY] = "DELETE FROM live WHERE key = ?1 AND token = ?2 RETURNING queue",
 	[ST_DATA_VERSION] = "PRAGMA data_version",
+	/* The metrics' counters (sql/007-metrics.sql): a dozen rows. */
+	[ST_TOTALS] = "SELECT counter, n FROM totals",
+	[ST_TOTAL_DELTA] =
+	    "INSERT INTO totals (counter, n) VALUES (?1, ?2) "
+	    "ON CONFLICT (counter) DO UPDATE SET n = n + excluded.n",
+};
+
+/* The counters of the totals table, numbered as sql/007-metrics.sql says. */
+enum total {
+	TOTAL_MADE,
+	TOTAL_DELIVERED,
+	TOTAL_FAILED,
+	TOTAL_CANCELLED,
+	TOTAL_EXPIRED,
+	TOTAL_RECEIVES,
+	TOTAL_ATTEMPTS,           /* + enum store_attempt_outcome */
+	TOTAL_COUNT = TOTAL_ATTEMPTS + STORE_ATTEMPT_OUTCOMES
 };
 
 struct pd_store {
@@ -271,6 +290,7 @@ struct pd_store {
 	sqlite3_stmt *st[ST_COUNT];
 	pd_ms busy_since;         /* when the current wait for a lock began */
 	long delta[PD_NSTATES];   /* count changes of the transaction in progress */
+	long total[TOTAL_COUNT];  /* and what it adds to the totals */
 	int writing;              /* holds this process's turn to write (writer_turn) */
 };
 
@@ -363,6 +383,7 @@ tx_begin(struct pd_store *s, const char *what)
 	s->writing = 1;
 	rc = store_exec(s, ST_BEGIN);
 	memset(s->delta, 0, sizeof(s->delta));
+	memset(s->total, 0, sizeof(s->total));
 	if (rc == SQLITE_OK)
 		return STORE_OK;
 	writer_done(s);
@@ -392,11 +413,14 @@ tx_rollback(struct pd_store *s)
 	if (!sqlite3_get_autocommit(s->db))
 		store_exec(s, ST_ROLLBACK);
 	memset(s->delta, 0, sizeof(s->delta));
+	memset(s->total, 0, sizeof(s->total));
 	writer_done(s);
 }
 
+static int totals_apply(struct pd_store *s);
+
 /* Applies the transaction's count deltas, one statement per state that
- * changed, and commits; rolls back when either fails. */
+ * changed, and its totals, and commits; rolls back when any fails. */
 static enum store_result
 tx_commit(struct pd_store *s, const char *what)
 {
@@ -412,9 +436,12 @@ tx_commit(struct pd_store *s, const char *what)
 		rc = store_exec(s, ST_COUNT_DELTA);
 	}
 	if (rc == SQLITE_OK)
+		rc = totals_apply(s);
+	if (rc == SQLITE_OK)
 		rc = store_exec(s, ST_COMMIT);
 	if (rc == SQLITE_OK) {
 		memset(s->delta, 0, sizeof(s->delta));
+		memset(s->total, 0, sizeof(s->total));
 		writer_done(s);
 		return STORE_OK;
 	}
@@ -925,6 +952,7 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now)
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "inserting a message");
 	s->delta[PD_PENDING]++;
+	s->total[TOTAL_MADE]++;
 	return STORE_OK;
 }
 
@@ -1039,6 +1067,7 @@ store_cancel(struct pd_store *s, const char *id, enum pd_state *state)
 		}
 		s->delta[PD_PENDING]--;
 		s->delta[PD_CANCELLED]++;
+		s->total[TOTAL_CANCELLED]++;
 		*state = PD_CANCELLED;
 		res = tx_commit(s, "cancelling");
 		goto out;
@@ -1629,6 +1658,8 @@ add_attempt(struct pd_store *s, int64_t key, const struct pd_attempt *a)
 	sqlite3_bind_int(st, 6, a->ms);
 	rc = store_exec(s, ST_ADD_ATTEMPT);
 	sqlite3_clear_bindings(st);
+	if (rc == SQLITE_OK)
+		s->total[TOTAL_ATTEMPTS + store_attempt_outcome_of(a->status)]++;
 	return rc;
 }
 
@@ -1662,6 +1693,8 @@ finish_message(struct pd_store *s, struct pd_settlement *o, pd_ms now,
 {
 	int rc;
 
+	s->total[o->state == PD_DELIVERED ? TOTAL_DELIVERED : o->state == PD_FAILED ?
+	         TOTAL_FAILED : o->state == PD_CANCELLED ? TOTAL_CANCELLED : TOTAL_EXPIRED]++;
 	if (o->wants_report && report_fn != NULL) {
 		struct pd_message report = { 0 };
 		enum store_result res;
@@ -1992,6 +2025,7 @@ receive_in_tx(struct pd_store *s, const char *queue, int max, int visibility_s, 
 						s->delta[PD_PENDING]--;
 						s->delta[PD_DELIVERING]++;
 					}
+					s->total[TOTAL_RECEIVES]++;
 					got++;
 				} else if (k->end != 0 && ends < RECEIVE_MAX_ENDS) {
 					sqlite3_bind_int64(s->st[ST_END_LIVE], 1, k->key);
@@ -2428,4 +2462,79 @@ store_query_plans(struct pd_store *s, store_plan_fn fn, void *ctx)
 		sqlite3_finalize(plan);
 	}
 	return 0;
+}
+
+/* ---- metrics ---- */
+
+enum store_attempt_outcome
+store_attempt_outcome_of(int status)
+{
+	if (status == 0)
+		return STORE_ATTEMPT_NO_ANSWER;
+	if (status < 200 || status > 599)
+		return STORE_ATTEMPT_OTHER;
+	return (enum store_attempt_outcome)(STORE_ATTEMPT_2XX + (status / 100 - 2));
+}
+
+/* Adds the transaction's totals, one statement per counter that changed,
+ * inside it (from tx_commit). */
+static int
+totals_apply(struct pd_store *s)
+{
+	sqlite3_stmt *st = s->st[ST_TOTAL_DELTA];
+	int rc = SQLITE_OK;
+
+	for (int i = 0; i < TOTAL_COUNT && rc == SQLITE_OK; i++) {
+		if (s->total[i] == 0)
+			continue;
+		sqlite3_bind_int(st, 1, i);
+		sqlite3_bind_int64(st, 2, s->total[i]);
+		rc = store_exec(s, ST_TOTAL_DELTA);
+	}
+	return rc;
+}
+
+static int
+read_totals(struct pd_store *s, struct store_metrics *m)
+{
+	sqlite3_stmt *st = s->st[ST_TOTALS];
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int counter = sqlite3_column_int(st, 0);
+		long long n = sqlite3_column_int64(st, 1);
+
+		switch (counter) {
+		case TOTAL_MADE: m->made = n; break;
+		case TOTAL_DELIVERED: m->ended[PD_DELIVERED] = n; break;
+		case TOTAL_FAILED: m->ended[PD_FAILED] = n; break;
+		case TOTAL_CANCELLED: m->ended[PD_CANCELLED] = n; break;
+		case TOTAL_EXPIRED: m->ended[PD_EXPIRED] = n; break;
+		case TOTAL_RECEIVES: m->receives = n; break;
+		default:
+			if (counter >= TOTAL_ATTEMPTS && counter < TOTAL_COUNT)
+				m->attempts[counter - TOTAL_ATTEMPTS] = n;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+enum store_result
+store_metrics(struct pd_store *s, pd_ms now, struct store_metrics *m, store_queue_fn fn,
+              void *ctx)
+{
+	enum store_result res;
+	int rc, began = read_begin(s);
+
+	memset(m, 0, sizeof(*m));
+	/* Inside this snapshot, the calls below read in it too. */
+	if ((res = store_health(s, m->counts, &m->earliest)) == STORE_OK &&
+	    (rc = read_totals(s, m)) != SQLITE_OK)
+		res = store_fail(s, rc, "reading the totals");
+	if (res == STORE_OK && fn != NULL)
+		res = store_queue_list(s, now, fn, ctx);
+	read_end(s, began);
+	return res;
 }
