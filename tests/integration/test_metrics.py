@@ -3,7 +3,7 @@ cgi-bin/metrics, SQLite and bin/dispatch, read with a real Prometheus parser:
 prometheus_client's text_string_to_metric_families (Debian's
 python3-prometheus-client, installed by etc/deps.sh).
 
-The figures are checked after scheduling, delivering, failing, cancelling,
+The figures are checked after scheduling, delivering, failing, expiring, cancelling,
 receiving and acknowledging known messages; the counters are checked to
 count since the database was made (they survive a restart of the stack).
 """
@@ -82,7 +82,7 @@ def test_metrics_parse_and_every_family_has_help_type_and_the_postdate_prefix(st
     assert [dict(k[1]) for k in samples if k[0] == "postdate_build_info"][0]["version"]
 
 
-def test_metrics_count_what_was_scheduled_delivered_failed_cancelled_and_received():
+def test_metrics_count_what_was_scheduled_delivered_failed_expired_cancelled_and_received():
     with Sink() as sink, Stack(config={"retry_base": 1, "retry_max": 4}) as s:
         sink.behave("/ok", 200)
         sink.behave("/broken", 500)
@@ -90,11 +90,14 @@ def test_metrics_count_what_was_scheduled_delivered_failed_cancelled_and_receive
         assert value(before, "postdate_messages_made_total") == 0
         assert value(before, "postdate_oldest_overdue_seconds") == 0
 
-        ok = s.schedule(url=sink.url("/ok"), payload="a")
+        # Its callback report is a message too: made, tried and delivered.
+        ok = s.schedule(url=sink.url("/ok"), payload="a", callback=sink.url("/report"))
         s.schedule(url=sink.url("/broken"), payload="b", max_attempts=1)
         # Nothing listens on port 9: no answer at all.
         s.schedule(url="http://127.0.0.1:9/hook", payload="c", max_attempts=1)
         later = s.schedule(url=sink.url("/ok"), payload="d", delay="1h")
+        # Due now with a second to live: by the time a dispatcher runs, expired.
+        short = s.schedule(url=sink.url("/ok"), payload="f", ttl="1s")
         gone = s.schedule(url=sink.url("/ok"), payload="e", delay="1h")
         assert s.post_form("/api/cancel", {"id": gone["id"]}).status == 200
         queue = "jobs-metrics"
@@ -110,9 +113,9 @@ def test_metrics_count_what_was_scheduled_delivered_failed_cancelled_and_receive
         mid, _ = scrape(s)
         overdue = value(mid, "postdate_oldest_overdue_seconds")
         assert 1.0 <= overdue < 120, overdue
-        assert value(mid, "postdate_messages", state="pending") == 7
+        assert value(mid, "postdate_messages", state="pending") == 8
         assert value(mid, "postdate_messages", state="cancelled") == 1
-        assert value(mid, "postdate_messages_made_total") == 8
+        assert value(mid, "postdate_messages_made_total") == 9
         assert value(mid, "postdate_deliveries_total", outcome="cancelled") == 1
         assert value(mid, "postdate_queue_pending", queue=queue) == 3
         assert value(mid, "postdate_queue_ready", queue=queue) == 2
@@ -122,6 +125,7 @@ def test_metrics_count_what_was_scheduled_delivered_failed_cancelled_and_receive
         rc, err = s.dispatch("--once")
         assert rc == 0, err
         sink.wait_for(1, "/ok")
+        sink.wait_for(1, "/report")
         r = s.post_form("/api/receive", {"queue": queue})
         assert r.status == 200 and len(r.json["messages"]) == 1, r
         job = r.json["messages"][0]
@@ -135,14 +139,19 @@ def test_metrics_count_what_was_scheduled_delivered_failed_cancelled_and_receive
 
         after, _ = scrape(s)
         assert value(after, "postdate_oldest_overdue_seconds") == 0
-        assert value(after, "postdate_messages", state="delivered") == 2
+        # Delivered: ok, its report and the acked job; failed: broken and
+        # port 9; pending: later, a job and tomorrow's.
+        assert value(after, "postdate_messages", state="delivered") == 3
         assert value(after, "postdate_messages", state="failed") == 2
-        assert value(after, "postdate_messages", state="pending") == 3   # later, 2 jobs
+        assert value(after, "postdate_messages", state="expired") == 1
+        assert value(after, "postdate_messages", state="pending") == 3
         assert value(after, "postdate_messages", state="delivering") == 0
-        assert value(after, "postdate_deliveries_total", outcome="delivered") == 2
+        assert value(after, "postdate_messages_made_total") == 10
+        assert value(after, "postdate_deliveries_total", outcome="delivered") == 3
         assert value(after, "postdate_deliveries_total", outcome="failed") == 2
-        assert value(after, "postdate_deliveries_total", outcome="expired") == 0
-        assert value(after, "postdate_attempts_total", outcome="2xx") == 1
+        assert value(after, "postdate_deliveries_total", outcome="expired") == 1
+        assert value(after, "postdate_deliveries_total", outcome="cancelled") == 1
+        assert value(after, "postdate_attempts_total", outcome="2xx") == 2
         assert value(after, "postdate_attempts_total", outcome="5xx") == 1
         assert value(after, "postdate_attempts_total", outcome="no_answer") == 1
         assert value(after, "postdate_attempts_total", outcome="4xx") == 0
@@ -151,6 +160,7 @@ def test_metrics_count_what_was_scheduled_delivered_failed_cancelled_and_receive
         assert value(after, "postdate_queue_pending", queue=queue) == 2
         assert s.get("/api/status", {"id": ok["id"]}).json["state"] == "delivered"
         assert s.get("/api/status", {"id": later["id"]}).json["state"] == "pending"
+        assert s.get("/api/status", {"id": short["id"]}).json["state"] == "expired"
 
         # Counted in the database, not in a process: a restarted stack (new
         # workers) goes on from the same figures.
