@@ -1693,6 +1693,7 @@ finish_message(struct pd_store *s, struct pd_settlement *o, pd_ms now,
 {
 	int rc;
 
+	/* Every end passes here but a cancel (store_cancel counts its own). */
 	s->total[o->state == PD_DELIVERED ? TOTAL_DELIVERED : o->state == PD_FAILED ?
 	         TOTAL_FAILED : o->state == PD_CANCELLED ? TOTAL_CANCELLED : TOTAL_EXPIRED]++;
 	if (o->wants_report && report_fn != NULL) {
