@@ -2,8 +2,8 @@
  * metrics: GET /api/metrics, the figures of postdate for Prometheus, in its
  * text format (version 0.0.4), behind the same token as the other routes.
  * Every figure comes from what the store keeps (counts per state, the
- * totals, each queue's counts and index ranges), so a scrape costs the same
- * with ten messages as with ten million.
+ * totals, each queue's counts and index ranges): no statement reads every
+ * message.
  */
 #include <stdlib.h>
 
