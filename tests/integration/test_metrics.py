@@ -170,3 +170,26 @@ def test_metrics_count_what_was_scheduled_delivered_failed_expired_cancelled_and
         for key, v in after.items():
             if key[0].endswith("_total"):
                 assert again[key] == v, (key, again[key], v)
+
+
+def test_metrics_count_only_what_was_stored():
+    # A repeat of an idempotency key, a 507 at max_pending and a 400 store
+    # nothing, so they count nothing.
+    with Stack(config={"max_pending": 2}) as s:
+        first = s.schedule(payload="a", delay="1h", idempotency_key="k-1")
+        r = s.post_form("/api/schedule", {"url": "http://127.0.0.1:9/hook", "payload": "a",
+                                          "delay": "1h", "idempotency_key": "k-1"})
+        assert r.status == 200 and r.json["id"] == first["id"], r
+        s.schedule(payload="b", delay="1h")
+        r = s.post_form("/api/schedule", {"url": "http://127.0.0.1:9/hook", "delay": "1h"})
+        assert r.status == 507, r
+        r = s.post_form("/api/schedule", {"url": "http://127.0.0.1:9/hook", "dealy": "1h"})
+        assert r.status == 400, r
+        samples, _ = scrape(s)
+        assert value(samples, "postdate_messages_made_total") == 2
+        assert value(samples, "postdate_messages", state="pending") == 2
+        # A cancel of a message already cancelled ends nothing more.
+        for _ in range(2):
+            assert s.post_form("/api/cancel", {"id": first["id"]}).status == 200
+        samples, _ = scrape(s)
+        assert value(samples, "postdate_deliveries_total", outcome="cancelled") == 1
