@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 packages="gcc make pkg-config libfcgi-dev spawn-fcgi libcurl4-openssl-dev
 libsqlite3-dev sqlite3 libjson-c-dev libssl-dev nginx tzdata python3 curl
 systemd chromium nodejs"
+# python3-prometheus-client's parser reads /api/metrics in the integration tests.
+packages="$packages python3-prometheus-client"
 # A nodejs from elsewhere (NodeSource) brings its own npm and conflicts
 # with Debian's, so Debian's npm only when there is no npm at all.
 command -v npm >/dev/null 2>&1 || packages="$packages npm"

@@ -197,6 +197,28 @@ http_reply(struct pd_request *r, int status, const char *extra, struct json_obje
 	json_object_put(body);
 }
 
+void
+http_reply_text(struct pd_request *r, int status, const char *content_type, const char *text,
+                size_t len)
+{
+	char head[512];
+	int n;
+
+	if (r->replied)
+		return;
+	r->replied = 1;
+	n = snprintf(head, sizeof(head),
+	    "Status: %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Cache-Control: no-store\r\n"
+	    "\r\n",
+	    status, status_reason(status), content_type, len);
+	http_write(r, head, (size_t)n < sizeof(head) ? (size_t)n : sizeof(head) - 1);
+	if (!r->is_head)
+		http_write(r, text, len);
+}
+
 static void
 http_error_with(struct pd_request *r, int status, const char *extra, const char *sentence,
                 const char *field)

@@ -5,6 +5,8 @@
 #ifndef POSTDATE_REQUEST_H
 #define POSTDATE_REQUEST_H
 
+#include <stdio.h>
+
 #include "postdate.h"
 #include "store.h"
 
@@ -190,6 +192,11 @@ void http_reply(struct pd_request *r, int status, const char *extra, struct json
 /* Sends {"error": sentence, "field": field or null}. */
 void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
 
+/* Sends a body that is not JSON (len bytes of text, as content_type says);
+ * text stays the caller's. */
+void http_reply_text(struct pd_request *r, int status, const char *content_type,
+                     const char *text, size_t len);
+
 /* ---- longpoll.c: receives that wait for work ---- */
 
 /* What a process's waiting receives share: the thread that watches for
@@ -213,6 +220,21 @@ enum store_result longpoll_receive(struct longpoll *lp, struct pd_store *s, cons
                                    int max, int visibility_s, pd_ms wait_ms,
                                    store_report_fn report_fn, void *report_ctx,
                                    store_received_fn fn, void *ctx, int *received);
+
+/* ---- metrics.c: GET /api/metrics in the Prometheus text format ---- */
+
+/* The Content-Type of a scrape: the text format, version 0.0.4. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Writes text to out escaped as the format asks: a backslash and a line
+ * feed always (a HELP text), a double quote too in a label value. */
+void metrics_escape(FILE *out, const char *text, int is_label_value);
+
+/* The whole scrape of m and the queues (as store_metrics and
+ * store_queue_list read them) as of now: malloc'd text of *len bytes, or
+ * NULL when out of memory. */
+char *metrics_render(const struct store_metrics *m, const struct pd_queue *queues,
+                     size_t nqueues, pd_ms now, size_t *len);
 
 /* ---- commit.c: group commit for schedule's request threads ---- */
 

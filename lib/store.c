@@ -116,6 +116,8 @@ enum statement {
 	ST_SAVEPOINT,
 	ST_SAVEPOINT_RELEASE,
 	ST_SAVEPOINT_ROLLBACK,
+	ST_TOTALS,
+	ST_TOTAL_DELTA,
 	ST_COUNT
 };
 
@@ -317,6 +319,23 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_SAVEPOINT] = "SAVEPOINT publish",
 	[ST_SAVEPOINT_RELEASE] = "RELEASE publish",
 	[ST_SAVEPOINT_ROLLBACK] = "ROLLBACK TO publish",
+	/* The metrics' counters (sql/007-metrics.sql): a dozen rows. */
+	[ST_TOTALS] = "SELECT counter, n FROM totals",
+	[ST_TOTAL_DELTA] =
+	    "INSERT INTO totals (counter, n) VALUES (?1, ?2) "
+	    "ON CONFLICT (counter) DO UPDATE SET n = n + excluded.n",
+};
+
+/* The counters of the totals table, numbered as sql/007-metrics.sql says. */
+enum total {
+	TOTAL_MADE,
+	TOTAL_DELIVERED,
+	TOTAL_FAILED,
+	TOTAL_CANCELLED,
+	TOTAL_EXPIRED,
+	TOTAL_RECEIVES,
+	TOTAL_ATTEMPTS,           /* + enum store_attempt_outcome */
+	TOTAL_COUNT = TOTAL_ATTEMPTS + STORE_ATTEMPT_OUTCOMES
 };
 
 struct pd_store {
@@ -331,6 +350,7 @@ struct pd_store {
 		long n;
 	} queue_delta[QUEUE_DELTAS];
 	int queue_deltas;
+	long total[TOTAL_COUNT];  /* and what it adds to the totals */
 	int writing;              /* holds this process's turn to write (writer_turn) */
 };
 
@@ -424,6 +444,7 @@ tx_begin(struct pd_store *s, const char *what)
 	rc = store_exec(s, ST_BEGIN);
 	memset(s->delta, 0, sizeof(s->delta));
 	s->queue_deltas = 0;
+	memset(s->total, 0, sizeof(s->total));
 	if (rc == SQLITE_OK)
 		return STORE_OK;
 	writer_done(s);
@@ -454,8 +475,11 @@ tx_rollback(struct pd_store *s)
 		store_exec(s, ST_ROLLBACK);
 	memset(s->delta, 0, sizeof(s->delta));
 	s->queue_deltas = 0;
+	memset(s->total, 0, sizeof(s->total));
 	writer_done(s);
 }
+
+static int totals_apply(struct pd_store *s);
 
 /* Writes out the queue count changes kept so far in this transaction. */
 static int
@@ -480,7 +504,8 @@ write_queue_deltas(struct pd_store *s)
 }
 
 /* Applies the transaction's count deltas, one statement per state (and
- * queue) that changed, and commits; rolls back when either fails. */
+ * queue) that changed, and its totals, and commits; rolls back when any
+ * fails. */
 static enum store_result
 tx_commit(struct pd_store *s, const char *what)
 {
@@ -498,9 +523,12 @@ tx_commit(struct pd_store *s, const char *what)
 	if (rc == SQLITE_OK)
 		rc = write_queue_deltas(s);
 	if (rc == SQLITE_OK)
+		rc = totals_apply(s);
+	if (rc == SQLITE_OK)
 		rc = store_exec(s, ST_COMMIT);
 	if (rc == SQLITE_OK) {
 		memset(s->delta, 0, sizeof(s->delta));
+		memset(s->total, 0, sizeof(s->total));
 		writer_done(s);
 		return STORE_OK;
 	}
@@ -1085,6 +1113,7 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now, int64_t publ
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "inserting a message");
 	s->delta[PD_PENDING]++;
+	s->total[TOTAL_MADE]++;
 	return STORE_OK;
 }
 
@@ -1237,7 +1266,7 @@ publish_in_tx(struct pd_store *s, struct pd_message *m, pd_ms now, long room)
 {
 	sqlite3_stmt *st = s->st[ST_PUBLISH_INSERT];
 	unsigned char print[FINGERPRINT_LEN];
-	long delta[PD_NSTATES];
+	long delta[PD_NSTATES], total[TOTAL_COUNT];
 	struct queue_delta queue_delta[QUEUE_DELTAS];
 	int queue_deltas = s->queue_deltas, nsubs = 0, rc;
 	struct pd_message *subs = NULL;
@@ -1247,6 +1276,7 @@ publish_in_tx(struct pd_store *s, struct pd_message *m, pd_ms now, long room)
 	/* A savepoint undoes the database; the counts kept in memory are
 	 * put back by hand. */
 	memcpy(delta, s->delta, sizeof(delta));
+	memcpy(total, s->total, sizeof(total));
 	memcpy(queue_delta, s->queue_delta, sizeof(queue_delta));
 	if ((rc = store_exec(s, ST_SAVEPOINT)) != SQLITE_OK)
 		return store_fail(s, rc, "publishing");
@@ -1330,6 +1360,7 @@ undo:
 		store_exec(s, ST_SAVEPOINT_RELEASE);
 	}
 	memcpy(s->delta, delta, sizeof(delta));
+	memcpy(s->total, total, sizeof(total));
 	memcpy(s->queue_delta, queue_delta, sizeof(queue_delta));
 	s->queue_deltas = queue_deltas;
 	if (res != STORE_EXISTS) {
@@ -1595,6 +1626,7 @@ store_cancel(struct pd_store *s, const char *id, enum pd_state *state)
 		}
 		s->delta[PD_PENDING]--;
 		s->delta[PD_CANCELLED]++;
+		s->total[TOTAL_CANCELLED]++;
 		*state = PD_CANCELLED;
 		res = tx_commit(s, "cancelling");
 		goto out;
@@ -2187,6 +2219,8 @@ add_attempt(struct pd_store *s, int64_t key, const struct pd_attempt *a)
 	sqlite3_bind_int(st, 6, a->ms);
 	rc = store_exec(s, ST_ADD_ATTEMPT);
 	sqlite3_clear_bindings(st);
+	if (rc == SQLITE_OK)
+		s->total[TOTAL_ATTEMPTS + store_attempt_outcome_of(a->status)]++;
 	return rc;
 }
 
@@ -2220,6 +2254,9 @@ finish_message(struct pd_store *s, struct pd_settlement *o, pd_ms now,
 {
 	int rc;
 
+	/* Every end passes here but a cancel (store_cancel counts its own). */
+	s->total[o->state == PD_DELIVERED ? TOTAL_DELIVERED : o->state == PD_FAILED ?
+	         TOTAL_FAILED : o->state == PD_CANCELLED ? TOTAL_CANCELLED : TOTAL_EXPIRED]++;
 	if (o->wants_report && report_fn != NULL) {
 		struct pd_message report = { 0 };
 		enum store_result res;
@@ -2575,6 +2612,7 @@ receive_in_tx(struct pd_store *s, const char *queue, int max, int visibility_s, 
 						s->delta[PD_PENDING]--;
 						s->delta[PD_DELIVERING]++;
 					}
+					s->total[TOTAL_RECEIVES]++;
 					got++;
 				} else if (ends < RECEIVE_MAX_ENDS) {
 					sqlite3_bind_int64(s->st[ST_END_LIVE], 1, k->key);
@@ -3010,4 +3048,79 @@ store_query_plans(struct pd_store *s, store_plan_fn fn, void *ctx)
 		sqlite3_finalize(plan);
 	}
 	return 0;
+}
+
+/* ---- metrics ---- */
+
+enum store_attempt_outcome
+store_attempt_outcome_of(int status)
+{
+	if (status == 0)
+		return STORE_ATTEMPT_NO_ANSWER;
+	if (status < 200 || status > 599)
+		return STORE_ATTEMPT_OTHER;
+	return (enum store_attempt_outcome)(STORE_ATTEMPT_2XX + (status / 100 - 2));
+}
+
+/* Adds the transaction's totals, one statement per counter that changed,
+ * inside it (from tx_commit). */
+static int
+totals_apply(struct pd_store *s)
+{
+	sqlite3_stmt *st = s->st[ST_TOTAL_DELTA];
+	int rc = SQLITE_OK;
+
+	for (int i = 0; i < TOTAL_COUNT && rc == SQLITE_OK; i++) {
+		if (s->total[i] == 0)
+			continue;
+		sqlite3_bind_int(st, 1, i);
+		sqlite3_bind_int64(st, 2, s->total[i]);
+		rc = store_exec(s, ST_TOTAL_DELTA);
+	}
+	return rc;
+}
+
+static int
+read_totals(struct pd_store *s, struct store_metrics *m)
+{
+	sqlite3_stmt *st = s->st[ST_TOTALS];
+	int rc;
+
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		int counter = sqlite3_column_int(st, 0);
+		long long n = sqlite3_column_int64(st, 1);
+
+		switch (counter) {
+		case TOTAL_MADE: m->made = n; break;
+		case TOTAL_DELIVERED: m->ended[PD_DELIVERED] = n; break;
+		case TOTAL_FAILED: m->ended[PD_FAILED] = n; break;
+		case TOTAL_CANCELLED: m->ended[PD_CANCELLED] = n; break;
+		case TOTAL_EXPIRED: m->ended[PD_EXPIRED] = n; break;
+		case TOTAL_RECEIVES: m->receives = n; break;
+		default:
+			if (counter >= TOTAL_ATTEMPTS && counter < TOTAL_COUNT)
+				m->attempts[counter - TOTAL_ATTEMPTS] = n;
+			break;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+enum store_result
+store_metrics(struct pd_store *s, pd_ms now, struct store_metrics *m, store_queue_fn fn,
+              void *ctx)
+{
+	enum store_result res;
+	int rc, began = read_begin(s);
+
+	memset(m, 0, sizeof(*m));
+	/* Inside this snapshot, the calls below read in it too. */
+	if ((res = store_health(s, m->counts, &m->earliest)) == STORE_OK &&
+	    (rc = read_totals(s, m)) != SQLITE_OK)
+		res = store_fail(s, rc, "reading the totals");
+	if (res == STORE_OK && fn != NULL)
+		res = store_queue_list(s, now, fn, ctx);
+	read_end(s, began);
+	return res;
 }

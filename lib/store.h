@@ -337,4 +337,41 @@ int report_message(const struct pd_config *cfg, const struct pd_message *reporte
 typedef void (*store_plan_fn)(void *ctx, const char *sql, const char *plan_line);
 int store_query_plans(struct pd_store *s, store_plan_fn fn, void *ctx);
 
+/* ---- metrics: what GET /api/metrics shows ---- */
+
+/* How an HTTP attempt was answered, as the totals count it. */
+enum store_attempt_outcome {
+	STORE_ATTEMPT_NO_ANSWER,  /* no HTTP answer: timeout, refused, TLS, ... */
+	STORE_ATTEMPT_OTHER,      /* a status outside 200-599 */
+	STORE_ATTEMPT_2XX,
+	STORE_ATTEMPT_3XX,
+	STORE_ATTEMPT_4XX,
+	STORE_ATTEMPT_5XX,
+	STORE_ATTEMPT_OUTCOMES
+};
+
+/* The outcome of an attempt answered with status (0: none). */
+enum store_attempt_outcome store_attempt_outcome_of(int status);
+
+/* The figures of a scrape. The totals count since the database was made
+ * (the store adds to them inside the transactions that make messages,
+ * record attempts and end messages), so they only go up, whichever process
+ * reads them. */
+struct store_metrics {
+	long counts[PD_NSTATES];    /* messages per state now, as store_counts */
+	pd_ms earliest;             /* as store_health: the earliest time a pushed
+	                               message not leased right now is (or was) due; 0 */
+	long long made;             /* messages made: scheduled, and callback reports */
+	long long ended[PD_NSTATES];/* messages ended, by the state they ended in
+	                               (delivered, failed, cancelled, expired) */
+	long long receives;         /* receives of queue messages */
+	long long attempts[STORE_ATTEMPT_OUTCOMES];  /* HTTP attempts by outcome */
+};
+
+/* Reads m and calls fn (when not NULL) with every queue as store_queue_list
+ * does, all from one snapshot: every read an index lookup or one of the
+ * small tables of counts. STORE_OK, STORE_BUSY or STORE_ERROR. */
+enum store_result store_metrics(struct pd_store *s, pd_ms now, struct store_metrics *m,
+                                store_queue_fn fn, void *ctx);
+
 #endif

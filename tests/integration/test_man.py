@@ -22,7 +22,7 @@ REQUIRED_PAGES = ["dispatch.1", "postdate-stack.1", "postdate-fcgi.8", "postdate
 
 # Each program and the page that documents it. bin/postdate (the admin CLI)
 # comes from another branch: once it is built here, its page is checked too.
-FASTCGI = ["schedule", "status", "cancel", "queue", "topics", "health"]
+FASTCGI = ["schedule", "status", "cancel", "queue", "topics", "health", "metrics"]
 PROGRAM_PAGES = [("bin/dispatch", "dispatch.1"), ("bin/postdate-stack", "postdate-stack.1")] + \
     [("cgi-bin/" + name, "postdate-fcgi.8") for name in FASTCGI]
 if os.path.exists(os.path.join(TOP, "bin", "postdate")):
@@ -316,6 +316,7 @@ def test_every_route_and_field_is_in_postdate_api_7():
         "GET /api/status": known_fields("cgi-bin/status.c", "handle_status"),
         "POST /api/cancel": cancel,
         "GET /api/health": set(),
+        "GET /api/metrics": set(),
         "POST /api/receive": known_fields("cgi-bin/queue.c", "handle_receive"),
         "POST /api/ack": known_fields("cgi-bin/queue.c", "handle_ack"),
         "POST /api/release": known_fields("cgi-bin/queue.c", "handle_release"),

@@ -31,9 +31,11 @@ check_plan_line(void *ctx, const char *sql, const char *line)
 
 	c->lines++;
 	/* Reading every row is right for the tables that hold one row per
-	 * state, per queue or per topic, and for a VALUES list. */
+	 * state, per queue, per topic or per counter of the metrics, and for a
+	 * VALUES list. */
 	if ((strncmp(line, "SCAN ", 5) == 0 && strncmp(line, "SCAN counts", 11) != 0 &&
 	     strncmp(line, "SCAN queues", 11) != 0 && strncmp(line, "SCAN topics", 11) != 0 &&
+	     strcmp(line, "SCAN totals") != 0 &&
 	     strstr(line, "CONSTANT ROWS") == NULL) ||
 	    strstr(line, "TEMP B-TREE") != NULL ||
 	    (strncmp(line, "SEARCH messages ", 16) == 0 && len > 9 &&
@@ -632,6 +634,7 @@ test_a_v1_database_migrates_with_nothing_lost(void)
 	struct fixture f;
 	struct claimed c;
 	struct pd_message m, again;
+	struct store_metrics totals;
 	long counts[PD_NSTATES];
 	pd_ms now = time_now();
 	int attempts = -1, promoted = 0;
@@ -675,6 +678,20 @@ test_a_v1_database_migrates_with_nothing_lost(void)
 	CHECK_INT(store_insert(f.s, &again, now), STORE_EXISTS);
 	CHECK_STR(again.id, "0000000000000000000000000a");
 	message_free(&again);
+
+	/* The metrics' totals start from what the old database holds. */
+	if (store_metrics(f.s, now, &totals, NULL, NULL) == STORE_OK) {
+		long long tried = 0;
+
+		for (int i = 0; i < STORE_ATTEMPT_OUTCOMES; i++)
+			tried += totals.attempts[i];
+		CHECK_INT(totals.made, 7);
+		CHECK_INT(totals.ended[PD_DELIVERED], 1);
+		CHECK_INT(totals.ended[PD_FAILED], 1);
+		CHECK_INT(totals.ended[PD_CANCELLED], 1);
+		CHECK_INT(tried, 3);
+	} else
+		CHECK(!"store_metrics failed");
 
 	/* What was pending is delivered: the near-term ones at once (c once
 	 * its old lease has run out), the far one once promoted. */
@@ -1044,8 +1061,122 @@ test_a_claim_takes_lower_priority_values_first(void)
 	fixture_close(&f);
 }
 
+
+/* ---- metrics ---- */
+
+/* A status as the attempt counters class it. */
+static void
+test_an_attempt_is_classed_by_its_status(void)
+{
+	CHECK_INT(store_attempt_outcome_of(0), STORE_ATTEMPT_NO_ANSWER);
+	CHECK_INT(store_attempt_outcome_of(101), STORE_ATTEMPT_OTHER);
+	CHECK_INT(store_attempt_outcome_of(199), STORE_ATTEMPT_OTHER);
+	CHECK_INT(store_attempt_outcome_of(200), STORE_ATTEMPT_2XX);
+	CHECK_INT(store_attempt_outcome_of(299), STORE_ATTEMPT_2XX);
+	CHECK_INT(store_attempt_outcome_of(302), STORE_ATTEMPT_3XX);
+	CHECK_INT(store_attempt_outcome_of(410), STORE_ATTEMPT_4XX);
+	CHECK_INT(store_attempt_outcome_of(503), STORE_ATTEMPT_5XX);
+	CHECK_INT(store_attempt_outcome_of(599), STORE_ATTEMPT_5XX);
+	CHECK_INT(store_attempt_outcome_of(600), STORE_ATTEMPT_OTHER);
+	CHECK_INT(store_attempt_outcome_of(999), STORE_ATTEMPT_OTHER);
+}
+
+static int
+take_queue(void *ctx, const struct pd_queue *q)
+{
+	if (strcmp(q->name, "jobs") == 0)
+		*(struct pd_queue *)ctx = *q;
+	return 0;
+}
+
+/* The totals count what each transaction made, tried and ended, by how;
+ * attempts of a lease lost to another dispatcher count too (they were
+ * made); and they outlive the connection that counted them. */
+static void
+test_the_totals_count_what_was_made_tried_and_ended(void)
+{
+	struct fixture f;
+	struct claimed c;
+	struct got g;
+	struct pd_settlement o[3];
+	struct store_ack a = { 0 };
+	struct store_metrics m;
+	struct pd_queue q = { 0 };
+	char ids[3][PD_ID_LEN + 1], queued[PD_ID_LEN + 1];
+	enum pd_state state;
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(store_metrics(f.s, now, &m, NULL, NULL), STORE_OK);
+	CHECK_INT(m.made, 0);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_2XX], 0);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(insert_due(&f, now, now, NULL, ids[i]), STORE_OK);
+	CHECK_INT(insert_queued(&f, "jobs", 0, now, 0, now, queued), STORE_OK);
+	CHECK_INT(claim(&f, now, &c), 3);
+	for (int i = 0; i < 3; i++) {
+		int k;
+
+		for (k = 0; k < 3 && strcmp(c.id[k], ids[i]) != 0; k++)
+			;
+		CHECK(k < 3);
+		o[i] = settlement(&c, k < 3 ? k : 0, i == 0 ? PD_DELIVERED : i == 1 ? PD_FAILED :
+		                  PD_PENDING, now + 1);
+		o[i].ntried = 0;
+	}
+	/* The first: a 503, then a 200; the second: no answer; the third a
+	 * 404, then another round later. */
+	o[0].tried[o[0].ntried++] = (struct pd_attempt){ .at = now, .url = "https://a/", .status = 503 };
+	o[0].tried[o[0].ntried++] = (struct pd_attempt){ .at = now, .url = "https://b/", .status = 200 };
+	o[1].tried[o[1].ntried++] = (struct pd_attempt){ .at = now, .url = "https://a/",
+	                                                 .error = "timed out" };
+	o[2].tried[o[2].ntried++] = (struct pd_attempt){ .at = now, .url = "https://a/", .status = 404 };
+	CHECK_INT(store_settle(f.s, o, 3, now + 1, NULL, NULL), STORE_OK);
+	CHECK_INT(store_cancel(f.s, ids[2], &state), STORE_OK);
+	/* A settle of a lease run out and taken over: refused, its attempt kept. */
+	CHECK_INT(store_settle(f.s, &o[0], 1, now + 2, NULL, NULL), STORE_OK);
+	CHECK_INT(o[0].result, STORE_CONFLICT);
+	/* A receive and its ack. */
+	CHECK_INT(receive(&f, "jobs", 1, 30, now, &g), 1);
+	a.id = g.id[0];
+	a.receipt = g.receipt[0];
+	CHECK_INT(store_ack(f.s, &a, 1, now, NULL, NULL), STORE_OK);
+	CHECK_INT(a.result, STORE_OK);
+
+	/* Counted in the database: a new connection reads the same. */
+	store_close(f.s);
+	f.s = NULL;
+	CHECK_INT(store_open(&f.s, &f.cfg), 0);
+	if (f.s == NULL) {
+		remove_database(f.dir);
+		return;
+	}
+	CHECK_INT(store_metrics(f.s, now, &m, take_queue, &q), STORE_OK);
+	CHECK_INT(m.made, 4);
+	CHECK_INT(m.ended[PD_DELIVERED], 2);
+	CHECK_INT(m.ended[PD_FAILED], 1);
+	CHECK_INT(m.ended[PD_CANCELLED], 1);
+	CHECK_INT(m.ended[PD_EXPIRED], 0);
+	CHECK_INT(m.receives, 1);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_2XX], 2);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_5XX], 2);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_NO_ANSWER], 1);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_4XX], 1);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_3XX], 0);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_OTHER], 0);
+	CHECK_INT(m.counts[PD_DELIVERED], 2);
+	CHECK_INT(m.counts[PD_PENDING], 0);
+	CHECK_STR(q.name, "jobs");
+	CHECK_INT(q.delivered, 1);
+	fixture_close(&f);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_every_statement_uses_an_index),
+	UNIT(test_an_attempt_is_classed_by_its_status),
+	UNIT(test_the_totals_count_what_was_made_tried_and_ended),
 	UNIT(test_a_receive_takes_priority_then_fifo_and_never_what_is_leased),
 	UNIT(test_a_stale_receipt_is_refused_and_the_current_one_acks),
 	UNIT(test_the_last_allowed_receive_ends_the_message_failed),
