@@ -1,0 +1,99 @@
+"""postdate behind a real Apache 2.4 (Debian's apache2 with mod_proxy_fcgi),
+serving etc/apache.conf as it is, its port, www and socket paths aside.
+
+Apache passes a chunked request body to a FastCGI program as it comes, with
+no CONTENT_LENGTH: the programs read such a body to its end, within
+max_body. Apache's own error answers under /api/ are JSON, as nginx's are.
+"""
+
+import json
+import os
+import stat
+import urllib.parse
+
+from apache import Apache
+from harness import TOKEN, TOP, Stack, free_port
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FORM = dict(AUTH, **{"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def site_for(stack, port, text=None):
+    """etc/apache.conf with the stack's sockets, this tree's www/ and a port of
+    its own: the three things its header says to adjust."""
+    if text is None:
+        with open(os.path.join(TOP, "etc", "apache.conf")) as f:
+            text = f.read()
+    run = os.path.join(stack.dir, "run")
+    return (text.replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+                .replace("/usr/local/share/postdate/www", os.path.join(TOP, "www"))
+                .replace("/run/postdate/", run + "/"))
+
+
+def open_sockets_to_apache(stack):
+    """Apache's children run as www-data; the test stack's sockets belong to
+    root with mode 0660 in a private temporary folder. A deployment gives
+    the sockets www-data's group (cron/postdate-fcgi@.socket); here they are
+    opened to everyone instead, on a folder only this test uses."""
+    os.chmod(stack.dir, 0o711)
+    run = os.path.join(stack.dir, "run")
+    os.chmod(run, 0o711)
+    for name in os.listdir(run):
+        path = os.path.join(run, name)
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.chmod(path, 0o666)
+
+
+def _apache(config=None):
+    """A postdate stack (its nginx unused) and Apache in front of its programs."""
+    s = Stack(config=config)
+    try:
+        open_sockets_to_apache(s)
+        port = free_port()
+        return s, Apache(site_for(s, port), port)
+    except BaseException:
+        s.close()
+        raise
+
+
+def schedule_body(payload_bytes):
+    return urllib.parse.urlencode({"url": "http://127.0.0.1:9/hook",
+                                   "payload": "x" * payload_bytes}).encode()
+
+
+def test_apache_chunked_body_of_20_kib_is_read_whole():
+    s, a = _apache()
+    try:
+        r = a.request("POST", "/api/schedule", schedule_body(20 * 1024), FORM, chunked=True)
+        assert r.status == 201, r
+        got = a.request("GET", "/api/status?id=" + r.json["id"], headers=AUTH)
+        assert got.status == 200, got
+        assert got.json["payload"] == "x" * (20 * 1024)
+        # A chunked JSON body too, and a small one.
+        body = json.dumps({"url": "http://127.0.0.1:9/hook", "payload": {"n": "y" * 30000}})
+        r = a.request("POST", "/api/schedule", body.encode(),
+                      dict(AUTH, **{"Content-Type": "application/json"}), chunked=True)
+        assert r.status == 201, r
+        r = a.request("POST", "/api/schedule", schedule_body(10), FORM, chunked=True)
+        assert r.status == 201, r
+    finally:
+        a.close()
+        s.close()
+
+
+def test_apache_chunked_body_past_max_body_is_413():
+    s, a = _apache()
+    try:
+        r = a.request("POST", "/api/schedule", schedule_body(2 * 1024 * 1024), FORM,
+                      chunked=True)
+        assert r.status == 413, r
+        assert r.json is not None and "larger than 1048576" in r.json["error"], r
+        assert r.header("Content-Type").startswith("application/json"), r.headers
+        # Nothing was stored, and the programs keep serving.
+        listed = a.request("GET", "/api/status?state=all", headers=AUTH)
+        assert listed.status == 200 and listed.json["messages"] == [], listed
+        r = a.request("POST", "/api/schedule", schedule_body(100), FORM, chunked=True)
+        assert r.status == 201, r
+    finally:
+        a.close()
+        s.close()
