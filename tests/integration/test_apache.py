@@ -97,3 +97,29 @@ def test_apache_chunked_body_past_max_body_is_413():
     finally:
         a.close()
         s.close()
+
+
+def test_apache_own_400_and_414_answers_are_json():
+    s, a = _apache()
+    try:
+        # A request line longer than Apache's LimitRequestLine (8190 bytes).
+        r = a.request("GET", "/api/status?id=" + "a" * 9000, headers=AUTH)
+        assert r.status == 414, r
+        assert r.json is not None and r.json["field"] is None and r.json["error"], r
+        assert r.header("Content-Type").startswith("application/json"), r.headers
+        # A header line longer than LimitRequestFieldSize: Apache's 400.
+        r = a.request("GET", "/api/status", headers=dict(AUTH, **{"X-Big": "b" * 9000}))
+        assert r.status == 400, r
+        assert r.json is not None and r.json["field"] is None and r.json["error"], r
+        assert r.header("Content-Type").startswith("application/json"), r.headers
+        # A garbage request line: 400 as JSON, on any path.
+        out = a.raw(b"GARBAGE\x01 / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400"), out[:300]
+        assert json.loads(body)["field"] is None, out[:300]
+        # postdate's own 400s pass through unchanged, field and all.
+        r = a.request("POST", "/api/schedule", b"payload=hi", FORM)
+        assert r.status == 400 and r.json["field"] == "url", r
+    finally:
+        a.close()
+        s.close()
