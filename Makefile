@@ -166,7 +166,7 @@ INSTALL_PATHS = 's|/usr/local/lib/postdate/cgi-bin|$(CGIDIR)|g' \
                 's|/run/postdate|$(RUNDIR)|g' \
                 's|/var/lib/postdate|$(STATEDIR)|g' \
                 's|/var/log/postdate|$(LOGDIR)|g' \
-                's/\(User=\|Group=\|SocketUser=\|^user=\|-u \)postdate\b/\1$(POSTDATE_USER)/' \
+                's/\(User=\|Group=\|SocketUser=\|^user=\|-u \|^\tsu \)postdate\b/\1$(POSTDATE_USER)/' \
                 's/^d \([^ ]* [0-7]*\) postdate postdate /d \1 $(POSTDATE_USER) $(POSTDATE_USER) /'
 MAN_PAGES  = $(wildcard man/*.[1-8])
 UNITS      = $(wildcard cron/*.service cron/*.socket cron/*.timer)
@@ -180,12 +180,13 @@ install-edited = echo "install $(1) -> $(2)" && sed -f .install-paths.sed $(1) >
 # Files only. The user, folders and configuration come from postdate-setup
 # (as root, once), so that a packager's `make install DESTDIR=...` makes no
 # user. The site configurations in $(CONFDIR) are the operator's to edit:
-# one that was changed is kept, and the new one put beside it as .new.
+# one that was changed is kept, and the new one put beside it as .new
+# (not so the logrotate file: logrotate would read a .new beside it too).
 install: all
 	@printf '%s\n' $(INSTALL_PATHS) > .install-paths.sed
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(CGIDIR) \
 	           $(DESTDIR)$(DATADIR)/www $(DESTDIR)$(CONFDIR) $(DESTDIR)$(UNITDIR) \
-	           $(DESTDIR)$(TMPFILESDIR)
+	           $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d
 	install -m 755 $(CGI_PROGS) $(DESTDIR)$(CGIDIR)/
 	install -m 755 $(BIN_PROGS) $(DESTDIR)$(BINDIR)/
 	@$(call install-edited,bin/postdate-setup,$(DESTDIR)$(SBINDIR)/postdate-setup,755)
@@ -196,10 +197,12 @@ install: all
 		$(call install-edited,$$f,$(DESTDIR)$(UNITDIR)/$${f#cron/},644) || exit 1; \
 	done
 	@$(call install-edited,etc/postdate.conf.example,$(DESTDIR)$(CONFDIR)/postdate.conf.example,644)
+	@$(call install-edited,etc/postdate.logrotate,$(DESTDIR)$(SYSCONFDIR)/logrotate.d/postdate,644)
 	@for f in $(SITE_CONFS); do \
 		dest=$(DESTDIR)$(CONFDIR)/$${f#etc/}; \
-		$(call install-edited,$$f,$$dest.new,644) || exit 1; \
-		if [ ! -e $$dest ] || cmp -s $$dest $$dest.new; then mv -f $$dest.new $$dest; \
+		sed -f .install-paths.sed $$f > $$dest.new && chmod 644 $$dest.new || exit 1; \
+		if [ ! -e $$dest ] || cmp -s $$dest $$dest.new; then \
+			echo "install $$f -> $$dest"; mv -f $$dest.new $$dest; \
 		else echo "install: kept $$dest as you changed it; the new one is $$dest.new"; fi; \
 	done
 	@for m in $(MAN_PAGES); do \
@@ -215,7 +218,7 @@ uninstall:
 	      $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BIN_PROGS))) \
 	      $(DESTDIR)$(SBINDIR)/postdate-setup \
 	      $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS))) \
-	      $(DESTDIR)$(TMPFILESDIR)/postdate.conf \
+	      $(DESTDIR)$(TMPFILESDIR)/postdate.conf $(DESTDIR)$(SYSCONFDIR)/logrotate.d/postdate \
 	      $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 	rm -rf $(DESTDIR)$(DATADIR)
 	-rmdir $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin $(DESTDIR)$(PREFIX)/lib/postdate 2>/dev/null

@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 packages="gcc make pkg-config libfcgi-dev spawn-fcgi libcurl4-openssl-dev
 libsqlite3-dev sqlite3 libjson-c-dev libssl-dev nginx tzdata python3 curl
 systemd chromium nodejs"
-# apache2 is for the tests of etc/apache.conf (tests/integration/test_apache.py).
-packages="$packages apache2"
+# apache2 and logrotate are for the tests of etc/apache.conf and of the
+# installed deployment (tests/integration/test_apache.py, test_install.py).
+packages="$packages apache2 logrotate"
 # A nodejs from elsewhere (NodeSource) brings its own npm and conflicts
 # with Debian's, so Debian's npm only when there is no npm at all.
 command -v npm >/dev/null 2>&1 || packages="$packages npm"

@@ -63,7 +63,8 @@ def test_make_install_puts_files_in_fhs_places_naming_the_installed_paths():
                 "etc/postdate/postdate.conf.example"] + \
             [f"opt/pd/lib/systemd/system/{u}" for u in
              ("postdate-fcgi@.service", "postdate-fcgi@.socket", "postdate-dispatch.service",
-              "postdate-dispatch.timer", "postdate-dispatch-watch.service")]
+              "postdate-dispatch.timer", "postdate-dispatch-watch.service")] + \
+            ["etc/logrotate.d/postdate"]
         for rel in executables:
             assert stat.S_IMODE(os.stat(os.path.join(d, rel)).st_mode) == 0o755, rel
         for rel in data:
@@ -97,6 +98,8 @@ def test_make_install_puts_files_in_fhs_places_naming_the_installed_paths():
         unit = read(os.path.join(d, "opt/pd/lib/systemd/system/postdate-fcgi@.service"))
         assert "ExecStart=/opt/pd/lib/postdate/cgi-bin/%i -c /etc/postdate.conf" in unit
         assert "User=pdsvc" in unit and "ReadWritePaths=/srv/pd" in unit
+        assert "/srv/pd-log/*.log {\n\tsu pdsvc adm\n" in read(os.path.join(
+            d, "etc/logrotate.d/postdate"))
         assert "d /run/pd 0755 pdsvc pdsvc -" in read(os.path.join(
             d, "opt/pd/lib/tmpfiles.d/postdate.conf"))
         cron = read(os.path.join(d, "opt/pd/share/postdate/postdate.crontab"))
@@ -359,11 +362,30 @@ def test_installed_stack_runs_as_the_readme_says_as_an_unprivileged_user():
                 status = dep.request("GET", "/api/status?id=" + r.json["id"],
                                      headers={"Authorization": f"Bearer {token}"})
             assert status.json["state"] == "delivered", status
+            # The installed logrotate file rotates the logs in place, and the
+            # crontab's dispatcher goes on writing to the emptied file.
+            rotate = os.path.join(dep.d, "logrotate.conf")
+            with open(rotate, "w") as f:
+                f.write(dep.staged(read(dep.path("/etc/logrotate.d/postdate"))))
+            p = subprocess.run(["logrotate", "-f", "-s", os.path.join(dep.d, "logrotate.state"),
+                                rotate], capture_output=True, text=True, timeout=30)
+            assert p.returncode == 0, p.stdout + p.stderr
+            assert "delivered " + r.json["id"] in read(f"{dep.logs}/dispatch.log.1")
+            r2 = dep.request("POST", "/api/schedule",
+                             f"url={sink.url('/rotated')}&payload=after", auth)
+            assert r2.status == 201, r2
+            sink.wait_for(1, "/rotated", timeout=30)
+            for _ in range(100):
+                if "delivered " + r2.json["id"] in read(f"{dep.logs}/dispatch.log"):
+                    break
+                time.sleep(0.1)
+            log = read(f"{dep.logs}/dispatch.log")
+            assert "delivered " + r2.json["id"] in log and r.json["id"] not in log, log
         # Everything the programs wrote is the user's: the database, the logs.
         assert mode_of(dep.path("/var/lib/postdate/postdate.db"))[0] == u
         assert mode_of(f"{dep.logs}/postdate.log")[0] == u
         # The crontab's dispatcher logged each delivery to its file, timestamped.
-        log = read(f"{dep.logs}/dispatch.log")
+        log = read(f"{dep.logs}/dispatch.log.1")
         assert mode_of(f"{dep.logs}/dispatch.log")[0] == u
         assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z dispatch: info: delivered "
                          + re.escape(r.json["id"]), log, re.M), log
