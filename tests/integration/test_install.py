@@ -29,7 +29,7 @@ from harness import TOP, Response, free_port
 from sink import Sink
 from test_deploy import as_nobody
 
-PROGRAMS = {"schedule": 2, "status": 1, "cancel": 1, "queue": 2, "health": 1}
+PROGRAMS = {"schedule": 2, "status": 2, "cancel": 1, "queue": 2, "health": 1}
 
 
 def make_install(destdir, *variables):
@@ -162,19 +162,18 @@ class Deployment:
                                        f"database = {self.d}/var/lib/postdate")
         with open(self.conf, "w") as f:
             f.write(text + "allow_targets = 127.0.0.0/8\n")
-        # The README's spawn-fcgi line for each program.
-        for name, workers in PROGRAMS.items():
-            pidfile = os.path.join(self.d, f"{name}.pids")
-            p = subprocess.run(
-                ["spawn-fcgi", "-s", f"{self.run}/{name}.sock", "-F", str(workers),
-                 "-u", self.user, "-g", self.user, "-U", self.user, "-G", "www-data",
-                 "-M", "0660", "-P", pidfile, "--",
-                 self.path(f"/usr/local/lib/postdate/cgi-bin/{name}"), "-c", self.conf,
-                 "--log", f"{self.logs}/postdate.log"],
-                capture_output=True, text=True, timeout=30, env=self.env())
-            if os.path.exists(pidfile):
-                self.fcgi_pids += [int(x) for x in read(pidfile).split()]
-            assert p.returncode == 0, f"spawn-fcgi {name}: {p.stdout}{p.stderr}"
+        # The README's spawn-fcgi lines, as they are there, run by root.
+        readme = read(os.path.join(TOP, "README.md"))
+        block = re.search(r"```sh\n(\s*for p in .*?spawn-fcgi .*?done)\n\s*```", readme, re.S)
+        assert block, "README.md has no spawn-fcgi loop under Deploying"
+        script = self.staged(block.group(1)).replace("-u postdate -U postdate",
+                                                     f"-u {self.user} -U {self.user}")
+        p = subprocess.run(["/bin/sh", "-ec", script], capture_output=True, text=True,
+                           timeout=60, env=self.env())
+        self.fcgi_pids += [int(x) for x in re.findall(r"child spawned successfully: PID: (\d+)",
+                                                     p.stdout + p.stderr)]
+        assert p.returncode == 0, f"the README's spawn-fcgi lines: {p.stdout}{p.stderr}"
+        assert len(self.fcgi_pids) == sum(PROGRAMS.values()), p.stdout + p.stderr
 
     def env(self):
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
