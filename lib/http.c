@@ -272,7 +272,8 @@ read_body(struct pd_request *r, size_t len)
  * on as it arrives, without CONTENT_LENGTH. It keeps at most limit bytes;
  * the buffer grows as the body comes, so a small body costs little.
  * Returns 0 (r->body holds it), 1 when the body is larger than limit
- * (nothing kept), -1 when the stream failed or memory ran out.
+ * (what was read is not used, and is freed with the request), -1 when
+ * the stream failed or memory ran out.
  */
 static int
 read_body_to_end(struct pd_request *r, size_t limit)
