@@ -52,6 +52,7 @@ def mode_of(path):
 
 def test_make_install_puts_files_in_fhs_places_naming_the_installed_paths():
     d = tempfile.mkdtemp(prefix="postdate-install-")
+    os.chmod(d, 0o755)
     try:
         make_install(d, "PREFIX=/opt/pd", "RUNDIR=/run/pd", "STATEDIR=/srv/pd",
                      "LOGDIR=/srv/pd-log", "POSTDATE_USER=pdsvc")
@@ -105,6 +106,16 @@ def test_make_install_puts_files_in_fhs_places_naming_the_installed_paths():
         cron = read(os.path.join(d, "opt/pd/share/postdate/postdate.crontab"))
         assert "/opt/pd/bin/dispatch -c /etc/postdate.conf --for 60 2>>/srv/pd-log/dispatch.log" \
             in cron and "| logger" not in cron.split("\n* ")[-1], cron
+
+        # postdate-setup's usage and exit statuses, as every program's.
+        setup = os.path.join(d, "opt/pd/sbin/postdate-setup")
+        p = subprocess.run([setup, "--help"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0 and "usage: postdate-setup" in p.stdout, p
+        assert "/srv/pd (the database)" in p.stdout and "user and group pdsvc" in p.stdout, p.stdout
+        p = subprocess.run([setup, "--bogus"], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 2 and "usage:" in p.stderr, p
+        p = as_nobody([setup])
+        assert p.returncode == 1 and b"run as root" in p.stderr, p
 
         # A site configuration the operator changed is kept on reinstall.
         with open(os.path.join(d, "etc/postdate/nginx.conf"), "a") as f:
