@@ -510,18 +510,31 @@ allow_header(const struct pd_route *route, char *out, size_t size)
 
 /* The route a request's path asks for: the only one of a single-route
  * program, else the one whose path is DOCUMENT_URI (nginx), or SCRIPT_NAME
- * (Apache's mod_proxy_fcgi); NULL for none. */
+ * followed by PATH_INFO (CGI's split of the path, which Apache's
+ * mod_proxy_fcgi makes at the last folder that exists under its
+ * DocumentRoot: /api/receive arrives as "/api" and "/receive"); NULL for
+ * none. */
 static const struct pd_route *
 route_of_request(struct pd_request *r)
 {
 	const struct pd_program *program = r->app->program;
-	const char *path;
+	const char *path, *info;
+	char joined[256];
 
 	if (program->nroutes == 1 && program->routes[0].path == NULL)
 		return &program->routes[0];
 	path = http_param(r, "DOCUMENT_URI");
-	if (path == NULL || *path == '\0')
+	if (path == NULL || *path == '\0') {
 		path = http_param(r, "SCRIPT_NAME");
+		info = http_param(r, "PATH_INFO");
+		if (path != NULL && info != NULL && *info != '\0') {
+			/* A path longer than any route's is no route. */
+			if ((size_t)snprintf(joined, sizeof(joined), "%s%s", path, info) >=
+			    sizeof(joined))
+				return NULL;
+			path = joined;
+		}
+	}
 	if (path == NULL)
 		return NULL;
 	for (size_t i = 0; i < program->nroutes; i++)

@@ -123,3 +123,33 @@ def test_apache_own_400_and_414_answers_are_json():
     finally:
         a.close()
         s.close()
+
+
+def test_apache_serves_every_route_and_the_page():
+    s, a = _apache()
+    try:
+        r = a.request("GET", "/")
+        assert r.status == 200 and b"<html" in r.body.lower(), r
+        r = a.request("GET", "/api/health")
+        assert r.status == 200 and r.json["ok"] is True, r
+        r = a.request("POST", "/api/schedule", b"queue=jobs&payload=one", FORM)
+        assert r.status == 201, r
+        r = a.request("POST", "/api/receive", b"queue=jobs", FORM)
+        assert r.status == 200 and r.json["messages"][0]["payload"] == "one", r
+        got = r.json["messages"][0]
+        r = a.request("POST", "/api/ack",
+                      urllib.parse.urlencode({"id": got["id"], "receipt": got["receipt"]})
+                      .encode(), FORM)
+        assert r.status == 200, r
+        r = a.request("POST", "/api/schedule", schedule_body(3) + b"&delay=1h", FORM)
+        assert r.status == 201, r
+        r = a.request("POST", "/api/cancel", f"id={r.json['id']}".encode(), FORM)
+        assert r.status == 200 and r.json["state"] == "cancelled", r
+        # The Authorization header reaches the programs (CGIPassAuth).
+        r = a.request("GET", "/api/status?state=all")
+        assert r.status == 401, r
+        r = a.request("GET", "/api/nothing-here", headers=AUTH)
+        assert r.status == 404 and r.json["error"] == "no such route", r
+    finally:
+        a.close()
+        s.close()
