@@ -9,6 +9,7 @@ max_body. Apache's own error answers under /api/ are JSON, as nginx's are.
 import json
 import os
 import stat
+import threading
 import urllib.parse
 
 from apache import Apache
@@ -150,6 +151,49 @@ def test_apache_serves_every_route_and_the_page():
         assert r.status == 401, r
         r = a.request("GET", "/api/nothing-here", headers=AUTH)
         assert r.status == 404 and r.json["error"] == "no such route", r
+    finally:
+        a.close()
+        s.close()
+
+
+def test_apache_answers_a_program_that_is_down_with_json_503_and_retry_after():
+    s, a = _apache()
+    try:
+        sock = os.path.join(s.dir, "run", "cancel.sock")
+        os.rename(sock, sock + ".away")
+        try:
+            r = a.request("POST", "/api/cancel", b"id=x", FORM)
+        finally:
+            os.rename(sock + ".away", sock)
+        assert r.status == 503, r
+        assert r.json == {"error": "the service is unavailable", "field": None}, r
+        assert r.header("Content-Type").startswith("application/json"), r.headers
+        assert r.header("Retry-After") == "1", r.headers
+    finally:
+        a.close()
+        s.close()
+
+
+def test_apache_passes_a_programs_own_503_with_its_one_retry_after():
+    s, a = _apache(config={"receive_waiters": 1})
+    try:
+        r = a.request("POST", "/api/queues", b"name=jobs", FORM)
+        assert r.status in (200, 201), r
+        answers = []
+
+        def waiter():
+            answers.append(a.request("POST", "/api/receive", b"queue=jobs&wait=3", FORM))
+        # Two queue processes of one waiter each: the others cannot wait.
+        threads = [threading.Thread(target=waiter) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        busy = [r for r in answers if r.status == 503]
+        assert len(answers) == 5 and busy, answers
+        for r in busy:
+            assert [v for k, v in r.headers if k.lower() == "retry-after"] == ["1"], r.headers
+            assert r.json["error"], r
     finally:
         a.close()
         s.close()
