@@ -4,6 +4,24 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 PORT    ?= 8080
 
+# Where `make install` puts things (FHS), and the host paths the installed
+# configurations, units and scripts name (each rewritten at install time
+# from the defaults the source files carry). The configuration lives in
+# /etc whatever PREFIX is, as the programs' default (-c) says.
+SYSCONFDIR ?= /etc
+RUNDIR     ?= /run/postdate
+STATEDIR   ?= /var/lib/postdate
+LOGDIR     ?= /var/log/postdate
+POSTDATE_USER ?= postdate
+BINDIR      = $(PREFIX)/bin
+SBINDIR     = $(PREFIX)/sbin
+CGIDIR      = $(PREFIX)/lib/postdate/cgi-bin
+DATADIR     = $(PREFIX)/share/postdate
+MANDIR      = $(PREFIX)/share/man
+UNITDIR     = $(PREFIX)/lib/systemd/system
+TMPFILESDIR = $(PREFIX)/lib/tmpfiles.d
+CONFDIR     = $(SYSCONFDIR)/postdate
+
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARNINGS = -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes
@@ -37,7 +55,7 @@ UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_tz tests/unit/test_cron t
              tests/unit/test_config tests/unit/test_message tests/unit/test_envelope tests/unit/test_store \
              tests/unit/test_delivery_policy tests/unit/test_target tests/unit/test_longpoll tests/unit/test_metrics
 
-.PHONY: all deps run test bench unit-test integration-test install clean fuzz FORCE
+.PHONY: all deps run test bench unit-test integration-test install uninstall clean fuzz FORCE
 
 all: $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS)
 
@@ -138,17 +156,75 @@ $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DIR)/libpostdate.a
 fuzz: deps $(FUZZ_PROGS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh
 
+# The source files name the default paths; installed copies name these
+# (and the user the programs run as), through this sed script.
+INSTALL_PATHS = 's|/usr/local/lib/postdate/cgi-bin|$(CGIDIR)|g' \
+                's|/usr/local/lib/tmpfiles.d|$(TMPFILESDIR)|g' \
+                's|/usr/local/share/postdate|$(DATADIR)|g' \
+                's|/usr/local/bin|$(BINDIR)|g' \
+                's|/usr/local/sbin|$(SBINDIR)|g' \
+                's|/etc/postdate|$(SYSCONFDIR)/postdate|g' \
+                's|/run/postdate|$(RUNDIR)|g' \
+                's|/var/lib/postdate|$(STATEDIR)|g' \
+                's|/var/log/postdate|$(LOGDIR)|g' \
+                's/\(User=\|Group=\|SocketUser=\|^user=\|-u \|^\tsu \)postdate\b/\1$(POSTDATE_USER)/' \
+                's/^d \([^ ]* [0-7]*\) postdate postdate /d \1 $(POSTDATE_USER) $(POSTDATE_USER) /'
+MAN_PAGES  = $(wildcard man/*.[1-8])
+UNITS      = $(wildcard cron/*.service cron/*.socket cron/*.timer)
+SITE_CONFS = etc/nginx.conf etc/apache.conf
+
+# install-edited SOURCE DEST MODE: SOURCE with the installed paths, written
+# whole before it replaces DEST.
+install-edited = echo "install $(1) -> $(2)" && sed -f .install-paths.sed $(1) > $(2).tmp && \
+                 chmod $(3) $(2).tmp && mv -f $(2).tmp $(2)
+
+# Files only. The user, folders and configuration come from postdate-setup
+# (as root, once), so that a packager's `make install DESTDIR=...` makes no
+# user. The site configurations in $(CONFDIR) are the operator's to edit:
+# one that was changed is kept, and the new one put beside it as .new
+# (not so the logrotate file: logrotate would read a .new beside it too).
 install: all
-	install -d $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin $(DESTDIR)$(PREFIX)/bin \
-	           $(DESTDIR)$(PREFIX)/share/postdate/www $(DESTDIR)$(PREFIX)/share/postdate/etc
-	install -m 755 $(CGI_PROGS) $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin/
-	$(if $(BIN_PROGS),install -m 755 $(BIN_PROGS) $(DESTDIR)$(PREFIX)/bin/)
-	install -m 644 www/* $(DESTDIR)$(PREFIX)/share/postdate/www/
-	install -m 644 etc/nginx.conf etc/apache.conf etc/postdate.conf.example $(DESTDIR)$(PREFIX)/share/postdate/etc/
-	install -d $(DESTDIR)$(PREFIX)/share/postdate/cron
-	install -m 644 cron/* $(DESTDIR)$(PREFIX)/share/postdate/cron/
+	@printf '%s\n' $(INSTALL_PATHS) > .install-paths.sed
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) $(DESTDIR)$(CGIDIR) \
+	           $(DESTDIR)$(DATADIR)/www $(DESTDIR)$(CONFDIR) $(DESTDIR)$(UNITDIR) \
+	           $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	install -m 755 $(CGI_PROGS) $(DESTDIR)$(CGIDIR)/
+	install -m 755 $(BIN_PROGS) $(DESTDIR)$(BINDIR)/
+	@$(call install-edited,bin/postdate-setup,$(DESTDIR)$(SBINDIR)/postdate-setup,755)
+	install -m 644 www/* $(DESTDIR)$(DATADIR)/www/
+	@$(call install-edited,cron/postdate.crontab,$(DESTDIR)$(DATADIR)/postdate.crontab,644)
+	@$(call install-edited,cron/postdate.tmpfiles,$(DESTDIR)$(TMPFILESDIR)/postdate.conf,644)
+	@for f in $(UNITS); do \
+		$(call install-edited,$$f,$(DESTDIR)$(UNITDIR)/$${f#cron/},644) || exit 1; \
+	done
+	@$(call install-edited,etc/postdate.conf.example,$(DESTDIR)$(CONFDIR)/postdate.conf.example,644)
+	@$(call install-edited,etc/postdate.logrotate,$(DESTDIR)$(SYSCONFDIR)/logrotate.d/postdate,644)
+	@for f in $(SITE_CONFS); do \
+		dest=$(DESTDIR)$(CONFDIR)/$${f#etc/}; \
+		sed -f .install-paths.sed $$f > $$dest.new && chmod 644 $$dest.new || exit 1; \
+		if [ ! -e $$dest ] || cmp -s $$dest $$dest.new; then \
+			echo "install $$f -> $$dest"; mv -f $$dest.new $$dest; \
+		else echo "install: kept $$dest as you changed it; the new one is $$dest.new"; fi; \
+	done
+	@for m in $(MAN_PAGES); do \
+		s=$${m##*.}; echo "install $$m -> $(DESTDIR)$(MANDIR)/man$$s/"; \
+		install -d $(DESTDIR)$(MANDIR)/man$$s && install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/ || exit 1; \
+	done
+	@rm -f .install-paths.sed
+
+# Removes what `make install` put in place except $(CONFDIR), the
+# configuration, the database and the logs: the operator's.
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(CGIDIR)/,$(notdir $(CGI_PROGS))) \
+	      $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BIN_PROGS))) \
+	      $(DESTDIR)$(SBINDIR)/postdate-setup \
+	      $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(UNITS))) \
+	      $(DESTDIR)$(TMPFILESDIR)/postdate.conf $(DESTDIR)$(SYSCONFDIR)/logrotate.d/postdate \
+	      $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
+	rm -rf $(DESTDIR)$(DATADIR)
+	-rmdir $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin $(DESTDIR)$(PREFIX)/lib/postdate 2>/dev/null
 
 clean:
 	rm -f lib/*.o lib/libpostdate.a sql/migrations.h $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS) $(UNIT_TESTS)
-	rm -f .build-flags
+	rm -f .build-flags .install-paths.sed
 	rm -rf $(FUZZ_DIR)

@@ -12,6 +12,9 @@ libsqlite3-dev sqlite3 libjson-c-dev libssl-dev nginx tzdata python3 curl
 systemd chromium nodejs"
 # python3-prometheus-client's parser reads /api/metrics in the integration tests.
 packages="$packages python3-prometheus-client"
+# apache2 and logrotate are for the tests of etc/apache.conf and of the
+# installed deployment (tests/integration/test_apache.py, test_install.py).
+packages="$packages apache2 logrotate"
 # A nodejs from elsewhere (NodeSource) brings its own npm and conflicts
 # with Debian's, so Debian's npm only when there is no npm at all.
 command -v npm >/dev/null 2>&1 || packages="$packages npm"

@@ -243,7 +243,8 @@ http_error(struct pd_request *r, int status, const char *sentence, const char *f
 	http_error_with(r, status, NULL, sentence, field);
 }
 
-/* Strict Content-Length: digits only, no sign, no overflow. */
+/* Strict Content-Length: digits only, no sign, no overflow. An absent
+ * or empty one is 0 here; the caller tells it from a stated 0. */
 static int
 parse_content_length(const char *text, size_t *out)
 {
@@ -287,6 +288,62 @@ read_body(struct pd_request *r, size_t len)
 	return 0;
 }
 
+/*
+ * Reads a body whose length the server did not state, to the end of the
+ * FastCGI stream: Apache's mod_proxy_fcgi passes a chunked request body
+ * on as it arrives, without CONTENT_LENGTH. It keeps at most limit bytes;
+ * the buffer grows as the body comes, so a small body costs little.
+ * Returns 0 (r->body holds it), 1 when the body is larger than limit
+ * (what was read is not used, and is freed with the request), -1 when
+ * the stream failed or memory ran out.
+ */
+static int
+read_body_to_end(struct pd_request *r, size_t limit)
+{
+	size_t got = 0, room = 0;
+
+	for (;;) {
+		int n;
+
+		if (got == room) {
+			size_t want = room == 0 ? 16384 : room * 2;
+			char *grown;
+
+			/* One byte past the limit tells "too large" from "exactly the limit". */
+			if (want > limit + 1)
+				want = limit + 1;
+			if (want <= room)
+				return 1;
+			grown = realloc(r->body, want + 1);
+			if (grown == NULL)
+				return -1;
+			r->body = grown;
+			room = want;
+		}
+		n = FCGX_GetStr(r->body + got, (int)(room - got), r->fcgx->in);
+		if (n < 0 || FCGX_GetError(r->fcgx->in) != 0)
+			return -1;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got > limit)
+		return 1;
+	r->body[got] = '\0';
+	r->body_len = got;
+	return 0;
+}
+
+static void
+body_too_large(struct pd_request *r)
+{
+	char sentence[96];
+
+	snprintf(sentence, sizeof(sentence), "the request body is larger than %zu bytes",
+	         r->app->cfg.max_body);
+	http_error(r, 413, sentence, NULL);
+}
+
 /* The media type without parameters, compared case-insensitively. */
 static int
 media_type_is(const char *content_type, const char *want)
@@ -302,7 +359,7 @@ static int
 decode_request(struct pd_request *r, const char *method)
 {
 	const struct pd_route *route = r->route;
-	const char *why = NULL, *type;
+	const char *why = NULL, *type, *length;
 	char field[3 * PD_MAX_NAME + 1] = "";    /* room for a %-escaped name */
 	size_t len;
 	int rc;
@@ -314,19 +371,29 @@ decode_request(struct pd_request *r, const char *method)
 		                 &r->fields, &why, field, sizeof(field));
 		goto decoded;
 	}
-	if (parse_content_length(http_param(r, "CONTENT_LENGTH"), &len) != 0) {
+	length = http_param(r, "CONTENT_LENGTH");
+	if (parse_content_length(length, &len) != 0) {
 		http_error(r, 400, "invalid Content-Length", NULL);
 		return -1;
 	}
-	if (len > r->app->cfg.max_body) {
-		char sentence[96];
-
-		snprintf(sentence, sizeof(sentence), "the request body is larger than %zu bytes",
-		         r->app->cfg.max_body);
-		http_error(r, 413, sentence, NULL);
+	/* No length stated: under FastCGI the body may still come (chunked
+	 * through Apache) and ends with its stream; plain CGI has none then
+	 * (RFC 3875), and stdin might never end. */
+	if ((length == NULL || *length == '\0') && r->fcgx != NULL) {
+		rc = read_body_to_end(r, r->app->cfg.max_body);
+		if (rc == 1) {
+			body_too_large(r);
+			return -1;
+		}
+		if (rc != 0) {
+			http_error(r, 400, "the request body could not be read", NULL);
+			return -1;
+		}
+		len = r->body_len;
+	} else if (len > r->app->cfg.max_body) {
+		body_too_large(r);
 		return -1;
-	}
-	if (read_body(r, len) != 0) {
+	} else if (read_body(r, len) != 0) {
 		http_error(r, 400, "the request body ended early", NULL);
 		return -1;
 	}
@@ -465,18 +532,31 @@ allow_header(const struct pd_route *route, char *out, size_t size)
 
 /* The route a request's path asks for: the only one of a single-route
  * program, else the one whose path is DOCUMENT_URI (nginx), or SCRIPT_NAME
- * (Apache's mod_proxy_fcgi); NULL for none. */
+ * followed by PATH_INFO (CGI's split of the path, which Apache's
+ * mod_proxy_fcgi makes at the last folder that exists under its
+ * DocumentRoot: /api/receive arrives as "/api" and "/receive"); NULL for
+ * none. */
 static const struct pd_route *
 route_of_request(struct pd_request *r)
 {
 	const struct pd_program *program = r->app->program;
-	const char *path;
+	const char *path, *info;
+	char joined[256];
 
 	if (program->nroutes == 1 && program->routes[0].path == NULL)
 		return &program->routes[0];
 	path = http_param(r, "DOCUMENT_URI");
-	if (path == NULL || *path == '\0')
+	if (path == NULL || *path == '\0') {
 		path = http_param(r, "SCRIPT_NAME");
+		info = http_param(r, "PATH_INFO");
+		if (path != NULL && info != NULL && *info != '\0') {
+			/* A path longer than any route's is no route. */
+			if ((size_t)snprintf(joined, sizeof(joined), "%s%s", path, info) >=
+			    sizeof(joined))
+				return NULL;
+			path = joined;
+		}
+	}
 	if (path == NULL)
 		return NULL;
 	for (size_t i = 0; i < program->nroutes; i++)
