@@ -309,4 +309,44 @@ int report_message(const struct pd_config *cfg, const struct pd_message *reporte
 typedef void (*store_plan_fn)(void *ctx, const char *sql, const char *plan_line);
 int store_query_plans(struct pd_store *s, store_plan_fn fn, void *ctx);
 
+/* ---- retry, retention, backup and check ---- */
+
+/* Puts a failed or expired message back to pending, due at now, with its
+ * rounds (receives, for a queue's) and dropped URLs reset, its outcome
+ * cleared and a ttl of the same length counted from now; a queue's message
+ * becomes receivable again. One compare-and-set on its state, never "read,
+ * then write". Its history is kept. STORE_OK (*state PD_PENDING),
+ * STORE_NOTFOUND, STORE_CONFLICT (*state says what it is), STORE_BUSY,
+ * STORE_NOSPACE or STORE_ERROR. */
+enum store_result store_retry(struct pd_store *s, const char *id, pd_ms now,
+                              enum pd_state *state);
+
+/* As store_retry for up to limit (at most 10000) messages in state
+ * (PD_FAILED or PD_EXPIRED, else STORE_CONFLICT), earliest due first, in
+ * one transaction; *retried says how many. */
+enum store_result store_retry_state(struct pd_store *s, enum pd_state state, pd_ms now,
+                                    int limit, int *retried);
+
+/* Deletes up to limit (at most 10000) messages that ended before `before`,
+ * oldest first, with their payloads and history, in one transaction (the
+ * counts follow); *purged says how many. Their ids are then unknown, and
+ * their idempotency keys free. */
+enum store_result store_purge(struct pd_store *s, pd_ms before, int limit, int *purged);
+
+/* Copies the whole database into the new file path with SQLite's online
+ * backup API, from one read snapshot: a consistent copy while the programs
+ * keep writing (WAL mode lets them). STORE_OK, STORE_BUSY, STORE_NOSPACE or
+ * STORE_ERROR (logged). */
+enum store_result store_backup(struct pd_store *s, const char *path);
+
+/* Opens the database file at path as it is (never created, never
+ * migrated) and reads its schema version (PRAGMA user_version) into
+ * *version; when fn is not NULL, also runs SQLite's integrity check and
+ * calls fn with each problem it reports, counted in *problems (0: sound).
+ * STORE_OK, STORE_UNAVAILABLE (it cannot be opened or is no database), or
+ * STORE_ERROR. */
+typedef void (*store_problem_fn)(void *ctx, const char *problem);
+enum store_result store_inspect(const char *path, int *version, store_problem_fn fn,
+                                void *ctx, long *problems);
+
 #endif
