@@ -282,12 +282,13 @@ static const char *const statement_sql[ST_COUNT] = {
 	 * itself (RETRY_SET), so two retries at once move the message once. */
 	[ST_RETRY_MESSAGE] =
 	    RETRY_SET "WHERE id = ?1 AND state = ?3 RETURNING key, coalesce(queue, 0)",
-	/* Every message that ended in a state was due by now (a round or
-	 * an expiry comes after the due time): a range of the state's index,
-	 * earliest first, that the retried ones leave. (+state: each row is
-	 * found by its key, not by walking the state's index.) */
+	/* The messages of a state that were due before ?4: a range of the
+	 * state's index, earliest first. Those it retries are due at ?2, not
+	 * before ?4, so a batch after it never takes them again (even when
+	 * they have failed again meanwhile). (+state: each row is found by its
+	 * key, not by walking the state's index.) */
 	[ST_RETRY_ALL] =
-	    RETRY_SET "WHERE key IN (SELECT key FROM messages WHERE state = ?3 AND due <= ?2 "
+	    RETRY_SET "WHERE key IN (SELECT key FROM messages WHERE state = ?3 AND due < ?4 "
 	    "ORDER BY due, id LIMIT ?1) AND +state = ?3 RETURNING key, coalesce(queue, 0)",
 	/* Its live row again, as an insert makes it: a pushed one in the
 	 * buffer (due now), a queue's in its queue. */
@@ -2581,7 +2582,8 @@ store_retry(struct pd_store *s, const char *id, pd_ms now, enum pd_state *state)
 }
 
 enum store_result
-store_retry_state(struct pd_store *s, enum pd_state state, pd_ms now, int limit, int *retried)
+store_retry_state(struct pd_store *s, enum pd_state state, pd_ms due_before, pd_ms now,
+                  int limit, int *retried)
 {
 	sqlite3_stmt *st = s->st[ST_RETRY_ALL];
 	struct admin_row *rows;
@@ -2602,6 +2604,7 @@ store_retry_state(struct pd_store *s, enum pd_state state, pd_ms now, int limit,
 	sqlite3_bind_int(st, 1, limit);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_int(st, 3, state);
+	sqlite3_bind_int64(st, 4, due_before);
 	rc = returned_rows(st, 0, rows, limit, &n);
 	sqlite3_clear_bindings(st);
 	for (int i = 0; i < n && rc == SQLITE_OK; i++)

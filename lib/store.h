@@ -322,10 +322,12 @@ enum store_result store_retry(struct pd_store *s, const char *id, pd_ms now,
                               enum pd_state *state);
 
 /* As store_retry for up to limit (at most 10000) messages in state
- * (PD_FAILED or PD_EXPIRED, else STORE_CONFLICT), earliest due first, in
- * one transaction; *retried says how many. */
-enum store_result store_retry_state(struct pd_store *s, enum pd_state state, pd_ms now,
-                                    int limit, int *retried);
+ * (PD_FAILED or PD_EXPIRED, else STORE_CONFLICT) that were due before
+ * due_before, earliest due first, in one transaction; *retried says how
+ * many. With due_before at most now, batch after batch never meets a
+ * message that an earlier batch retried. */
+enum store_result store_retry_state(struct pd_store *s, enum pd_state state, pd_ms due_before,
+                                    pd_ms now, int limit, int *retried);
 
 /* Deletes up to limit (at most 10000) messages that ended before `before`,
  * oldest first, with their payloads and history, in one transaction (the
