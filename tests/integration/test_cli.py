@@ -281,3 +281,13 @@ def test_help_and_exit_statuses():
             f.write("retention = soon\n")
         rc, out, err = cli(s, "list", conf=bad)
         assert rc == 1 and "bad.conf:1" in err, (rc, out, err)
+
+
+def test_the_man_page_is_clean_under_man_warnings_and_names_every_command():
+    page = os.path.join(TOP, "man", "postdate.1")
+    p = subprocess.run(["man", "--warnings", "-l", page], capture_output=True, text=True,
+                       env=dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat"))
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    for name in COMMANDS:
+        assert f"\n       {name}" in p.stdout, (name, p.stdout[:2000])
+    assert "EXIT STATUS" in p.stdout
