@@ -2720,6 +2720,66 @@ pragma_int(sqlite3 *db, const char *pragma)
 	return v;
 }
 
+/* The counts the store keeps by deltas against the rows they count (a
+ * count per state: alive and not leased, leased, and each ended state;
+ * the same per queue), each one a problem when they differ. */
+static const char *const counts_checks[] = {
+	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live WHERE token = 0) "
+	"WHEN 1 THEN (SELECT count(*) FROM live WHERE token <> 0) "
+	"ELSE (SELECT count(*) FROM messages m WHERE m.state = c.state) END, NULL FROM counts c",
+	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live l "
+	"WHERE l.queue = c.queue) ELSE (SELECT count(*) FROM messages m WHERE m.queue = c.queue "
+	"AND m.state = c.state) END, q.name FROM queue_counts c JOIN queues q ON q.key = c.queue",
+};
+
+/* Runs counts_checks (those the schema version has tables for), calling fn
+ * with each disagreement; returns how many. */
+static long
+check_counts(sqlite3 *db, int version, store_problem_fn fn, void *ctx)
+{
+	long found = 0;
+
+	for (size_t i = 0; i < sizeof(counts_checks) / sizeof(counts_checks[0]); i++) {
+		sqlite3_stmt *st = NULL;
+		char problem[256];
+		int rc;
+
+		/* counts came with version 2, queue_counts with 3. */
+		if (version < (int)i + 2)
+			break;
+		if (sqlite3_prepare_v2(db, counts_checks[i], -1, &st, NULL) != SQLITE_OK) {
+			snprintf(problem, sizeof(problem), "the counts cannot be compared: %s",
+			         sqlite3_errmsg(db));
+			fn(ctx, problem);
+			found++;
+			continue;
+		}
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			int state = sqlite3_column_int(st, 0);
+			sqlite3_int64 kept = sqlite3_column_int64(st, 1);
+			sqlite3_int64 rows = sqlite3_column_int64(st, 2);
+			const char *queue = (const char *)sqlite3_column_text(st, 3);
+
+			if (kept == rows)
+				continue;
+			snprintf(problem, sizeof(problem),
+			         "%s%s%scounts %lld %s messages, and %lld are stored",
+			         queue != NULL ? "queue " : "", queue != NULL ? queue : "",
+			         queue != NULL ? ": " : "", (long long)kept,
+			         state >= 0 && state < PD_NSTATES ? state_name((enum pd_state)state) :
+			         "unknown-state", (long long)rows);
+			fn(ctx, problem);
+			found++;
+		}
+		if (rc != SQLITE_DONE) {
+			fn(ctx, sqlite3_errmsg(db));
+			found++;
+		}
+		sqlite3_finalize(st);
+	}
+	return found;
+}
+
 enum store_result
 store_inspect(const char *path, int *version, store_problem_fn fn, void *ctx, long *problems)
 {
@@ -2754,6 +2814,8 @@ store_inspect(const char *path, int *version, store_problem_fn fn, void *ctx, lo
 	}
 	if (fn == NULL)
 		goto out;
+	/* One snapshot for every check, while the programs may write. */
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK) {
 		log_error("store: %s: %s", path, sqlite3_errmsg(db));
 		res = STORE_ERROR;
@@ -2773,9 +2835,16 @@ store_inspect(const char *path, int *version, store_problem_fn fn, void *ctx, lo
 		fn(ctx, sqlite3_errmsg(db));
 		if (problems != NULL)
 			(*problems)++;
+	} else {
+		long found = check_counts(db, *version, fn, ctx);
+
+		if (problems != NULL)
+			*problems += found;
 	}
 out:
 	sqlite3_finalize(st);
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
 	return res;
 }

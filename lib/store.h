@@ -344,7 +344,9 @@ enum store_result store_backup(struct pd_store *s, const char *path);
 /* Opens the database file at path as it is (never created, never
  * migrated) and reads its schema version (PRAGMA user_version) into
  * *version; when fn is not NULL, also runs SQLite's integrity check and
- * calls fn with each problem it reports, counted in *problems (0: sound).
+ * compares the counts the store keeps (per state, per queue and state)
+ * with the rows they count, all in one snapshot, calling fn with each
+ * problem found, counted in *problems (0: sound).
  * STORE_OK, STORE_UNAVAILABLE (it cannot be opened or is no database), or
  * STORE_ERROR. */
 typedef void (*store_problem_fn)(void *ctx, const char *problem);

@@ -178,6 +178,9 @@ def test_a_backup_taken_while_messages_are_scheduled_and_delivered_is_consistent
                 assert got["backup"] == path and got["bytes"] > 0, got
                 assert got["schema_version"] == schema_version(), got
                 copies.append(path)
+                # The live database, checked in one snapshot while it changes.
+                live = cli_json(s, "check")
+                assert live["ok"] is True and live["problems"] == [], live
                 time.sleep(0.2)
         finally:
             stop.set()
@@ -233,6 +236,17 @@ def test_check_finds_a_damaged_database_and_an_unreadable_file():
         assert "integrity FAILED" in out and "problem: " in out, (out, err)
         got = cli_json(s, "check", copy, want=1)
         assert got["ok"] is False and got["problems"], got
+
+        # Counts that disagree with the rows they count are a problem too.
+        copy = os.path.join(s.dir, "copy2.db")
+        assert cli_json(s, "backup", copy)["bytes"] > 0
+        assert cli_json(s, "check", copy)["problems"] == []
+        db = sqlite3.connect(copy)
+        db.execute("UPDATE counts SET n = n + 1 WHERE state = 2")
+        db.commit()
+        db.close()
+        got = cli_json(s, "check", copy, want=1)
+        assert got["problems"] == ["counts 1 delivered messages, and 0 are stored"], got
 
         garbage = os.path.join(s.dir, "garbage.db")
         with open(garbage, "wb") as f:
