@@ -388,7 +388,8 @@ run_list(struct cli *c, struct pd_store *s)
 	if (l.n == 0)
 		printf("no %s messages%s%s\n", state < 0 ? "" : state_text,
 		       queue != NULL ? " in queue " : "", queue != NULL ? queue : "");
-	printf("%s%s:", l.n > 0 ? "\n" : "", queue != NULL ? queue : "all queues and URLs");
+	printf("%smessages%s%s:", l.n > 0 ? "\n" : "", queue != NULL ? " of queue " : "",
+	       queue != NULL ? queue : "");
 	for (int i = 0; i < PD_NSTATES; i++)
 		printf(" %ld %s%s", counts[i], state_name((enum pd_state)i),
 		       i + 1 < PD_NSTATES ? "," : "\n");
