@@ -13,8 +13,6 @@ systemd chromium nodejs"
 # A nodejs from elsewhere (NodeSource) brings its own npm and conflicts
 # with Debian's, so Debian's npm only when there is no npm at all.
 command -v npm >/dev/null 2>&1 || packages="$packages npm"
-# man-db (man --warnings) checks the man pages in the tests.
-packages="$packages man-db"
 # clang and libFuzzer (in clang's runtime package) are for `make fuzz`.
 packages="$packages clang libclang-rt-14-dev"
 
