@@ -21,5 +21,6 @@ sh bench/lateness.sh 2000 30
 sh bench/asap.sh 200
 sh bench/scale.sh "${BENCH_SCALE_COUNT:-1000000}" 1000
 sh bench/queue.sh "${BENCH_QUEUE_COUNT:-20000}" 16 200
+sh bench/retention.sh "${BENCH_RETENTION_COUNT:-1000000}" 10
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."

@@ -60,6 +60,12 @@
  * attempt check it. */
 #define SWEEP_BATCH 250
 #define SWEEP_CHECK_MS 250
+/* Retention: messages that ended longer ago than `retention` are deleted
+ * at most this many per transaction (with their history and payloads), so
+ * the write lock is never held long; looked for once a second along with
+ * the sweep, and batch after batch while there are full ones. */
+#define RETENTION_BATCH 500
+#define RETENTION_CHECK_MS 1000
 /* After a failed sync (database busy), wait this long; give up after
  * SYNC_GIVE_UP failures in a row. */
 #define SYNC_RETRY_MS 100
@@ -86,6 +92,7 @@ struct dispatcher {
 	pd_ms next_check;          /* when to look for due messages again */
 	pd_ms next_promote_check;  /* when to look for messages to promote */
 	pd_ms next_sweep;          /* when to end what has run out by itself */
+	pd_ms next_purge;          /* when to delete what ended before retention */
 	int backlog;               /* the last claim filled every free slot */
 	int nothing_due;           /* --once: the last look found nothing due */
 	int sync_failures;
@@ -97,7 +104,7 @@ struct dispatcher {
 	int signalled;
 	pd_ms cut_at;              /* then give back what is in flight; 0: never */
 
-	long delivered, retried, failed, released, lost, attempts, expired, swept;
+	long delivered, retried, failed, released, lost, attempts, expired, swept, purged;
 };
 
 static volatile sig_atomic_t stop_requested;
@@ -133,7 +140,11 @@ usage_exit(int status)
 	      "report. Every 250 ms the dispatcher also ends the messages whose ttl\n"
 	      "ran out while they waited (a retry due after it, a queue message\n"
 	      "nobody received) and queue messages whose last receive ran out\n"
-	      "unacknowledged (failed), at most 250 per transaction.\n"
+	      "unacknowledged (failed), at most 250 per transaction. Once a second it\n"
+	      "deletes the messages that ended (delivered, failed, cancelled, expired)\n"
+	      "longer ago than `retention` (default 7d; 0 keeps them all), with their\n"
+	      "history and payloads, at most 500 per transaction and batch after\n"
+	      "batch while there are more.\n"
 	      "\n"
 	      "  --once             deliver what is due now, wait for it, exit\n"
 	      "  --for SECONDS      keep delivering messages as they fall due for\n"
@@ -464,6 +475,22 @@ sweep(struct dispatcher *d, pd_ms wall, int *ended)
 	                         ended);
 }
 
+/* Deletes, in one transaction, up to RETENTION_BATCH messages that ended
+ * longer ago than the configured retention, with their history and
+ * payloads. On the store thread. */
+static enum store_result
+purge(struct dispatcher *d, pd_ms wall, int *purged)
+{
+	char before[PD_TIME_BUF];
+	enum store_result res;
+
+	res = store_purge(d->store, wall - d->cfg.retention, RETENTION_BATCH, purged);
+	if (res == STORE_OK && *purged > 0)
+		log_info("deleted %d messages that ended before %s (retention)", *purged,
+		         time_format(wall - d->cfg.retention, before));
+	return res;
+}
+
 /* Queues ended rounds for the next write-back. */
 static void
 take_done(struct dispatcher *d, struct pd_job *job, pd_ms now)
@@ -498,6 +525,7 @@ struct sync_order {
 	int claim;                  /* messages to claim (0: write back only) */
 	int promote;                /* also one batch of promotion */
 	int sweep;                  /* also one sweep of what ran out */
+	int purge;                  /* also one batch of retention */
 	pd_ms wall;                 /* time_now() when ordered */
 	/* Filled by the store thread. */
 	int written;                /* the rounds were written back (each its own
@@ -507,6 +535,7 @@ struct sync_order {
 	pd_ms next_due;             /* the earliest due time in the buffer, or 0 */
 	int more;                   /* promotion has another batch waiting */
 	int swept;                  /* messages the sweep ended */
+	int purged;                 /* messages retention deleted */
 	enum store_result res;
 };
 
@@ -542,6 +571,7 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 	o->next_due = 0;
 	o->more = 0;
 	o->swept = 0;
+	o->purged = 0;
 	o->written = 0;
 	if (o->done != NULL && (res = write_back(d, o->done, o->ndone, o->wall)) != STORE_OK)
 		goto fail;
@@ -574,6 +604,9 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 	if (o->sweep && (res = sweep(d, o->wall, &o->swept)) != STORE_OK)
 		log_warn("could not end the messages that ran out (%s); trying again in %d ms",
 		         res == STORE_BUSY ? "busy" : "error", SWEEP_CHECK_MS);
+	if (o->purge && (res = purge(d, o->wall, &o->purged)) != STORE_OK)
+		log_warn("could not delete the messages past retention (%s); trying again in %d ms",
+		         res == STORE_BUSY ? "busy" : "error", RETENTION_CHECK_MS);
 	o->res = STORE_OK;
 	return;
 fail:
@@ -626,6 +659,9 @@ sync_order(struct dispatcher *d, pd_ms now, int claim)
 	o->sweep = !d->stopping && now >= d->next_sweep;
 	if (o->sweep)
 		d->next_sweep = now + SWEEP_CHECK_MS;
+	o->purge = o->sweep && d->cfg.retention > 0 && now >= d->next_purge;
+	if (o->purge)
+		d->next_purge = now + RETENTION_CHECK_MS;
 	o->wall = time_now();
 	pthread_mutex_lock(&sy->lock);
 	sy->state = SYNC_ORDERED;
@@ -701,6 +737,12 @@ sync_finish(struct dispatcher *d, pd_ms now)
 		/* What it ended may have made callback reports due now. */
 		if (o->swept > 0)
 			d->next_check = now;
+	}
+	if (o->purge) {
+		d->purged += o->purged;
+		/* A full batch: more is past retention; the next one soon after. */
+		if (o->purged == RETENTION_BATCH)
+			d->next_sweep = d->next_purge = now;
 	}
 	while ((job = o->claimed.head) != NULL) {
 		o->claimed.head = job->next;
@@ -869,7 +911,7 @@ run(struct dispatcher *d)
 
 	if (claim_batch < 1)
 		claim_batch = 1;
-	d->next_check = d->next_promote_check = d->next_sweep = d->started;
+	d->next_check = d->next_promote_check = d->next_sweep = d->next_purge = d->started;
 	for (;;) {
 		pd_ms now = clock_monotonic(), wake;
 		enum sync_state syncing = sync_state(d);
@@ -1025,9 +1067,9 @@ main(int argc, char **argv)
 	syncer_stop(&d);
 
 	log_info("exiting: %ld delivered, %ld retried, %ld failed, %ld expired, %ld given back, "
-	         "%ld lost to another dispatcher, %ld ended by the sweep, %ld HTTP attempts "
-	         "in %.1f s", d.delivered, d.retried, d.failed, d.expired, d.released, d.lost,
-	         d.swept, d.attempts,
+	         "%ld lost to another dispatcher, %ld ended by the sweep, %ld deleted past "
+	         "retention, %ld HTTP attempts in %.1f s", d.delivered, d.retried, d.failed,
+	         d.expired, d.released, d.lost, d.swept, d.purged, d.attempts,
 	         (double)(clock_monotonic() - d.started) / 1000.0);
 	engine_free(d.engine);
 	store_close(d.store);

@@ -48,6 +48,7 @@ config_defaults(struct pd_config *cfg)
 	cfg->schedule_threads = 16;
 	cfg->queue_visibility = 30;
 	cfg->receive_waiters = 64;
+	cfg->retention = 7 * 86400 * PD_MS_PER_S;
 }
 
 /* Strict decimal: digits only, no sign, within [min, max]. */
@@ -282,6 +283,19 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 			return -1;
 		}
 		cfg->max_body = (size_t)n;
+		return 0;
+	}
+	if (strcmp(key, "retention") == 0) {
+		const char *why;
+		pd_ms ms;
+
+		/* A duration as schedule's delay takes it; 0 keeps everything. */
+		if (timeparse_duration(value, &ms, &why) != 0) {
+			snprintf(err, errlen, "retention must be a duration such as 7d, 12h or 90m, "
+			         "or 0 to keep every message");
+			return -1;
+		}
+		cfg->retention = ms;
 		return 0;
 	}
 	if (strcmp(key, "max_pending") == 0) {

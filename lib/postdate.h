@@ -90,6 +90,8 @@ struct pd_config {
 	int schedule_threads;     /* request threads per schedule process */
 	int queue_visibility;     /* seconds: the visibility of a queue made on first use */
 	int receive_waiters;      /* long-polling receives per queue process */
+	pd_ms retention;          /* ms an ended message is kept (dispatch deletes it
+	                             after); 0: kept for ever */
 };
 
 /* The file to read: the -c value if given, else $POSTDATE_CONF, else

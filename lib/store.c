@@ -50,6 +50,15 @@
 	"LEFT JOIN topics tp ON tp.key = pb.topic"
 #define MESSAGE_FROM "messages m LEFT JOIN live l ON l.key = m.key " MESSAGE_JOINS
 
+/* A retry's new start, as one UPDATE's SET (which reads the row's old
+ * values): due now, its outcome cleared, its rounds and dropped URLs
+ * reset, and a ttl of the same length counted from the new due time. */
+#define RETRY_SET \
+	"UPDATE messages SET state = 0, due = ?2, " \
+	"expires = CASE WHEN expires IS NULL THEN NULL ELSE ?2 + (expires - due) END, " \
+	"ended = NULL, attempts = 0, gone = 0, delivered_to = NULL, delivered_at = NULL, " \
+	"report = NULL "
+
 enum statement {
 	ST_BEGIN,
 	ST_BEGIN_READ,
@@ -118,6 +127,12 @@ enum statement {
 	ST_SAVEPOINT_ROLLBACK,
 	ST_TOTALS,
 	ST_TOTAL_DELTA,
+	ST_RETRY_MESSAGE,
+	ST_RETRY_ALL,
+	ST_RETRY_LIVE,
+	ST_PURGE_MESSAGES,
+	ST_PURGE_PAYLOAD,
+	ST_PURGE_HISTORY,
 	ST_COUNT
 };
 
@@ -324,6 +339,31 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_TOTAL_DELTA] =
 	    "INSERT INTO totals (counter, n) VALUES (?1, ?2) "
 	    "ON CONFLICT (counter) DO UPDATE SET n = n + excluded.n",
+	/* A retry: the compare-and-set on the ended state is the statement
+	 * itself (RETRY_SET), so two retries at once move the message once. */
+	[ST_RETRY_MESSAGE] =
+	    RETRY_SET "WHERE id = ?1 AND state = ?3 RETURNING key, coalesce(queue, 0)",
+	/* The messages of a state that were due before ?4: a range of the
+	 * state's index, earliest first. Those it retries are due at ?2, not
+	 * before ?4, so a batch after it never takes them again (even when
+	 * they have failed again meanwhile). (+state: each row is found by its
+	 * key, not by walking the state's index.) */
+	[ST_RETRY_ALL] =
+	    RETRY_SET "WHERE key IN (SELECT key FROM messages WHERE state = ?3 AND due < ?4 "
+	    "ORDER BY due, id LIMIT ?1) AND +state = ?3 RETURNING key, coalesce(queue, 0)",
+	/* Its live row again, as an insert makes it: a pushed one in the
+	 * buffer (due now), a queue's in its queue. */
+	[ST_RETRY_LIVE] =
+	    "INSERT INTO live (key, due, next_round, buffered, lease_ms, queue, priority, expires) "
+	    "SELECT key, ?2, ?2, queue IS NULL, CASE WHEN queue IS NULL THEN timeout * 1000 * "
+	    "(1 + length(urls) - length(replace(urls, char(10), ''))) ELSE 0 END, "
+	    "coalesce(queue, 0), priority, expires FROM messages WHERE key = ?1",
+	/* Retention: the oldest ended messages, one index range. */
+	[ST_PURGE_MESSAGES] =
+	    "DELETE FROM messages WHERE key IN (SELECT key FROM messages WHERE state <> 0 "
+	    "AND ended < ?1 ORDER BY ended LIMIT ?2) RETURNING key, state, coalesce(queue, 0)",
+	[ST_PURGE_PAYLOAD] = "DELETE FROM payloads WHERE key = ?1",
+	[ST_PURGE_HISTORY] = "DELETE FROM history WHERE key = ?1",
 };
 
 /* The counters of the totals table, numbered as sql/007-metrics.sql says. */
@@ -3122,5 +3162,384 @@ store_metrics(struct pd_store *s, pd_ms now, struct store_metrics *m, store_queu
 	if (res == STORE_OK && fn != NULL)
 		res = store_queue_list(s, now, fn, ctx);
 	read_end(s, began);
+	return res;
+}
+
+/* ---- retry, retention, backup and check ----
+ *
+ * What an operator does to messages that ended: puts them back (retry,
+ * the dead-letter redrive), deletes them once they are old (retention,
+ * purge), and copies or checks the whole database.
+ */
+
+/* The messages one batch of store_retry_state or store_purge moves. */
+#define ADMIN_BATCH_MAX 10000
+
+/* Brings back message key (of queue, 0 for none), which the caller has
+ * just moved from state `from` to alive, inside the caller's transaction:
+ * its live row, and the counts. */
+static int
+revive(struct pd_store *s, int64_t key, int64_t queue, enum pd_state from, pd_ms now)
+{
+	sqlite3_stmt *st = s->st[ST_RETRY_LIVE];
+	int rc;
+
+	sqlite3_bind_int64(st, 1, key);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = store_exec(s, ST_RETRY_LIVE)) != SQLITE_OK)
+		return rc;
+	if ((rc = queue_move(s, queue, from, 0)) != SQLITE_OK)
+		return rc;
+	s->delta[from]--;
+	s->delta[PD_PENDING]++;
+	return SQLITE_OK;
+}
+
+/* A batch's rows: a message's key, its queue and (purge) its state. */
+struct admin_row {
+	int64_t key, queue;
+	int state;
+};
+
+/* Steps st (an UPDATE or DELETE ... RETURNING key, ...) to its end,
+ * keeping up to room rows: SQLite makes every change at the first step,
+ * and the rows are then only read. with_state: the second column is the
+ * state, the third the queue. */
+static int
+returned_rows(sqlite3_stmt *st, int with_state, struct admin_row *rows, int room, int *n)
+{
+	int rc;
+
+	*n = 0;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (*n == room)
+			continue;
+		rows[*n].key = sqlite3_column_int64(st, 0);
+		rows[*n].state = with_state ? sqlite3_column_int(st, 1) : 0;
+		rows[*n].queue = sqlite3_column_int64(st, with_state ? 2 : 1);
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+enum store_result
+store_retry(struct pd_store *s, const char *id, pd_ms now, enum pd_state *state)
+{
+	static const enum pd_state retryable[] = { PD_FAILED, PD_EXPIRED };
+	sqlite3_stmt *st = s->st[ST_RETRY_MESSAGE], *of = s->st[ST_STATE_OF];
+	enum store_result res;
+	int rc = SQLITE_OK;
+
+	if ((res = tx_begin(s, "beginning a retry")) != STORE_OK)
+		return res;
+	/* Each try is a compare-and-set on one ended state: a message another
+	 * retry brought back meanwhile matches neither. */
+	for (size_t i = 0; i < sizeof(retryable) / sizeof(retryable[0]); i++) {
+		struct admin_row row;
+		int n;
+
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, now);
+		sqlite3_bind_int(st, 3, retryable[i]);
+		rc = returned_rows(st, 0, &row, 1, &n);
+		sqlite3_clear_bindings(st);
+		if (rc != SQLITE_OK)
+			break;
+		if (n == 0)
+			continue;
+		if ((rc = revive(s, row.key, row.queue, retryable[i], now)) != SQLITE_OK)
+			break;
+		*state = PD_PENDING;
+		return tx_commit(s, "committing a retry");
+	}
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "retrying");
+		tx_rollback(s);
+		return res;
+	}
+	/* Nothing was retried: say what it is. */
+	sqlite3_bind_text(of, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(of);
+	if (rc == SQLITE_ROW) {
+		int ended = sqlite3_column_int(of, 0);
+
+		if (ended != ALIVE && ended < PD_NSTATES)
+			*state = (enum pd_state)ended;
+		else
+			*state = sqlite3_column_int64(of, 1) != 0 ? PD_DELIVERING : PD_PENDING;
+		res = STORE_CONFLICT;
+	} else
+		res = rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "reading a state");
+	sqlite3_reset(of);
+	tx_rollback(s);
+	return res;
+}
+
+enum store_result
+store_retry_state(struct pd_store *s, enum pd_state state, pd_ms due_before, pd_ms now,
+                  int limit, int *retried)
+{
+	sqlite3_stmt *st = s->st[ST_RETRY_ALL];
+	struct admin_row *rows;
+	enum store_result res;
+	int n = 0, rc;
+
+	*retried = 0;
+	if (state != PD_FAILED && state != PD_EXPIRED)
+		return STORE_CONFLICT;
+	if (limit <= 0)
+		return STORE_OK;
+	if (limit > ADMIN_BATCH_MAX)
+		limit = ADMIN_BATCH_MAX;
+	if ((rows = calloc((size_t)limit, sizeof(*rows))) == NULL)
+		return STORE_ERROR;
+	if ((res = tx_begin(s, "beginning a retry")) != STORE_OK)
+		goto out;
+	sqlite3_bind_int(st, 1, limit);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_int(st, 3, state);
+	sqlite3_bind_int64(st, 4, due_before);
+	rc = returned_rows(st, 0, rows, limit, &n);
+	sqlite3_clear_bindings(st);
+	for (int i = 0; i < n && rc == SQLITE_OK; i++)
+		rc = revive(s, rows[i].key, rows[i].queue, state, now);
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "retrying");
+		tx_rollback(s);
+		goto out;
+	}
+	if ((res = tx_commit(s, "committing a retry")) == STORE_OK)
+		*retried = n;
+out:
+	free(rows);
+	return res;
+}
+
+enum store_result
+store_purge(struct pd_store *s, pd_ms before, int limit, int *purged)
+{
+	sqlite3_stmt *st = s->st[ST_PURGE_MESSAGES];
+	struct admin_row *rows;
+	enum store_result res;
+	int n = 0, rc;
+
+	*purged = 0;
+	if (limit <= 0)
+		return STORE_OK;
+	if (limit > ADMIN_BATCH_MAX)
+		limit = ADMIN_BATCH_MAX;
+	if ((rows = calloc((size_t)limit, sizeof(*rows))) == NULL)
+		return STORE_ERROR;
+	if ((res = tx_begin(s, "beginning a purge")) != STORE_OK)
+		goto out;
+	sqlite3_bind_int64(st, 1, before);
+	sqlite3_bind_int(st, 2, limit);
+	rc = returned_rows(st, 1, rows, limit, &n);
+	for (int i = 0; i < n && rc == SQLITE_OK; i++) {
+		int state = rows[i].state;
+
+		sqlite3_bind_int64(s->st[ST_PURGE_PAYLOAD], 1, rows[i].key);
+		sqlite3_bind_int64(s->st[ST_PURGE_HISTORY], 1, rows[i].key);
+		if ((rc = store_exec(s, ST_PURGE_PAYLOAD)) != SQLITE_OK ||
+		    (rc = store_exec(s, ST_PURGE_HISTORY)) != SQLITE_OK ||
+		    (rc = queue_move(s, rows[i].queue, state, -1)) != SQLITE_OK)
+			break;
+		if (state > 0 && state < PD_NSTATES)
+			s->delta[state]--;
+	}
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "purging");
+		tx_rollback(s);
+		goto out;
+	}
+	if ((res = tx_commit(s, "committing a purge")) == STORE_OK)
+		*purged = n;
+out:
+	free(rows);
+	return res;
+}
+
+enum store_result
+store_backup(struct pd_store *s, const char *path)
+{
+	sqlite3 *copy = NULL;
+	sqlite3_backup *b;
+	enum store_result res = STORE_ERROR;
+	int rc;
+
+	rc = sqlite3_open_v2(path, &copy, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK) {
+		log_error("store: backup to %s: %s", path,
+		          copy != NULL ? sqlite3_errmsg(copy) : sqlite3_errstr(rc));
+		sqlite3_close(copy);
+		return STORE_ERROR;
+	}
+	/* All pages in one step: one read transaction on the source, so the
+	 * copy is one snapshot, while in WAL mode writers carry on beside it. */
+	if ((b = sqlite3_backup_init(copy, "main", s->db, "main")) == NULL) {
+		log_error("store: backup to %s: %s", path, sqlite3_errmsg(copy));
+		sqlite3_close(copy);
+		return STORE_ERROR;
+	}
+	rc = sqlite3_backup_step(b, -1);
+	if (rc == SQLITE_DONE)
+		res = STORE_OK;
+	else if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+		res = STORE_BUSY;
+	else if ((rc & 0xff) == SQLITE_FULL)
+		res = STORE_NOSPACE;
+	if (res != STORE_OK)
+		log_error("store: backup to %s: %s", path, sqlite3_errstr(rc));
+	rc = sqlite3_backup_finish(b);
+	if (res == STORE_OK && rc != SQLITE_OK) {
+		log_error("store: backup to %s: %s", path, sqlite3_errmsg(copy));
+		res = STORE_ERROR;
+	}
+	if (sqlite3_close(copy) != SQLITE_OK && res == STORE_OK)
+		res = STORE_ERROR;
+	return res;
+}
+
+/* The one integer a "PRAGMA name" answers, or -1. */
+static int
+pragma_int(sqlite3 *db, const char *pragma)
+{
+	sqlite3_stmt *st = NULL;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(db, pragma, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+/* The counts the store keeps by deltas against the rows they count (a
+ * count per state: alive and not leased, leased, and each ended state;
+ * the same per queue), each one a problem when they differ. */
+static const char *const counts_checks[] = {
+	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live WHERE token = 0) "
+	"WHEN 1 THEN (SELECT count(*) FROM live WHERE token <> 0) "
+	"ELSE (SELECT count(*) FROM messages m WHERE m.state = c.state) END, NULL FROM counts c",
+	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live l "
+	"WHERE l.queue = c.queue) ELSE (SELECT count(*) FROM messages m WHERE m.queue = c.queue "
+	"AND m.state = c.state) END, q.name FROM queue_counts c JOIN queues q ON q.key = c.queue",
+};
+
+/* Runs counts_checks (those the schema version has tables for), calling fn
+ * with each disagreement; returns how many. */
+static long
+check_counts(sqlite3 *db, int version, store_problem_fn fn, void *ctx)
+{
+	long found = 0;
+
+	for (size_t i = 0; i < sizeof(counts_checks) / sizeof(counts_checks[0]); i++) {
+		sqlite3_stmt *st = NULL;
+		char problem[256];
+		int rc;
+
+		/* counts came with version 2, queue_counts with 3. */
+		if (version < (int)i + 2)
+			break;
+		if (sqlite3_prepare_v2(db, counts_checks[i], -1, &st, NULL) != SQLITE_OK) {
+			snprintf(problem, sizeof(problem), "the counts cannot be compared: %s",
+			         sqlite3_errmsg(db));
+			fn(ctx, problem);
+			found++;
+			continue;
+		}
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			int state = sqlite3_column_int(st, 0);
+			sqlite3_int64 kept = sqlite3_column_int64(st, 1);
+			sqlite3_int64 rows = sqlite3_column_int64(st, 2);
+			const char *queue = (const char *)sqlite3_column_text(st, 3);
+
+			if (kept == rows)
+				continue;
+			snprintf(problem, sizeof(problem),
+			         "%s%s%scounts %lld %s messages, and %lld are stored",
+			         queue != NULL ? "queue " : "", queue != NULL ? queue : "",
+			         queue != NULL ? ": " : "", (long long)kept,
+			         state >= 0 && state < PD_NSTATES ? state_name((enum pd_state)state) :
+			         "unknown-state", (long long)rows);
+			fn(ctx, problem);
+			found++;
+		}
+		if (rc != SQLITE_DONE) {
+			fn(ctx, sqlite3_errmsg(db));
+			found++;
+		}
+		sqlite3_finalize(st);
+	}
+	return found;
+}
+
+enum store_result
+store_inspect(const char *path, int *version, store_problem_fn fn, void *ctx, long *problems)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	enum store_result res = STORE_OK;
+	int rc;
+
+	*version = -1;
+	if (problems != NULL)
+		*problems = 0;
+	/* Never created here, never migrated: what is on disk is what is
+	 * checked. Read-write only so that a WAL database's shared memory can
+	 * be made; nothing is written. */
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_close(db);
+		db = NULL;
+		rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		log_error("store: opening %s: %s", path,
+		          db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return STORE_UNAVAILABLE;
+	}
+	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	if ((*version = pragma_int(db, "PRAGMA user_version")) < 0) {
+		log_error("store: %s: %s", path, sqlite3_errmsg(db));
+		res = STORE_UNAVAILABLE;
+		goto out;
+	}
+	if (fn == NULL)
+		goto out;
+	/* One snapshot for every check, while the programs may write. */
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	if (sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL) != SQLITE_OK) {
+		log_error("store: %s: %s", path, sqlite3_errmsg(db));
+		res = STORE_ERROR;
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *line = (const char *)sqlite3_column_text(st, 0);
+
+		if (line != NULL && strcmp(line, "ok") == 0)
+			continue;
+		fn(ctx, line != NULL ? line : "(no text)");
+		if (problems != NULL)
+			(*problems)++;
+	}
+	if (rc != SQLITE_DONE) {
+		/* A file that is not a database at all ends the check here. */
+		fn(ctx, sqlite3_errmsg(db));
+		if (problems != NULL)
+			(*problems)++;
+	} else {
+		long found = check_counts(db, *version, fn, ctx);
+
+		if (problems != NULL)
+			*problems += found;
+	}
+out:
+	sqlite3_finalize(st);
+	if (!sqlite3_get_autocommit(db))
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
 	return res;
 }

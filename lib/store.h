@@ -373,5 +373,48 @@ struct store_metrics {
  * small tables of counts. STORE_OK, STORE_BUSY or STORE_ERROR. */
 enum store_result store_metrics(struct pd_store *s, pd_ms now, struct store_metrics *m,
                                 store_queue_fn fn, void *ctx);
+/* ---- retry, retention, backup and check ---- */
+
+/* Puts a failed or expired message back to pending, due at now, with its
+ * rounds (receives, for a queue's) and dropped URLs reset, its outcome
+ * cleared and a ttl of the same length counted from now; a queue's message
+ * becomes receivable again. One compare-and-set on its state, never "read,
+ * then write". Its history is kept. STORE_OK (*state PD_PENDING),
+ * STORE_NOTFOUND, STORE_CONFLICT (*state says what it is), STORE_BUSY,
+ * STORE_NOSPACE or STORE_ERROR. */
+enum store_result store_retry(struct pd_store *s, const char *id, pd_ms now,
+                              enum pd_state *state);
+
+/* As store_retry for up to limit (at most 10000) messages in state
+ * (PD_FAILED or PD_EXPIRED, else STORE_CONFLICT) that were due before
+ * due_before, earliest due first, in one transaction; *retried says how
+ * many. With due_before at most now, batch after batch never meets a
+ * message that an earlier batch retried. */
+enum store_result store_retry_state(struct pd_store *s, enum pd_state state, pd_ms due_before,
+                                    pd_ms now, int limit, int *retried);
+
+/* Deletes up to limit (at most 10000) messages that ended before `before`,
+ * oldest first, with their payloads and history, in one transaction (the
+ * counts follow); *purged says how many. Their ids are then unknown, and
+ * their idempotency keys free. */
+enum store_result store_purge(struct pd_store *s, pd_ms before, int limit, int *purged);
+
+/* Copies the whole database into the new file path with SQLite's online
+ * backup API, from one read snapshot: a consistent copy while the programs
+ * keep writing (WAL mode lets them). STORE_OK, STORE_BUSY, STORE_NOSPACE or
+ * STORE_ERROR (logged). */
+enum store_result store_backup(struct pd_store *s, const char *path);
+
+/* Opens the database file at path as it is (never created, never
+ * migrated) and reads its schema version (PRAGMA user_version) into
+ * *version; when fn is not NULL, also runs SQLite's integrity check and
+ * compares the counts the store keeps (per state, per queue and state)
+ * with the rows they count, all in one snapshot, calling fn with each
+ * problem found, counted in *problems (0: sound).
+ * STORE_OK, STORE_UNAVAILABLE (it cannot be opened or is no database), or
+ * STORE_ERROR. */
+typedef void (*store_problem_fn)(void *ctx, const char *problem);
+enum store_result store_inspect(const char *path, int *version, store_problem_fn fn,
+                                void *ctx, long *problems);
 
 #endif

@@ -1,7 +1,8 @@
 // postdate's web page: lists messages from /api/status, shows one with its
-// attempts and payload, cancels, schedules from a form, and shows the queues
-// with their pending and failed messages. It talks only to /api/status,
-// /api/schedule, /api/cancel, /api/queues and /api/health.
+// attempts and payload, cancels, retries failed and expired ones, schedules
+// from a form, and shows the queues with their pending and failed messages.
+// It talks only to /api/status, /api/schedule, /api/cancel, /api/retry,
+// /api/queues and /api/health.
 //
 // Everything the API returns (URLs, ids, keys, queue names, payloads,
 // errors) is untrusted: it is put on the page with textContent or
@@ -10,6 +11,8 @@
 
 const TOKEN_KEY = "postdate.token";
 const STATES = ["pending", "delivering", "delivered", "failed", "cancelled", "expired"];
+// The states POST /api/retry brings back to pending.
+const RETRYABLE = ["failed", "expired"];
 // What the Queues view lists of a chosen queue: what waits, and the dead letters.
 const QUEUE_STATES = ["pending", "failed"];
 const QUEUE_LIMIT = 100;
@@ -398,7 +401,7 @@ function messageRow(m) {
     labelled("Destination", destinationBlock(m)),
     labelled("Attempts", el("span", { class: "num", text: `${m.attempts} / ${m.max_attempts}` })),
     labelled("State", stateBadge(m.state)),
-    labelled("", m.state === "pending" ? cancelButton(m.id) : null));
+    labelled("", actionButton(m)));
 }
 
 // A cell that says what it holds when the table is shown as cards (narrow screens).
@@ -448,6 +451,26 @@ function targetsBlock(urls) {
   }
   if (!urls.length) box.append(nothing());
   return box;
+}
+
+// What a message in a list can have done to it: a pending one cancelled, a
+// failed or expired one retried.
+function actionButton(m) {
+  if (m.state === "pending") return cancelButton(m.id);
+  if (RETRYABLE.includes(m.state)) return retryButton(m.id);
+  return null;
+}
+
+// A retry sends the message again, which the user asked for by clicking;
+// nothing is lost by it (a retried message can be cancelled), so no dialog.
+function retryButton(id) {
+  const button = el("button", {
+    class: "small", text: "Retry",
+    attrs: { type: "button", "aria-label": "Retry message " + id },
+  });
+  button.dataset.focusKey = "retry:" + id;
+  button.addEventListener("click", () => retryMessage(id));
+  return button;
 }
 
 function cancelButton(id) {
@@ -606,7 +629,9 @@ function renderDetail(m) {
   }
   $("detail-fields").replaceChildren(...items.map(([label, value]) =>
     el("div", { class: "field-row" }, el("dt", { text: label }), el("dd", {}, value))));
-  $("detail-actions").hidden = m.state !== "pending";
+  $("detail-cancel").hidden = m.state !== "pending";
+  $("detail-retry").hidden = !RETRYABLE.includes(m.state);
+  $("detail-actions").hidden = $("detail-cancel").hidden && $("detail-retry").hidden;
   const history = m.history || [];
   $("history").querySelector("tbody").replaceChildren(...history.map(historyRow));
   $("history").hidden = history.length === 0;
@@ -647,6 +672,26 @@ async function confirmAndCancel(id) {
     const state = e.body && e.body.state;
     showText(errorBox, e.status === 409 && state
       ? `Message ${id} is ${state} and can no longer be cancelled.` : e.message);
+  }
+  list.shown = "";
+  detail.shown = "";
+  queues.messagesShown = "";
+  refresh();
+}
+
+// ---- retrying ----
+
+async function retryMessage(id) {
+  const name = currentView().name;
+  const errorBox = name === "detail" ? $("detail-error")
+    : name === "queues" ? $("queue-error") : $("list-error");
+  try {
+    await api("/api/retry", { method: "POST", form: new URLSearchParams({ id }) });
+    showText(errorBox, "");
+  } catch (e) {
+    const state = e.body && e.body.state;
+    showText(errorBox, e.status === 409 && state
+      ? `Message ${id} is ${state}: only a failed or expired message can be retried.` : e.message);
   }
   list.shown = "";
   detail.shown = "";
@@ -928,7 +973,7 @@ function queueMessageRow(m) {
     labelled("Priority", el("span", { class: "num", text: String(m.priority ?? 0) })),
     labelled("Attempts", el("span", { class: "num", text: `${m.attempts} / ${m.max_attempts}` })),
     labelled("State", stateBadge(m.state)),
-    labelled("", m.state === "pending" ? cancelButton(m.id) : null));
+    labelled("", actionButton(m)));
 }
 
 // ---- health: the banner ----
@@ -1039,6 +1084,7 @@ function start() {
   $("prev-page").addEventListener("click", previousPage);
   $("next-page").addEventListener("click", nextPage);
   $("detail-cancel").addEventListener("click", () => confirmAndCancel(detail.id));
+  $("detail-retry").addEventListener("click", () => retryMessage(detail.id));
   document.addEventListener("click", onNavClick);
   window.addEventListener("popstate", () => showView(false));
   window.addEventListener("hashchange", () => {

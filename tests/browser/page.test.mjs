@@ -650,6 +650,42 @@ test("the detail view shows every field and the attempt history", async ({ page 
   }
 });
 
+test("a failed message is retried with its Retry button, from the list and from its detail", async ({ page }) => {
+  const fromList = await schedule({ url: `${NOWHERE}/retry-list`, delay: "0s", max_attempts: 1 });
+  const fromDetail = await schedule({ url: `${NOWHERE}/retry-detail`, delay: "0s", max_attempts: 1 });
+  const pending = await schedule({ delay: "30m" });
+  await dispatchOnce();
+  assert.equal((await messageStatus(fromList.id)).state, "failed");
+  assert.equal((await messageStatus(fromDetail.id)).state, "failed");
+
+  await openPage(page, "?state=failed");
+  await eventually(async () => assert.ok((await shownIds(page)).includes(fromList.id)));
+  const row = rowOf(page, fromList.id);
+  assert.equal(await row.getByRole("button", { name: "Cancel message " + fromList.id }).count(), 0);
+  await screenshot(page, "retry-failed-list");
+  await row.getByRole("button", { name: "Retry message " + fromList.id }).click();
+  await eventually(async () => assert.equal((await messageStatus(fromList.id)).state, "pending"));
+  // A retried message leaves the failed tab.
+  await eventually(async () => assert.equal(await rowOf(page, fromList.id).count(), 0));
+  assert.equal(await page.locator("#list-error").isVisible(), false);
+  assert.equal((await messageStatus(fromList.id)).attempts, 0, "its rounds start again");
+
+  // A pending message has no retry, only a cancel.
+  await openPage(page);
+  await eventually(async () => assert.ok((await shownIds(page)).includes(pending.id)));
+  assert.equal(await rowOf(page, pending.id).getByRole("button", { name: "Retry message " + pending.id }).count(), 0);
+
+  await openPage(page, "?" + new URLSearchParams({ id: fromDetail.id }));
+  await page.locator("#detail-retry").waitFor();
+  assert.equal(await page.locator("#detail-cancel").isVisible(), false, "no cancel for a failed message");
+  await page.locator("#detail-retry").click();
+  await eventually(async () => assert.equal((await messageStatus(fromDetail.id)).state, "pending"));
+  // The retried message can be cancelled from its detail.
+  await eventually(async () => assert.equal(await page.locator("#detail-cancel").isVisible(), true));
+  assert.equal(await page.locator("#detail-retry").isVisible(), false);
+  assert.equal(await page.locator("#detail-error").isVisible(), false);
+});
+
 test("the page fits a 375 px wide screen", async ({ page }) => {
   const long = `${NOWHERE}/${"a-very-long-path-segment-".repeat(6)}?and=a&long=query&string=too`;
   const m = await schedule({ url: [long, NOWHERE], delay: "3m", idempotency_key: "k".repeat(120) });
@@ -866,7 +902,8 @@ test("a queue's failed messages are listed in its failed tab", async ({ page }) 
   const row = queueMessageRowOf(page, m.id);
   assert.equal(await row.locator("td[data-label=State]").innerText(), "failed");
   assert.equal(await row.locator("td[data-label=Attempts]").innerText(), "1 / 1");
-  assert.equal(await row.getByRole("button").count(), 0, "a failed message has no cancel");
+  assert.deepEqual(await row.getByRole("button").evaluateAll((bs) => bs.map((b) => b.getAttribute("aria-label"))),
+    ["Retry message " + m.id], "a failed message has no cancel, only a retry");
   assert.equal(await page.locator("#queue-tabs a[data-state=failed] .count").innerText(), "1");
   assert.equal(await queueRowOf(page, name).locator("td[data-label=Failed]").innerText(), "1");
 });

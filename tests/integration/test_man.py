@@ -315,6 +315,7 @@ def test_every_route_and_field_is_in_postdate_api_7():
         "POST /api/schedule": schedule,
         "GET /api/status": known_fields("cgi-bin/status.c", "handle_status"),
         "POST /api/cancel": cancel,
+        "POST /api/retry": cancel,
         "GET /api/health": set(),
         "GET /api/metrics": set(),
         "POST /api/receive": known_fields("cgi-bin/queue.c", "handle_receive"),

@@ -85,6 +85,32 @@ test_every_key_is_read(void)
 	config_free(&cfg);
 }
 
+/* retention is a duration (7d by default); 0 keeps every message. */
+static void
+test_retention_is_a_duration_and_0_keeps_everything(void)
+{
+	static const struct {
+		const char *text;
+		pd_ms want;
+	} cases[] = {
+		{ "", 7 * 86400 * 1000LL },
+		{ "retention = 0\n", 0 },
+		{ "retention = 12h\n", 12 * 3600 * 1000LL },
+		{ "retention = 1d12h\n", 36 * 3600 * 1000LL },
+		{ "retention = 90\n", 90 * 1000LL },
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(cases); i++) {
+		struct pd_config cfg;
+		char err[256] = "";
+
+		CHECK_INT(load_text(&cfg, cases[i].text, strlen(cases[i].text), err, sizeof(err)), 0);
+		CHECK_STR(err, "");
+		CHECK_INT(cfg.retention, cases[i].want);
+		config_free(&cfg);
+	}
+}
+
 static void
 test_relative_database_is_beside_the_file(void)
 {
@@ -123,6 +149,9 @@ test_errors_name_the_line(void)
 		{ "signing_secret = whsec_!!!!\n", ":1: signing_secret must be" },
 		{ "signing_secret = whsec_YWJj\n", ":1: signing_secret must be" },
 		{ "max_body = 99999999999999999999\n", ":1: max_body must be" },
+		{ "retention = soon\n", ":1: retention must be a duration" },
+		{ "retention = -1d\n", ":1: retention must be a duration" },
+		{ "retention = 7x\n", ":1: retention must be a duration" },
 		{ "retry_base = 100\nretry_max = 10\n", "retry_max (10) is below retry_base (100)" },
 		/* Regression: a single-valued key given twice took the last. */
 		{ "max_body = 2048\n# x\nmax_body = 4096\n",
@@ -274,6 +303,7 @@ test_bearer_token_compare(void)
 static const struct unit_test tests[] = {
 	UNIT(test_defaults_match_api_md),
 	UNIT(test_every_key_is_read),
+	UNIT(test_retention_is_a_duration_and_0_keeps_everything),
 	UNIT(test_relative_database_is_beside_the_file),
 	UNIT(test_errors_name_the_line),
 	UNIT(test_trailing_comment_after_a_value_is_ignored),
