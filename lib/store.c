@@ -133,6 +133,7 @@ enum statement {
 	ST_PURGE_MESSAGES,
 	ST_PURGE_PAYLOAD,
 	ST_PURGE_HISTORY,
+	ST_PURGE_PUBLISH,
 	ST_COUNT
 };
 
@@ -361,9 +362,15 @@ static const char *const statement_sql[ST_COUNT] = {
 	/* Retention: the oldest ended messages, one index range. */
 	[ST_PURGE_MESSAGES] =
 	    "DELETE FROM messages WHERE key IN (SELECT key FROM messages WHERE state <> 0 "
-	    "AND ended < ?1 ORDER BY ended LIMIT ?2) RETURNING key, state, coalesce(queue, 0)",
+	    "AND ended < ?1 ORDER BY ended LIMIT ?2) "
+	    "RETURNING key, state, coalesce(queue, 0), coalesce(publish, 0)",
 	[ST_PURGE_PAYLOAD] = "DELETE FROM payloads WHERE key = ?1",
 	[ST_PURGE_HISTORY] = "DELETE FROM history WHERE key = ?1",
+	/* A publish is forgotten with its last copy: its idempotency key then
+	 * makes a new one, as a message's does once the message is gone. */
+	[ST_PURGE_PUBLISH] =
+	    "DELETE FROM publishes WHERE key = ?1 AND NOT EXISTS "
+	    "(SELECT 1 FROM messages WHERE publish = ?1 AND publish IS NOT NULL)",
 };
 
 /* The counters of the totals table, numbered as sql/007-metrics.sql says. */
@@ -3195,16 +3202,17 @@ revive(struct pd_store *s, int64_t key, int64_t queue, enum pd_state from, pd_ms
 	return SQLITE_OK;
 }
 
-/* A batch's rows: a message's key, its queue and (purge) its state. */
+/* A batch's rows: a message's key, its queue and (purge) its state and
+ * the publish that made it (0: none). */
 struct admin_row {
-	int64_t key, queue;
+	int64_t key, queue, publish;
 	int state;
 };
 
 /* Steps st (an UPDATE or DELETE ... RETURNING key, ...) to its end,
  * keeping up to room rows: SQLite makes every change at the first step,
  * and the rows are then only read. with_state: the second column is the
- * state, the third the queue. */
+ * state, the third the queue, the fourth the publish. */
 static int
 returned_rows(sqlite3_stmt *st, int with_state, struct admin_row *rows, int room, int *n)
 {
@@ -3217,6 +3225,7 @@ returned_rows(sqlite3_stmt *st, int with_state, struct admin_row *rows, int room
 		rows[*n].key = sqlite3_column_int64(st, 0);
 		rows[*n].state = with_state ? sqlite3_column_int(st, 1) : 0;
 		rows[*n].queue = sqlite3_column_int64(st, with_state ? 2 : 1);
+		rows[*n].publish = with_state ? sqlite3_column_int64(st, 3) : 0;
 		(*n)++;
 	}
 	sqlite3_reset(st);
@@ -3345,6 +3354,11 @@ store_purge(struct pd_store *s, pd_ms before, int limit, int *purged)
 		    (rc = store_exec(s, ST_PURGE_HISTORY)) != SQLITE_OK ||
 		    (rc = queue_move(s, rows[i].queue, state, -1)) != SQLITE_OK)
 			break;
+		if (rows[i].publish != 0) {
+			sqlite3_bind_int64(s->st[ST_PURGE_PUBLISH], 1, rows[i].publish);
+			if ((rc = store_exec(s, ST_PURGE_PUBLISH)) != SQLITE_OK)
+				break;
+		}
 		if (state > 0 && state < PD_NSTATES)
 			s->delta[state]--;
 	}

@@ -253,3 +253,22 @@ def test_a_subscriptions_method_and_headers_go_with_each_copy_and_show_as_names(
             assert_json_error(s.post_form("/api/schedule", {"topic": "hdr.t", field: value}),
                               400, field)
         assert "sub-secret-1" not in s.log()
+
+
+def test_retention_forgets_a_publish_once_its_copies_are_gone():
+    # Regression: retention deleted a publish's copies but kept the publish,
+    # so its idempotency key answered 200 with no deliveries ever after.
+    with Sink() as sink, Stack(config=dict(FAST, retention="2s")) as s:
+        subscribe(s, "kept.t", "one", url=sink.url("/one"))
+        first = publish(s, "kept.t", payload="p", idempotency_key="daily-1")
+        rc, err = s.dispatch("--once")
+        assert rc == 0, err
+        wait_state(s, first["deliveries"][0]["id"], "delivered")
+        time.sleep(2.5)
+        rc, err = s.dispatch("--once")
+        assert rc == 0, err
+        assert s.get("/api/status", {"id": first["deliveries"][0]["id"]}).status == 404
+        again = publish(s, "kept.t", payload="p", idempotency_key="daily-1")
+        assert len(again["deliveries"]) == 1, again
+        assert again["deliveries"] != first["deliveries"]
+        assert s.count("publishes") == 1
