@@ -519,5 +519,6 @@ message_free(struct pd_message *m)
 	free(m->delivered_to);
 	free(m->report_of);
 	free(m->report);
+	free(m->recurring);
 	memset(m, 0, sizeof(*m));
 }

@@ -77,8 +77,9 @@ render_scheduled(const struct pd_message *m)
 
 /* A message as status and the list show it (history is added by the caller).
  * Its destination is its URL pool (urls) or its queue (queue), the other
- * null. method, headers and recurring are fixed until the issues that make
- * them options (every delivery is a POST with no headers of its own). */
+ * null. method and headers are fixed until the issue that makes them
+ * options (every delivery is a POST with no headers of its own); recurring
+ * is the id of the definition that made the message, or null. */
 json_object *
 render_message(const struct pd_message *m)
 {
@@ -95,7 +96,7 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "expires", json_time(m->expires));
 	json_object_object_add(o, "method", json_object_new_string("POST"));
 	json_object_object_add(o, "headers", json_object_new_array());
-	json_object_object_add(o, "recurring", NULL);
+	json_object_object_add(o, "recurring", json_string_or_null(m->recurring));
 	json_object_object_add(o, "callback", json_url_or_null(m->callback));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
 	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));
