@@ -51,8 +51,14 @@
  * write-backs and claims beside it. */
 #define PROMOTE_BATCH 250
 /* How often to look whether promotion has anything to do: the horizon is
- * an hour ahead, so once a second is plenty. */
+ * an hour ahead, so once a second is plenty. Recurring occurrences are
+ * made at the same look, the next one once the one before it has fallen
+ * due (at least a minute ahead) or, for a new or resumed definition, at
+ * most this long after it was stored. */
 #define PROMOTE_CHECK_MS 1000
+/* Recurring definitions whose next occurrence is made per look: one
+ * bounded transaction, like promotion's. */
+#define RECURRING_BATCH 100
 /* Messages ended per sweep of those that end by themselves (a ttl run
  * out, a queue message's last receive run out), and how often to sweep:
  * status shows such a message ended within about this long of its time.
@@ -132,6 +138,12 @@ usage_exit(int status)
 	      "ran out while they waited (a retry due after it, a queue message\n"
 	      "nobody received) and queue messages whose last receive ran out\n"
 	      "unacknowledged (failed), at most 250 per transaction.\n"
+	      "Once a second, before promoting messages into the buffer, it makes the\n"
+	      "next occurrence of each recurring definition whose previous one has\n"
+	      "fallen due (at most 100 per transaction) as an ordinary message; an\n"
+	      "occurrence is made once however many dispatchers run (a unique index).\n"
+	      "After a time with no dispatcher only the latest missed occurrence is\n"
+	      "made, late; an earlier one still waiting untried is then cancelled.\n"
 	      "\n"
 	      "  --once             deliver what is due now, wait for it, exit\n"
 	      "  --for SECONDS      keep delivering messages as they fall due for\n"
@@ -392,16 +404,46 @@ jobs_free(struct pd_job *job)
 	}
 }
 
+/* Makes the next occurrences of at most one batch of recurring
+ * definitions (one transaction), when the time to make any has come: a
+ * cheap index read otherwise. *more says whether another batch may be
+ * waiting. */
+static enum store_result
+make_occurrences(struct dispatcher *d, pd_ms wall, int *more)
+{
+	enum store_result res;
+	pd_ms at;
+	int made;
+
+	*more = 0;
+	if ((res = store_recurring_make_at(d->store, &at)) != STORE_OK)
+		return res;
+	if (at == 0 || at > wall)
+		return STORE_OK;
+	if ((res = store_recurring_make(d->store, wall, RECURRING_BATCH, &made)) != STORE_OK)
+		return res;
+	if (d->verbose)
+		log_info("made %d occurrences of recurring definitions", made);
+	*more = made == RECURRING_BATCH;
+	return STORE_OK;
+}
+
 /* Gives at most one batch of near-term messages their buffer rows (its
- * own transaction); *more says whether another batch may be waiting. */
+ * own transaction), after making the recurring occurrences that are due
+ * to be made; *more says whether another batch may be waiting. */
 static enum store_result
 promote(struct dispatcher *d, pd_ms wall, int *more)
 {
 	pd_ms until = wall + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next, buffered;
 	enum store_result res;
-	int n;
+	int n, more_to_make;
 
 	*more = 0;
+	/* First: an occurrence made within the horizon enters the buffer
+	 * as it is made. */
+	if ((res = make_occurrences(d, wall, &more_to_make)) != STORE_OK)
+		return res;
+	*more = more_to_make;
 	if ((res = store_next_due(d->store, &next, &buffered)) != STORE_OK)
 		return res;
 	if (next == 0 || next > until)
@@ -410,7 +452,7 @@ promote(struct dispatcher *d, pd_ms wall, int *more)
 		return res;
 	if (d->verbose)
 		log_info("promoted %d messages into the buffer", n);
-	*more = n == PROMOTE_BATCH;
+	*more = more_to_make || n == PROMOTE_BATCH;
 	return STORE_OK;
 }
 

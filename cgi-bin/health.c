@@ -24,9 +24,10 @@ static const char description[] =
 "The FastCGI responder for GET /api/health: {\"ok\": true, \"pending\": n,\n"
 "\"delivering\": n, \"oldest_overdue_s\": x}, or 503 with ok false when the\n"
 "database cannot be read, or when one of the other programs does not answer\n"
-"on its socket: health looks for schedule.sock, status.sock, cancel.sock and\n"
-"queue.sock in the folder of its own Unix socket, sends each a FastCGI\n"
-"OPTIONS request (answered 405, or 404 by queue, before the token or the\n"
+"on its socket: health looks for schedule.sock, status.sock, cancel.sock,\n"
+"queue.sock and recurring.sock in the folder of its own Unix socket, sends\n"
+"each a FastCGI OPTIONS request (answered 405, or 404 by queue and\n"
+"recurring, before the token or the\n"
 "database is looked at) and names those that refuse or do not answer within\n"
 "1 s in \"down\", e.g. {\"ok\": false, \"down\":\n"
 "[\"cancel\"], ...}. \"delivering\" counts rounds in flight: with messages\n"
@@ -42,7 +43,8 @@ static const char example[] =
 /* The programs whose sockets sit beside health's own (as under
  * postdate-stack, /run/postdate with the systemd units, and the README's
  * spawn-fcgi lines), and how long each may take to answer. */
-static const char *const sibling_programs[] = { "schedule", "status", "cancel", "queue" };
+static const char *const sibling_programs[] = { "schedule", "status", "cancel", "queue",
+                                                 "recurring" };
 #define PROBE_TIMEOUT_MS 1000
 
 /* The folder of the Unix socket that health serves on (fd 0 under a

@@ -7,7 +7,7 @@ import tempfile
 
 from harness import TOP
 
-PROGRAMS = ["schedule", "status", "cancel", "queue", "health"]
+PROGRAMS = ["schedule", "status", "cancel", "queue", "recurring", "health"]
 
 
 def run(args, env=None, stdin=b""):
