@@ -17,6 +17,10 @@
 
 /* Definitions in one answer of the list. */
 #define LIST_MAX 1000
+/* Occurrences previewed by GET /api/recurring?id= (upcoming), by default
+ * and at most. */
+#define UPCOMING_DEFAULT 5
+#define UPCOMING_MAX 50
 
 /* For --help; http_main_program adds the usage line, the options and the
  * exit status. */
@@ -32,7 +36,10 @@ static const char description[] =
 "                              priority, ttl (counted from each occurrence).\n"
 "                              201 with the definition and its next occurrence.\n"
 "  GET  /api/recurring         every definition, oldest first (at most 1000);\n"
-"                              ?id=ID one, with the ids of its latest messages.\n"
+"                              ?id=ID one, with the ids of its latest messages\n"
+"                              and its upcoming occurrences (a preview: the\n"
+"                              first count, 1..50, default 5, after `after`, a\n"
+"                              time in RFC 3339 or Unix seconds, default now).\n"
 "  POST /api/recurring/pause   id: no occurrence is made until resumed; the one\n"
 "                              waiting (made, never tried) is cancelled.\n"
 "  POST /api/recurring/resume  id: the next occurrence is the first after now\n"
@@ -270,8 +277,9 @@ definition_from_request(struct pd_request *r, struct pd_recurring *d, pd_ms now)
 	}
 	if (message_from_fields(&d->message, &template, &http_app(r)->cfg, now, &why,
 	                        &field) != 0) {
-		fields_free(&template);
+		/* field may be a name inside template: answered before it is freed. */
 		http_error(r, 400, why, field);
+		fields_free(&template);
 		return -1;
 	}
 	fields_free(&template);
@@ -340,6 +348,25 @@ recurring_post(struct pd_request *r)
 	recurring_free(&d);
 }
 
+/* The next n occurrences of d's schedule after from, paused or not: a
+ * preview (what a user checks across a change of the clocks). */
+static json_object *
+render_upcoming(const struct pd_recurring *d, pd_ms from, int n)
+{
+	json_object *a = json_object_new_array();
+	const char *why;
+	pd_ms t = from;
+
+	for (int i = 0; i < n && recurring_next_after(d->cron, d->tz, t, &t, &why) == 0; i++) {
+		json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "at", json_time_or_null(t));
+		json_object_object_add(o, "local", json_local_time(t, d->tz));
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 static int
 add_definition(void *ctx, const struct pd_recurring *d)
 {
@@ -356,13 +383,35 @@ recurring_get(struct pd_request *r)
 	enum store_result res;
 	json_object *list, *o;
 
-	for (size_t i = 0; i < f->n; i++)
-		if (strcmp(f->v[i].name, "id") != 0) {
+	const struct pd_field *after = fields_get(f, "after"), *count = fields_get(f, "count");
+	const char *why;
+	pd_ms from = time_now();
+	int n = UPCOMING_DEFAULT;
+
+	for (size_t i = 0; i < f->n; i++) {
+		if (strcmp(f->v[i].name, "id") != 0 && strcmp(f->v[i].name, "after") != 0 &&
+		    strcmp(f->v[i].name, "count") != 0) {
 			http_error(r, 400, "unknown field", f->v[i].name);
 			return;
 		}
-	if (fields_count(f, "id") > 1) {
-		http_error(r, 400, "this field may be given only once", "id");
+		if (fields_count(f, f->v[i].name) > 1) {
+			http_error(r, 400, "this field may be given only once", f->v[i].name);
+			return;
+		}
+	}
+	if ((after != NULL || count != NULL) && id == NULL) {
+		http_error(r, 400, "after and count preview one definition: give its id", "id");
+		return;
+	}
+	if (after != NULL && (strlen(after->value) != after->len ||
+	    timeparse_at(after->value, NULL, &from, &why) != 0)) {
+		http_error(r, 400, "after must be a time: RFC 3339 or Unix seconds", "after");
+		return;
+	}
+	if (count != NULL && (count->len == 0 || count->len > 2 ||
+	    strspn(count->value, "0123456789") != count->len ||
+	    (n = atoi(count->value)) < 1 || n > UPCOMING_MAX)) {
+		http_error(r, 400, "count must be a whole number from 1 to 50", "count");
 		return;
 	}
 	if (id != NULL) {
@@ -373,7 +422,9 @@ recurring_get(struct pd_request *r)
 		else if (res != STORE_OK)
 			reply_store_failure(r, res);
 		else {
-			http_reply(r, 200, NULL, render_definition(&d));
+			o = render_definition(&d);
+			json_object_object_add(o, "upcoming", render_upcoming(&d, from, n));
+			http_reply(r, 200, NULL, o);
 			recurring_free(&d);
 		}
 		return;
