@@ -6,9 +6,10 @@
  * falling due, results waiting to be written, the end of the run, a cut of
  * what is still in flight), wait until then or until a transfer moves,
  * act. Talking to the store is batched into a "sync" on the store's own
- * thread: write back the rounds that ended (one transaction), then claim
- * due messages for the free slots (another), then promote at most one
- * batch into the buffer (a third).
+ * thread: write back the rounds that ended (one transaction), make the
+ * recurring occurrences due to be made (once a second, at most a batch),
+ * then claim due messages for the free slots (another), then promote at
+ * most one batch into the buffer (a third).
  *
  * Every local deadline and wait is on clock_monotonic(): a step of the
  * wall clock (NTP) must not stretch or cut a run. Wall-clock time
@@ -407,20 +408,21 @@ jobs_free(struct pd_job *job)
 /* Makes the next occurrences of at most one batch of recurring
  * definitions (one transaction), when the time to make any has come: a
  * cheap index read otherwise. *more says whether another batch may be
- * waiting. */
+ * waiting, *late how many occurrences were made late (after a gap). */
 static enum store_result
-make_occurrences(struct dispatcher *d, pd_ms wall, int *more)
+make_occurrences(struct dispatcher *d, pd_ms wall, int *more, int *late)
 {
 	enum store_result res;
 	pd_ms at;
 	int made;
 
-	*more = 0;
+	*more = *late = 0;
 	if ((res = store_recurring_make_at(d->store, &at)) != STORE_OK)
 		return res;
 	if (at == 0 || at > wall)
 		return STORE_OK;
-	if ((res = store_recurring_make(d->store, wall, RECURRING_BATCH, &made)) != STORE_OK)
+	if ((res = store_recurring_make(d->store, wall, RECURRING_BATCH, &made, late)) !=
+	    STORE_OK)
 		return res;
 	if (d->verbose)
 		log_info("made %d occurrences of recurring definitions", made);
@@ -429,21 +431,15 @@ make_occurrences(struct dispatcher *d, pd_ms wall, int *more)
 }
 
 /* Gives at most one batch of near-term messages their buffer rows (its
- * own transaction), after making the recurring occurrences that are due
- * to be made; *more says whether another batch may be waiting. */
+ * own transaction); *more says whether another batch may be waiting. */
 static enum store_result
 promote(struct dispatcher *d, pd_ms wall, int *more)
 {
 	pd_ms until = wall + (pd_ms)d->cfg.buffer_horizon * PD_MS_PER_S, next, buffered;
 	enum store_result res;
-	int n, more_to_make;
+	int n;
 
 	*more = 0;
-	/* First: an occurrence made within the horizon enters the buffer
-	 * as it is made. */
-	if ((res = make_occurrences(d, wall, &more_to_make)) != STORE_OK)
-		return res;
-	*more = more_to_make;
 	if ((res = store_next_due(d->store, &next, &buffered)) != STORE_OK)
 		return res;
 	if (next == 0 || next > until)
@@ -452,7 +448,7 @@ promote(struct dispatcher *d, pd_ms wall, int *more)
 		return res;
 	if (d->verbose)
 		log_info("promoted %d messages into the buffer", n);
-	*more = more_to_make || n == PROMOTE_BATCH;
+	*more = n == PROMOTE_BATCH;
 	return STORE_OK;
 }
 
@@ -573,7 +569,7 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 {
 	struct claimed *c = &o->claimed;
 	enum store_result res = STORE_OK;
-	int claim = o->claim;
+	int claim = o->claim, more_to_make = 0, made_late = 0;
 	pd_ms unbuffered;
 
 	c->head = NULL;
@@ -586,6 +582,25 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 	if (o->done != NULL && (res = write_back(d, o->done, o->ndone, o->wall)) != STORE_OK)
 		goto fail;
 	o->written = 1;
+	/*
+	 * Recurring occurrences are made with promotion's look, but before the
+	 * claim: after a gap without a dispatcher, the occurrence made before
+	 * it must be superseded (cancelled, untried) by the latest missed one
+	 * before a claim could start delivering it (regression: a gap gave two
+	 * late deliveries). While late ones are being made, batch after
+	 * batch, nothing is claimed, so that no definition's superseded
+	 * occurrence goes out before its turn comes. An occurrence made
+	 * within the horizon enters the buffer as it is made, so the claim
+	 * below may take it.
+	 */
+	if (o->promote &&
+	    (res = make_occurrences(d, o->wall, &more_to_make, &made_late)) != STORE_OK) {
+		log_warn("could not make recurring occurrences (%s); trying again in %d ms",
+		         res == STORE_BUSY ? "busy" : "error", PROMOTE_CHECK_MS);
+		more_to_make = made_late = 0;
+	}
+	if (more_to_make && made_late > 0)
+		claim = 0;
 	/* Reads first: an idle look costs two index probes, no write lock. */
 	if (claim > 0) {
 		if ((res = store_next_due(d->store, &unbuffered, &o->next_due)) != STORE_OK)
@@ -609,6 +624,7 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 		         res == STORE_BUSY ? "busy" : "error", PROMOTE_CHECK_MS);
 		o->more = 0;
 	}
+	o->more = o->more || more_to_make;
 	/* Last, as bounded as promotion: a crowd of messages running out at
 	 * once cannot hold up the write-backs and claims. */
 	if (o->sweep && (res = sweep(d, o->wall, &o->swept)) != STORE_OK)

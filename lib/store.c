@@ -3004,7 +3004,7 @@ out:
 }
 
 enum store_result
-store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made)
+store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made, int *late)
 {
 	sqlite3_stmt *st = s->st[ST_REC_TO_MAKE];
 	struct to_make *k;
@@ -3012,7 +3012,7 @@ store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made)
 	long pending = 0;
 	int n = 0, rc;
 
-	*made = 0;
+	*made = *late = 0;
 	if (limit <= 0)
 		return STORE_OK;
 	if ((k = calloc((size_t)limit, sizeof(*k))) == NULL)
@@ -3046,13 +3046,14 @@ store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made)
 		if ((res = make_occurrence(s, &k[i], now, pending, &one)) != STORE_OK)
 			goto rollback;
 		*made += one;
+		*late += one && k[i].r.next <= now;
 	}
 	if ((res = tx_commit(s, "committing occurrences")) != STORE_OK)
-		*made = 0;
+		*made = *late = 0;
 	goto out;
 rollback:
 	tx_rollback(s);
-	*made = 0;
+	*made = *late = 0;
 out:
 	for (int i = 0; i < n; i++)
 		recurring_free(&k[i].r);

@@ -379,8 +379,10 @@ enum store_result store_recurring_make_at(struct pd_store *s, pd_ms *at);
  * one is delivered. The unique (recurring, due) index makes an occurrence
  * at most once whoever else makes it. An occurrence that the store or its
  * queue has no room for (max_pending, max_depth) is skipped and logged.
- * *made says how many messages were made. */
-enum store_result store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made);
+ * *made says how many messages were made, *late how many of them were
+ * past already (a gap). */
+enum store_result store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made,
+                                       int *late);
 
 /* Calls fn with each prepared statement's SQL and each line of its query
  * plan, so a test can check that every statement uses an index. */

@@ -337,16 +337,24 @@ def test_killed_dispatchers_make_no_occurrence_twice_and_a_gap_gives_one_late():
         wait_until(lambda: all(len(sink.requests(f"/k{i}")) > before[i] for i in range(n)),
                    30, "the late occurrences")
         time.sleep(2)
-        lateness = []
+        lateness, again = [], 0
         for i, id_ in enumerate(ids):
             new = sink.requests(f"/k{i}")[before[i]:]
-            assert len({g.headers["webhook-id"] for g in new}) == 1, (i, new)
-            m = status(s, new[0].headers["webhook-id"])
-            assert iso_to_s(m["due"]) == latest, m
-            lateness.append(new[0].t - latest)
+            dues = {}
+            for g in new:
+                m = status(s, g.headers["webhook-id"])
+                dues.setdefault(iso_to_s(m["due"]), set()).add(m["id"])
+                if iso_to_s(m["due"]) == latest:
+                    lateness.append(g.t - latest)
+            # One occurrence of the gap delivered: the latest. A message of
+            # the minute of the kills may come again (a dispatcher killed
+            # holding its lease: at least once), nothing else.
+            assert set(dues) <= {latest, boundary} and len(dues.get(latest, ())) == 1, (i, dues)
+            again += boundary in dues
             made = messages_of(s, id_)
             dues = [iso_to_s(m["due"]) for m in made]
             assert dues[:3] == [boundary, boundary + 60, latest], made
             assert made[1]["state"] == "cancelled" and made[1]["attempts"] == 0, made
         print(f"  after the gap: one late occurrence each, {min(lateness):.1f}-"
-              f"{max(lateness):.1f} s after its minute")
+              f"{max(lateness):.1f} s after its minute; {again} messages of the minute of "
+              "the kills delivered again after their lease ran out")

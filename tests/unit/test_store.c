@@ -1036,7 +1036,7 @@ test_occurrences_are_made_one_ahead_and_once(void)
 	struct pd_recurring r, got;
 	/* 12:00:20 on some day: the first occurrence is 12:01. */
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0, at = 0;
-	int made = -1;
+	int made = -1, late = -1;
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1045,16 +1045,17 @@ test_occurrences_are_made_one_ahead_and_once(void)
 	CHECK(r.next == m1);
 	CHECK_INT(store_recurring_make_at(f.s, &at), STORE_OK);
 	CHECK(at == t0);
-	CHECK_INT(store_recurring_make(f.s, t0, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, t0, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 1);
 	/* The next one waits for this one to fall due. */
 	CHECK_INT(store_recurring_make_at(f.s, &at), STORE_OK);
 	CHECK(at == m1);
-	CHECK_INT(store_recurring_make(f.s, t0 + 1000, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, t0 + 1000, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 0);
-	CHECK_INT(store_recurring_make(f.s, m1, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, m1, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 1);
-	CHECK_INT(store_recurring_make(f.s, m1, 100, &made), STORE_OK);
+	CHECK_INT(late, 0);
+	CHECK_INT(store_recurring_make(f.s, m1, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 0);
 	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
 	CHECK_INT(got.nlatest, 2);
@@ -1078,16 +1079,17 @@ test_after_a_gap_only_the_latest_missed_occurrence_is_made(void)
 	struct pd_recurring r, got;
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0;
 	pd_ms back = m1 + 7 * MINUTE_MS + 25000;   /* seven and a half minutes later */
-	int made = -1;
+	int made = -1, late = -1;
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
 		return;
 	CHECK_INT(define_recurring(&f, "* * * * *", "UTC", t0, &r), STORE_OK);
-	CHECK_INT(store_recurring_make(f.s, t0, 100, &made), STORE_OK);
-	CHECK_INT(store_recurring_make(f.s, m1, 100, &made), STORE_OK);   /* m1 + 1 min waits */
-	CHECK_INT(store_recurring_make(f.s, back, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, t0, 100, &made, &late), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, m1, 100, &made, &late), STORE_OK);   /* m1 + 1 min waits */
+	CHECK_INT(store_recurring_make(f.s, back, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 1);
+	CHECK_INT(late, 1);
 	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
 	CHECK_INT(got.nlatest, 3);
 	CHECK_INT(occurrence_state(&f, got.latest[0], &due), PD_PENDING);
@@ -1097,7 +1099,7 @@ test_after_a_gap_only_the_latest_missed_occurrence_is_made(void)
 	CHECK(got.last == m1 + 7 * MINUTE_MS && got.next == m1 + 8 * MINUTE_MS);
 	recurring_free(&got);
 	/* A long gap (a year of minutes) is found as fast. */
-	CHECK_INT(store_recurring_make(f.s, back + 366LL * 24 * 60 * MINUTE_MS, 100, &made),
+	CHECK_INT(store_recurring_make(f.s, back + 366LL * 24 * 60 * MINUTE_MS, 100, &made, &late),
 	          STORE_OK);
 	CHECK_INT(made, 1);
 	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
@@ -1117,14 +1119,14 @@ test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst(void)
 	struct pd_recurring r, got;
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0;
 	pd_ms resumed = m1 + 10 * MINUTE_MS + 5000;
-	int made = -1;
+	int made = -1, late = -1;
 	char waiting[PD_ID_LEN + 1];
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
 		return;
 	CHECK_INT(define_recurring(&f, "* * * * *", "UTC", t0, &r), STORE_OK);
-	CHECK_INT(store_recurring_make(f.s, t0, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, t0, 100, &made, &late), STORE_OK);
 	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
 	snprintf(waiting, sizeof(waiting), "%s", got.latest[0]);
 	recurring_free(&got);
@@ -1132,12 +1134,12 @@ test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst(void)
 	CHECK(got.paused && got.next == 0);
 	recurring_free(&got);
 	CHECK_INT(occurrence_state(&f, waiting, NULL), PD_CANCELLED);
-	CHECK_INT(store_recurring_make(f.s, m1 + 5 * MINUTE_MS, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, m1 + 5 * MINUTE_MS, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 0);
 	CHECK_INT(store_recurring_resume(f.s, r.id, resumed, &got), STORE_OK);
 	CHECK(!got.paused && got.next == m1 + 11 * MINUTE_MS);
 	recurring_free(&got);
-	CHECK_INT(store_recurring_make(f.s, resumed, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, resumed, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 1);
 	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
 	CHECK_INT(got.nlatest, 2);
@@ -1149,7 +1151,7 @@ test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst(void)
 	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_NOTFOUND);
 	CHECK_INT(store_recurring_delete(f.s, r.id, resumed + 1000), STORE_NOTFOUND);
 	CHECK_INT(occurrence_state(&f, waiting, NULL), PD_CANCELLED);
-	CHECK_INT(store_recurring_make(f.s, resumed + 60 * MINUTE_MS, 100, &made), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, resumed + 60 * MINUTE_MS, 100, &made, &late), STORE_OK);
 	CHECK_INT(made, 0);
 	recurring_free(&r);
 	fixture_close(&f);
@@ -1164,7 +1166,7 @@ test_two_makers_at_once_make_each_occurrence_once(void)
 	struct pd_recurring r;
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS;
 	pid_t child;
-	int status = 0, total = 0, made;
+	int status = 0, total = 0, made, late;
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1183,7 +1185,7 @@ test_two_makers_at_once_make_each_occurrence_once(void)
 		if (store_open(&s, &f.cfg) != 0)
 			_exit(255);
 		for (int k = 0; k <= 10; k++)
-			if (store_recurring_make(s, k == 0 ? t0 : m1 + (k - 1) * MINUTE_MS, 100, &made) ==
+			if (store_recurring_make(s, k == 0 ? t0 : m1 + (k - 1) * MINUTE_MS, 100, &made, &late) ==
 			    STORE_OK)
 				sum += made;
 		store_close(s);
@@ -1191,7 +1193,7 @@ test_two_makers_at_once_make_each_occurrence_once(void)
 	}
 	CHECK_INT(store_open(&f.s, &f.cfg), 0);
 	for (int k = 0; k <= 10; k++)
-		if (store_recurring_make(f.s, k == 0 ? t0 : m1 + (k - 1) * MINUTE_MS, 100, &made) ==
+		if (store_recurring_make(f.s, k == 0 ? t0 : m1 + (k - 1) * MINUTE_MS, 100, &made, &late) ==
 		    STORE_OK)
 			total += made;
 	CHECK(waitpid(child, &status, 0) == child);
