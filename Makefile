@@ -48,7 +48,7 @@ LIB_OBJS = lib/log.o lib/clock.o lib/config.o lib/timeparse.o lib/tz.o lib/cron.
            lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/auth.o lib/http.o lib/longpoll.o \
            lib/render.o lib/report.o lib/redact.o lib/sign.o lib/retry.o lib/delivery.o lib/target.o lib/commit.o lib/metrics.o
 CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health cgi-bin/queue \
-             cgi-bin/topics cgi-bin/metrics
+             cgi-bin/topics cgi-bin/metrics cgi-bin/recurring
 BIN_PROGS  = bin/dispatch bin/postdate
 BENCH_PROGS = bench/baseline_insert bench/baseline_multi bench/baseline_queue
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_tz tests/unit/test_cron tests/unit/test_redact tests/unit/test_form tests/unit/test_jsonreq \

@@ -6,9 +6,10 @@
  * falling due, results waiting to be written, the end of the run, a cut of
  * what is still in flight), wait until then or until a transfer moves,
  * act. Talking to the store is batched into a "sync" on the store's own
- * thread: write back the rounds that ended (one transaction), then claim
- * due messages for the free slots (another), then promote at most one
- * batch into the buffer (a third).
+ * thread: write back the rounds that ended (one transaction), make the
+ * recurring occurrences due to be made (once a second, at most a batch),
+ * then claim due messages for the free slots (another), then promote at
+ * most one batch into the buffer (a third).
  *
  * Every local deadline and wait is on clock_monotonic(): a step of the
  * wall clock (NTP) must not stretch or cut a run. Wall-clock time
@@ -51,8 +52,14 @@
  * write-backs and claims beside it. */
 #define PROMOTE_BATCH 250
 /* How often to look whether promotion has anything to do: the horizon is
- * an hour ahead, so once a second is plenty. */
+ * an hour ahead, so once a second is plenty. Recurring occurrences are
+ * made at the same look, the next one once the one before it has fallen
+ * due (at least a minute ahead) or, for a new or resumed definition, at
+ * most this long after it was stored. */
 #define PROMOTE_CHECK_MS 1000
+/* Recurring definitions whose next occurrence is made per look: one
+ * bounded transaction, like promotion's. */
+#define RECURRING_BATCH 100
 /* Messages ended per sweep of those that end by themselves (a ttl run
  * out, a queue message's last receive run out), and how often to sweep:
  * status shows such a message ended within about this long of its time.
@@ -140,11 +147,17 @@ usage_exit(int status)
 	      "report. Every 250 ms the dispatcher also ends the messages whose ttl\n"
 	      "ran out while they waited (a retry due after it, a queue message\n"
 	      "nobody received) and queue messages whose last receive ran out\n"
-	      "unacknowledged (failed), at most 250 per transaction. Once a second it\n"
-	      "deletes the messages that ended (delivered, failed, cancelled, expired)\n"
-	      "longer ago than `retention` (default 7d; 0 keeps them all), with their\n"
-	      "history and payloads, at most 500 per transaction and batch after\n"
-	      "batch while there are more.\n"
+	      "unacknowledged (failed), at most 250 per transaction.\n"
+	      "Once a second it deletes the messages that ended (delivered, failed,\n"
+	      "cancelled, expired) longer ago than `retention` (default 7d; 0 keeps them\n"
+	      "all), with their history and payloads, at most 500 per transaction and\n"
+	      "batch after batch while there are more.\n"
+	      "Once a second, before promoting messages into the buffer, it makes the\n"
+	      "next occurrence of each recurring definition whose previous one has\n"
+	      "fallen due (at most 100 per transaction) as an ordinary message; an\n"
+	      "occurrence is made once however many dispatchers run (a unique index).\n"
+	      "After a time with no dispatcher only the latest missed occurrence is\n"
+	      "made, late; an earlier one still waiting untried is then cancelled.\n"
 	      "\n"
 	      "  --once             deliver what is due now, wait for it, exit\n"
 	      "  --for SECONDS      keep delivering messages as they fall due for\n"
@@ -405,6 +418,31 @@ jobs_free(struct pd_job *job)
 	}
 }
 
+/* Makes the next occurrences of at most one batch of recurring
+ * definitions (one transaction), when the time to make any has come: a
+ * cheap index read otherwise. *more says whether another batch may be
+ * waiting, *late how many occurrences were made late (after a gap). */
+static enum store_result
+make_occurrences(struct dispatcher *d, pd_ms wall, int *more, int *late)
+{
+	enum store_result res;
+	pd_ms at;
+	int made;
+
+	*more = *late = 0;
+	if ((res = store_recurring_make_at(d->store, &at)) != STORE_OK)
+		return res;
+	if (at == 0 || at > wall)
+		return STORE_OK;
+	if ((res = store_recurring_make(d->store, wall, RECURRING_BATCH, &made, late)) !=
+	    STORE_OK)
+		return res;
+	if (d->verbose)
+		log_info("made %d occurrences of recurring definitions", made);
+	*more = made == RECURRING_BATCH;
+	return STORE_OK;
+}
+
 /* Gives at most one batch of near-term messages their buffer rows (its
  * own transaction); *more says whether another batch may be waiting. */
 static enum store_result
@@ -562,7 +600,7 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 {
 	struct claimed *c = &o->claimed;
 	enum store_result res = STORE_OK;
-	int claim = o->claim;
+	int claim = o->claim, more_to_make = 0, made_late = 0;
 	pd_ms unbuffered;
 
 	c->head = NULL;
@@ -576,6 +614,25 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 	if (o->done != NULL && (res = write_back(d, o->done, o->ndone, o->wall)) != STORE_OK)
 		goto fail;
 	o->written = 1;
+	/*
+	 * Recurring occurrences are made with promotion's look, but before the
+	 * claim: after a gap without a dispatcher, the occurrence made before
+	 * it must be superseded (cancelled, untried) by the latest missed one
+	 * before a claim could start delivering it (regression: a gap gave two
+	 * late deliveries). While late ones are being made, batch after
+	 * batch, nothing is claimed, so that no definition's superseded
+	 * occurrence goes out before its turn comes. An occurrence made
+	 * within the horizon enters the buffer as it is made, so the claim
+	 * below may take it.
+	 */
+	if (o->promote &&
+	    (res = make_occurrences(d, o->wall, &more_to_make, &made_late)) != STORE_OK) {
+		log_warn("could not make recurring occurrences (%s); trying again in %d ms",
+		         res == STORE_BUSY ? "busy" : "error", PROMOTE_CHECK_MS);
+		more_to_make = made_late = 0;
+	}
+	if (more_to_make && made_late > 0)
+		claim = 0;
 	/* Reads first: an idle look costs two index probes, no write lock. */
 	if (claim > 0) {
 		if ((res = store_next_due(d->store, &unbuffered, &o->next_due)) != STORE_OK)
@@ -599,6 +656,7 @@ sync_run(struct dispatcher *d, struct sync_order *o)
 		         res == STORE_BUSY ? "busy" : "error", PROMOTE_CHECK_MS);
 		o->more = 0;
 	}
+	o->more = o->more || more_to_make;
 	/* Last, as bounded as promotion: a crowd of messages running out at
 	 * once cannot hold up the write-backs and claims. */
 	if (o->sweep && (res = sweep(d, o->wall, &o->swept)) != STORE_OK)

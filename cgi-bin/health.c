@@ -25,10 +25,11 @@ static const char description[] =
 "\"delivering\": n, \"oldest_overdue_s\": x}, or 503 with ok false when the\n"
 "database cannot be read, or when one of the other programs does not answer\n"
 "on its socket: health looks for schedule.sock, status.sock, cancel.sock,\n"
-"queue.sock and topics.sock in the folder of its own Unix socket, sends each\n"
-"a FastCGI OPTIONS request (answered 405, or 404 by queue and topics, before\n"
-"the token or the database is looked at) and names those that refuse or do\n"
-"not answer within 1 s in \"down\", e.g. {\"ok\": false, \"down\":\n"
+"queue.sock, topics.sock and recurring.sock in the folder of its own Unix\n"
+"socket, sends each a FastCGI OPTIONS request (answered 405, or 404 by the\n"
+"programs of several routes, before the token or the database is looked\n"
+"at) and names those that refuse or do not answer within 1 s in \"down\",\n"
+"e.g. {\"ok\": false, \"down\":\n"
 "[\"cancel\"], ...}. \"delivering\" counts rounds in flight: with messages\n"
 "overdue it tells busy dispatchers from none running.\n"
 "Needs no token. Run it under a FastCGI server behind nginx or Apache;\n"
@@ -43,7 +44,7 @@ static const char example[] =
  * postdate-stack, /run/postdate with the systemd units, and the README's
  * spawn-fcgi lines), and how long each may take to answer. */
 static const char *const sibling_programs[] = { "schedule", "status", "cancel", "queue",
-                                                "topics" };
+                                                "topics", "recurring" };
 #define PROBE_TIMEOUT_MS 1000
 
 /* The folder of the Unix socket that health serves on (fd 0 under a

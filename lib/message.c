@@ -643,5 +643,6 @@ message_free(struct pd_message *m)
 	free(m->subscription);
 	free(m->deliveries);
 	envelope_free(&m->envelope);
+	free(m->recurring);
 	memset(m, 0, sizeof(*m));
 }

@@ -303,6 +303,7 @@ struct pd_message {
 	char *delivered_to;       /* NULL if not delivered */
 	char *report_of;          /* for a callback report, the message it reports on */
 	char *report;             /* the id of its own callback report, once made */
+	char *recurring;          /* the id of the recurring definition that made it, or NULL */
 	int max_attempts;         /* rounds (receives, for a queue's); 0 in a new
 	                             queue message: the queue's */
 	int timeout;              /* seconds per HTTP attempt */

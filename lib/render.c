@@ -165,8 +165,8 @@ render_subscription(const char *topic, const struct pd_message *sub)
 /* A message as status and the list show it (history is added by the caller).
  * Its destination is its URL pool (urls) or its queue (queue), the other
  * null; a topic's copy also names the topic and its subscription. headers
- * are names only; recurring is null until recurring definitions make
- * messages. */
+ * are names only; recurring is the id of the definition that made the
+ * message, or null. */
 json_object *
 render_message(const struct pd_message *m)
 {
@@ -186,7 +186,7 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "expires", json_time(m->expires));
 	json_object_object_add(o, "method", json_object_new_string(method_name(m->envelope.method)));
 	json_object_object_add(o, "headers", json_header_names(m->envelope.headers));
-	json_object_object_add(o, "recurring", NULL);
+	json_object_object_add(o, "recurring", json_string_or_null(m->recurring));
 	json_object_object_add(o, "callback", json_url_or_null(m->callback));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
 	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));

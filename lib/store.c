@@ -40,9 +40,14 @@
 	"m.urls, m.payload_bytes, m.content_type, m.callback, m.idempotency_key, " \
 	"m.delivered_to, m.report_of, m.max_attempts, m.timeout, " \
 	"coalesce(l.attempts, m.attempts), coalesce(l.gone, m.gone), m.report, " \
-	"q.name, m.priority, m.expires, m.method, m.headers, tp.name, m.subscription"
-#define MESSAGE_NCOLUMNS 27
+	"q.name, m.priority, m.expires, m.method, m.headers, tp.name, m.subscription, " \
+	"(SELECT r.id FROM recurring r WHERE r.key = m.recurring)"
+#define MESSAGE_NCOLUMNS 28
 /* Whether the message of a live row being changed has a callback. */
+/* A recurring definition, in the order row_to_recurring reads them. */
+#define RECURRING_COLUMNS \
+	"key, id, name, cron, tz, urls, queue, payload, content_type, callback, max_attempts, " \
+	"timeout, priority, ttl, paused, created, next, last"
 #define HAS_CALLBACK "(SELECT callback IS NOT NULL FROM messages WHERE key = live.key)"
 /* What MESSAGE_COLUMNS names beside messages m and live l. */
 #define MESSAGE_JOINS \
@@ -134,6 +139,17 @@ enum statement {
 	ST_PURGE_PAYLOAD,
 	ST_PURGE_HISTORY,
 	ST_PURGE_PUBLISH,
+	ST_REC_INSERT,
+	ST_REC_GET,
+	ST_REC_LIST,
+	ST_REC_LATEST,
+	ST_REC_PAUSE,
+	ST_REC_RESUME,
+	ST_REC_DELETE,
+	ST_REC_WAITING,
+	ST_REC_TO_MAKE,
+	ST_REC_ADVANCE,
+	ST_REC_MAKE_AT,
 	ST_COUNT
 };
 
@@ -147,10 +163,11 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_INSERT_MESSAGE] =
 	    "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, callback, "
 	    "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, expires, "
-	    "method, headers, publish, subscription) "
+	    "method, headers, publish, subscription, recurring) "
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
-	    "?18, ?19) "
-	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+	    "?18, ?19, (SELECT key FROM recurring WHERE id = ?20)) "
+	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+	    "ON CONFLICT (recurring, due) WHERE recurring IS NOT NULL DO NOTHING",
 	[ST_INSERT_PAYLOAD] = "INSERT INTO payloads (key, payload) VALUES (?1, ?2)",
 	[ST_INSERT_LIVE] =
 	    "INSERT INTO live (key, due, next_round, buffered, lease_ms, queue, priority, expires) "
@@ -371,6 +388,38 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_PURGE_PUBLISH] =
 	    "DELETE FROM publishes WHERE key = ?1 AND NOT EXISTS "
 	    "(SELECT 1 FROM messages WHERE publish = ?1 AND publish IS NOT NULL)",
+	/* A name is unique among the definitions that exist (a deleted one
+	 * gives its name up): a taken one writes nothing. */
+	[ST_REC_INSERT] =
+	    "INSERT INTO recurring (id, name, cron, tz, urls, queue, payload, content_type, callback, "
+	    "max_attempts, timeout, priority, ttl, created, next, make_at) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+	    "ON CONFLICT (name) DO NOTHING",
+	[ST_REC_GET] =
+	    "SELECT " RECURRING_COLUMNS " FROM recurring WHERE id = ?1 AND deleted IS NULL",
+	[ST_REC_LIST] =
+	    "SELECT " RECURRING_COLUMNS " FROM recurring WHERE deleted IS NULL AND created >= ?2 "
+	    "ORDER BY created, key LIMIT ?1",
+	[ST_REC_LATEST] =
+	    "SELECT id FROM messages WHERE recurring = ?1 ORDER BY due DESC LIMIT ?2",
+	[ST_REC_PAUSE] =
+	    "UPDATE recurring SET paused = 1, next = NULL, make_at = NULL WHERE key = ?1",
+	[ST_REC_RESUME] =
+	    "UPDATE recurring SET paused = 0, next = ?2, make_at = ?3 WHERE key = ?1",
+	[ST_REC_DELETE] =
+	    "UPDATE recurring SET deleted = ?2, name = NULL, paused = 1, next = NULL, "
+	    "make_at = NULL WHERE key = ?1",
+	/* The occurrence that waits: made, still pending, never tried. */
+	[ST_REC_WAITING] =
+	    "SELECT m.id FROM messages m JOIN live l ON l.key = m.key "
+	    "WHERE m.recurring = ?1 AND m.due = ?2 AND l.token = 0 AND l.attempts = 0",
+	[ST_REC_TO_MAKE] =
+	    "SELECT " RECURRING_COLUMNS " FROM recurring WHERE make_at <= ?1 "
+	    "ORDER BY make_at LIMIT ?2",
+	/* Compare-and-set on next: the occurrence read is the one advanced from. */
+	[ST_REC_ADVANCE] =
+	    "UPDATE recurring SET last = ?3, next = ?4, make_at = ?5 WHERE key = ?1 AND next = ?2",
+	[ST_REC_MAKE_AT] = "SELECT min(make_at) FROM recurring WHERE make_at IS NOT NULL",
 };
 
 /* The counters of the totals table, numbered as sql/007-metrics.sql says. */
@@ -688,6 +737,7 @@ row_to_message(sqlite3_stmt *st, int c, struct pd_message *m, int whole_pool)
 	m->envelope.headers = column_strdup(st, c + 24);
 	m->topic = column_strdup(st, c + 25);
 	m->subscription = column_strdup(st, c + 26);
+	m->recurring = column_strdup(st, c + 27);
 	if (m->urls == NULL || m->content_type == NULL ||
 	    (m->envelope.headers == NULL && sqlite3_column_type(st, c + 24) != SQLITE_NULL)) {
 		message_free(m);
@@ -1113,6 +1163,7 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now, int64_t publ
 	else
 		sqlite3_bind_null(st, 18);
 	bind_text_or_null(st, 19, m->subscription);
+	bind_text_or_null(st, 20, m->recurring);
 	/* At the high-water mark nothing is written; a repeated request
 	 * still gets the message its key holds. */
 	if (q.key != 0 && q.max_depth > 0 && q.alive >= q.max_depth) {
@@ -1128,7 +1179,12 @@ insert_message(struct pd_store *s, struct pd_message *m, pd_ms now, int64_t publ
 	if (rc != SQLITE_OK)
 		return store_fail(s, rc, "inserting a message");
 	if (sqlite3_changes(s->db) == 0) {
-		enum store_result res = existing_for_key(s, m, print);
+		enum store_result res;
+
+		/* An occurrence of a recurring definition made already. */
+		if (m->recurring != NULL)
+			return STORE_EXISTS;
+		res = existing_for_key(s, m, print);
 
 		return res == STORE_NOTFOUND ? STORE_ERROR : res;
 	}
@@ -3555,5 +3611,578 @@ out:
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
+	return res;
+}
+
+/* ---- recurring definitions ---- */
+
+void
+recurring_free(struct pd_recurring *r)
+{
+	free(r->name);
+	free(r->cron);
+	free(r->tz);
+	message_free(&r->message);
+	memset(r, 0, sizeof(*r));
+}
+
+/* The zone a definition's fields are read in: NULL for UTC itself. */
+static int
+recurring_zone(const char *tz, struct pd_tz **zone)
+{
+	*zone = NULL;
+	if (strcmp(tz, "UTC") == 0)
+		return 0;
+	return tz_load(tz, zone);
+}
+
+int
+recurring_next_after(const char *cron, const char *tz, pd_ms after, pd_ms *out,
+                     const char **why)
+{
+	struct pd_cron c;
+	struct pd_tz *zone;
+	int rc;
+
+	if (cron_parse(cron, &c, why) != 0)
+		return -1;
+	if (recurring_zone(tz, &zone) != 0) {
+		*why = "not a time zone known to this system";
+		return -1;
+	}
+	rc = cron_next(&c, zone, after, out, why);
+	tz_free(zone);
+	return rc;
+}
+
+/*
+ * The latest occurrence at or before now, given one (from) that is: after
+ * a gap with no dispatcher only that one is made. Occurrences are whole
+ * minutes, so a window of 60 s before now holds at most one; windows twice
+ * as long each time find the latest in a few steps however long the gap,
+ * and only the occurrences of the last window are walked through.
+ */
+static pd_ms
+latest_occurrence_by(const struct pd_cron *c, const struct pd_tz *zone, pd_ms from, pd_ms now)
+{
+	const char *why;
+	pd_ms best = from, t;
+
+	for (pd_ms window = 60 * PD_MS_PER_S;; window *= 2) {
+		pd_ms start = now - window > best ? now - window : best;
+
+		if (cron_next(c, zone, start, &t, &why) == 0 && t <= now) {
+			best = t;
+			while (cron_next(c, zone, best, &t, &why) == 0 && t <= now)
+				best = t;
+			return best;
+		}
+		if (start == best)
+			return best;
+	}
+}
+
+/* When the dispatcher is to make occurrence next, whose predecessor falls
+ * due at previous: once that one is due (so at most one waits), and not
+ * before next comes within the buffer horizon. */
+static pd_ms
+make_time(const struct pd_store *s, pd_ms previous, pd_ms next)
+{
+	pd_ms horizon_start = next - (pd_ms)s->cfg->buffer_horizon * PD_MS_PER_S;
+
+	return horizon_start > previous ? horizon_start : previous;
+}
+
+/* Fills r from RECURRING_COLUMNS; *key gets the row's key. */
+static int
+row_to_recurring(sqlite3_stmt *st, struct pd_recurring *r, int64_t *key)
+{
+	struct pd_message *m = &r->message;
+	const void *blob;
+	size_t len;
+
+	memset(r, 0, sizeof(*r));
+	*key = sqlite3_column_int64(st, 0);
+	snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(st, 1));
+	r->name = column_strdup(st, 2);
+	r->cron = column_strdup(st, 3);
+	r->tz = column_strdup(st, 4);
+	m->urls = column_strdup(st, 5);
+	m->queue = column_strdup(st, 6);
+	blob = sqlite3_column_blob(st, 7);
+	len = (size_t)sqlite3_column_bytes(st, 7);
+	if ((m->payload = malloc(len + 1)) != NULL) {
+		if (len > 0)
+			memcpy(m->payload, blob, len);
+		m->payload[len] = '\0';
+		m->payload_len = len;
+	}
+	m->content_type = column_strdup(st, 8);
+	m->callback = column_strdup(st, 9);
+	m->max_attempts = sqlite3_column_int(st, 10);
+	m->timeout = sqlite3_column_int(st, 11);
+	m->priority = sqlite3_column_int(st, 12);
+	r->ttl = sqlite3_column_int64(st, 13);
+	r->paused = sqlite3_column_int(st, 14);
+	r->created = sqlite3_column_int64(st, 15);
+	r->next = sqlite3_column_int64(st, 16);
+	r->last = sqlite3_column_int64(st, 17);
+	if (r->cron == NULL || r->tz == NULL || m->urls == NULL || m->payload == NULL ||
+	    m->content_type == NULL) {
+		recurring_free(r);
+		return -1;
+	}
+	return 0;
+}
+
+/* The ids of the latest messages of definition key, into r. */
+static int
+read_latest(struct pd_store *s, int64_t key, struct pd_recurring *r)
+{
+	sqlite3_stmt *st = s->st[ST_REC_LATEST];
+	int rc;
+
+	r->nlatest = 0;
+	sqlite3_bind_int64(st, 1, key);
+	sqlite3_bind_int(st, 2, PD_RECURRING_LATEST);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW && r->nlatest < PD_RECURRING_LATEST)
+		snprintf(r->latest[r->nlatest++], PD_ID_LEN + 1, "%s",
+		         (const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* Reads definition id and its latest messages (the snapshot is the
+ * caller's). */
+static enum store_result
+read_recurring(struct pd_store *s, const char *id, struct pd_recurring *r, int64_t *key)
+{
+	sqlite3_stmt *st = s->st[ST_REC_GET];
+	enum store_result res;
+	int rc;
+
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		res = row_to_recurring(st, r, key) == 0 ? STORE_OK : STORE_ERROR;
+	else
+		res = rc == SQLITE_DONE ? STORE_NOTFOUND : store_fail(s, rc, "reading a definition");
+	sqlite3_reset(st);
+	if (res == STORE_OK && (rc = read_latest(s, *key, r)) != SQLITE_OK) {
+		recurring_free(r);
+		res = store_fail(s, rc, "reading a definition's messages");
+	}
+	return res;
+}
+
+enum store_result
+store_recurring_add(struct pd_store *s, struct pd_recurring *r, pd_ms now)
+{
+	sqlite3_stmt *st = s->st[ST_REC_INSERT];
+	const struct pd_message *m = &r->message;
+	enum store_result res;
+	const char *why;
+	int rc;
+
+	if (recurring_next_after(r->cron, r->tz, now, &r->next, &why) != 0) {
+		log_error("store: a definition's schedule: %s", why);
+		return STORE_ERROR;
+	}
+	if (id_generate(r->id) != 0) {
+		log_error("store: no randomness for an id");
+		return STORE_ERROR;
+	}
+	r->created = now;
+	r->paused = 0;
+	r->last = 0;
+	r->nlatest = 0;
+	if ((res = tx_begin(s, "beginning a definition")) != STORE_OK)
+		return res;
+	sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 2, r->name);
+	sqlite3_bind_text(st, 3, r->cron, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, r->tz, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, m->urls, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 6, m->queue);
+	sqlite3_bind_blob64(st, 7, m->payload, m->payload_len, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, m->content_type, -1, SQLITE_STATIC);
+	bind_text_or_null(st, 9, m->callback);
+	sqlite3_bind_int(st, 10, m->max_attempts);
+	sqlite3_bind_int(st, 11, m->timeout);
+	sqlite3_bind_int(st, 12, m->priority);
+	bind_time_or_null(st, 13, r->ttl);
+	sqlite3_bind_int64(st, 14, now);
+	sqlite3_bind_int64(st, 15, r->next);
+	sqlite3_bind_int64(st, 16, make_time(s, now, r->next));
+	rc = store_exec(s, ST_REC_INSERT);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, "storing a definition");
+		tx_rollback(s);
+		return res;
+	}
+	if (sqlite3_changes(s->db) == 0) {
+		tx_rollback(s);
+		return STORE_CONFLICT;
+	}
+	return tx_commit(s, "committing a definition");
+}
+
+enum store_result
+store_recurring_get(struct pd_store *s, const char *id, struct pd_recurring *r)
+{
+	int64_t key;
+	int began = read_begin(s);
+	enum store_result res = read_recurring(s, id, r, &key);
+
+	read_end(s, began);
+	return res;
+}
+
+enum store_result
+store_recurring_list(struct pd_store *s, int limit, store_recurring_fn fn, void *ctx)
+{
+	sqlite3_stmt *st = s->st[ST_REC_LIST];
+	enum store_result res = STORE_OK;
+	int rc, began = read_begin(s);
+
+	sqlite3_bind_int(st, 1, limit);
+	sqlite3_bind_int64(st, 2, INT64_MIN);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct pd_recurring r;
+		int64_t key;
+		int stop;
+
+		/* The latest messages are read beside the list, in its snapshot. */
+		if (row_to_recurring(st, &r, &key) != 0) {
+			res = STORE_ERROR;
+			break;
+		}
+		if ((rc = read_latest(s, key, &r)) != SQLITE_OK) {
+			recurring_free(&r);
+			res = store_fail(s, rc, "reading a definition's messages");
+			break;
+		}
+		stop = fn(ctx, &r);
+		recurring_free(&r);
+		if (stop)
+			break;
+	}
+	if (res == STORE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+		res = store_fail(s, rc, "listing definitions");
+	sqlite3_reset(st);
+	read_end(s, began);
+	return res;
+}
+
+/* Cancels message id inside the caller's transaction, if nobody holds it
+ * (as store_cancel does). */
+static int
+cancel_in_tx(struct pd_store *s, const char *id, pd_ms now)
+{
+	sqlite3_stmt *del = s->st[ST_CANCEL_LIVE], *end = s->st[ST_END_MESSAGE];
+	sqlite3_int64 key, gone, queue;
+	int attempts, rc;
+
+	sqlite3_bind_text(del, 1, id, -1, SQLITE_STATIC);
+	rc = sqlite3_step(del);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(del);
+		return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	key = sqlite3_column_int64(del, 0);
+	attempts = sqlite3_column_int(del, 1);
+	gone = sqlite3_column_int64(del, 2);
+	queue = sqlite3_column_int64(del, 3);
+	sqlite3_reset(del);
+	sqlite3_bind_int64(end, 1, key);
+	sqlite3_bind_int(end, 2, PD_CANCELLED);
+	sqlite3_bind_int64(end, 3, now);
+	sqlite3_bind_int(end, 4, attempts);
+	sqlite3_bind_int64(end, 5, gone);
+	rc = store_exec(s, ST_END_MESSAGE);
+	sqlite3_clear_bindings(end);
+	if (rc == SQLITE_OK)
+		rc = queue_move(s, queue, 0, PD_CANCELLED);
+	if (rc != SQLITE_OK)
+		return rc;
+	s->delta[PD_PENDING]--;
+	s->delta[PD_CANCELLED]++;
+	return SQLITE_OK;
+}
+
+/* Cancels the occurrence at `due` of definition key if it still waits
+ * (made, never tried, nobody holding it); *cancelled says whether it did. */
+static int
+cancel_waiting(struct pd_store *s, int64_t key, pd_ms due, pd_ms now, char *cancelled,
+               size_t len)
+{
+	sqlite3_stmt *st = s->st[ST_REC_WAITING];
+	char id[PD_ID_LEN + 1] = "";
+	int rc;
+
+	if (cancelled != NULL && len > 0)
+		cancelled[0] = '\0';
+	if (due == 0)
+		return SQLITE_OK;
+	sqlite3_bind_int64(st, 1, key);
+	sqlite3_bind_int64(st, 2, due);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	if ((rc = cancel_in_tx(s, id, now)) == SQLITE_OK && cancelled != NULL)
+		snprintf(cancelled, len, "%s", id);
+	return rc;
+}
+
+enum recurring_change { REC_PAUSE, REC_RESUME, REC_DELETE };
+
+/* Pause, resume or delete, in one transaction. */
+static enum store_result
+recurring_change(struct pd_store *s, const char *id, pd_ms now, enum recurring_change what)
+{
+	static const char *const whats[] = { "pausing", "resuming", "deleting" };
+	struct pd_recurring r;
+	enum store_result res;
+	char cancelled[PD_ID_LEN + 1] = "";
+	int64_t key;
+	pd_ms next = 0;
+	int rc = SQLITE_OK;
+
+	if ((res = tx_begin(s, whats[what])) != STORE_OK)
+		return res;
+	if ((res = read_recurring(s, id, &r, &key)) != STORE_OK)
+		goto rollback;
+	switch (what) {
+	case REC_PAUSE:
+	case REC_DELETE:
+		if ((rc = cancel_waiting(s, key, r.last, now, cancelled, sizeof(cancelled))) !=
+		    SQLITE_OK)
+			break;
+		if (what == REC_PAUSE) {
+			sqlite3_bind_int64(s->st[ST_REC_PAUSE], 1, key);
+			rc = store_exec(s, ST_REC_PAUSE);
+		} else {
+			sqlite3_bind_int64(s->st[ST_REC_DELETE], 1, key);
+			sqlite3_bind_int64(s->st[ST_REC_DELETE], 2, now);
+			rc = store_exec(s, ST_REC_DELETE);
+		}
+		break;
+	case REC_RESUME: {
+		const char *why;
+
+		if (!r.paused)
+			break;
+		/* From now: what fell due while it was paused is not made. */
+		if (recurring_next_after(r.cron, r.tz, now, &next, &why) != 0)
+			next = 0;
+		sqlite3_bind_int64(s->st[ST_REC_RESUME], 1, key);
+		bind_time_or_null(s->st[ST_REC_RESUME], 2, next);
+		bind_time_or_null(s->st[ST_REC_RESUME], 3, next != 0 ? make_time(s, now, next) : 0);
+		rc = store_exec(s, ST_REC_RESUME);
+		sqlite3_clear_bindings(s->st[ST_REC_RESUME]);
+		break;
+	}
+	}
+	recurring_free(&r);
+	if (rc != SQLITE_OK) {
+		res = store_fail(s, rc, whats[what]);
+		goto rollback;
+	}
+	if ((res = tx_commit(s, whats[what])) == STORE_OK && cancelled[0] != '\0')
+		log_info("cancelled %s: the waiting occurrence of %s, %s", cancelled, id,
+		         what == REC_PAUSE ? "paused" : "deleted");
+	return res;
+rollback:
+	tx_rollback(s);
+	return res;
+}
+
+enum store_result
+store_recurring_pause(struct pd_store *s, const char *id, pd_ms now, struct pd_recurring *r)
+{
+	enum store_result res = recurring_change(s, id, now, REC_PAUSE);
+
+	return res == STORE_OK ? store_recurring_get(s, id, r) : res;
+}
+
+enum store_result
+store_recurring_resume(struct pd_store *s, const char *id, pd_ms now, struct pd_recurring *r)
+{
+	enum store_result res = recurring_change(s, id, now, REC_RESUME);
+
+	return res == STORE_OK ? store_recurring_get(s, id, r) : res;
+}
+
+enum store_result
+store_recurring_delete(struct pd_store *s, const char *id, pd_ms now)
+{
+	return recurring_change(s, id, now, REC_DELETE);
+}
+
+enum store_result
+store_recurring_make_at(struct pd_store *s, pd_ms *at)
+{
+	int rc = store_min(s, ST_REC_MAKE_AT, at);
+
+	return rc == SQLITE_OK ? STORE_OK : store_fail(s, rc, "reading when to make occurrences");
+}
+
+/* A definition read for making its next occurrence. */
+struct to_make {
+	struct pd_recurring r;
+	int64_t key;
+};
+
+/*
+ * Makes definition k's occurrence and advances it, inside the caller's
+ * transaction. The occurrence is k's next, or when that is past already
+ * the latest one missed (and an earlier one still waiting untried is
+ * cancelled). *made is 1 when a message was made.
+ */
+static enum store_result
+make_occurrence(struct pd_store *s, struct to_make *k, pd_ms now, long pending, int *made)
+{
+	struct pd_recurring *r = &k->r;
+	struct pd_message m;
+	struct pd_cron c;
+	struct pd_tz *zone = NULL;
+	enum store_result res = STORE_OK;
+	const char *why;
+	char when[PD_TIME_BUF], superseded[PD_ID_LEN + 1] = "";
+	pd_ms at = r->next, next = 0;
+	int rc;
+
+	*made = 0;
+	if (cron_parse(r->cron, &c, &why) != 0 || recurring_zone(r->tz, &zone) != 0) {
+		/* Checked when it was stored: only a zone gone from the system. */
+		log_error("recurring %s: cannot read its schedule (%s in %s); it makes nothing "
+		          "until resumed", r->id, r->cron, r->tz);
+		at = 0;
+		goto advance;
+	}
+	if (at <= now) {
+		at = latest_occurrence_by(&c, zone, at, now);
+		if ((rc = cancel_waiting(s, k->key, r->last, now, superseded, sizeof(superseded))) !=
+		    SQLITE_OK) {
+			res = store_fail(s, rc, "superseding an occurrence");
+			goto out;
+		}
+	}
+	memset(&m, 0, sizeof(m));
+	m.state = PD_PENDING;
+	m.due = m.next_attempt = at;
+	m.urls = r->message.urls;
+	m.queue = r->message.queue;
+	m.payload = r->message.payload;
+	m.payload_len = r->message.payload_len;
+	m.content_type = r->message.content_type;
+	m.callback = r->message.callback;
+	m.max_attempts = r->message.max_attempts;
+	m.timeout = r->message.timeout;
+	m.priority = r->message.priority;
+	m.expires = r->ttl != 0 ? at + r->ttl : 0;
+	m.recurring = r->id;
+	if (pending + s->delta[PD_PENDING] >= s->cfg->max_pending)
+		res = STORE_FULL;
+	else
+		res = insert_message(s, &m, now, 0);
+	switch (res) {
+	case STORE_OK:
+		*made = 1;
+		log_info("recurring %s: made %s, its occurrence at %s", r->id, m.id,
+		         time_format(at, when));
+		if (superseded[0] != '\0')
+			log_info("recurring %s: cancelled %s, an earlier occurrence never tried: only "
+			         "the latest missed occurrence is delivered", r->id, superseded);
+		break;
+	case STORE_EXISTS:
+		break;
+	case STORE_FULL:
+	case STORE_QUEUE_FULL:
+		log_warn("recurring %s: skipped its occurrence at %s: %s", r->id,
+		         time_format(at, when), res == STORE_FULL ?
+		         "the store holds max_pending pending messages" :
+		         "its queue holds its max_depth of messages");
+		break;
+	default:
+		goto out;
+	}
+	res = STORE_OK;
+	if (recurring_next_after(r->cron, r->tz, at, &next, &why) != 0)
+		next = 0;
+advance:
+	sqlite3_bind_int64(s->st[ST_REC_ADVANCE], 1, k->key);
+	sqlite3_bind_int64(s->st[ST_REC_ADVANCE], 2, r->next);
+	bind_time_or_null(s->st[ST_REC_ADVANCE], 3, at != 0 ? at : r->last);
+	bind_time_or_null(s->st[ST_REC_ADVANCE], 4, next);
+	bind_time_or_null(s->st[ST_REC_ADVANCE], 5, next != 0 ? make_time(s, at, next) : 0);
+	rc = store_exec(s, ST_REC_ADVANCE);
+	sqlite3_clear_bindings(s->st[ST_REC_ADVANCE]);
+	if (rc != SQLITE_OK)
+		res = store_fail(s, rc, "advancing a definition");
+out:
+	tz_free(zone);
+	return res;
+}
+
+enum store_result
+store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made, int *late)
+{
+	sqlite3_stmt *st = s->st[ST_REC_TO_MAKE];
+	struct to_make *k;
+	enum store_result res;
+	long pending = 0;
+	int n = 0, rc;
+
+	*made = *late = 0;
+	if (limit <= 0)
+		return STORE_OK;
+	if ((k = calloc((size_t)limit, sizeof(*k))) == NULL)
+		return STORE_ERROR;
+	if ((res = tx_begin(s, "beginning to make occurrences")) != STORE_OK)
+		goto out;
+	if ((rc = pending_count(s, &pending)) != SQLITE_OK) {
+		res = store_fail(s, rc, "counting pending messages");
+		goto rollback;
+	}
+	/* Read first, then write: the statement must not step over rows it
+	 * changes. */
+	sqlite3_bind_int64(st, 1, now);
+	sqlite3_bind_int(st, 2, limit);
+	while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (row_to_recurring(st, &k[n].r, &k[n].key) != 0) {
+			sqlite3_reset(st);
+			res = STORE_ERROR;
+			goto rollback;
+		}
+		n++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		res = store_fail(s, rc, "reading definitions");
+		goto rollback;
+	}
+	for (int i = 0; i < n; i++) {
+		int one;
+
+		if ((res = make_occurrence(s, &k[i], now, pending, &one)) != STORE_OK)
+			goto rollback;
+		*made += one;
+		*late += one && k[i].r.next <= now;
+	}
+	if ((res = tx_commit(s, "committing occurrences")) != STORE_OK)
+		*made = *late = 0;
+	goto out;
+rollback:
+	tx_rollback(s);
+	*made = *late = 0;
+out:
+	for (int i = 0; i < n; i++)
+		recurring_free(&k[i].r);
+	free(k);
 	return res;
 }

@@ -332,6 +332,86 @@ int report_message(const struct pd_config *cfg, const struct pd_message *reporte
                    const char *url, const struct pd_response *r, struct json_object *history,
                    pd_ms now, struct pd_message *report);
 
+/* ---- recurring definitions ---- */
+
+/* How many of its latest messages a definition is read with. */
+#define PD_RECURRING_LATEST 10
+
+/* A recurring definition: a cron expression read on the wall clock of tz,
+ * and the template of the messages it makes (the message fields of
+ * schedule: urls or queue, payload, content_type, callback, max_attempts,
+ * timeout, priority; ttl counted from each occurrence). */
+struct pd_recurring {
+	char id[PD_ID_LEN + 1];
+	char *name;               /* NULL if none */
+	char *cron;               /* as written */
+	char *tz;                 /* an IANA zone ("UTC" by default) */
+	struct pd_message message;  /* the template; its due, id and state unused */
+	pd_ms ttl;                /* ms after each occurrence; 0: never expires */
+	int paused;
+	pd_ms created;
+	pd_ms next;               /* the next occurrence; 0 when paused or none left */
+	pd_ms last;               /* the latest occurrence made; 0 before the first */
+	char latest[PD_RECURRING_LATEST][PD_ID_LEN + 1];  /* its latest messages, newest first */
+	int nlatest;
+};
+
+void recurring_free(struct pd_recurring *r);
+
+/* The first occurrence of cron (text) in zone tz strictly after `after`:
+ * 0 with *out, or -1 with *why (a bad expression or zone, or none within
+ * ten years). */
+int recurring_next_after(const char *cron, const char *tz, pd_ms after, pd_ms *out,
+                         const char **why);
+
+/* Stores a new definition (r->cron and r->tz already checked): assigns
+ * r->id and r->created, and its first occurrence after now (r->next).
+ * STORE_OK, STORE_CONFLICT (r->name is taken), STORE_BUSY, STORE_NOSPACE
+ * or STORE_ERROR. */
+enum store_result store_recurring_add(struct pd_store *s, struct pd_recurring *r, pd_ms now);
+
+/* Reads definition id (not deleted) into r. STORE_NOTFOUND if none. */
+enum store_result store_recurring_get(struct pd_store *s, const char *id,
+                                      struct pd_recurring *r);
+
+/* Calls fn with each definition, oldest first, at most limit, from one
+ * snapshot; fn does not own r. */
+typedef int (*store_recurring_fn)(void *ctx, const struct pd_recurring *r);
+enum store_result store_recurring_list(struct pd_store *s, int limit, store_recurring_fn fn,
+                                       void *ctx);
+
+/* Pauses, resumes or deletes definition id, each in one transaction.
+ * Pause and delete cancel the occurrence that waits (made and never
+ * tried); messages of earlier occurrences are kept. Resume makes the next
+ * occurrence the first after now (nothing missed while paused is made).
+ * Pausing a paused one or resuming a running one changes nothing. Then
+ * reads it into r (pause, resume). STORE_OK, STORE_NOTFOUND, STORE_BUSY
+ * or STORE_ERROR. */
+enum store_result store_recurring_pause(struct pd_store *s, const char *id, pd_ms now,
+                                        struct pd_recurring *r);
+enum store_result store_recurring_resume(struct pd_store *s, const char *id, pd_ms now,
+                                         struct pd_recurring *r);
+enum store_result store_recurring_delete(struct pd_store *s, const char *id, pd_ms now);
+
+/* When the earliest definition's next occurrence is to be made (0: none):
+ * a cheap read, for the dispatcher's promotion check. */
+enum store_result store_recurring_make_at(struct pd_store *s, pd_ms *at);
+
+/* The dispatcher's side: makes the next occurrence of up to limit
+ * definitions whose time to make it has come (the one before it has
+ * fallen due, and it lies within the buffer horizon), each as an ordinary
+ * message with `recurring` set, in one transaction with advancing each
+ * definition. An occurrence that is already past (no dispatcher ran for a
+ * while) is the latest one missed, made once, late; an earlier occurrence
+ * still waiting untried is then cancelled, so that only the latest missed
+ * one is delivered. The unique (recurring, due) index makes an occurrence
+ * at most once whoever else makes it. An occurrence that the store or its
+ * queue has no room for (max_pending, max_depth) is skipped and logged.
+ * *made says how many messages were made, *late how many of them were
+ * past already (a gap). */
+enum store_result store_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made,
+                                       int *late);
+
 /* Calls fn with each prepared statement's SQL and each line of its query
  * plan, so a test can check that every statement uses an index. */
 typedef void (*store_plan_fn)(void *ctx, const char *sql, const char *plan_line);

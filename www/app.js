@@ -1,8 +1,10 @@
 // postdate's web page: lists messages from /api/status, shows one with its
 // attempts and payload, cancels, retries failed and expired ones, schedules
-// from a form, and shows the queues with their pending and failed messages.
-// It talks only to /api/status, /api/schedule, /api/cancel, /api/retry,
-// /api/queues and /api/health.
+// from a form (or makes a recurring definition from it), shows the queues
+// with their pending and failed messages, and the recurring definitions with
+// pause, resume and delete. It talks only to /api/status, /api/schedule,
+// /api/cancel, /api/retry, /api/queues, /api/recurring[/pause|/resume|/delete]
+// and /api/health.
 //
 // Everything the API returns (URLs, ids, keys, queue names, payloads,
 // errors) is untrusted: it is put on the page with textContent or
@@ -182,6 +184,8 @@ function forgetShownMessages() {
   $("queues").querySelector("tbody").replaceChildren();
   $("queue-messages").querySelector("tbody").replaceChildren();
   $("queue-tabs").replaceChildren();
+  recurring.shown = "";
+  $("recurring").querySelector("tbody").replaceChildren();
   $("updated").textContent = "";
 }
 
@@ -225,12 +229,14 @@ async function api(path, { method = "GET", form = null, auth = true } = {}) {
 }
 
 // ---- where we are: ?state=&limit= for the list, ?id= for one message,
-// ?view=queues[&queue=NAME[&state=failed]] for the queues ----
+// ?view=queues[&queue=NAME[&state=failed]] for the queues, ?view=recurring
+// for the recurring definitions ----
 
 function currentView() {
   const query = new URLSearchParams(location.search);
   const id = query.get("id");
   if (id) return { name: "detail", id };
+  if (query.get("view") === "recurring") return { name: "recurring" };
   if (query.get("view") === "queues") {
     const state = query.get("state");
     return {
@@ -545,7 +551,7 @@ const DETAIL_FIELDS = [
   ["delivered_at", "Delivered at", (v) => timeBlock(v, "ago")],
   ["method", "Method", (v) => el("code", { text: v }), { optional: true }],
   ["headers", "Headers", (v) => headerNames(v), { optional: true }],
-  ["recurring", "Recurring", (v) => el("code", { text: v }), { optional: true }],
+  ["recurring", "Recurring", (v) => recurringLink(v), { optional: true }],
   ["payload_bytes", "Payload size", (v) => el("span", { text: `${v} byte${v === 1 ? "" : "s"}` })],
   ["payload", "Payload", (v) => payloadBlock(v, false), { optional: true, keepEmpty: true }],
   ["payload_base64", "Payload (base64)", (v) => payloadBlock(v, true), { optional: true }],
@@ -701,8 +707,9 @@ async function retryMessage(id) {
 
 // ---- scheduling ----
 
-const FORM_FIELDS = ["url", "queue", "delay", "at", "tz", "payload", "content_type", "callback",
-  "max_attempts", "timeout", "priority", "ttl", "method", "header", "idempotency_key"];
+const FORM_FIELDS = ["url", "queue", "delay", "at", "tz", "cron", "name", "payload",
+  "content_type", "callback", "max_attempts", "timeout", "priority", "ttl", "method", "header",
+  "idempotency_key"];
 
 // The form as the API's fields; empty optional fields are left out so the
 // API's defaults apply. URLs and a queue are both sent when both are
@@ -717,11 +724,14 @@ function scheduleFields() {
   if (queue) fields.set("queue", queue);
   const when = form.elements.when.value;
   if (when === "delay") fields.set("delay", $("f-delay").value.trim());
-  if (when === "at") {
-    fields.set("at", localInputToAPI($("f-at").value));
+  if (when === "at" || when === "cron") {
+    if (when === "at") fields.set("at", localInputToAPI($("f-at").value));
+    else fields.set("cron", $("f-cron").value.trim());
     const zone = $("f-tz").value.trim();
     if (zone) fields.set("tz", zone);
   }
+  const name = $("f-name").value.trim();
+  if (when === "cron" && name) fields.set("name", name);
   fields.set("payload", $("f-payload").value);
   for (const name of ["content_type", "callback", "max_attempts", "timeout", "priority", "ttl",
     "idempotency_key"]) {
@@ -765,9 +775,13 @@ async function submitSchedule(event) {
   $("schedule-result").replaceChildren();
   const button = event.submitter || $("schedule-form").querySelector("[type=submit]");
   button.disabled = true;
+  // "On a schedule" makes a recurring definition of the same fields.
+  const repeating = $("schedule-form").elements.when.value === "cron";
   try {
-    const made = await api("/api/schedule", { method: "POST", form: scheduleFields() });
-    scheduled(made);
+    const made = await api(repeating ? "/api/recurring" : "/api/schedule",
+      { method: "POST", form: scheduleFields() });
+    if (repeating) definitionMade(made);
+    else scheduled(made);
   } catch (e) {
     if (e.status === 401) {
       showText($("schedule-error"), "The API needs a token: enter it above, then schedule again.");
@@ -794,11 +808,28 @@ function scheduled(made) {
   refresh();
 }
 
-// Typing a delay or a time picks that choice.
+function definitionMade(made) {
+  const link = el("a", { class: "id", text: made.name || made.id, attrs: { href: "?view=recurring" } });
+  link.dataset.nav = "";
+  $("schedule-result").replaceChildren(
+    el("span", { text: "Made the recurring definition " }), link,
+    el("span", { text: made.next ? ", first at " + formatLocal(made.next) + "." : "." }));
+  const zone = $("f-tz").value;
+  $("schedule-form").reset();
+  $("f-tz").value = zone;
+  updateAtHint();
+  recurring.shown = "";
+  refresh();
+}
+
+// Typing a delay, a time or a cron expression picks that choice.
 function pickWhenOnInput() {
+  $("f-cron").addEventListener("input", () => { $("f-when-cron").checked = true; });
   $("f-delay").addEventListener("input", () => { $("f-when-delay").checked = true; });
   $("f-at").addEventListener("input", () => { $("f-when-at").checked = true; });
-  $("f-tz").addEventListener("input", () => { $("f-when-at").checked = true; });
+  $("f-tz").addEventListener("input", () => {
+    if (!$("f-when-cron").checked) $("f-when-at").checked = true;
+  });
 }
 
 // The zone field starts as the browser's zone; the hint says how an empty
@@ -976,6 +1007,167 @@ function queueMessageRow(m) {
     labelled("", actionButton(m)));
 }
 
+// ---- recurring definitions ----
+
+const recurring = {
+  shown: "",   // the JSON last rendered, as for the list
+  loadSeq: 0,
+};
+
+const WEEKDAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const WEEKDAY_NAMES = { sun: 0, mon: 1, tue: 2, wed: 3, thu: 4, fri: 5, sat: 6 };
+const MACROS = {
+  "@hourly": "every hour, on the hour", "@daily": "every day at 00:00",
+  "@midnight": "every day at 00:00", "@weekly": "every Sunday at 00:00",
+  "@monthly": "on the 1st of every month at 00:00", "@yearly": "every 1 January at 00:00",
+  "@annually": "every 1 January at 00:00",
+};
+
+function twoDigits(n) {
+  return String(n).padStart(2, "0");
+}
+
+// A day-of-week field as names ("Monday to Friday", "Monday, Thursday"), or
+// null when it is more than a list or a range.
+function weekdaysInWords(field) {
+  const value = (v) => (v.toLowerCase() in WEEKDAY_NAMES ? WEEKDAY_NAMES[v.toLowerCase()]
+    : /^[0-7]$/.test(v) ? Number(v) % 7 : null);
+  const range = field.match(/^([0-7a-z]{1,3})-([0-7a-z]{1,3})$/i);
+  if (range) {
+    const a = value(range[1]), b = value(range[2]);
+    if (a === null || b === null) return null;
+    if (a === 1 && b === 5) return "weekdays";
+    return `${WEEKDAYS[a]} to ${WEEKDAYS[b]}`;
+  }
+  const days = field.split(",").map(value);
+  return days.includes(null) ? null : days.map((d) => WEEKDAYS[d]).join(", ");
+}
+
+// The common shapes of a cron expression in words, or null for the rest
+// (the expression itself is always shown beside it).
+function cronInWords(cron) {
+  const text = cron.trim().toLowerCase();
+  if (MACROS[text]) return MACROS[text];
+  const f = text.split(/\s+/);
+  if (f.length !== 5) return null;
+  const [minute, hour, day, month, weekday] = f;
+  const number = /^[0-9]{1,2}$/;
+  if (month !== "*") return null;
+  if (hour === "*" && day === "*" && weekday === "*") {
+    if (minute === "*") return "every minute";
+    const step = minute.match(/^\*\/([0-9]{1,2})$/);
+    if (step) return `every ${step[1]} minutes`;
+    if (number.test(minute)) return `every hour at minute ${Number(minute)}`;
+    return null;
+  }
+  if (!number.test(minute) || !number.test(hour)) return null;
+  const at = `at ${twoDigits(Number(hour))}:${twoDigits(Number(minute))}`;
+  if (day === "*" && weekday === "*") return "every day " + at;
+  if (day === "*") {
+    const days = weekdaysInWords(weekday);
+    return days ? `on ${days} ${at}` : null;
+  }
+  if (weekday === "*" && number.test(day)) return `on day ${Number(day)} of every month ${at}`;
+  return null;
+}
+
+function recurringLink(id) {
+  const link = el("a", { class: "id", text: id, attrs: { href: "?view=recurring", title: id } });
+  link.dataset.nav = "";
+  return link;
+}
+
+async function loadRecurring() {
+  const seq = ++recurring.loadSeq;
+  let body;
+  try {
+    body = await api("/api/recurring");
+  } catch (e) {
+    if (seq !== recurring.loadSeq) return false;
+    recurring.shown = "";
+    if (e.status === 401) {
+      $("recurring").querySelector("tbody").replaceChildren();
+      $("recurring").hidden = true;
+      showText($("recurring-error"), "");
+      showText($("recurring-empty"), "Enter the API token above to see the recurring definitions.");
+    } else {
+      showText($("recurring-error"), e.status === 404
+        ? "This postdate has no recurring definitions: GET /api/recurring answered 404." : e.message);
+    }
+    return false;
+  }
+  if (seq !== recurring.loadSeq) return false;
+  showText($("recurring-error"), "");
+  const defs = Array.isArray(body.recurring) ? body.recurring : [];
+  const json = JSON.stringify(defs);
+  if (json !== recurring.shown) {
+    recurring.shown = json;
+    const tbody = $("recurring").querySelector("tbody");
+    keepFocus(tbody, () => tbody.replaceChildren(...defs.map(recurringRow)));
+  }
+  $("recurring").hidden = defs.length === 0;
+  showText($("recurring-empty"), defs.length ? ""
+    : "There are no recurring definitions yet. Make one with the form: “On a schedule (cron)”.");
+  return true;
+}
+
+function recurringRow(d) {
+  const words = cronInWords(d.cron);
+  const schedule = el("div", { class: "schedule" },
+    el("code", { class: "cron", text: d.cron }),
+    words ? el("span", { class: "cron-words", text: words }) : null,
+    el("span", { class: "muted zone", text: d.tz }));
+  // The next occurrence on this browser's clock, and on the zone's.
+  const next = d.next ? el("div", {}, timeBlock(d.next, "late"),
+    d.next_local ? el("span", { class: "muted zone-time",
+      text: `${d.next_local.slice(11, 16)} in ${d.tz}` }) : null) : nothing();
+  const destination = d.queue ? queueLink(d.queue) : targetsBlock(d.urls || []);
+  const button = (label, action, cls) => {
+    const b = el("button", { class: "small " + cls, text: label,
+      attrs: { type: "button", "aria-label": `${label} ${d.name || d.id}` } });
+    b.dataset.focusKey = action + ":" + d.id;
+    b.addEventListener("click", () => changeDefinition(d.id, action));
+    return b;
+  };
+  const row = el("tr", {},
+    labelled("Definition", el("div", {},
+      d.name ? el("strong", { class: "def-name", text: d.name }) : null,
+      el("code", { class: "id", text: d.id, attrs: { title: d.id } }))),
+    labelled("Schedule", schedule),
+    labelled("Next", next),
+    labelled("Last", d.last ? timeBlock(d.last, "ago") : nothing()),
+    labelled("Destination", destination),
+    labelled("State", el("span", { class: d.paused ? "state state-paused" : "state state-pending",
+      text: d.paused ? "paused" : "active" })),
+    labelled("", el("span", { class: "row-actions" },
+      d.paused ? button("Resume", "resume", "") : button("Pause", "pause", ""),
+      button("Delete", "delete", "danger"))));
+  row.dataset.recurring = d.id;
+  return row;
+}
+
+function askToConfirmDelete(id) {
+  const dialog = $("delete-dialog");
+  $("delete-id").textContent = id;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "delete"), { once: true });
+  });
+}
+
+async function changeDefinition(id, action) {
+  if (action === "delete" && !(await askToConfirmDelete(id))) return;
+  try {
+    await api("/api/recurring/" + action, { method: "POST", form: new URLSearchParams({ id }) });
+    showText($("recurring-error"), "");
+  } catch (e) {
+    showText($("recurring-error"), e.message);
+  }
+  recurring.shown = "";
+  refresh();
+}
+
 // ---- health: the banner ----
 
 async function refreshHealth() {
@@ -1009,19 +1201,24 @@ function showView(moved) {
   $("list-view").hidden = view.name !== "list";
   $("detail-view").hidden = view.name !== "detail";
   $("queues-view").hidden = view.name !== "queues";
-  document.querySelector(".layout").classList.toggle("wide", view.name === "queues");
+  $("recurring-view").hidden = view.name !== "recurring";
+  document.querySelector(".layout").classList.toggle("wide",
+    view.name === "queues" || view.name === "recurring");
   if (view.name !== "queues") $("queue-detail").hidden = true;
   document.title = view.name === "detail" ? `postdate: message ${view.id}`
     : view.name === "queues" ? (view.queue ? `postdate: queue ${view.queue}` : "postdate: queues")
-      : `postdate: ${view.state} messages`;
-  for (const [id, name] of [["nav-messages", "list"], ["nav-queues", "queues"]]) {
+      : view.name === "recurring" ? "postdate: recurring definitions"
+        : `postdate: ${view.state} messages`;
+  for (const [id, name] of [["nav-messages", "list"], ["nav-queues", "queues"],
+    ["nav-recurring", "recurring"]]) {
     if (view.name === name) $(id).setAttribute("aria-current", "page");
     else $(id).removeAttribute("aria-current");
   }
   if (moved) {
     // Say where the user went: focus the heading of the new view.
     const heading = view.name === "detail" ? $("detail-title")
-      : view.name === "queues" ? (view.queue ? $("queue-title") : $("queues-title")) : $("list-title");
+      : view.name === "queues" ? (view.queue ? $("queue-title") : $("queues-title"))
+        : view.name === "recurring" ? $("recurring-title") : $("list-title");
     if (view.name === "queues" && view.queue) {
       $("queue-name").textContent = view.queue;
       $("queue-detail").hidden = false;
@@ -1056,7 +1253,8 @@ async function refreshOnce() {
   // While the token is asked for, the API would only answer 401 again.
   if (!waitingForToken) {
     loads.push(view.name === "detail" ? loadDetail(view)
-      : view.name === "queues" ? loadQueues(view) : loadList(view));
+      : view.name === "queues" ? loadQueues(view)
+        : view.name === "recurring" ? loadRecurring() : loadList(view));
   }
   const [, ok] = await Promise.all(loads);
   if (ok) {
@@ -1067,7 +1265,7 @@ async function refreshOnce() {
 
 function tick() {
   // Nothing to watch in a hidden tab, and a dialog's row must stay put.
-  if (document.hidden || $("cancel-dialog").open) return;
+  if (document.hidden || $("cancel-dialog").open || $("delete-dialog").open) return;
   refresh();
 }
 

@@ -1040,6 +1040,110 @@ test("a hostile payload and queue name are shown as text, not markup", async ({ 
 
 // ---- the runner ----
 
+// ---- recurring definitions (API v2): the Recurring view, and the form's cron choice ----
+
+async function defineRecurring(fields) {
+  const r = await apiRequest("POST", "/api/recurring", fields.queue ? fields : { url: NOWHERE, ...fields });
+  assert.equal(r.status, 201, r.text);
+  return r.json;
+}
+
+async function recurringInfo(id) {
+  return apiRequest("GET", "/api/recurring?" + new URLSearchParams({ id }));
+}
+
+function recurringRowOf(page, id) {
+  return page.locator(`#recurring tbody tr[data-recurring="${id}"]`);
+}
+
+test("the Recurring view shows each definition in words with its next time, and pauses, resumes and deletes", async ({ page }) => {
+  const name = uniqueQueue("weekday");
+  const d = await defineRecurring({ cron: "0 9 * * 1-5", tz: "Europe/Berlin", name });
+  const q = await defineRecurring({ cron: "*/15 * * * *", queue: uniqueQueue("rq") });
+  const odd = await defineRecurring({ cron: "5 4 1-7 * mon", payload: "<img src=x onerror=alert(1)>" });
+
+  await openPage(page);
+  await page.locator("#nav-recurring").click();
+  await page.locator("#recurring-view").waitFor();
+  assert.match(page.url(), /\?view=recurring$/);
+  assert.equal(await page.locator("#nav-recurring").getAttribute("aria-current"), "page");
+  const row = recurringRowOf(page, d.id);
+  await row.waitFor();
+  const cell = (r, label) => r.locator(`td[data-label="${label}"]`).innerText();
+  assert.match(await cell(row, "Definition"), new RegExp(name));
+  const schedule = await cell(row, "Schedule");
+  assert.match(schedule, /0 9 \* \* 1-5/);
+  assert.match(schedule, /on weekdays at 09:00/);
+  assert.match(schedule, /Europe\/Berlin/);
+  // The next occurrence: the API's instant, on the reader's clock and on the zone's.
+  assert.equal(await row.locator('td[data-label="Next"] time').getAttribute("datetime"), d.next);
+  assert.match(await cell(row, "Next"), /09:00 in Europe\/Berlin/);
+  assert.match(await row.locator('td[data-label="Next"] .relative').innerText(), /^in /);
+  assert.match(await cell(row, "Destination"), /127\.0\.0\.1:9/);
+  assert.equal(await cell(row, "State"), "active");
+  assert.match(await cell(recurringRowOf(page, q.id), "Schedule"), /every 15 minutes/);
+  assert.equal(await recurringRowOf(page, q.id).locator("a.queue-name").innerText(), q.queue);
+  // No words for what has none easily: the expression alone.
+  assert.equal((await cell(recurringRowOf(page, odd.id), "Schedule")).split("\n")[0], "5 4 1-7 * mon");
+  await screenshot(page, "recurring");
+
+  await row.getByRole("button", { name: "Pause " + name }).click();
+  await eventually(async () => assert.equal((await recurringInfo(d.id)).json.paused, true));
+  await eventually(async () => assert.equal(await cell(row, "State"), "paused"));
+  assert.match(await cell(row, "Next"), /—/);
+  await row.getByRole("button", { name: "Resume " + name }).click();
+  await eventually(async () => assert.equal((await recurringInfo(d.id)).json.paused, false));
+  await eventually(async () => assert.equal(await cell(row, "State"), "active"));
+
+  await row.getByRole("button", { name: "Delete " + name }).click();
+  const dialog = page.locator("#delete-dialog");
+  await dialog.waitFor();
+  assert.equal(await dialog.locator("#delete-id").innerText(), d.id);
+  assert.equal((await recurringInfo(d.id)).status, 200, "nothing happens before confirming");
+  await dialog.getByRole("button", { name: "Delete definition" }).click();
+  await eventually(async () => assert.equal((await recurringInfo(d.id)).status, 404));
+  await eventually(async () => assert.equal(await row.count(), 0));
+  assert.equal(await page.locator("#recurring-error").isVisible(), false);
+});
+
+test("the schedule form makes a recurring definition from a cron schedule, with the API's error at the cron field", async ({ page }) => {
+  const mark = unique("cronform");
+  const name = uniqueQueue("form");
+  const url = `${NOWHERE}/${mark}`;
+  await openPage(page);
+  await page.getByLabel("Target URLs").fill(url);
+  await page.getByLabel("Payload").fill("report");
+  await page.getByLabel("Cron expression").fill("61 * * * *");
+  assert.equal(await page.locator("#f-when-cron").isChecked(), true, "typing a schedule picks it");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  const cronError = page.locator("#f-cron-error");
+  await cronError.waitFor();
+  assert.match(await cronError.innerText(), /minute/);
+  assert.equal(await page.getByLabel("Cron expression").getAttribute("aria-invalid"), "true");
+
+  await page.getByLabel("Cron expression").fill("30 8 * * *");
+  await page.getByLabel("Time zone").fill("Europe/Berlin");
+  await page.locator("#f-name").fill(name);
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#schedule-result", { hasText: "Made the recurring definition" }).waitFor();
+  assert.equal(await cronError.isVisible(), false);
+  const made = (await apiRequest("GET", "/api/recurring")).json.recurring.find((x) => x.name === name);
+  assert.ok(made, "the API has the definition");
+  assert.equal(made.cron, "30 8 * * *");
+  assert.equal(made.tz, "Europe/Berlin");
+  assert.deepEqual(made.urls, [url]);
+  assert.equal(made.payload_bytes, 6);
+  assert.match(made.next_local, /T08:30:00\+0[12]:00$/);
+  // It made a definition, not a message.
+  const all = await listPage({ state: "all", limit: "1000" });
+  assert.equal(all.messages.filter((m) => (m.urls || []).includes(url)).length, 0);
+
+  // The result links to the Recurring view, where it is listed.
+  await page.locator("#schedule-result a").click();
+  await recurringRowOf(page, made.id).waitFor();
+  assert.match(await recurringRowOf(page, made.id).innerText(), /every day at 08:30/);
+});
+
 async function runTest(browser, t) {
   const context = await browser.newContext({
     viewport: t.options.viewport || DESKTOP, locale: "en-GB", timezoneId: ZONE,

@@ -21,6 +21,13 @@ TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
 TOKEN = "test-token-0123456789abcdef"
 
 
+def background(fn):
+    """Marks a test that mostly waits for the clock (it must start its own
+    Stack): run.py runs it in a thread beside the other tests."""
+    fn.background = True
+    return fn
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

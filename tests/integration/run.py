@@ -3,6 +3,10 @@
 
 A test that takes a `stack` argument shares one running postdate with the
 others; a test that needs its own configuration starts its own Stack.
+A test marked @harness.background (one that mostly waits for the clock,
+such as a recurring definition's minutes, with a Stack of its own) runs in
+a thread of its own beside the others, started first and waited for last,
+so that its minutes do not add to the suite's time.
 Usage: run.py [SUBSTRING|MODULE...] runs only the tests whose name contains a
 SUBSTRING, or all the tests of a MODULE (such as test_queues).
 """
@@ -11,6 +15,7 @@ import importlib
 import inspect
 import os
 import sys
+import threading
 import time
 import traceback
 
@@ -33,6 +38,29 @@ def main():
 
     shared = None
     passed = failed = 0
+    results = []            # of the background tests: (ok, line, traceback)
+    lock = threading.Lock()
+
+    def run_in_background(module, fname, fn):
+        start = time.time()
+        try:
+            fn()
+            outcome = (True, f"ok   {module}.{fname} ({time.time() - start:.2f}s, in the "
+                             "background)", "")
+        except Exception:
+            outcome = (False, f"FAIL {module}.{fname} ({time.time() - start:.2f}s, in the "
+                              "background)", traceback.format_exc())
+        with lock:
+            results.append(outcome)
+            print(outcome[1], flush=True)
+            if outcome[2]:
+                print(outcome[2], flush=True)
+
+    background = [threading.Thread(target=run_in_background, args=t, daemon=True)
+                  for t in tests if getattr(t[2], "background", False)]
+    tests = [t for t in tests if not getattr(t[2], "background", False)]
+    for thread in background:
+        thread.start()
     try:
         for module, fname, fn in tests:
             start = time.time()
@@ -54,6 +82,10 @@ def main():
     finally:
         if shared is not None:
             shared.close()
+        for thread in background:
+            thread.join()
+    passed += sum(1 for ok, _, _ in results if ok)
+    failed += sum(1 for ok, _, _ in results if not ok)
     print(f"integration: {passed} passed, {failed} failed")
     return 1 if failed else 0
 

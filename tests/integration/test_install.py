@@ -29,8 +29,8 @@ from harness import TOP, Response, free_port
 from sink import Sink
 from test_deploy import as_nobody
 
-PROGRAMS = {"schedule": 2, "status": 2, "cancel": 1, "queue": 2, "topics": 1, "health": 1,
-            "metrics": 1}
+PROGRAMS = {"schedule": 2, "status": 2, "cancel": 1, "queue": 2, "topics": 1, "recurring": 1,
+            "health": 1, "metrics": 1}
 
 
 def make_install(destdir, *variables):

@@ -22,7 +22,7 @@ REQUIRED_PAGES = ["dispatch.1", "postdate-stack.1", "postdate-fcgi.8", "postdate
 
 # Each program and the page that documents it. bin/postdate (the admin CLI)
 # comes from another branch: once it is built here, its page is checked too.
-FASTCGI = ["schedule", "status", "cancel", "queue", "topics", "health", "metrics"]
+FASTCGI = ["schedule", "status", "cancel", "queue", "topics", "recurring", "health", "metrics"]
 PROGRAM_PAGES = [("bin/dispatch", "dispatch.1"), ("bin/postdate-stack", "postdate-stack.1")] + \
     [("cgi-bin/" + name, "postdate-fcgi.8") for name in FASTCGI]
 if os.path.exists(os.path.join(TOP, "bin", "postdate")):
@@ -295,7 +295,7 @@ def known_fields(path, function):
 def test_every_route_and_field_is_in_postdate_api_7():
     routes = served_routes()
     # Every route nginx passes on is one a program serves.
-    nginx = set(re.findall(r"location = (/api/\w+)", source("etc/nginx.conf")))
+    nginx = set(re.findall(r"location = (/api/[\w/]+)", source("etc/nginx.conf")))
     assert nginx == {r.split()[1] for r in routes}, (nginx, routes)
     paragraphs = [(ss, tag) for sh, ss, tag, _ in roff("postdate-api.7") if sh == "ROUTES"]
     with open(os.path.join(MAN, "postdate-api.7")) as f:

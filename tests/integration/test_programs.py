@@ -7,7 +7,8 @@ import tempfile
 
 from harness import TOP
 
-PROGRAMS = ["schedule", "status", "cancel", "queue", "health", "metrics"]
+PROGRAMS = ["schedule", "status", "cancel", "queue", "topics", "recurring", "health",
+            "metrics"]
 
 
 def run(args, env=None, stdin=b""):

@@ -1173,6 +1173,257 @@ test_the_totals_count_what_was_made_tried_and_ended(void)
 	fixture_close(&f);
 }
 
+/* ---- recurring definitions: occurrences made at times the test chooses ---- */
+
+#define MINUTE_MS (60 * PD_MS_PER_S)
+
+/* A definition of cron in tz to a URL, stored at now (id into r->id). */
+static enum store_result
+define_recurring(struct fixture *f, const char *cron, const char *tz, pd_ms now,
+                 struct pd_recurring *r)
+{
+	enum store_result res;
+
+	memset(r, 0, sizeof(*r));
+	make_message(&r->message, NULL, now);
+	r->cron = strdup(cron);
+	r->tz = strdup(tz);
+	res = store_recurring_add(f->s, r, now);
+	return res;
+}
+
+/* The state and due time of message id. */
+static enum pd_state
+occurrence_state(struct fixture *f, const char *id, pd_ms *due)
+{
+	struct pd_message m;
+	enum pd_state state;
+
+	if (store_get(f->s, id, &m, NULL, NULL) != STORE_OK)
+		return PD_NSTATES;
+	state = m.state;
+	if (due != NULL)
+		*due = m.due;
+	message_free(&m);
+	return state;
+}
+
+/* The next occurrence is made once the one before it has fallen due, at
+ * most one waits, and making again at the same time makes nothing. */
+static void
+test_occurrences_are_made_one_ahead_and_once(void)
+{
+	struct fixture f;
+	struct pd_recurring r, got;
+	/* 12:00:20 on some day: the first occurrence is 12:01. */
+	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0, at = 0;
+	int made = -1, late = -1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(define_recurring(&f, "* * * * *", "UTC", t0, &r), STORE_OK);
+	CHECK(r.next == m1);
+	CHECK_INT(store_recurring_make_at(f.s, &at), STORE_OK);
+	CHECK(at == t0);
+	CHECK_INT(store_recurring_make(f.s, t0, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 1);
+	/* The next one waits for this one to fall due. */
+	CHECK_INT(store_recurring_make_at(f.s, &at), STORE_OK);
+	CHECK(at == m1);
+	CHECK_INT(store_recurring_make(f.s, t0 + 1000, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 0);
+	CHECK_INT(store_recurring_make(f.s, m1, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 1);
+	CHECK_INT(late, 0);
+	CHECK_INT(store_recurring_make(f.s, m1, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 0);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
+	CHECK_INT(got.nlatest, 2);
+	CHECK(got.last == m1 + MINUTE_MS && got.next == m1 + 2 * MINUTE_MS);
+	CHECK_INT(occurrence_state(&f, got.latest[0], &due), PD_PENDING);
+	CHECK(due == m1 + MINUTE_MS);
+	CHECK_INT(occurrence_state(&f, got.latest[1], &due), PD_PENDING);
+	CHECK(due == m1);
+	recurring_free(&got);
+	recurring_free(&r);
+	fixture_close(&f);
+}
+
+/* After a gap, only the latest missed occurrence is made, and the one made
+ * before the gap (never tried) is cancelled: one late delivery, not one
+ * per missed minute. */
+static void
+test_after_a_gap_only_the_latest_missed_occurrence_is_made(void)
+{
+	struct fixture f;
+	struct pd_recurring r, got;
+	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0;
+	pd_ms back = m1 + 7 * MINUTE_MS + 25000;   /* seven and a half minutes later */
+	int made = -1, late = -1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(define_recurring(&f, "* * * * *", "UTC", t0, &r), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, t0, 100, &made, &late), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, m1, 100, &made, &late), STORE_OK);   /* m1 + 1 min waits */
+	CHECK_INT(store_recurring_make(f.s, back, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 1);
+	CHECK_INT(late, 1);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
+	CHECK_INT(got.nlatest, 3);
+	CHECK_INT(occurrence_state(&f, got.latest[0], &due), PD_PENDING);
+	CHECK(due == m1 + 7 * MINUTE_MS);
+	CHECK_INT(occurrence_state(&f, got.latest[1], &due), PD_CANCELLED);
+	CHECK(due == m1 + MINUTE_MS);
+	CHECK(got.last == m1 + 7 * MINUTE_MS && got.next == m1 + 8 * MINUTE_MS);
+	recurring_free(&got);
+	/* A long gap (a year of minutes) is found as fast. */
+	CHECK_INT(store_recurring_make(f.s, back + 366LL * 24 * 60 * MINUTE_MS, 100, &made, &late),
+	          STORE_OK);
+	CHECK_INT(made, 1);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
+	CHECK(got.last == m1 + 7 * MINUTE_MS + 366LL * 24 * 60 * MINUTE_MS);
+	recurring_free(&got);
+	recurring_free(&r);
+	fixture_close(&f);
+}
+
+/* Pause cancels the waiting occurrence and makes nothing; resume starts
+ * from the first occurrence after its own time, with none of the minutes
+ * paused (no burst). */
+static void
+test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst(void)
+{
+	struct fixture f;
+	struct pd_recurring r, got;
+	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0;
+	pd_ms resumed = m1 + 10 * MINUTE_MS + 5000;
+	int made = -1, late = -1;
+	char waiting[PD_ID_LEN + 1];
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(define_recurring(&f, "* * * * *", "UTC", t0, &r), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, t0, 100, &made, &late), STORE_OK);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
+	snprintf(waiting, sizeof(waiting), "%s", got.latest[0]);
+	recurring_free(&got);
+	CHECK_INT(store_recurring_pause(f.s, r.id, t0 + 1000, &got), STORE_OK);
+	CHECK(got.paused && got.next == 0);
+	recurring_free(&got);
+	CHECK_INT(occurrence_state(&f, waiting, NULL), PD_CANCELLED);
+	CHECK_INT(store_recurring_make(f.s, m1 + 5 * MINUTE_MS, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 0);
+	CHECK_INT(store_recurring_resume(f.s, r.id, resumed, &got), STORE_OK);
+	CHECK(!got.paused && got.next == m1 + 11 * MINUTE_MS);
+	recurring_free(&got);
+	CHECK_INT(store_recurring_make(f.s, resumed, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 1);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
+	CHECK_INT(got.nlatest, 2);
+	CHECK_INT(occurrence_state(&f, got.latest[0], &due), PD_PENDING);
+	CHECK(due == m1 + 11 * MINUTE_MS);
+	recurring_free(&got);
+	/* Deleted: gone from reads, its messages kept, nothing made after. */
+	CHECK_INT(store_recurring_delete(f.s, r.id, resumed + 1000), STORE_OK);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_NOTFOUND);
+	CHECK_INT(store_recurring_delete(f.s, r.id, resumed + 1000), STORE_NOTFOUND);
+	CHECK_INT(occurrence_state(&f, waiting, NULL), PD_CANCELLED);
+	CHECK_INT(store_recurring_make(f.s, resumed + 60 * MINUTE_MS, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 0);
+	recurring_free(&r);
+	fixture_close(&f);
+}
+
+/* Two processes making the same occurrences at the same moment, over and
+ * over: each occurrence exists once (the unique index, not luck). */
+static void
+test_two_makers_at_once_make_each_occurrence_once(void)
+{
+	struct fixture f;
+	struct pd_recurring r;
+	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS;
+	pid_t child;
+	int status = 0, total = 0, made, late;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	for (int i = 0; i < 20; i++) {
+		CHECK_INT(define_recurring(&f, "* * * * *", "UTC", t0, &r), STORE_OK);
+		recurring_free(&r);
+	}
+	store_close(f.s);
+	f.s = NULL;
+	child = fork();
+	if (child == 0) {
+		struct pd_store *s;
+		int sum = 0;
+
+		if (store_open(&s, &f.cfg) != 0)
+			_exit(255);
+		for (int k = 0; k <= 10; k++)
+			if (store_recurring_make(s, k == 0 ? t0 : m1 + (k - 1) * MINUTE_MS, 100, &made, &late) ==
+			    STORE_OK)
+				sum += made;
+		store_close(s);
+		_exit(sum);
+	}
+	CHECK_INT(store_open(&f.s, &f.cfg), 0);
+	for (int k = 0; k <= 10; k++)
+		if (store_recurring_make(f.s, k == 0 ? t0 : m1 + (k - 1) * MINUTE_MS, 100, &made, &late) ==
+		    STORE_OK)
+			total += made;
+	CHECK(waitpid(child, &status, 0) == child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 255);
+	total += WEXITSTATUS(status);
+	/* 20 definitions, occurrences m1 .. m1 + 10 min: 11 each. */
+	CHECK_INT(total, 20 * 11);
+	{
+		sqlite3 *db;
+		sqlite3_stmt *st;
+
+		CHECK_INT(sqlite3_open(f.path, &db), SQLITE_OK);
+		CHECK_INT(sqlite3_prepare_v2(db, "SELECT count(*), count(DISTINCT recurring || '.' "
+		                             "|| due) FROM messages WHERE recurring IS NOT NULL", -1,
+		                             &st, NULL), SQLITE_OK);
+		CHECK_INT(sqlite3_step(st), SQLITE_ROW);
+		CHECK_INT(sqlite3_column_int(st, 0), 20 * 11);
+		CHECK_INT(sqlite3_column_int(st, 1), 20 * 11);
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	fixture_close(&f);
+}
+
+/* The occurrences of 0 9 * * 1-5 in Berlin across both changes of 2027,
+ * and of 30 2 * * * on the days the clocks skip and repeat 02:30. */
+static void
+test_recurring_next_after_follows_the_zone_across_its_changes(void)
+{
+	const char *why;
+	pd_ms t;
+
+	/* Thu 25 March 2027 12:00Z: Friday 08:00Z (CET), Monday 07:00Z (CEST). */
+	CHECK_INT(recurring_next_after("0 9 * * 1-5", "Europe/Berlin", 1805976000000LL, &t, &why), 0);
+	CHECK(t == 1806048000000LL);
+	CHECK_INT(recurring_next_after("0 9 * * 1-5", "Europe/Berlin", t, &t, &why), 0);
+	CHECK(t == 1806303600000LL);
+	/* Sat 27 March 12:00Z: 02:30 does not exist on the 28th: 03:00 CEST = 01:00Z. */
+	CHECK_INT(recurring_next_after("30 2 * * *", "Europe/Berlin", 1806148800000LL, &t, &why), 0);
+	CHECK(t == 1806195600000LL);
+	/* Sat 30 October 12:00Z: 02:30 twice on the 31st, once: 00:30Z (CEST). */
+	CHECK_INT(recurring_next_after("30 2 * * *", "Europe/Berlin", 1824897600000LL, &t, &why), 0);
+	CHECK(t == 1824942600000LL);
+	CHECK_INT(recurring_next_after("30 2 * * *", "Europe/Berlin", t, &t, &why), 0);
+	CHECK(t == 1825032600000LL);
+	CHECK_INT(recurring_next_after("bad", "UTC", 0, &t, &why), -1);
+	CHECK_INT(recurring_next_after("* * * * *", "Nowhere/Town", 0, &t, &why), -1);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_every_statement_uses_an_index),
 	UNIT(test_an_attempt_is_classed_by_its_status),
@@ -1195,6 +1446,11 @@ static const struct unit_test tests[] = {
 	UNIT(test_one_idempotency_key_makes_one_message_under_concurrency),
 	UNIT(test_a_v1_database_migrates_with_nothing_lost),
 	UNIT(test_a_database_that_cannot_use_wal_is_refused),
+	UNIT(test_occurrences_are_made_one_ahead_and_once),
+	UNIT(test_after_a_gap_only_the_latest_missed_occurrence_is_made),
+	UNIT(test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst),
+	UNIT(test_two_makers_at_once_make_each_occurrence_once),
+	UNIT(test_recurring_next_after_follows_the_zone_across_its_changes),
 };
 
 int
