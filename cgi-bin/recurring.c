@@ -30,10 +30,13 @@ static const char description[] =
 "  POST /api/recurring         cron (five fields or a macro), tz (an IANA\n"
 "                              zone the fields are read in; default UTC), an\n"
 "                              optional name (unique, [A-Za-z0-9_.-]{1,64}),\n"
-"                              a destination (url, repeatable, or queue) and\n"
-"                              the message fields of schedule: payload,\n"
+"                              a destination (url, repeatable, queue or topic)\n"
+"                              and the message fields of schedule: payload,\n"
 "                              content_type, callback, max_attempts, timeout,\n"
-"                              priority, ttl (counted from each occurrence).\n"
+"                              priority, ttl (counted from each occurrence),\n"
+"                              method, header/headers. To a topic, each\n"
+"                              occurrence is a publish: one message per\n"
+"                              subscription, made once.\n"
 "                              201 with the definition and its next occurrence.\n"
 "  GET  /api/recurring         every definition, oldest first (at most 1000);\n"
 "                              ?id=ID one, with the ids of its latest messages\n"
@@ -47,12 +50,11 @@ static const char description[] =
 "  POST /api/recurring/delete  id: as pause, and the definition is gone;\n"
 "                              messages already made are kept.\n"
 "A bad expression is a 400 naming cron, with the reason; at, delay, expires\n"
-"and idempotency_key are refused (each occurrence is due at its own time),\n"
-"as is topic (not supported yet). A name already taken is a 409 naming\n"
-"name. Times are RFC 3339 UTC; next_local is the next occurrence on the\n"
-"zone's wall clock with its offset. The dispatcher makes each occurrence as\n"
-"an ordinary message (status shows its recurring id) once the one before\n"
-"it has fallen due. Run it under a FastCGI server behind nginx or Apache;\n"
+"and idempotency_key are refused (each occurrence is due at its own time).\n"
+"A name already taken is a 409 naming name. Times are RFC 3339 UTC;\n"
+"next_local is the next occurrence on the zone's wall clock with its\n"
+"offset. The dispatcher makes each occurrence as an ordinary message\n"
+"(status shows its recurring id) once the one before it has fallen due. Run it under a FastCGI server behind nginx or Apache;\n"
 "started without one it answers a single plain-CGI request.\n";
 
 static const char example[] =
@@ -166,7 +168,11 @@ render_definition(const struct pd_recurring *d)
 	json_object_object_add(o, "last", json_time_or_null(d->last));
 	json_object_object_add(o, "urls", pulled ? NULL : json_urls(m->urls));
 	json_object_object_add(o, "queue", json_string_or_null(m->queue));
-	json_object_object_add(o, "topic", NULL);
+	json_object_object_add(o, "topic", json_string_or_null(m->topic));
+	/* A topic's copies take method and headers from their subscriptions. */
+	json_object_object_add(o, "method", pulled || m->topic != NULL ? NULL :
+	    json_object_new_string(method_name(m->envelope.method)));
+	json_object_object_add(o, "headers", render_header_names(m->envelope.headers));
 	json_object_object_add(o, "payload_bytes", json_object_new_int64((int64_t)m->payload_len));
 	json_object_object_add(o, "content_type", json_object_new_string(m->content_type));
 	json_object_object_add(o, "callback", m->callback != NULL ?

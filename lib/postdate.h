@@ -389,6 +389,10 @@ struct json_object;
 /* The answer to a schedule request: id, state, due, created, status_url. */
 struct json_object *render_scheduled(const struct pd_message *m);
 
+/* Stored headers as status, the list and the page show them: a JSON array
+ * of their names only, since the values are often credentials. */
+struct json_object *render_header_names(const char *stored);
+
 /* The answer to a publish (a message to a topic): topic, due, created and
  * its deliveries, the subscription and id of each copy. */
 struct json_object *render_published(const struct pd_message *m);

@@ -66,10 +66,8 @@ add_header_name(void *ctx, const char *name, size_t namelen, const char *value, 
 	return json_object_array_add(ctx, json_object_new_string_len(name, (int)namelen));
 }
 
-/* A message's headers as status, the list and the page show them: their
- * names only, since the values are often credentials. */
-static json_object *
-json_header_names(const char *stored)
+json_object *
+render_header_names(const char *stored)
 {
 	json_object *a = json_object_new_array();
 
@@ -157,7 +155,7 @@ render_subscription(const char *topic, const struct pd_message *sub)
 	/* As a message shows them: header names only, never the values. */
 	json_object_object_add(o, "method", pulled ? NULL :
 	                       json_object_new_string(method_name(sub->envelope.method)));
-	json_object_object_add(o, "headers", json_header_names(sub->envelope.headers));
+	json_object_object_add(o, "headers", render_header_names(sub->envelope.headers));
 	json_object_object_add(o, "created", json_time(sub->created));
 	return o;
 }
@@ -185,7 +183,7 @@ render_message(const struct pd_message *m)
 	json_object_object_add(o, "priority", json_object_new_int(m->priority));
 	json_object_object_add(o, "expires", json_time(m->expires));
 	json_object_object_add(o, "method", json_object_new_string(method_name(m->envelope.method)));
-	json_object_object_add(o, "headers", json_header_names(m->envelope.headers));
+	json_object_object_add(o, "headers", render_header_names(m->envelope.headers));
 	json_object_object_add(o, "recurring", json_string_or_null(m->recurring));
 	json_object_object_add(o, "callback", json_url_or_null(m->callback));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));

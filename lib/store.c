@@ -47,7 +47,7 @@
 /* A recurring definition, in the order row_to_recurring reads them. */
 #define RECURRING_COLUMNS \
 	"key, id, name, cron, tz, urls, queue, payload, content_type, callback, max_attempts, " \
-	"timeout, priority, ttl, paused, created, next, last"
+	"timeout, priority, ttl, paused, created, next, last, topic, method, headers"
 #define HAS_CALLBACK "(SELECT callback IS NOT NULL FROM messages WHERE key = live.key)"
 /* What MESSAGE_COLUMNS names beside messages m and live l. */
 #define MESSAGE_JOINS \
@@ -167,7 +167,8 @@ static const char *const statement_sql[ST_COUNT] = {
 	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
 	    "?18, ?19, (SELECT key FROM recurring WHERE id = ?20)) "
 	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
-	    "ON CONFLICT (recurring, due) WHERE recurring IS NOT NULL DO NOTHING",
+	    "ON CONFLICT (recurring, due) WHERE recurring IS NOT NULL AND publish IS NULL "
+	    "DO NOTHING",
 	[ST_INSERT_PAYLOAD] = "INSERT INTO payloads (key, payload) VALUES (?1, ?2)",
 	[ST_INSERT_LIVE] =
 	    "INSERT INTO live (key, due, next_round, buffered, lease_ms, queue, priority, expires) "
@@ -339,9 +340,10 @@ static const char *const statement_sql[ST_COUNT] = {
 	    "FROM subscriptions WHERE topic = ?1 ORDER BY name LIMIT ?2",
 	/* A reused idempotency key writes nothing, as for a message. */
 	[ST_PUBLISH_INSERT] =
-	    "INSERT INTO publishes (topic, due, created, idempotency_key, fingerprint) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5) "
-	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING",
+	    "INSERT INTO publishes (topic, due, created, idempotency_key, fingerprint, recurring) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, (SELECT key FROM recurring WHERE id = ?6)) "
+	    "ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+	    "ON CONFLICT (recurring, due) WHERE recurring IS NOT NULL DO NOTHING",
 	[ST_PUBLISH_BY_KEY] =
 	    "SELECT key, fingerprint, due, created FROM publishes WHERE idempotency_key = ?1 "
 	    "AND idempotency_key IS NOT NULL",
@@ -392,8 +394,9 @@ static const char *const statement_sql[ST_COUNT] = {
 	 * gives its name up): a taken one writes nothing. */
 	[ST_REC_INSERT] =
 	    "INSERT INTO recurring (id, name, cron, tz, urls, queue, payload, content_type, callback, "
-	    "max_attempts, timeout, priority, ttl, created, next, make_at) "
-	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) "
+	    "max_attempts, timeout, priority, ttl, created, next, make_at, topic, method, headers) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, "
+	    "?18, ?19) "
 	    "ON CONFLICT (name) DO NOTHING",
 	[ST_REC_GET] =
 	    "SELECT " RECURRING_COLUMNS " FROM recurring WHERE id = ?1 AND deleted IS NULL",
@@ -1397,6 +1400,7 @@ publish_in_tx(struct pd_store *s, struct pd_message *m, pd_ms now, long room)
 	sqlite3_bind_int64(st, 3, now);
 	bind_text_or_null(st, 4, m->idempotency_key);
 	sqlite3_bind_blob(st, 5, print, FINGERPRINT_LEN, SQLITE_STATIC);
+	bind_text_or_null(st, 6, m->recurring);
 	rc = store_exec(s, ST_PUBLISH_INSERT);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_OK) {
@@ -1404,7 +1408,8 @@ publish_in_tx(struct pd_store *s, struct pd_message *m, pd_ms now, long room)
 		goto undo;
 	}
 	if (sqlite3_changes(s->db) == 0) {
-		res = existing_publish(s, m, print);
+		/* A recurring definition's occurrence made already, or a key used. */
+		res = m->recurring != NULL ? STORE_EXISTS : existing_publish(s, m, print);
 		goto undo;
 	}
 	publish = sqlite3_last_insert_rowid(s->db);
@@ -1434,6 +1439,7 @@ publish_in_tx(struct pd_store *s, struct pd_message *m, pd_ms now, long room)
 			.urls = d->urls, .queue = d->queue, .callback = d->callback,
 			.max_attempts = d->max_attempts, .timeout = d->timeout,
 			.envelope = d->envelope, .subscription = d->subscription,
+			.recurring = m->recurring,
 		};
 
 		res = insert_message(s, &copy, now, publish);
@@ -3727,6 +3733,9 @@ row_to_recurring(sqlite3_stmt *st, struct pd_recurring *r, int64_t *key)
 	r->created = sqlite3_column_int64(st, 15);
 	r->next = sqlite3_column_int64(st, 16);
 	r->last = sqlite3_column_int64(st, 17);
+	m->topic = column_strdup(st, 18);
+	m->envelope.method = method_or_post(st, 19);
+	m->envelope.headers = column_strdup(st, 20);
 	if (r->cron == NULL || r->tz == NULL || m->urls == NULL || m->payload == NULL ||
 	    m->content_type == NULL) {
 		recurring_free(r);
@@ -3814,6 +3823,9 @@ store_recurring_add(struct pd_store *s, struct pd_recurring *r, pd_ms now)
 	sqlite3_bind_int64(st, 14, now);
 	sqlite3_bind_int64(st, 15, r->next);
 	sqlite3_bind_int64(st, 16, make_time(s, now, r->next));
+	bind_text_or_null(st, 17, m->topic);
+	sqlite3_bind_text(st, 18, method_name(m->envelope.method), -1, SQLITE_STATIC);
+	bind_text_or_null(st, 19, m->envelope.headers);
 	rc = store_exec(s, ST_REC_INSERT);
 	sqlite3_clear_bindings(st);
 	if (rc != SQLITE_OK) {
@@ -3912,29 +3924,49 @@ cancel_in_tx(struct pd_store *s, const char *id, pd_ms now)
 }
 
 /* Cancels the occurrence at `due` of definition key if it still waits
- * (made, never tried, nobody holding it); *cancelled says whether it did. */
+ * (made, never tried, nobody holding it): its message, or each copy of
+ * its publish that still waits. *cancelled names the first it cancelled
+ * ("" for none). */
 static int
 cancel_waiting(struct pd_store *s, int64_t key, pd_ms due, pd_ms now, char *cancelled,
                size_t len)
 {
 	sqlite3_stmt *st = s->st[ST_REC_WAITING];
-	char id[PD_ID_LEN + 1] = "";
+	char (*ids)[PD_ID_LEN + 1] = NULL;
+	size_t n = 0, room = 0;
 	int rc;
 
 	if (cancelled != NULL && len > 0)
 		cancelled[0] = '\0';
 	if (due == 0)
 		return SQLITE_OK;
+	/* The ids first, then the cancels: no statement is stepped while
+	 * another changes its rows. */
 	sqlite3_bind_int64(st, 1, key);
 	sqlite3_bind_int64(st, 2, due);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW)
-		snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(st, 0));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (n == room) {
+			void *more = realloc(ids, (room = room ? 2 * room : 4) * sizeof(*ids));
+
+			if (more == NULL) {
+				rc = SQLITE_NOMEM;
+				break;
+			}
+			ids = more;
+		}
+		snprintf(ids[n++], PD_ID_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+	}
 	sqlite3_reset(st);
-	if (rc != SQLITE_ROW)
-		return rc == SQLITE_DONE ? SQLITE_OK : rc;
-	if ((rc = cancel_in_tx(s, id, now)) == SQLITE_OK && cancelled != NULL)
-		snprintf(cancelled, len, "%s", id);
+	if (rc != SQLITE_DONE) {
+		free(ids);
+		return rc;
+	}
+	rc = SQLITE_OK;
+	for (size_t i = 0; i < n && rc == SQLITE_OK; i++)
+		rc = cancel_in_tx(s, ids[i], now);
+	if (rc == SQLITE_OK && n > 0 && cancelled != NULL)
+		snprintf(cancelled, len, "%s", ids[0]);
+	free(ids);
 	return rc;
 }
 
@@ -4085,16 +4117,26 @@ make_occurrence(struct pd_store *s, struct to_make *k, pd_ms now, long pending, 
 	m.timeout = r->message.timeout;
 	m.priority = r->message.priority;
 	m.expires = r->ttl != 0 ? at + r->ttl : 0;
+	m.envelope = r->message.envelope;
 	m.recurring = r->id;
+	m.topic = r->message.topic;
+	/* To a topic: a publish, one message per subscription. */
 	if (pending + s->delta[PD_PENDING] >= s->cfg->max_pending)
 		res = STORE_FULL;
+	else if (m.topic != NULL)
+		res = publish_in_tx(s, &m, now,
+		                    s->cfg->max_pending - pending - s->delta[PD_PENDING]);
 	else
 		res = insert_message(s, &m, now, 0);
 	switch (res) {
 	case STORE_OK:
 		*made = 1;
-		log_info("recurring %s: made %s, its occurrence at %s", r->id, m.id,
-		         time_format(at, when));
+		if (m.topic != NULL)
+			log_info("recurring %s: published its occurrence at %s to topic %s: %zu "
+			         "copies", r->id, time_format(at, when), m.topic, m.ndeliveries);
+		else
+			log_info("recurring %s: made %s, its occurrence at %s", r->id, m.id,
+			         time_format(at, when));
 		if (superseded[0] != '\0')
 			log_info("recurring %s: cancelled %s, an earlier occurrence never tried: only "
 			         "the latest missed occurrence is delivered", r->id, superseded);
@@ -4103,14 +4145,21 @@ make_occurrence(struct pd_store *s, struct to_make *k, pd_ms now, long pending, 
 		break;
 	case STORE_FULL:
 	case STORE_QUEUE_FULL:
+	case STORE_NOTFOUND:
 		log_warn("recurring %s: skipped its occurrence at %s: %s", r->id,
 		         time_format(at, when), res == STORE_FULL ?
 		         "the store holds max_pending pending messages" :
+		         res == STORE_NOTFOUND ? "its topic has no subscriptions" :
 		         "its queue holds its max_depth of messages");
 		break;
 	default:
+		free(m.deliveries);
+		free(m.subscription);
 		goto out;
 	}
+	/* Of m, only what the publish made is its own. */
+	free(m.deliveries);
+	free(m.subscription);
 	res = STORE_OK;
 	if (recurring_next_after(r->cron, r->tz, at, &next, &why) != 0)
 		next = 0;

@@ -14,6 +14,9 @@ CREATE TABLE recurring (
 	-- The template: the message fields of schedule.
 	urls         TEXT NOT NULL,                 -- the pool, one URL per line; "" for a queue
 	queue        TEXT,                          -- a queue name, or NULL (pushed to urls)
+	topic        TEXT,                          -- a topic name: each occurrence is a publish
+	method       TEXT NOT NULL DEFAULT 'POST',
+	headers      TEXT,                          -- "Name: value" lines, as messages.headers
 	payload      BLOB NOT NULL,
 	content_type TEXT NOT NULL,
 	callback     TEXT,
@@ -38,6 +41,13 @@ CREATE INDEX recurring_by_created ON recurring (created, key) WHERE deleted IS N
 
 ALTER TABLE messages ADD COLUMN recurring INTEGER;                 -- recurring.key, or NULL
 
--- An occurrence is made once: a second insert of it does nothing.
+-- An occurrence is made once: a second insert of it does nothing. The
+-- occurrence of a definition to a topic is a publish, made once the same
+-- way; its copies (one per subscription) share its time.
 CREATE UNIQUE INDEX messages_by_occurrence ON messages (recurring, due)
+	WHERE recurring IS NOT NULL AND publish IS NULL;
+-- A definition's messages, copies of its publishes included, newest first.
+CREATE INDEX messages_by_recurring ON messages (recurring, due) WHERE recurring IS NOT NULL;
+ALTER TABLE publishes ADD COLUMN recurring INTEGER;                -- recurring.key, or NULL
+CREATE UNIQUE INDEX publishes_by_occurrence ON publishes (recurring, due)
 	WHERE recurring IS NOT NULL;

@@ -358,3 +358,54 @@ def test_killed_dispatchers_make_no_occurrence_twice_and_a_gap_gives_one_late():
         print(f"  after the gap: one late occurrence each, {min(lateness):.1f}-"
               f"{max(lateness):.1f} s after its minute; {again} messages of the minute of "
               "the kills delivered again after their lease ran out")
+
+
+def test_a_definition_to_a_topic_or_with_method_and_headers_is_shown_with_them(stack):
+    r = stack.post_form("/api/subscribe", {"topic": "rec.t", "name": "s1",
+                                           "url": "http://127.0.0.1:9/s1"})
+    assert r.status == 201, r
+    d = define(stack, cron="@daily", topic="rec.t", payload="p")
+    assert d["topic"] == "rec.t" and d["urls"] is None and d["queue"] is None, d
+    assert d["method"] is None, d
+    d = define(stack, cron="@daily", url="http://127.0.0.1:9/h", method="PUT",
+               header=["Authorization: Bearer rec-secret-9", "X-Job: nightly"])
+    assert d["method"] == "PUT" and d["headers"] == ["Authorization", "X-Job"], d
+    assert "rec-secret-9" not in stack.get("/api/recurring", {"id": d["id"]}).body
+    # A topic's copies take method, headers and the options of a destination
+    # from their subscriptions.
+    for fields, field in [({"topic": "rec.t", "url": "http://127.0.0.1:9/"}, "url"),
+                          ({"topic": "rec.t", "method": "PUT"}, "method"),
+                          ({"topic": "rec.t", "header": "X-A: b"}, "header"),
+                          ({"topic": "rec.t", "callback": "http://127.0.0.1:9/"}, "callback")]:
+        r = stack.post_form("/api/recurring", dict(cron="@daily", **fields))
+        assert r.status == 400 and r.json["field"] == field, (fields, r)
+
+
+@background
+def test_every_minute_to_a_topic_reaches_each_subscription_once_a_minute():
+    """`* * * * *` to a topic of two subscriptions (one a PUT with a header of
+    its own), with two dispatchers: each subscription gets one copy a
+    minute, none twice."""
+    with Sink() as sink, Stack(config=FAST) as s:
+        for name, extra in (("a", {}), ("b", {"method": "PUT",
+                                             "header": "Authorization: Bearer sub-b"})):
+            r = s.post_form("/api/subscribe", dict(topic="rec.tick", name=name,
+                                                   url=sink.url(f"/{name}"), **extra))
+            assert r.status == 201, r
+        for _ in range(2):
+            s.spawn_dispatch("--watch")
+        early_in_a_minute()
+        d = define(s, cron="* * * * *", topic="rec.tick", payload="tick")
+        first = iso_to_s(d["next"])
+        sleep_until(first + 60 + 5)
+        for name in ("a", "b"):
+            got = [g for g in sink.requests(f"/{name}") if g.t < first + 2 * 60]
+            assert len(got) == 2, (name, got, s.log()[-3000:])
+            assert len({g.headers["webhook-id"] for g in got}) == 2, got
+            for i, g in enumerate(got):
+                assert first + 60 * i <= g.t < first + 60 * i + 5, (name, i, g)
+                m = status(s, g.headers["webhook-id"])
+                assert m["recurring"] == d["id"] and m["subscription"] == name, m
+            if name == "b":
+                assert all(g.method == "PUT" and
+                           g.headers.get("Authorization") == "Bearer sub-b" for g in got), got

@@ -1290,6 +1290,68 @@ test_after_a_gap_only_the_latest_missed_occurrence_is_made(void)
 	fixture_close(&f);
 }
 
+/* A definition to a topic makes each occurrence a publish: one message per
+ * subscription, each with its recurring id, made once however often the
+ * dispatcher makes; after a gap the waiting copies are cancelled, all. */
+static void
+test_an_occurrence_to_a_topic_is_one_publish_made_once(void)
+{
+	struct fixture f;
+	struct pd_recurring r, got;
+	struct pd_message dest;
+	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0;
+	int made = -1, late = -1, created;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	for (int i = 0; i < 2; i++) {
+		make_message(&dest, NULL, t0);
+		CHECK_INT(store_subscribe(f.s, "ticks", i == 0 ? "a" : "b", &dest, t0, &created),
+		          STORE_OK);
+		message_free(&dest);
+	}
+	memset(&r, 0, sizeof(r));
+	make_message(&r.message, NULL, t0);
+	free(r.message.urls);
+	r.message.urls = strdup("");
+	r.message.topic = strdup("ticks");
+	r.cron = strdup("* * * * *");
+	r.tz = strdup("UTC");
+	CHECK_INT(store_recurring_add(f.s, &r, t0), STORE_OK);
+	CHECK_INT(store_recurring_make(f.s, t0, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 1);
+	CHECK_INT(store_recurring_make(f.s, t0 + 1000, 100, &made, &late), STORE_OK);
+	CHECK_INT(made, 0);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
+	CHECK_INT(got.nlatest, 2);
+	CHECK_STR(got.message.topic, "ticks");
+	for (int i = 0; i < 2; i++) {
+		struct pd_message m;
+
+		CHECK_INT(store_get(f.s, got.latest[i], &m, NULL, NULL), STORE_OK);
+		CHECK_STR(m.recurring, r.id);
+		CHECK_STR(m.topic, "ticks");
+		CHECK(m.due == m1);
+		message_free(&m);
+	}
+	recurring_free(&got);
+	/* Back after a gap: the latest missed minute, and both copies of the
+	 * one made before it cancelled. */
+	CHECK_INT(store_recurring_make(f.s, m1 + 5 * MINUTE_MS + 3000, 100, &made, &late),
+	          STORE_OK);
+	CHECK_INT(made, 1);
+	CHECK_INT(store_recurring_get(f.s, r.id, &got), STORE_OK);
+	CHECK_INT(got.nlatest, 4);
+	for (int i = 0; i < 4; i++) {
+		CHECK_INT(occurrence_state(&f, got.latest[i], &due), i < 2 ? PD_PENDING : PD_CANCELLED);
+		CHECK(due == (i < 2 ? m1 + 5 * MINUTE_MS : m1));
+	}
+	recurring_free(&got);
+	recurring_free(&r);
+	fixture_close(&f);
+}
+
 /* Pause cancels the waiting occurrence and makes nothing; resume starts
  * from the first occurrence after its own time, with none of the minutes
  * paused (no burst). */
@@ -1450,6 +1512,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_after_a_gap_only_the_latest_missed_occurrence_is_made),
 	UNIT(test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst),
 	UNIT(test_two_makers_at_once_make_each_occurrence_once),
+	UNIT(test_an_occurrence_to_a_topic_is_one_publish_made_once),
 	UNIT(test_recurring_next_after_follows_the_zone_across_its_changes),
 };
 
