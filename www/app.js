@@ -979,7 +979,9 @@ async function confirmAndUnsubscribe(topic, name) {
   }
   showText($("topics-error"), topics.actionError);
   topics.shown = "";
-  refresh();
+  await refresh();
+  // The row and its button are gone: the keyboard user's place is the view.
+  if (document.activeElement === document.body) $("topics-title").focus();
 }
 
 function subscribeFields() {

@@ -850,6 +850,8 @@ test("removing a subscription asks first; Keep it keeps it, Remove removes it", 
   await eventually(async () => assert.deepEqual(
     (await topicInfo(topic)).json.subscriptions.map((s) => s.name), ["stays"]));
   await eventually(async () => assert.equal(await goes.count(), 0));
+  assert.equal(await page.evaluate(() => document.activeElement.id), "topics-title",
+    "the focus is not lost with the row");
   assert.equal(await subscriptionRow(page, topic, "stays").count(), 1);
   assert.equal(await page.locator("#topics-error").isVisible(), false);
 
@@ -1013,6 +1015,24 @@ test("subscription URLs, callbacks and topic names are shown as text, never mark
   assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 1);
   assert.equal(await page.evaluate(() => document.querySelectorAll("main img, main svg, main b").length), 0);
   assert.deepEqual(requests.filter((u) => /\/x$/.test(u)), [], "no injected image was loaded");
+});
+
+test("the Topics view asks for the token on a 401 and shows nothing without it", async ({ page }) => {
+  const topic = uniqueName("secret");
+  await subscribe({ topic, name: "hidden", url: `${NOWHERE}/hidden` });
+  await openPage(page, "?view=topics", { withToken: false });
+  await page.locator("#token-panel").waitFor();
+  await page.locator("#topics-empty", { hasText: "Enter the API token" }).waitFor();
+  assert.equal(await page.locator("#topics-list section").count(), 0);
+  assert.equal(await page.locator("#topics-error").isVisible(), false);
+
+  await page.getByLabel("Token", { exact: true }).fill(TOKEN);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await subscriptionRow(page, topic, "hidden").waitFor();
+  // Forgetting the token takes the topics off the screen.
+  await page.getByRole("button", { name: "Forget token" }).click();
+  await page.locator("#token-panel").waitFor();
+  assert.equal(await page.locator("#topics-list section").count(), 0);
 });
 
 test("the Topics view fits a 375 px wide screen", async ({ page }) => {
