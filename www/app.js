@@ -176,14 +176,14 @@ function forgetShownMessages() {
   $("messages").querySelector("tbody").replaceChildren();
   $("detail-fields").replaceChildren();
   $("history").querySelector("tbody").replaceChildren();
+  topics.shown = "";
+  $("topics-list").replaceChildren();
+  $("f-topic-names").replaceChildren();
   queues.shown = "";
   queues.messagesShown = "";
   $("queues").querySelector("tbody").replaceChildren();
   $("queue-messages").querySelector("tbody").replaceChildren();
   $("queue-tabs").replaceChildren();
-  topics.shown = "";
-  $("topics-list").replaceChildren();
-  $("f-topic-names").replaceChildren();
   $("updated").textContent = "";
 }
 
@@ -769,18 +769,6 @@ function scheduled(made) {
   refresh();
 }
 
-// A publish made one message per subscription: each is listed, a link to it.
-function published(made) {
-  const n = made.deliveries.length;
-  const items = made.deliveries.map((d) => el("li", {},
-    el("code", { class: "subscription", text: d.subscription }),
-    el("span", { class: "muted", text: " → " }), messageLink(d.id)));
-  $("schedule-result").replaceChildren(
-    el("p", { text: `Published to ${made.topic}: ${n} message${n === 1 ? "" : "s"}, due ` +
-      formatLocal(made.due) + "." }),
-    el("ul", { class: "plain deliveries" }, ...items));
-}
-
 // Typing a delay or a time picks that choice.
 function pickWhenOnInput() {
   $("f-delay").addEventListener("input", () => { $("f-when-delay").checked = true; });
@@ -931,6 +919,18 @@ function subscriptionRow(topic, s) {
     labelled("", remove));
   row.dataset.subscription = s.name;
   return row;
+}
+
+// A publish made one message per subscription: each is listed, a link to it.
+function published(made) {
+  const n = made.deliveries.length;
+  const items = made.deliveries.map((d) => el("li", {},
+    el("code", { class: "subscription", text: d.subscription }),
+    el("span", { class: "muted", text: " → " }), messageLink(d.id)));
+  $("schedule-result").replaceChildren(
+    el("p", { text: `Published to ${made.topic}: ${n} message${n === 1 ? "" : "s"}, due ` +
+      formatLocal(made.due) + "." }),
+    el("ul", { class: "plain deliveries" }, ...items));
 }
 
 // "Publish…" fills the schedule form's topic and takes the user there.
@@ -1233,10 +1233,10 @@ async function refreshHealth() {
 
 function showView(moved) {
   const view = currentView();
+  $("topics-view").hidden = view.name !== "topics";
   $("list-view").hidden = view.name !== "list";
   $("detail-view").hidden = view.name !== "detail";
   $("queues-view").hidden = view.name !== "queues";
-  $("topics-view").hidden = view.name !== "topics";
   document.querySelector(".layout").classList.toggle("wide", view.name === "queues");
   if (view.name !== "queues") $("queue-detail").hidden = true;
   document.title = view.name === "detail" ? `postdate: message ${view.id}`
@@ -1302,8 +1302,9 @@ async function refreshOnce() {
 }
 
 function tick() {
-  // Nothing to watch in a hidden tab, and a dialog's row must stay put.
-  if (document.hidden || $("cancel-dialog").open || $("unsubscribe-dialog").open) return;
+  // Nothing to watch in a hidden tab, and a dialog's row must stay put
+  // (whichever dialog it is).
+  if (document.hidden || document.querySelector("dialog[open]")) return;
   refresh();
 }
 
