@@ -967,6 +967,7 @@ test("a topic's copies show their topic and subscription in the list and the det
   await page.locator("#topics-view").waitFor();
   assert.equal(new URL(page.url()).searchParams.get("topic"), topic);
   await eventually(async () => assert.equal(await topicSection(page, topic).getAttribute("aria-current"), "true"));
+  assert.equal(await page.locator("#s-topic").inputValue(), topic, "the form adds to the chosen topic");
 });
 
 test("subscription URLs, callbacks and topic names are shown as text, never markup", async ({ page }) => {
