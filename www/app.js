@@ -6,8 +6,8 @@
 // /api/subscribe, /api/unsubscribe and /api/health.
 //
 // Everything the API returns (URLs, ids, keys, queue, topic and
-// subscription names, payloads, errors) is untrusted: it is put on the page with textContent or
-// attributes only, never as HTML.
+// subscription names, payloads, errors) is untrusted: it is put on the page
+// with textContent or attributes only, never as HTML.
 "use strict";
 
 const TOKEN_KEY = "postdate.token";
