@@ -1,14 +1,16 @@
 // postdate's web page: lists messages from /api/status, shows one with its
 // attempts and payload, cancels, retries failed and expired ones, schedules
-// from a form (or makes a recurring definition from it), shows the queues
-// with their pending and failed messages, and the recurring definitions with
-// pause, resume and delete. It talks only to /api/status, /api/schedule,
-// /api/cancel, /api/retry, /api/queues, /api/recurring[/pause|/resume|/delete]
+// from a form (or publishes to a topic, or makes a recurring definition from
+// it), shows the queues with their pending and failed messages, the topics
+// with their subscriptions (add, replace, remove), and the recurring
+// definitions with pause, resume and delete. It talks only to /api/status,
+// /api/schedule, /api/cancel, /api/retry, /api/queues, /api/topics,
+// /api/subscribe, /api/unsubscribe, /api/recurring[/pause|/resume|/delete]
 // and /api/health.
 //
-// Everything the API returns (URLs, ids, keys, queue names, payloads,
-// errors) is untrusted: it is put on the page with textContent or
-// attributes only, never as HTML.
+// Everything the API returns (URLs, ids, keys, queue, topic and
+// subscription names, payloads, errors) is untrusted: it is put on the page
+// with textContent or attributes only, never as HTML.
 "use strict";
 
 const TOKEN_KEY = "postdate.token";
@@ -179,6 +181,9 @@ function forgetShownMessages() {
   $("messages").querySelector("tbody").replaceChildren();
   $("detail-fields").replaceChildren();
   $("history").querySelector("tbody").replaceChildren();
+  topics.shown = "";
+  $("topics-list").replaceChildren();
+  $("f-topic-names").replaceChildren();
   queues.shown = "";
   queues.messagesShown = "";
   $("queues").querySelector("tbody").replaceChildren();
@@ -200,9 +205,10 @@ class ApiError extends Error {
   }
 }
 
-// The JSON an API route answers; an ApiError for anything but 2xx. A 401
-// also asks for a token.
-async function api(path, { method = "GET", form = null, auth = true } = {}) {
+// The JSON an API route answers (with withStatus, {status, body}: a 201
+// made and a 200 replaced say different things); an ApiError for anything
+// but 2xx. A 401 also asks for a token.
+async function api(path, { method = "GET", form = null, auth = true, withStatus = false } = {}) {
   const headers = { Accept: "application/json" };
   const token = storedToken();
   if (auth && token) headers.Authorization = "Bearer " + token;
@@ -218,7 +224,7 @@ async function api(path, { method = "GET", form = null, auth = true } = {}) {
   } catch {
     // Not JSON: a proxy's error page, say. The status says enough.
   }
-  if (response.ok && body) return body;
+  if (response.ok && body) return withStatus ? { status: response.status, body } : body;
   if (response.status === 401) {
     askForToken(token ? "The API did not accept the token you gave. Enter another one."
                       : "The API needs a token.");
@@ -229,8 +235,9 @@ async function api(path, { method = "GET", form = null, auth = true } = {}) {
 }
 
 // ---- where we are: ?state=&limit= for the list, ?id= for one message,
-// ?view=queues[&queue=NAME[&state=failed]] for the queues, ?view=recurring
-// for the recurring definitions ----
+// ?view=queues[&queue=NAME[&state=failed]] for the queues,
+// ?view=topics[&topic=NAME] for the topics, ?view=recurring for the
+// recurring definitions ----
 
 function currentView() {
   const query = new URLSearchParams(location.search);
@@ -245,6 +252,7 @@ function currentView() {
       state: QUEUE_STATES.includes(state) ? state : "pending",
     };
   }
+  if (query.get("view") === "topics") return { name: "topics", topic: query.get("topic") || null };
   const state = query.get("state");
   const limit = parseInt(query.get("limit"), 10);
   return {
@@ -439,13 +447,19 @@ function dueBlock(m) {
 }
 
 // A URL pool, or the queue that workers pull the message from; a priority
-// other than the default is said beside it.
+// other than the default, and the topic and subscription of a publish's
+// copy, are said beside it.
 function destinationBlock(m) {
   const box = m.queue
     ? el("div", { class: "targets" }, el("span", {},
       el("span", { class: "muted", text: "queue " }), queueLink(m.queue)))
     : targetsBlock(m.urls || []);
   if (m.priority) box.append(el("span", { class: "muted priority", text: "priority " + m.priority }));
+  // A copy a publish made says which topic and subscription it is for.
+  if (m.topic) {
+    box.append(el("span", { class: "muted copy-of" }, el("span", { text: "topic " }), topicLink(m.topic),
+      el("span", { text: " · " + (m.subscription || "") })));
+  }
   return box;
 }
 
@@ -541,6 +555,8 @@ const DETAIL_FIELDS = [
     timeBlock(v, m.queue ? "ago" : "late")],
   ["urls", "Targets", (v) => targetsList(v), { optional: true }],
   ["queue", "Queue", (v) => queueLink(v), { optional: true }],
+  ["topic", "Topic", (v) => topicLink(v), { optional: true }],
+  ["subscription", "Subscription", (v) => el("code", { text: v }), { optional: true }],
   ["priority", "Priority", (v) => el("span", { class: "num", text: String(v) + (v ? "" : " (the default)") })],
   ["expires", "Expires", (v, m) => timeBlock(v, m.state === "pending" ? "late" : "ago")],
   ["callback", "Callback", (v) => el("span", { class: "url", text: v })],
@@ -707,7 +723,7 @@ async function retryMessage(id) {
 
 // ---- scheduling ----
 
-const FORM_FIELDS = ["url", "queue", "delay", "at", "tz", "cron", "name", "payload",
+const FORM_FIELDS = ["url", "queue", "topic", "delay", "at", "tz", "cron", "name", "payload",
   "content_type", "callback", "max_attempts", "timeout", "priority", "ttl", "method", "header",
   "idempotency_key"];
 
@@ -722,6 +738,8 @@ function scheduleFields() {
   }
   const queue = $("f-queue").value.trim();
   if (queue) fields.set("queue", queue);
+  const topic = $("f-topic").value.trim();
+  if (topic) fields.set("topic", topic);
   const when = form.elements.when.value;
   if (when === "delay") fields.set("delay", $("f-delay").value.trim());
   if (when === "at" || when === "cron") {
@@ -793,12 +811,20 @@ async function submitSchedule(event) {
   }
 }
 
-function scheduled(made) {
-  const link = el("a", { class: "id", text: made.id, attrs: { href: detailHref(made.id) } });
+function messageLink(id) {
+  const link = el("a", { class: "id", text: id, attrs: { href: detailHref(id) } });
   link.dataset.nav = "";
-  $("schedule-result").replaceChildren(
-    el("span", { text: "Scheduled " }), link,
-    el("span", { text: ", due " + formatLocal(made.due) + "." }));
+  return link;
+}
+
+function scheduled(made) {
+  if (Array.isArray(made.deliveries)) {
+    published(made);
+  } else {
+    $("schedule-result").replaceChildren(
+      el("span", { text: "Scheduled " }), messageLink(made.id),
+      el("span", { text: ", due " + formatLocal(made.due) + "." }));
+  }
   // The zone stays: the next message is likely scheduled in the same one.
   const zone = $("f-tz").value;
   $("schedule-form").reset();
@@ -844,6 +870,258 @@ function updateAtHint() {
 function fillZoneList() {
   const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
   $("f-tz-zones").replaceChildren(...zones.map((z) => el("option", { attrs: { value: z } })));
+}
+
+// ---- the topics ----
+
+const TOPIC_NAME = QUEUE_NAME;  // the same syntax as a queue's
+const SUBSCRIBE_FIELDS = ["topic", "name", "url", "queue", "callback", "max_attempts", "timeout"];
+
+const topics = {
+  shown: "",       // the JSON last rendered, as for the list
+  scrollTo: null,  // the topic to bring into view once it is rendered
+  actionError: "", // what a remove failed with: kept until the next remove or view
+  loadSeq: 0,
+};
+
+function topicHref(name) {
+  const query = new URLSearchParams({ view: "topics" });
+  if (name) query.set("topic", name);
+  return "?" + query.toString();
+}
+
+// A topic's name as a link to it in the Topics view.
+function topicLink(name) {
+  const link = el("a", { class: "topic-name", text: name, attrs: { href: topicHref(name) } });
+  link.dataset.nav = "";
+  return link;
+}
+
+async function loadTopics(view) {
+  const seq = ++topics.loadSeq;
+  // A name typed into the address that no topic can have is said so; the
+  // topics are fetched without it, so it is never sent.
+  const nameOk = !view.topic || TOPIC_NAME.test(view.topic);
+  let body;
+  try {
+    body = await api("/api/topics");
+  } catch (e) {
+    if (seq === topics.loadSeq) showTopicsFailure(e);
+    return false;
+  }
+  if (seq !== topics.loadSeq) return false;
+  const known = Array.isArray(body.topics) ? body.topics : [];
+  showText($("topics-error"), [nameOk ? ""
+    : `Not a topic name: “${view.topic}”. A name is 1 to 64 of the characters A-Z, a-z, 0-9, _, . and -.`,
+  topics.actionError].filter(Boolean).join(" "));
+  const json = JSON.stringify(known) + "/" + (view.topic || "");
+  if (json !== topics.shown) {
+    topics.shown = json;
+    renderTopics(known, view);
+  }
+  fillTopicNames(known);
+  if (topics.scrollTo) {
+    const chosen = [...$("topics-list").children].find((s) => s.dataset.topic === topics.scrollTo);
+    if (chosen) chosen.scrollIntoView({ block: "nearest" });
+    topics.scrollTo = null;
+  }
+  return true;
+}
+
+function showTopicsFailure(e) {
+  if (e.status === 401) {
+    showText($("topics-error"), "");
+    topics.shown = "";
+    $("topics-list").replaceChildren();
+    showText($("topics-empty"), "Enter the API token above to see the topics.");
+    return;
+  }
+  showText($("topics-error"), e.status === 404
+    ? "This postdate has no topics: GET /api/topics answered 404." : e.message);
+}
+
+function renderTopics(known, view) {
+  const box = $("topics-list");
+  keepFocus(box, () => box.replaceChildren(...known.map((t) => topicSection(t, view))));
+  showText($("topics-empty"), known.length ? ""
+    : "There are no topics yet. The first subscription to a name makes the topic.");
+}
+
+function topicSection(t, view) {
+  const subs = Array.isArray(t.subscriptions) ? t.subscriptions : [];
+  const publish = el("button", {
+    class: "small", text: "Publish…",
+    attrs: { type: "button", "aria-label": "Publish to " + t.name },
+  });
+  publish.dataset.focusKey = "publish:" + t.name;
+  publish.addEventListener("click", () => publishTo(t.name));
+  const heading = el("h3", { class: "topic-title" },
+    el("span", { class: "muted", text: "Topic " }), el("code", { class: "topic-name", text: t.name }),
+    el("span", { class: "muted topic-count",
+      text: ` · ${subs.length} subscription${subs.length === 1 ? "" : "s"}` }));
+  const section = el("section", { class: "topic" }, el("div", { class: "topic-head" }, heading, publish));
+  section.dataset.topic = t.name;
+  if (t.name === view.topic) section.setAttribute("aria-current", "true");
+  if (!subs.length) {
+    section.append(el("p", { class: "empty",
+      text: "No subscriptions: a publish to this topic is refused (404) until one is added." }));
+    return section;
+  }
+  const head = el("tr", {}, ...["Subscription", "Destination", "Callback", "Max attempts", "Timeout"]
+    .map((label) => el("th", { text: label, attrs: { scope: "col" } })),
+  el("th", { attrs: { scope: "col" } }, el("span", { class: "visually-hidden", text: "Actions" })));
+  section.append(el("div", { class: "table-scroll" },
+    el("table", { class: "cards subscriptions" }, el("thead", {}, head),
+      el("tbody", {}, ...subs.map((s) => subscriptionRow(t.name, s))))));
+  return section;
+}
+
+function subscriptionRow(topic, s) {
+  const pulled = Boolean(s.queue);
+  const destination = pulled
+    ? el("div", { class: "targets" }, el("span", {},
+      el("span", { class: "muted", text: "queue " }), queueLink(s.queue)))
+    : targetsBlock(s.urls || []);
+  const remove = el("button", {
+    class: "danger small", text: "Remove",
+    attrs: { type: "button", "aria-label": `Remove subscription ${s.name} of ${topic}` },
+  });
+  remove.dataset.focusKey = `remove:${topic}/${s.name}`;
+  remove.addEventListener("click", () => confirmAndUnsubscribe(topic, s.name));
+  const row = el("tr", {},
+    labelled("Subscription", el("code", { class: "subscription", text: s.name })),
+    labelled("Destination", destination),
+    labelled("Callback", s.callback ? el("span", { class: "url", text: s.callback }) : nothing()),
+    // A queue's subscription without its own takes the queue's.
+    labelled("Max attempts", s.max_attempts !== null && s.max_attempts !== undefined
+      ? el("span", { class: "num", text: String(s.max_attempts) })
+      : el("span", { class: "muted", text: pulled ? "the queue's" : "—" })),
+    labelled("Timeout", s.timeout !== null && s.timeout !== undefined
+      ? el("span", { class: "num", text: s.timeout + " s" }) : nothing()),
+    labelled("", remove));
+  row.dataset.subscription = s.name;
+  return row;
+}
+
+// A publish made one message per subscription: each is listed, a link to it.
+function published(made) {
+  const n = made.deliveries.length;
+  const items = made.deliveries.map((d) => el("li", {},
+    el("code", { class: "subscription", text: d.subscription }),
+    el("span", { class: "muted", text: " → " }), messageLink(d.id)));
+  $("schedule-result").replaceChildren(
+    el("p", { text: `Published to ${made.topic}: ${n} message${n === 1 ? "" : "s"}, due ` +
+      formatLocal(made.due) + "." }),
+    el("ul", { class: "plain deliveries" }, ...items));
+}
+
+// "Publish…" fills the schedule form's topic and takes the user there.
+function publishTo(name) {
+  $("f-topic").value = name;
+  $("f-topic").focus();
+  $("f-topic").scrollIntoView({ block: "center" });
+}
+
+// The topics known, as suggestions for the schedule form's topic field.
+function fillTopicNames(known) {
+  $("f-topic-names").replaceChildren(...known.map((t) => el("option", { attrs: { value: t.name } })));
+}
+
+let topicNamesAsked = 0;
+
+// Asked when the topic field is used, at most every few seconds.
+async function suggestTopicNames() {
+  if (waitingForToken || Date.now() - topicNamesAsked < REFRESH_MS) return;
+  topicNamesAsked = Date.now();
+  try {
+    const body = await api("/api/topics");
+    if (Array.isArray(body.topics)) fillTopicNames(body.topics);
+  } catch {
+    // Only suggestions: the field works without them.
+  }
+}
+
+function askToConfirmUnsubscribe(topic, name) {
+  const dialog = $("unsubscribe-dialog");
+  $("unsubscribe-what").textContent = `${name} of ${topic}`;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "remove"), { once: true });
+  });
+}
+
+async function confirmAndUnsubscribe(topic, name) {
+  if (!(await askToConfirmUnsubscribe(topic, name))) return;
+  try {
+    await api("/api/unsubscribe", { method: "POST", form: new URLSearchParams({ topic, name }) });
+    topics.actionError = "";
+  } catch (e) {
+    topics.actionError = `${name} of ${topic}: ${e.message}`;
+  }
+  showText($("topics-error"), topics.actionError);
+  topics.shown = "";
+  await refresh();
+  // The row and its button are gone: the keyboard user's place is the view.
+  if (document.activeElement === document.body) $("topics-title").focus();
+}
+
+function subscribeFields() {
+  const fields = new URLSearchParams();
+  for (const name of ["topic", "name"]) fields.set(name, $("s-" + name).value.trim());
+  for (const url of $("s-url").value.split(/\r?\n/)) {
+    if (url.trim()) fields.append("url", url.trim());
+  }
+  for (const name of ["queue", "callback", "max_attempts", "timeout"]) {
+    const value = $("s-" + name).value.trim();
+    if (value) fields.set(name, value);
+  }
+  return fields;
+}
+
+function clearSubscribeErrors() {
+  for (const name of SUBSCRIBE_FIELDS) {
+    showText($(`s-${name}-error`), "");
+    $("s-" + name).removeAttribute("aria-invalid");
+  }
+  showText($("subscribe-error"), "");
+}
+
+// As for the schedule form: the API's error next to the field it names.
+function showSubscribeError(e) {
+  if (!e.field || !SUBSCRIBE_FIELDS.includes(e.field)) {
+    showText($("subscribe-error"), e.status === 401
+      ? "The API needs a token: enter it above, then subscribe again." : e.message);
+    return;
+  }
+  showText($(`s-${e.field}-error`), e.message);
+  $("s-" + e.field).setAttribute("aria-invalid", "true");
+  $("s-" + e.field).focus();
+}
+
+async function submitSubscribe(event) {
+  event.preventDefault();
+  clearSubscribeErrors();
+  $("subscribe-result").replaceChildren();
+  const button = event.submitter || $("subscribe-form").querySelector("[type=submit]");
+  button.disabled = true;
+  try {
+    const { status, body } = await api("/api/subscribe",
+      { method: "POST", form: subscribeFields(), withStatus: true });
+    $("subscribe-result").textContent = status === 201
+      ? `Subscribed ${body.name} to ${body.topic}.`
+      : `Replaced ${body.name} of ${body.topic}: later publishes use the new one.`;
+    // The topic stays: the next subscription is likely to the same one.
+    const topic = $("s-topic").value;
+    $("subscribe-form").reset();
+    $("s-topic").value = topic;
+    topics.shown = "";
+    refresh();
+  } catch (e) {
+    showSubscribeError(e);
+  } finally {
+    button.disabled = false;
+  }
 }
 
 // ---- the queues ----
@@ -1198,6 +1476,7 @@ async function refreshHealth() {
 
 function showView(moved) {
   const view = currentView();
+  $("topics-view").hidden = view.name !== "topics";
   $("list-view").hidden = view.name !== "list";
   $("detail-view").hidden = view.name !== "detail";
   $("queues-view").hidden = view.name !== "queues";
@@ -1208,9 +1487,9 @@ function showView(moved) {
   document.title = view.name === "detail" ? `postdate: message ${view.id}`
     : view.name === "queues" ? (view.queue ? `postdate: queue ${view.queue}` : "postdate: queues")
       : view.name === "recurring" ? "postdate: recurring definitions"
-        : `postdate: ${view.state} messages`;
+        : view.name === "topics" ? "postdate: topics" : `postdate: ${view.state} messages`;
   for (const [id, name] of [["nav-messages", "list"], ["nav-queues", "queues"],
-    ["nav-recurring", "recurring"]]) {
+    ["nav-topics", "topics"], ["nav-recurring", "recurring"]]) {
     if (view.name === name) $(id).setAttribute("aria-current", "page");
     else $(id).removeAttribute("aria-current");
   }
@@ -1218,12 +1497,19 @@ function showView(moved) {
     // Say where the user went: focus the heading of the new view.
     const heading = view.name === "detail" ? $("detail-title")
       : view.name === "queues" ? (view.queue ? $("queue-title") : $("queues-title"))
-        : view.name === "recurring" ? $("recurring-title") : $("list-title");
+        : view.name === "recurring" ? $("recurring-title")
+          : view.name === "topics" ? $("topics-title") : $("list-title");
     if (view.name === "queues" && view.queue) {
       $("queue-name").textContent = view.queue;
       $("queue-detail").hidden = false;
     }
     heading.focus();
+  }
+  if (moved) topics.actionError = "";
+  // A chosen topic is brought into view, and is the one the form adds to.
+  if (view.name === "topics" && view.topic && TOPIC_NAME.test(view.topic)) {
+    topics.scrollTo = view.topic;
+    if (!$("s-topic").value) $("s-topic").value = view.topic;
   }
   refresh();
 }
@@ -1254,7 +1540,8 @@ async function refreshOnce() {
   if (!waitingForToken) {
     loads.push(view.name === "detail" ? loadDetail(view)
       : view.name === "queues" ? loadQueues(view)
-        : view.name === "recurring" ? loadRecurring() : loadList(view));
+        : view.name === "recurring" ? loadRecurring()
+          : view.name === "topics" ? loadTopics(view) : loadList(view));
   }
   const [, ok] = await Promise.all(loads);
   if (ok) {
@@ -1264,8 +1551,9 @@ async function refreshOnce() {
 }
 
 function tick() {
-  // Nothing to watch in a hidden tab, and a dialog's row must stay put.
-  if (document.hidden || $("cancel-dialog").open || $("delete-dialog").open) return;
+  // Nothing to watch in a hidden tab, and a dialog's row must stay put
+  // (whichever dialog it is).
+  if (document.hidden || document.querySelector("dialog[open]")) return;
   refresh();
 }
 
@@ -1279,6 +1567,8 @@ function start() {
     if (token) tokenGiven(token);
   });
   $("schedule-form").addEventListener("submit", submitSchedule);
+  $("subscribe-form").addEventListener("submit", submitSubscribe);
+  $("f-topic").addEventListener("focus", suggestTopicNames);
   $("prev-page").addEventListener("click", previousPage);
   $("next-page").addEventListener("click", nextPage);
   $("detail-cancel").addEventListener("click", () => confirmAndCancel(detail.id));

@@ -758,6 +758,387 @@ test("the banner names a FastCGI program that does not answer", async ({ page })
   await eventually(async () => assert.equal((await health()).ok, true), 8000);
 });
 
+// ---- topics (API v2): the Topics view, publishing from the form, copies in the list and the detail ----
+
+// Topic and subscription names may hold only [A-Za-z0-9_.-].
+function uniqueName(word) {
+  return unique(word).replace(/[^A-Za-z0-9_.-]/g, "-");
+}
+
+async function subscribe(fields) {
+  const r = await apiRequest("POST", "/api/subscribe", fields);
+  assert.ok(r.status === 201 || r.status === 200, r.text);
+  return r.json;
+}
+
+async function topicInfo(name) {
+  const r = await apiRequest("GET", "/api/topics?" + new URLSearchParams({ name }));
+  return r;
+}
+
+function topicSection(page, name) {
+  return page.locator(`#topics-list section[data-topic="${name}"]`);
+}
+
+function subscriptionRow(page, topic, name) {
+  return topicSection(page, topic).locator(`tbody tr[data-subscription="${name}"]`);
+}
+
+async function openTopics(page, topic) {
+  const query = new URLSearchParams({ view: "topics" });
+  if (topic) query.set("topic", topic);
+  await openPage(page, "?" + query);
+}
+
+test("the Topics view lists each topic with its subscriptions and their options", async ({ page }) => {
+  const topic = uniqueName("orders");
+  const queue = uniqueName("invoices");
+  const urls = [`${NOWHERE}/${topic}/billing-1`, `${NOWHERE}/${topic}/billing-2`];
+  await subscribe({ topic, name: "billing", url: urls, callback: `${NOWHERE}/${topic}/cb`,
+    max_attempts: 3, timeout: 7 });
+  await subscribe({ topic, name: "invoices", queue });
+  const api = (await topicInfo(topic)).json;
+  assert.deepEqual(api.subscriptions.map((s) => s.name), ["billing", "invoices"], JSON.stringify(api));
+
+  // From the message list, through the link in the header.
+  await openPage(page);
+  await page.locator("#nav-topics").click();
+  await page.locator("#topics-view").waitFor();
+  assert.match(page.url(), /\?view=topics$/);
+  assert.equal(await page.locator("#list-view").isVisible(), false);
+  assert.equal(await page.locator("#nav-topics").getAttribute("aria-current"), "page");
+  const section = topicSection(page, topic);
+  await section.waitFor();
+  assert.equal(await section.locator("h3 .topic-name").innerText(), topic);
+  assert.deepEqual(await section.locator("tbody tr").evaluateAll((rows) =>
+    rows.map((r) => r.dataset.subscription)), ["billing", "invoices"]);
+
+  const billing = subscriptionRow(page, topic, "billing");
+  const cell = (row, label) => row.locator(`td[data-label="${label}"]`);
+  assert.equal(await cell(billing, "Subscription").innerText(), "billing");
+  assert.deepEqual(await cell(billing, "Destination").locator(".url").allInnerTexts(), urls);
+  assert.equal(await cell(billing, "Callback").innerText(), `${NOWHERE}/${topic}/cb`);
+  assert.equal(await cell(billing, "Max attempts").innerText(), "3");
+  assert.equal(await cell(billing, "Timeout").innerText(), "7 s");
+  assert.equal(await billing.getByRole("button", { name: `Remove subscription billing of ${topic}` }).count(), 1);
+
+  const invoices = subscriptionRow(page, topic, "invoices");
+  assert.equal(await cell(invoices, "Destination").innerText(), "queue " + queue);
+  assert.equal(await cell(invoices, "Callback").innerText(), "—");
+  assert.equal(await cell(invoices, "Max attempts").innerText(), "the queue's");
+  assert.equal(await cell(invoices, "Timeout").innerText(), "—");
+  // A queue subscription's queue leads to the queue.
+  await cell(invoices, "Destination").locator("a.queue-name").click();
+  await page.locator("#queue-detail").waitFor();
+  assert.equal(await page.locator("#queue-name").innerText(), queue);
+
+  // Every topic of the API is there, in its order.
+  await openTopics(page);
+  const all = (await apiRequest("GET", "/api/topics")).json.topics.map((t) => t.name);
+  await eventually(async () => assert.deepEqual(
+    await page.locator("#topics-list section[data-topic]").evaluateAll((s) => s.map((x) => x.dataset.topic)), all));
+  await screenshot(page, "topics");
+});
+
+test("the subscribe form adds and replaces a subscription, with the API's errors at their fields", async ({ page }) => {
+  const topic = uniqueName("form");
+  const queue = uniqueName("formq");
+  await openTopics(page);
+  const form = page.locator("#subscribe-form");
+  await form.getByLabel("Topic", { exact: true }).fill(topic);
+  await form.getByLabel("Subscription name").fill("hooks");
+  await form.getByLabel("Subscriber URLs").fill(`${NOWHERE}/${topic}/1\n\n  ${NOWHERE}/${topic}/2 \n`);
+  await form.getByLabel("Callback of each copy").fill(`${NOWHERE}/${topic}/cb`);
+  await form.getByLabel("Rounds per copy").fill("4");
+  await form.getByLabel("Timeout per attempt (s)").fill("9");
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  const result = page.locator("#subscribe-result");
+  await result.locator("text=Subscribed").waitFor();
+  assert.match(await result.innerText(), new RegExp(`Subscribed hooks to ${topic}`));
+  let api = (await topicInfo(topic)).json;
+  assert.equal(api.subscriptions.length, 1);
+  const made = api.subscriptions[0];
+  assert.deepEqual(made.urls, [`${NOWHERE}/${topic}/1`, `${NOWHERE}/${topic}/2`]);
+  assert.equal(made.callback, `${NOWHERE}/${topic}/cb`);
+  assert.equal(made.max_attempts, 4);
+  assert.equal(made.timeout, 9);
+  // The view shows it without a reload; the topic stays for the next one.
+  await subscriptionRow(page, topic, "hooks").waitFor();
+  assert.equal(await form.getByLabel("Topic", { exact: true }).inputValue(), topic);
+  assert.equal(await form.getByLabel("Subscription name").inputValue(), "");
+
+  // The same name again replaces it: now a queue.
+  await form.getByLabel("Subscription name").fill("hooks");
+  await form.getByLabel("Subscriber queue").fill(queue);
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  await result.locator("text=Replaced").waitFor();
+  api = (await topicInfo(topic)).json;
+  assert.equal(api.subscriptions.length, 1);
+  assert.equal(api.subscriptions[0].queue, queue);
+  assert.equal(api.subscriptions[0].urls, null);
+  await eventually(async () => assert.equal(await subscriptionRow(page, topic, "hooks")
+    .locator("td[data-label=Destination]").innerText(), "queue " + queue));
+
+  // Errors appear at the field the API names, and nothing is made.
+  const expectError = async (fields, fill) => {
+    const expected = (await apiRequest("POST", "/api/subscribe", fields)).json;
+    assert.ok(expected && expected.field, JSON.stringify(expected));
+    await fill();
+    await form.getByRole("button", { name: "Subscribe" }).click();
+    const box = page.locator(`#s-${expected.field}-error`);
+    await box.waitFor();
+    assert.equal(await box.innerText(), expected.error);
+    assert.equal(await page.locator(`#s-${expected.field}`).getAttribute("aria-invalid"), "true");
+    assert.equal(await result.innerText(), "");
+    return expected.field;
+  };
+  assert.equal(await expectError({ topic, name: "not ok", url: NOWHERE }, async () => {
+    await form.getByLabel("Subscription name").fill("not ok");
+    await form.getByLabel("Subscriber URLs").fill(NOWHERE);
+  }), "name");
+  assert.equal(await expectError({ topic, name: "both", url: NOWHERE, queue }, async () => {
+    await form.getByLabel("Subscription name").fill("both");
+    await form.getByLabel("Subscriber URLs").fill(NOWHERE);
+    await form.getByLabel("Subscriber queue").fill(queue);
+  }), "queue");
+  assert.equal(await expectError({ topic, name: "rounds", url: NOWHERE, max_attempts: 101 }, async () => {
+    await form.getByLabel("Subscription name").fill("rounds");
+    await form.getByLabel("Subscriber queue").fill("");
+    await form.getByLabel("Rounds per copy").fill("101");
+  }), "max_attempts");
+  // A previous field's error is gone once another is named.
+  assert.equal(await page.locator("#s-name-error").isVisible(), false);
+  assert.equal(await page.locator("#s-queue-error").isVisible(), false);
+  assert.deepEqual((await topicInfo(topic)).json.subscriptions.map((s) => s.name), ["hooks"]);
+  await screenshot(page, "topics-form-error");
+});
+
+test("removing a subscription asks first; Keep it keeps it, Remove removes it", async ({ page }) => {
+  const topic = uniqueName("remove");
+  await subscribe({ topic, name: "stays", url: `${NOWHERE}/stays` });
+  await subscribe({ topic, name: "goes", url: `${NOWHERE}/goes` });
+  await openTopics(page, topic);
+  const goes = subscriptionRow(page, topic, "goes");
+  await goes.waitFor();
+  const button = goes.getByRole("button", { name: `Remove subscription goes of ${topic}` });
+  await button.click();
+  const dialog = page.locator("#unsubscribe-dialog");
+  await dialog.waitFor();
+  assert.equal(await dialog.locator("#unsubscribe-what").innerText(), `goes of ${topic}`);
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "Keep it",
+    "the safe choice has the focus");
+  await dialog.getByRole("button", { name: "Keep it" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  await sleep(300);
+  assert.deepEqual((await topicInfo(topic)).json.subscriptions.map((s) => s.name), ["goes", "stays"]);
+
+  await button.click();
+  await dialog.waitFor();
+  await dialog.getByRole("button", { name: "Remove subscription" }).click();
+  await eventually(async () => assert.deepEqual(
+    (await topicInfo(topic)).json.subscriptions.map((s) => s.name), ["stays"]));
+  await eventually(async () => assert.equal(await goes.count(), 0));
+  assert.equal(await page.evaluate(() => document.activeElement.id), "topics-title",
+    "the focus is not lost with the row");
+  assert.equal(await subscriptionRow(page, topic, "stays").count(), 1);
+  assert.equal(await page.locator("#topics-error").isVisible(), false);
+
+  // One removed meanwhile elsewhere: the API's 404 is said, as text.
+  const stays = subscriptionRow(page, topic, "stays");
+  assert.equal((await apiRequest("POST", "/api/unsubscribe", { topic, name: "stays" })).status, 200);
+  await stays.getByRole("button").click();
+  await dialog.getByRole("button", { name: "Remove subscription" }).click();
+  const expected = (await apiRequest("POST", "/api/unsubscribe", { topic, name: "stays" })).json;
+  await page.locator("#topics-error").waitFor();
+  assert.equal(await page.locator("#topics-error").innerText(), `stays of ${topic}: ${expected.error}`);
+  // The topic is left with none: a publish to it would be refused, said so.
+  await eventually(async () => assert.match(await topicSection(page, topic).innerText(),
+    /No subscriptions/));
+});
+
+test("the schedule form publishes to a topic and links each delivery to its message", async ({ page }) => {
+  const topic = uniqueName("publish");
+  const queue = uniqueName("pubq");
+  await subscribe({ topic, name: "web", url: `${NOWHERE}/${topic}/web` });
+  await subscribe({ topic, name: "work", queue });
+  // "Publish…" in the Topics view fills the schedule form's topic.
+  await openTopics(page);
+  await topicSection(page, topic).getByRole("button", { name: "Publish to " + topic }).click();
+  assert.equal(await page.getByLabel("Topic (instead of URLs or a queue)").inputValue(), topic);
+  assert.equal(await page.evaluate(() => document.activeElement.id), "f-topic");
+  await openPage(page);
+  await page.getByLabel("Topic (instead of URLs or a queue)").fill(topic);
+  await page.getByLabel("After a delay").check();
+  await page.getByLabel("Delay", { exact: true }).fill("20m");
+  await page.getByLabel("Payload").fill("one for everyone");
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+
+  const result = page.locator("#schedule-result");
+  await result.locator("li").first().waitFor();
+  assert.match(await result.innerText(), new RegExp(`Published to ${topic}: 2 messages, due `));
+  const items = result.locator("li");
+  assert.equal(await items.count(), 2);
+  const shown = [];
+  for (let i = 0; i < 2; i++) {
+    shown.push([await items.nth(i).locator(".subscription").innerText(),
+      await items.nth(i).locator("a.id").innerText()]);
+  }
+  assert.deepEqual(shown.map(([s]) => s), ["web", "work"]);
+  for (const [subscription, id] of shown) {
+    const m = await messageStatus(id);
+    assert.equal(m.topic, topic);
+    assert.equal(m.subscription, subscription);
+    assert.equal(m.payload, "one for everyone");
+    assert.equal(m.state, "pending");
+  }
+  assert.equal((await messageStatus(shown[1][1])).queue, queue);
+  await screenshot(page, "form-publish");
+
+  // Each is a link to the message.
+  await items.nth(1).locator("a.id").click();
+  await page.locator("#detail-view").waitFor();
+  await eventually(async () => assert.equal(await page.locator("#detail-id").innerText(), shown[1][1]));
+  await eventually(async () => assert.equal(await detailField(page, "Subscription").innerText(), "work"));
+
+  // A topic with no subscriptions: the API's 404 at the topic field, nothing made.
+  const empty = uniqueName("nobody");
+  const pendingBefore = (await listPage({ state: "all", limit: "1" })).counts.pending;
+  const expected = (await apiRequest("POST", "/api/schedule", { topic: empty })).json;
+  assert.equal(expected.field, "topic");
+  await page.getByLabel("Topic (instead of URLs or a queue)").fill(empty);
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-topic-error").waitFor();
+  assert.equal(await page.locator("#f-topic-error").innerText(), expected.error);
+  // A callback is each subscription's: given beside a topic, the API says so there.
+  await page.getByLabel("Topic (instead of URLs or a queue)").fill(topic);
+  await page.getByLabel(/Callback URL/).fill(`${NOWHERE}/cb`);
+  await page.getByRole("button", { name: "Schedule", exact: true }).click();
+  await page.locator("#f-callback-error").waitFor();
+  assert.match(await page.locator("#f-callback-error").innerText(), /subscription/);
+  assert.equal(await page.locator("#f-topic-error").isVisible(), false);
+  assert.equal((await listPage({ state: "all", limit: "1" })).counts.pending, pendingBefore,
+    "nothing was scheduled");
+});
+
+test("a topic's copies show their topic and subscription in the list and the detail", async ({ page }) => {
+  const topic = uniqueName("copies");
+  await subscribe({ topic, name: "alpha", url: `${NOWHERE}/${topic}/alpha` });
+  const published = await apiRequest("POST", "/api/schedule", { topic, delay: "35m" });
+  assert.equal(published.status, 201, published.text);
+  const [copy] = published.json.deliveries;
+  assert.equal(copy.subscription, "alpha");
+
+  await openPage(page);
+  const row = rowOf(page, copy.id);
+  await eventually(async () => assert.equal(await row.count(), 1));
+  const destination = row.locator("td[data-label=Destination]");
+  assert.match(await destination.innerText(), new RegExp(`${NOWHERE}/${topic}/alpha`));
+  assert.equal(await destination.locator(".copy-of").innerText(), `topic ${topic} · alpha`);
+  // An ordinary message says nothing of topics.
+  const plain = await schedule({ delay: "36m" });
+  await eventually(async () => assert.equal(await rowOf(page, plain.id).count(), 1));
+  assert.equal(await rowOf(page, plain.id).locator(".copy-of").count(), 0);
+
+  await row.locator("a.id").click();
+  await page.locator("#detail-view").waitFor();
+  await eventually(async () => assert.equal(await detailField(page, "Topic").innerText(), topic));
+  assert.equal(await detailField(page, "Subscription").innerText(), "alpha");
+  assert.equal(await page.locator("#detail-fields dt", { hasText: /^(topic|subscription)$/ }).count(), 0,
+    "not shown a second time under the API's own key");
+  await openPage(page, "?" + new URLSearchParams({ id: plain.id }));
+  await detailField(page, "State").waitFor();
+  assert.equal(await detailField(page, "Topic").count(), 0, "an ordinary message has no topic");
+
+  // The topic leads to the Topics view, that topic marked.
+  await openPage(page, "?" + new URLSearchParams({ id: copy.id }));
+  await detailField(page, "Topic").locator("a").click();
+  await page.locator("#topics-view").waitFor();
+  assert.equal(new URL(page.url()).searchParams.get("topic"), topic);
+  await eventually(async () => assert.equal(await topicSection(page, topic).getAttribute("aria-current"), "true"));
+  assert.equal(await page.locator("#s-topic").inputValue(), topic, "the form adds to the chosen topic");
+});
+
+test("subscription URLs, callbacks and topic names are shown as text, never markup", async ({ page }) => {
+  const topic = uniqueName("hostile");
+  const url = `${NOWHERE}?q="><b>bold</b><script>window.__xss=1</script><img/src=x/onerror=window.__xss=2>`;
+  const callback = `${NOWHERE}/cb?'"><svg/onload=window.__xss=3>`;
+  await subscribe({ topic, name: "evil", url, callback });
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+  await openTopics(page, topic);
+  const row = subscriptionRow(page, topic, "evil");
+  await row.waitFor();
+  assert.equal(await row.locator("td[data-label=Destination]").innerText(), url);
+  assert.equal(await row.locator("td[data-label=Callback]").innerText(), callback);
+  assert.equal(await page.getByText(url, { exact: true }).isVisible(), true);
+
+  // Through the form too: the page sends and shows back the same text.
+  const form = page.locator("#subscribe-form");
+  await form.getByLabel("Topic", { exact: true }).fill(topic);
+  await form.getByLabel("Subscription name").fill("evil2");
+  await form.getByLabel("Subscriber URLs").fill(url + "&form=1");
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  await subscriptionRow(page, topic, "evil2").waitFor();
+  assert.deepEqual((await topicInfo(topic)).json.subscriptions.find((s) => s.name === "evil2").urls,
+    [url + "&form=1"]);
+  assert.equal(await subscriptionRow(page, topic, "evil2").locator("td[data-label=Destination]").innerText(),
+    url + "&form=1");
+
+  // The dialog names the subscription as text.
+  await row.getByRole("button").click();
+  await page.locator("#unsubscribe-dialog").waitFor();
+  await page.locator("#unsubscribe-dialog").getByRole("button", { name: "Keep it" }).click();
+
+  // A topic name in the address that no topic can have: said so, as text, never sent.
+  const hostileName = `<b>x</b><img src=x onerror="window.__xss=4">`;
+  const sent = [];
+  page.on("request", (r) => sent.push(r.url()));
+  await openTopics(page, hostileName);
+  await page.locator("#topics-error", { hasText: "Not a topic name" }).waitFor();
+  assert.equal((await page.locator("#topics-error").innerText()).includes(hostileName), true);
+  assert.deepEqual(sent.filter((u) => new URL(u).pathname.startsWith("/api/") && u.includes("onerror")), [],
+    "the name was sent to the API");
+
+  await sleep(300);
+  assert.equal(await page.evaluate(() => typeof window.__xss), "undefined");
+  assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 1);
+  assert.equal(await page.evaluate(() => document.querySelectorAll("main img, main svg, main b").length), 0);
+  assert.deepEqual(requests.filter((u) => /\/x$/.test(u)), [], "no injected image was loaded");
+});
+
+test("the Topics view asks for the token on a 401 and shows nothing without it", async ({ page }) => {
+  const topic = uniqueName("secret");
+  await subscribe({ topic, name: "hidden", url: `${NOWHERE}/hidden` });
+  await openPage(page, "?view=topics", { withToken: false });
+  await page.locator("#token-panel").waitFor();
+  await page.locator("#topics-empty", { hasText: "Enter the API token" }).waitFor();
+  assert.equal(await page.locator("#topics-list section").count(), 0);
+  assert.equal(await page.locator("#topics-error").isVisible(), false);
+
+  await page.getByLabel("Token", { exact: true }).fill(TOKEN);
+  await page.getByRole("button", { name: "Use token" }).click();
+  await subscriptionRow(page, topic, "hidden").waitFor();
+  // Forgetting the token takes the topics off the screen.
+  await page.getByRole("button", { name: "Forget token" }).click();
+  await page.locator("#token-panel").waitFor();
+  assert.equal(await page.locator("#topics-list section").count(), 0);
+});
+
+test("the Topics view fits a 375 px wide screen", async ({ page }) => {
+  const topic = uniqueName("narrow") + "-" + "long-topic-name".repeat(2);
+  await subscribe({ topic, name: "a-long-subscription-name-too",
+    url: `${NOWHERE}/${"a-very-long-path-segment-".repeat(5)}`, callback: `${NOWHERE}/cb`, max_attempts: 2 });
+  await openTopics(page, topic);
+  await subscriptionRow(page, topic, "a-long-subscription-name-too").waitFor();
+  const overflow = await page.evaluate(() =>
+    document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.equal(overflow, 0, "no sideways scrolling on the Topics view");
+  const label = await subscriptionRow(page, topic, "a-long-subscription-name-too")
+    .locator("td[data-label=Callback]").evaluate((td) => getComputedStyle(td, "::before").content);
+  assert.equal(label, '"Callback"');
+  await screenshot(page, "topics-375");
+}, { viewport: PHONE });
+
 // ---- queues (API v2): the Queues view, queue messages in the list and the detail ----
 
 async function scheduleInto(queue, fields = {}) {
