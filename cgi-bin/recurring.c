@@ -155,7 +155,7 @@ render_definition(const struct pd_recurring *d)
 	const struct pd_message *m = &d->message;
 	json_object *o = json_object_new_object(), *latest = json_object_new_array();
 	char shown[PD_URL_SHOWN_BUF];
-	int pulled = m->queue != NULL;
+	int pulled = m->queue != NULL, fanned = m->topic != NULL;
 
 	json_object_object_add(o, "id", json_object_new_string(d->id));
 	json_object_object_add(o, "name", json_string_or_null(d->name));
@@ -166,11 +166,12 @@ render_definition(const struct pd_recurring *d)
 	json_object_object_add(o, "next", json_time_or_null(d->next));
 	json_object_object_add(o, "next_local", json_local_time(d->next, d->tz));
 	json_object_object_add(o, "last", json_time_or_null(d->last));
-	json_object_object_add(o, "urls", pulled ? NULL : json_urls(m->urls));
+	json_object_object_add(o, "urls", pulled || fanned ? NULL : json_urls(m->urls));
 	json_object_object_add(o, "queue", json_string_or_null(m->queue));
 	json_object_object_add(o, "topic", json_string_or_null(m->topic));
-	/* A topic's copies take method and headers from their subscriptions. */
-	json_object_object_add(o, "method", pulled || m->topic != NULL ? NULL :
+	/* A topic's copies take method, headers and the limits of a delivery
+	 * from their subscriptions. */
+	json_object_object_add(o, "method", pulled || fanned ? NULL :
 	    json_object_new_string(method_name(m->envelope.method)));
 	json_object_object_add(o, "headers", render_header_names(m->envelope.headers));
 	json_object_object_add(o, "payload_bytes", json_object_new_int64((int64_t)m->payload_len));
@@ -178,9 +179,10 @@ render_definition(const struct pd_recurring *d)
 	json_object_object_add(o, "callback", m->callback != NULL ?
 	    json_object_new_string(url_redact(m->callback, shown, sizeof(shown))) : NULL);
 	/* 0 for a queue's: each message takes the queue's when it is made. */
-	json_object_object_add(o, "max_attempts", m->max_attempts != 0 ?
+	json_object_object_add(o, "max_attempts", m->max_attempts != 0 && !fanned ?
 	    json_object_new_int(m->max_attempts) : NULL);
-	json_object_object_add(o, "timeout", pulled ? NULL : json_object_new_int(m->timeout));
+	json_object_object_add(o, "timeout", pulled || fanned ? NULL :
+	    json_object_new_int(m->timeout));
 	json_object_object_add(o, "priority", json_object_new_int(m->priority));
 	json_object_object_add(o, "ttl", d->ttl != 0 ?
 	    json_object_new_int64(d->ttl / PD_MS_PER_S) : NULL);
@@ -192,8 +194,8 @@ render_definition(const struct pd_recurring *d)
 
 /* ---- field checks ---- */
 
-/* Answers 400 for a field given twice (url aside) or one holding a NUL
- * byte outside the payload. */
+/* Answers 400 for a field given twice (url and header aside) or one
+ * holding a NUL byte outside the payload. */
 static int
 fields_once(struct pd_request *r, const struct pd_fields *f)
 {
@@ -204,7 +206,8 @@ fields_once(struct pd_request *r, const struct pd_fields *f)
 			http_error(r, 400, "a value may not hold a NUL byte", name);
 			return -1;
 		}
-		if (strcmp(name, "url") != 0 && fields_count(f, name) > 1) {
+		if (strcmp(name, "url") != 0 && strcmp(name, "header") != 0 &&
+		    fields_count(f, name) > 1) {
 			http_error(r, 400, "this field may be given only once", name);
 			return -1;
 		}
