@@ -292,6 +292,25 @@ def known_fields(path, function):
     return set(re.findall(r'"(\w+)"', re.search(r"known\[\] = \{([^}]*)\}", body).group(1)))
 
 
+def strcmp_fields(path, function):
+    """The field names a handler compares each given field with (those that
+    walk the fields themselves: strcmp(f->v[i].name, "id"))."""
+    body = source(path).split(f"\n{function}(", 1)[1].split("\n}\n", 1)[0]
+    return set(re.findall(r'strcmp\(f->v\[i\]\.name, "(\w+)"\)', body))
+
+
+def recurring_fields(schedule):
+    """The fields of POST /api/recurring: its own (cron, tz, name, read in
+    definition_from_request) and schedule's, but for those it refuses."""
+    text = source("cgi-bin/recurring.c")
+    body = text.split("\ndefinition_from_request(", 1)[1].split("\n}\n", 1)[0]
+    own = set(re.findall(r'fields_get\(f, "(\w+)"\)', body))
+    refused = set(re.findall(r'\{ "(\w+)", "', text.split("refused_fields[] = {", 1)[1]
+                             .split("};", 1)[0]))
+    assert {"cron", "tz", "name"} <= own and {"at", "delay"} <= refused, (own, refused)
+    return own | (schedule - refused)
+
+
 def test_every_route_and_field_is_in_postdate_api_7():
     routes = served_routes()
     # Every route nginx passes on is one a program serves.
@@ -328,9 +347,16 @@ def test_every_route_and_field_is_in_postdate_api_7():
             "subscribe_fields[] = {", 1)[1].split("};", 1)[0])),
         "POST /api/unsubscribe": known_fields("cgi-bin/topics.c", "handle_unsubscribe"),
         "GET /api/topics": known_fields("cgi-bin/topics.c", "handle_topics"),
+        "POST /api/recurring": recurring_fields(schedule),
+        "GET /api/recurring": strcmp_fields("cgi-bin/recurring.c", "recurring_get"),
+        "POST /api/recurring/pause": strcmp_fields("cgi-bin/recurring.c", "required_id"),
+        "POST /api/recurring/resume": strcmp_fields("cgi-bin/recurring.c", "required_id"),
+        "POST /api/recurring/delete": strcmp_fields("cgi-bin/recurring.c", "required_id"),
     }
     assert set(fields) == routes, "a route of the code has no entry here: add its fields"
     assert len(schedule) >= 10 and "receipt" in fields["POST /api/ack"], fields
+    assert {"after", "count"} <= fields["GET /api/recurring"], fields
+    assert fields["POST /api/recurring/pause"] == {"id"}, fields
     for route, want in fields.items():
         # A field is a tagged paragraph of the route's subsection(s)
         # ("id, receipt" tags two), or a query parameter of a heading.
@@ -461,11 +487,23 @@ def test_the_json_answers_of_postdate_api_7_have_the_fields_of_the_real_ones():
         health = s.get("/api/health", token=None).json
         received = s.post_form("/api/receive", {"queue": "resize"}).json["messages"][0]
         queue = s.get("/api/queues", {"name": "resize"}).json
+        defined = s.post_form("/api/recurring", {"cron": "0 9 * * mon-fri",
+                                                 "tz": "Europe/Berlin",
+                                                 "url": "http://127.0.0.1:9/hook"})
+        assert defined.status == 201, defined
+        definition = s.get("/api/recurring", {"id": defined.json["id"]}).json
+        paused = s.post_form("/api/recurring/pause", {"id": defined.json["id"]}).json
+        deleted = s.post_form("/api/recurring/delete", {"id": defined.json["id"]}).json
+    # One definition is the object that every route but delete answers.
+    assert set(definition) == set(defined.json) | {"upcoming"}, definition
+    assert set(paused) == set(defined.json) and paused["paused"] is True, paused
     real = {
         "POST /api/schedule": scheduled.json,
         "GET /api/health": health,
         "POST /api/receive": received,
         "GET /api/queues[?name=NAME]": queue,
+        "POST /api/recurring": defined.json,
+        "POST /api/recurring/delete": deleted,
         # The page's message object is one of the list, without payload.
         "MESSAGE OBJECT": listed["messages"][0],
     }
