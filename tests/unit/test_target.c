@@ -193,6 +193,43 @@ test_connected_addresses_are_checked_in_both_families(void)
 	CHECK(address_ok("", "64:ff9b::808:808"));
 }
 
+/* Ranges a review found missing: local-use NAT64 (RFC 8215), SIIT's
+ * IPv4-translated form (RFC 6052/7915, ::ffff:0:a.b.c.d), IETF protocol
+ * assignments (192.0.0.0/24), benchmarking (198.18.0.0/15), discard-only
+ * (100::/64) and Teredo (2001::/32), which tunnels to an IPv4 address. */
+static void
+test_translation_benchmark_and_tunnel_ranges_are_refused(void)
+{
+	static const char *addresses[] = {
+		"64:ff9b:1::1", "64:ff9b:1:ffff::7f00:1", "::ffff:0:7f00:1", "::ffff:0:808:808",
+		"192.0.0.1", "192.0.0.255", "198.18.0.1", "198.19.255.255", "100::1",
+		"100::ffff:ffff:ffff:ffff", "2001::1", "2001:0:ffff::1",
+	};
+	static const char *urls[] = {
+		"http://[64:ff9b:1::a00:1]/", "http://[::ffff:0:a00:1]/", "http://192.0.0.8/",
+		"http://198.18.1.1/", "http://[100::5]/", "http://[2001:0:4136:e378::1]/",
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(addresses); i++)
+		if (address_ok("", addresses[i])) {
+			fprintf(stderr, "  connected to %s\n", addresses[i]);
+			unit_failed_checks++;
+		}
+	for (size_t i = 0; i < UNIT_COUNT(urls); i++)
+		if (url_ok("", urls[i])) {
+			fprintf(stderr, "  accepted %s\n", urls[i]);
+			unit_failed_checks++;
+		}
+	/* Their neighbours stay open, and allow_targets opens them. */
+	CHECK(address_ok("", "192.0.1.1"));
+	CHECK(address_ok("", "198.20.0.1"));
+	CHECK(address_ok("", "100:0:0:1::1"));
+	CHECK(address_ok("", "2001:4860:4860::8888"));
+	CHECK(address_ok("", "64:ff9b:2::1"));
+	CHECK(address_ok("198.18.0.0/15", "198.18.0.1"));
+	CHECK(address_ok("2001::/32", "2001::1"));
+}
+
 static void
 test_cidr_lists_parse_and_reject(void)
 {
@@ -222,6 +259,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_long_hosts_are_checked_as_addresses),
 	UNIT(test_allow_targets_opens_exactly_its_ranges),
 	UNIT(test_connected_addresses_are_checked_in_both_families),
+	UNIT(test_translation_benchmark_and_tunnel_ranges_are_refused),
 	UNIT(test_cidr_lists_parse_and_reject),
 };
 
