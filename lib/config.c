@@ -49,6 +49,12 @@ config_defaults(struct pd_config *cfg)
 	cfg->queue_visibility = 30;
 	cfg->receive_waiters = 64;
 	cfg->retention = 7 * 86400 * PD_MS_PER_S;
+	/* The web's ports and the unprivileged ones: not SMTP, SSH and the
+	 * other services of the low ports of a public host. */
+	cfg->ports[0] = (struct pd_port_range){ 80, 80 };
+	cfg->ports[1] = (struct pd_port_range){ 443, 443 };
+	cfg->ports[2] = (struct pd_port_range){ 1024, 65535 };
+	cfg->nports = 3;
 }
 
 /* Strict decimal: digits only, no sign, within [min, max]. */
@@ -255,6 +261,15 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 		free(ranges);
 		cfg->allow = grown;
 		cfg->nallow += count;
+		return 0;
+	}
+	if (strcmp(key, "allow_ports") == 0) {
+		if (port_list_parse(value, cfg->ports, &cfg->nports) != 0) {
+			snprintf(err, errlen, "allow_ports must be comma-separated ports and ranges "
+			         "of 1 to 65535 such as 80, 443, 1024-65535 (at most %d)",
+			         PD_MAX_ALLOW_PORTS);
+			return -1;
+		}
 		return 0;
 	}
 	if (strcmp(key, "signing_secret") == 0) {

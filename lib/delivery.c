@@ -366,6 +366,7 @@ on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *address)
 {
 	struct pd_job *job = ctx;
 	const char *kind = target_address_refused(job->policy, &address->addr);
+	unsigned port;
 
 	(void)purpose;
 	if (kind != NULL) {
@@ -378,6 +379,15 @@ on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *address)
 		snprintf(job->refused, sizeof(job->refused),
 		         "refused by the target policy: %s is %s; the URL is dropped from the pool",
 		         text, kind);
+		return CURL_SOCKET_BAD;
+	}
+	port = ntohs(address->family == AF_INET6 ?
+	    ((struct sockaddr_in6 *)&address->addr)->sin6_port :
+	    ((struct sockaddr_in *)&address->addr)->sin_port);
+	if (target_port_refused(job->policy, port) != NULL) {
+		snprintf(job->refused, sizeof(job->refused),
+		         "refused by the target policy: port %u is not in allow_ports; "
+		         "the URL is dropped from the pool", port);
 		return CURL_SOCKET_BAD;
 	}
 	return socket(address->family, address->socktype, address->protocol);

@@ -35,6 +35,7 @@ typedef int64_t pd_ms;
 #define PD_ID_LEN 26             /* 128 random bits in base32 */
 #define PD_MAX_RESPONSE 65536    /* bytes of a target's answer kept for the report */
 #define PD_MAX_ALLOW_TARGETS 64  /* ranges in allow_targets */
+#define PD_MAX_ALLOW_PORTS 64    /* ports and ranges in allow_ports */
 #define PD_MAX_QUEUE_NAME 64     /* bytes in a queue, topic or subscription name: [A-Za-z0-9_.-] */
 #define PD_MAX_SUBSCRIPTIONS 1000 /* subscriptions of one topic: copies one publish makes */
 #define PD_MIN_PRIORITY (-1000)  /* priority: lower is sooner */
@@ -67,6 +68,11 @@ struct pd_cidr {
 	int prefix;
 };
 
+/* Ports lo to hi, both included. */
+struct pd_port_range {
+	unsigned lo, hi;
+};
+
 /* ---- config.c: the key = value configuration file ---- */
 
 struct pd_config {
@@ -76,6 +82,8 @@ struct pd_config {
 	size_t ntokens;
 	struct pd_cidr *allow;    /* allow_targets: ranges the target policy lets through */
 	size_t nallow;
+	struct pd_port_range ports[PD_MAX_ALLOW_PORTS];  /* allow_ports: the ports delivered to */
+	size_t nports;
 	char *signing_secret;     /* "whsec_<base64>", or NULL */
 	size_t max_body;
 	long max_pending;
@@ -369,6 +377,14 @@ int target_host_allowed(const struct pd_config *cfg, const char *host, const cha
  * when it may be connected to. */
 struct sockaddr;
 const char *target_address_refused(const struct pd_config *cfg, const struct sockaddr *sa);
+
+/* "80, 443, 1024-65535": at most PD_MAX_ALLOW_PORTS ports and ranges of
+ * 1 to 65535 into out; -1 when malformed. */
+int port_list_parse(const char *text, struct pd_port_range *out, size_t *n);
+
+/* "a port outside allow_ports" when cfg->ports does not hold port (as the
+ * URL gives it, or as connected to), else NULL. */
+const char *target_port_refused(const struct pd_config *cfg, unsigned port);
 
 void message_free(struct pd_message *m);
 

@@ -298,3 +298,62 @@ target_host_allowed(const struct pd_config *cfg, const char *host, const char **
 	*why = f->refusal;
 	return -1;
 }
+
+/* ---- the port policy ---- */
+
+/* A port, 1 to 65535, digits only; the number of bytes read, 0 if none. */
+static size_t
+port_parse(const char *p, unsigned *out)
+{
+	unsigned v = 0;
+	size_t n = 0;
+
+	while (p[n] >= '0' && p[n] <= '9' && n < 5)
+		v = v * 10 + (unsigned)(p[n++] - '0');
+	if (n == 0 || (p[n] >= '0' && p[n] <= '9') || v < 1 || v > 65535)
+		return 0;
+	*out = v;
+	return n;
+}
+
+int
+port_list_parse(const char *text, struct pd_port_range *out, size_t *n)
+{
+	struct pd_port_range list[PD_MAX_ALLOW_PORTS];
+	size_t count = 0, used;
+	const char *p = text;
+
+	for (;;) {
+		struct pd_port_range r;
+
+		p += strspn(p, " \t");
+		if (count == PD_MAX_ALLOW_PORTS || (used = port_parse(p, &r.lo)) == 0)
+			return -1;
+		p += used;
+		r.hi = r.lo;
+		if (*p == '-') {
+			p++;
+			if ((used = port_parse(p, &r.hi)) == 0 || r.hi < r.lo)
+				return -1;
+			p += used;
+		}
+		list[count++] = r;
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			break;
+		if (*p++ != ',')
+			return -1;
+	}
+	memcpy(out, list, count * sizeof(*list));
+	*n = count;
+	return 0;
+}
+
+const char *
+target_port_refused(const struct pd_config *cfg, unsigned port)
+{
+	for (size_t i = 0; i < cfg->nports; i++)
+		if (port >= cfg->ports[i].lo && port <= cfg->ports[i].hi)
+			return NULL;
+	return "a port outside allow_ports";
+}

@@ -18,7 +18,7 @@ policy(const char *allow)
 {
 	struct pd_config cfg;
 
-	memset(&cfg, 0, sizeof(cfg));
+	config_defaults(&cfg);
 	if (*allow != '\0' && cidr_list_parse(allow, &cfg.allow, &cfg.nallow) != 0)
 		abort();
 	return cfg;
@@ -230,6 +230,65 @@ test_translation_benchmark_and_tunnel_ranges_are_refused(void)
 	CHECK(address_ok("2001::/32", "2001::1"));
 }
 
+/* Whether url is accepted under the default ranges and allow_ports ports
+ * (NULL: the default ports). */
+static int
+url_ok_ports(const char *ports, const char *url)
+{
+	struct pd_config cfg = policy("");
+	const char *why = NULL;
+	char err[256];
+	char line[256];
+	int rc;
+
+	if (ports != NULL) {
+		snprintf(line, sizeof(line), "allow_ports = %s", ports);
+		if (config_parse_line(&cfg, line, err, sizeof(err)) != 0)
+			abort();
+	}
+	rc = url_acceptable(&cfg, url, strlen(url), &why);
+	if (rc != 0 && strstr(why, "port") == NULL && strstr(why, "allow_targets") == NULL)
+		abort();
+	free(cfg.allow);
+	return rc == 0;
+}
+
+/* A token holder must not make postdate speak HTTP to SMTP, Redis or SSH
+ * on a public host: by default only 80, 443 and 1024-65535. */
+static void
+test_ports_outside_allow_ports_are_refused(void)
+{
+	struct pd_config cfg = policy("");
+	const char *why = NULL;
+
+	CHECK(url_ok_ports(NULL, "http://example.com/"));
+	CHECK(url_ok_ports(NULL, "https://example.com/"));
+	CHECK(url_ok_ports(NULL, "http://example.com:443/"));
+	CHECK(url_ok_ports(NULL, "https://example.com:80/"));
+	CHECK(url_ok_ports(NULL, "http://example.com:1024/"));
+	CHECK(url_ok_ports(NULL, "http://example.com:65535/"));
+	CHECK(!url_ok_ports(NULL, "http://example.com:25/"));
+	CHECK(!url_ok_ports(NULL, "http://example.com:22/"));
+	CHECK(!url_ok_ports(NULL, "http://8.8.8.8:1023/"));
+	/* Redis's 6379 is above 1024: a list of only the web ports closes it. */
+	CHECK(!url_ok_ports("80, 443", "http://example.com:6379/"));
+	CHECK(url_ok_ports("80, 443", "https://example.com/"));
+	CHECK(url_ok_ports("25, 8000-8100", "http://example.com:25/"));
+	CHECK(url_ok_ports("25, 8000-8100", "http://example.com:8050/"));
+	CHECK(!url_ok_ports("25, 8000-8100", "http://example.com:8101/"));
+	CHECK(!url_ok_ports("25, 8000-8100", "http://example.com/"));
+
+	CHECK_INT(target_host_allowed(&cfg, "example.com", &why), 0);
+	why = NULL;
+	CHECK_INT(url_acceptable(&cfg, "http://example.com:25/", 22, &why), -1);
+	CHECK(why != NULL && strstr(why, "25") != NULL && strstr(why, "allow_ports") != NULL);
+	/* The port connected to is checked again at delivery. */
+	CHECK(target_port_refused(&cfg, 25) != NULL);
+	CHECK(target_port_refused(&cfg, 443) == NULL);
+	CHECK(target_port_refused(&cfg, 8080) == NULL);
+	free(cfg.allow);
+}
+
 static void
 test_cidr_lists_parse_and_reject(void)
 {
@@ -260,6 +319,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_allow_targets_opens_exactly_its_ranges),
 	UNIT(test_connected_addresses_are_checked_in_both_families),
 	UNIT(test_translation_benchmark_and_tunnel_ranges_are_refused),
+	UNIT(test_ports_outside_allow_ports_are_refused),
 	UNIT(test_cidr_lists_parse_and_reject),
 };
 
