@@ -36,6 +36,7 @@ config_defaults(struct pd_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_body = 1048576;
+	cfg->report_body_max = PD_MAX_RESPONSE;
 	cfg->max_pending = 1000000;
 	cfg->default_max_attempts = 8;
 	cfg->default_timeout = 10;
@@ -298,6 +299,16 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 			return -1;
 		}
 		cfg->max_body = (size_t)n;
+		return 0;
+	}
+	if (strcmp(key, "report_body_max") == 0) {
+		/* 0: the report says the status and type, never what was answered. */
+		if (parse_long(value, 0, PD_MAX_RESPONSE, &n) != 0) {
+			snprintf(err, errlen, "report_body_max must be a whole number from 0 to %d",
+			         PD_MAX_RESPONSE);
+			return -1;
+		}
+		cfg->report_body_max = (size_t)n;
 		return 0;
 	}
 	if (strcmp(key, "retention") == 0) {

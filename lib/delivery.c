@@ -317,18 +317,21 @@ engine_finish_rounds(struct pd_engine *e)
 	e->finishing = 1;
 }
 
-/* Keeps the first PD_MAX_RESPONSE bytes of the answer; past that, ends
- * the transfer (the status is already known), so a target that answers
- * forever cannot hold a slot until the timeout. */
+/* Keeps the first report_body_max bytes of the answer (what a callback
+ * report relays); past that, ends the transfer (the status is already
+ * known), so a target that answers forever cannot hold a slot until the
+ * timeout. */
 static size_t
 on_body(char *data, size_t size, size_t n, void *ctx)
 {
 	struct pd_job *job = ctx;
-	size_t len = size * n, room;
+	size_t len = size * n, room, keep = job->policy->report_body_max;
 
+	/* Room for the largest answer kept, whatever report_body_max is, so
+	 * the buffer can be reused from job to job. */
 	if (job->rx == NULL && (job->rx = malloc(PD_MAX_RESPONSE)) == NULL)
 		return 0;
-	room = PD_MAX_RESPONSE - job->rx_len;
+	room = keep - job->rx_len;
 	if (len > room) {
 		memcpy(job->rx + job->rx_len, data, room);
 		job->rx_len += room;

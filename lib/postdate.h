@@ -33,7 +33,7 @@ typedef int64_t pd_ms;
 #define PD_MAX_CONTENT_TYPE 255
 #define PD_MAX_TIME_TEXT 64      /* bytes in an `at`, `delay` or `tz` value */
 #define PD_ID_LEN 26             /* 128 random bits in base32 */
-#define PD_MAX_RESPONSE 65536    /* bytes of a target's answer kept for the report */
+#define PD_MAX_RESPONSE 65536    /* bytes of a target's answer a report may relay */
 #define PD_MAX_ALLOW_TARGETS 64  /* ranges in allow_targets */
 #define PD_MAX_ALLOW_PORTS 64    /* ports and ranges in allow_ports */
 #define PD_MAX_QUEUE_NAME 64     /* bytes in a queue, topic or subscription name: [A-Za-z0-9_.-] */
@@ -86,6 +86,7 @@ struct pd_config {
 	size_t nports;
 	char *signing_secret;     /* "whsec_<base64>", or NULL */
 	size_t max_body;
+	size_t report_body_max;   /* bytes of a target's answer kept for the report */
 	long max_pending;
 	int default_max_attempts;
 	int default_timeout;      /* seconds */
