@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "postdate.h"
 
@@ -220,6 +221,7 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 	if (strcmp(key, "database") == 0)
 		return set_string(&cfg->database, value);
 	if (strcmp(key, "token") == 0) {
+		unsigned char (*hashes)[32];
 		char **grown;
 
 		if (!token_valid(value)) {
@@ -234,9 +236,15 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 		if (grown == NULL)
 			return -1;
 		cfg->tokens = grown;
+		hashes = realloc(cfg->token_hashes, (cfg->ntokens + 1) * sizeof(*hashes));
+		if (hashes == NULL)
+			return -1;
+		cfg->token_hashes = hashes;
 		cfg->tokens[cfg->ntokens] = NULL;
 		if (set_string(&cfg->tokens[cfg->ntokens], value) != 0)
 			return -1;
+		/* Hashed once here, so a request hashes only the token it sends. */
+		SHA256((const unsigned char *)value, strlen(value), cfg->token_hashes[cfg->ntokens]);
 		cfg->ntokens++;
 		return 0;
 	}
@@ -481,6 +489,7 @@ config_free(struct pd_config *cfg)
 	for (size_t i = 0; i < cfg->ntokens; i++)
 		free(cfg->tokens[i]);
 	free(cfg->tokens);
+	free(cfg->token_hashes);
 	free(cfg->path);
 	free(cfg->database);
 	free(cfg->allow);

@@ -79,6 +79,7 @@ struct pd_config {
 	char *path;               /* the file it was read from */
 	char *database;           /* absolute, or relative to the file's folder */
 	char **tokens;
+	unsigned char (*token_hashes)[32];  /* SHA-256 of each token, made as it is read */
 	size_t ntokens;
 	struct pd_cidr *allow;    /* allow_targets: ranges the target policy lets through */
 	size_t nallow;

@@ -334,6 +334,25 @@ test_allow_ports_are_ports_and_ranges_within_1_to_65535(void)
 	config_free(&cfg);
 }
 
+/* The configured tokens are hashed once, as the file is read, not on every
+ * request: a request compares only its own token's hash. Overwriting the
+ * text after loading shows which one the comparison uses. */
+static void
+test_token_hashes_are_computed_when_the_file_is_read(void)
+{
+	struct pd_config cfg;
+	char err[256];
+
+	config_defaults(&cfg);
+	CHECK_INT(config_parse_line(&cfg, "token = aaaaaaaaaaaaaaaa1", err, sizeof(err)), 0);
+	CHECK_INT(config_parse_line(&cfg, "token = bbbbbbbbbbbbbbbb2", err, sizeof(err)), 0);
+	memset(cfg.tokens[0], 'z', strlen(cfg.tokens[0]));
+	CHECK(auth_bearer_ok(&cfg, "Bearer aaaaaaaaaaaaaaaa1"));
+	CHECK(!auth_bearer_ok(&cfg, "Bearer zzzzzzzzzzzzzzzzz"));
+	CHECK(auth_bearer_ok(&cfg, "Bearer bbbbbbbbbbbbbbbb2"));
+	config_free(&cfg);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_defaults_match_api_md),
 	UNIT(test_every_key_is_read),
@@ -347,6 +366,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_missing_file_is_an_error),
 	UNIT(test_path_order_flag_then_env_then_etc),
 	UNIT(test_bearer_token_compare),
+	UNIT(test_token_hashes_are_computed_when_the_file_is_read),
 	UNIT(test_allow_ports_are_ports_and_ranges_within_1_to_65535),
 };
 
