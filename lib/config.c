@@ -124,6 +124,37 @@ set_string(char **slot, const char *value)
 	return 0;
 }
 
+/* "a, b, c": the names Host may give, each checked, kept as written. */
+static int
+server_names_parse(struct pd_config *cfg, const char *value)
+{
+	const char *p = value;
+
+	for (;;) {
+		const char *end;
+		size_t len;
+		char *name, **grown;
+
+		p += strspn(p, " \t");
+		end = p + strcspn(p, ",");
+		len = (size_t)(end - p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (!server_name_valid(p, len) || cfg->nserver_names == PD_MAX_SERVER_NAMES)
+			return -1;
+		grown = realloc(cfg->server_names, (cfg->nserver_names + 1) * sizeof(*grown));
+		if (grown == NULL)
+			return -1;
+		cfg->server_names = grown;
+		if ((name = strndup(p, len)) == NULL)
+			return -1;
+		cfg->server_names[cfg->nserver_names++] = name;
+		if (*end == '\0')
+			return 0;
+		p = end + 1;
+	}
+}
+
 struct config_int_key {
 	const char *name;
 	long min, max;
@@ -277,6 +308,15 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 			snprintf(err, errlen, "allow_ports must be comma-separated ports and ranges "
 			         "of 1 to 65535 such as 80, 443, 1024-65535 (at most %d)",
 			         PD_MAX_ALLOW_PORTS);
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "server_names") == 0) {
+		if (server_names_parse(cfg, value) != 0) {
+			snprintf(err, errlen, "server_names must be comma-separated host names or "
+			         "addresses without a port, such as postdate.example, 192.0.2.1, "
+			         "[2001:db8::1] (at most %d)", PD_MAX_SERVER_NAMES);
 			return -1;
 		}
 		return 0;
@@ -494,5 +534,8 @@ config_free(struct pd_config *cfg)
 	free(cfg->database);
 	free(cfg->allow);
 	free(cfg->signing_secret);
+	for (size_t i = 0; i < cfg->nserver_names; i++)
+		free(cfg->server_names[i]);
+	free(cfg->server_names);
 	memset(cfg, 0, sizeof(*cfg));
 }

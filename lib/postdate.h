@@ -85,6 +85,8 @@ struct pd_config {
 	size_t nallow;
 	struct pd_port_range ports[PD_MAX_ALLOW_PORTS];  /* allow_ports: the ports delivered to */
 	size_t nports;
+	char **server_names;      /* server_names: the Host names answered, or none */
+	size_t nserver_names;
 	char *signing_secret;     /* "whsec_<base64>", or NULL */
 	size_t max_body;
 	size_t report_body_max;   /* bytes of a target's answer kept for the report */
@@ -345,6 +347,21 @@ int queue_name_acceptable(const char *name, size_t len);
  * allows (target.c). */
 int url_acceptable(const struct pd_config *cfg, const char *url, size_t len,
                    const char **why);
+
+/* ---- origin.c: whom a request is addressed to, and which page sent it ---- */
+
+#define PD_MAX_SERVER_NAMES 64
+
+/* Why a request is refused (a sentence for a 403), or NULL. host and
+ * origin are the Host and Origin headers, NULL when absent. Host must be
+ * one of server_names when they are set, and one of the loopback names
+ * (localhost, 127.0.0.1, [::1]) when no token is; with no token an
+ * Origin must be the page's own (scheme://Host). */
+const char *origin_refused(const struct pd_config *cfg, const char *host, const char *origin);
+
+/* Whether len bytes are a host name or address as a Host header gives one,
+ * without a port: "postdate.example", "192.0.2.1", "[2001:db8::1]". */
+int server_name_valid(const char *name, size_t len);
 
 /* ---- redact.c: URLs as they are shown and logged ---- */
 
