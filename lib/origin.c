@@ -108,7 +108,9 @@ origin_refused(const struct pd_config *cfg, const char *host, const char *origin
 	int checks_host = cfg->ntokens == 0 || cfg->nserver_names > 0;
 	int host_ok = host != NULL && authority_split(host, strlen(host), &hostlen, &port) == 0;
 
-	if (checks_host && (!host_ok || !host_known(cfg, host, hostlen)))
+	/* No Host at all is no browser (every browser sends one): a plain CGI
+	 * run, an HTTP/1.0 client. An Origin then has nothing to match. */
+	if (checks_host && host != NULL && (!host_ok || !host_known(cfg, host, hostlen)))
 		return "the Host header names no server this postdate answers for: list the "
 		       "name in server_names";
 	if (cfg->ntokens == 0 && origin != NULL &&

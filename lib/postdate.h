@@ -353,10 +353,10 @@ int url_acceptable(const struct pd_config *cfg, const char *url, size_t len,
 #define PD_MAX_SERVER_NAMES 64
 
 /* Why a request is refused (a sentence for a 403), or NULL. host and
- * origin are the Host and Origin headers, NULL when absent. Host must be
- * one of server_names when they are set, and one of the loopback names
- * (localhost, 127.0.0.1, [::1]) when no token is; with no token an
- * Origin must be the page's own (scheme://Host). */
+ * origin are the Host and Origin headers, NULL when absent. Host, when
+ * there is one, must be one of server_names when they are set, and one of
+ * the loopback names (localhost, 127.0.0.1, [::1]) when no token is; with
+ * no token an Origin must be the page's own (scheme://Host). */
 const char *origin_refused(const struct pd_config *cfg, const char *host, const char *origin);
 
 /* Whether len bytes are a host name or address as a Host header gives one,

@@ -58,8 +58,10 @@ test_without_a_token_or_server_names_only_loopback_names_are_answered(void)
 	CHECK(origin_refused(&cfg, "rebound.example", NULL) != NULL);
 	CHECK(origin_refused(&cfg, "rebound.example", "http://rebound.example") != NULL);
 	CHECK(origin_refused(&cfg, "127.0.0.2", NULL) != NULL);
-	CHECK(origin_refused(&cfg, NULL, NULL) != NULL);
 	CHECK(origin_refused(&cfg, "[::1", NULL) != NULL);
+	/* No Host is no browser (a plain CGI run): nothing to rebind. */
+	CHECK(origin_refused(&cfg, NULL, NULL) == NULL);
+	CHECK(origin_refused(&cfg, NULL, "http://127.0.0.1") != NULL);
 	CHECK(strstr(origin_refused(&cfg, "x.example", NULL), "server_names") != NULL);
 	config_free(&cfg);
 }
