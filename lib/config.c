@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "postdate.h"
 
@@ -36,6 +37,7 @@ config_defaults(struct pd_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_body = 1048576;
+	cfg->report_body_max = PD_MAX_RESPONSE;
 	cfg->max_pending = 1000000;
 	cfg->default_max_attempts = 8;
 	cfg->default_timeout = 10;
@@ -49,6 +51,12 @@ config_defaults(struct pd_config *cfg)
 	cfg->queue_visibility = 30;
 	cfg->receive_waiters = 64;
 	cfg->retention = 7 * 86400 * PD_MS_PER_S;
+	/* The web's ports and the unprivileged ones: not SMTP, SSH and the
+	 * other services of the low ports of a public host. */
+	cfg->ports[0] = (struct pd_port_range){ 80, 80 };
+	cfg->ports[1] = (struct pd_port_range){ 443, 443 };
+	cfg->ports[2] = (struct pd_port_range){ 1024, 65535 };
+	cfg->nports = 3;
 }
 
 /* Strict decimal: digits only, no sign, within [min, max]. */
@@ -114,6 +122,37 @@ set_string(char **slot, const char *value)
 	free(*slot);
 	*slot = copy;
 	return 0;
+}
+
+/* "a, b, c": the names Host may give, each checked, kept as written. */
+static int
+server_names_parse(struct pd_config *cfg, const char *value)
+{
+	const char *p = value;
+
+	for (;;) {
+		const char *end;
+		size_t len;
+		char *name, **grown;
+
+		p += strspn(p, " \t");
+		end = p + strcspn(p, ",");
+		len = (size_t)(end - p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (!server_name_valid(p, len) || cfg->nserver_names == PD_MAX_SERVER_NAMES)
+			return -1;
+		grown = realloc(cfg->server_names, (cfg->nserver_names + 1) * sizeof(*grown));
+		if (grown == NULL)
+			return -1;
+		cfg->server_names = grown;
+		if ((name = strndup(p, len)) == NULL)
+			return -1;
+		cfg->server_names[cfg->nserver_names++] = name;
+		if (*end == '\0')
+			return 0;
+		p = end + 1;
+	}
 }
 
 struct config_int_key {
@@ -213,6 +252,7 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 	if (strcmp(key, "database") == 0)
 		return set_string(&cfg->database, value);
 	if (strcmp(key, "token") == 0) {
+		unsigned char (*hashes)[32];
 		char **grown;
 
 		if (!token_valid(value)) {
@@ -227,9 +267,15 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 		if (grown == NULL)
 			return -1;
 		cfg->tokens = grown;
+		hashes = realloc(cfg->token_hashes, (cfg->ntokens + 1) * sizeof(*hashes));
+		if (hashes == NULL)
+			return -1;
+		cfg->token_hashes = hashes;
 		cfg->tokens[cfg->ntokens] = NULL;
 		if (set_string(&cfg->tokens[cfg->ntokens], value) != 0)
 			return -1;
+		/* Hashed once here, so a request hashes only the token it sends. */
+		SHA256((const unsigned char *)value, strlen(value), cfg->token_hashes[cfg->ntokens]);
 		cfg->ntokens++;
 		return 0;
 	}
@@ -255,6 +301,24 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 		free(ranges);
 		cfg->allow = grown;
 		cfg->nallow += count;
+		return 0;
+	}
+	if (strcmp(key, "allow_ports") == 0) {
+		if (port_list_parse(value, cfg->ports, &cfg->nports) != 0) {
+			snprintf(err, errlen, "allow_ports must be comma-separated ports and ranges "
+			         "of 1 to 65535 such as 80, 443, 1024-65535 (at most %d)",
+			         PD_MAX_ALLOW_PORTS);
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "server_names") == 0) {
+		if (server_names_parse(cfg, value) != 0) {
+			snprintf(err, errlen, "server_names must be comma-separated host names or "
+			         "addresses without a port, such as postdate.example, 192.0.2.1, "
+			         "[2001:db8::1] (at most %d)", PD_MAX_SERVER_NAMES);
+			return -1;
+		}
 		return 0;
 	}
 	if (strcmp(key, "signing_secret") == 0) {
@@ -283,6 +347,16 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 			return -1;
 		}
 		cfg->max_body = (size_t)n;
+		return 0;
+	}
+	if (strcmp(key, "report_body_max") == 0) {
+		/* 0: the report says the status and type, never what was answered. */
+		if (parse_long(value, 0, PD_MAX_RESPONSE, &n) != 0) {
+			snprintf(err, errlen, "report_body_max must be a whole number from 0 to %d",
+			         PD_MAX_RESPONSE);
+			return -1;
+		}
+		cfg->report_body_max = (size_t)n;
 		return 0;
 	}
 	if (strcmp(key, "retention") == 0) {
@@ -455,9 +529,13 @@ config_free(struct pd_config *cfg)
 	for (size_t i = 0; i < cfg->ntokens; i++)
 		free(cfg->tokens[i]);
 	free(cfg->tokens);
+	free(cfg->token_hashes);
 	free(cfg->path);
 	free(cfg->database);
 	free(cfg->allow);
 	free(cfg->signing_secret);
+	for (size_t i = 0; i < cfg->nserver_names; i++)
+		free(cfg->server_names[i]);
+	free(cfg->server_names);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -317,18 +317,21 @@ engine_finish_rounds(struct pd_engine *e)
 	e->finishing = 1;
 }
 
-/* Keeps the first PD_MAX_RESPONSE bytes of the answer; past that, ends
- * the transfer (the status is already known), so a target that answers
- * forever cannot hold a slot until the timeout. */
+/* Keeps the first report_body_max bytes of the answer (what a callback
+ * report relays); past that, ends the transfer (the status is already
+ * known), so a target that answers forever cannot hold a slot until the
+ * timeout. */
 static size_t
 on_body(char *data, size_t size, size_t n, void *ctx)
 {
 	struct pd_job *job = ctx;
-	size_t len = size * n, room;
+	size_t len = size * n, room, keep = job->policy->report_body_max;
 
+	/* Room for the largest answer kept, whatever report_body_max is, so
+	 * the buffer can be reused from job to job. */
 	if (job->rx == NULL && (job->rx = malloc(PD_MAX_RESPONSE)) == NULL)
 		return 0;
-	room = PD_MAX_RESPONSE - job->rx_len;
+	room = keep - job->rx_len;
 	if (len > room) {
 		memcpy(job->rx + job->rx_len, data, room);
 		job->rx_len += room;
@@ -366,6 +369,7 @@ on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *address)
 {
 	struct pd_job *job = ctx;
 	const char *kind = target_address_refused(job->policy, &address->addr);
+	unsigned port;
 
 	(void)purpose;
 	if (kind != NULL) {
@@ -378,6 +382,15 @@ on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *address)
 		snprintf(job->refused, sizeof(job->refused),
 		         "refused by the target policy: %s is %s; the URL is dropped from the pool",
 		         text, kind);
+		return CURL_SOCKET_BAD;
+	}
+	port = ntohs(address->family == AF_INET6 ?
+	    ((struct sockaddr_in6 *)&address->addr)->sin6_port :
+	    ((struct sockaddr_in *)&address->addr)->sin_port);
+	if (target_port_refused(job->policy, port) != NULL) {
+		snprintf(job->refused, sizeof(job->refused),
+		         "refused by the target policy: port %u is not in allow_ports; "
+		         "the URL is dropped from the pool", port);
 		return CURL_SOCKET_BAD;
 	}
 	return socket(address->family, address->socktype, address->protocol);

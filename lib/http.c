@@ -146,6 +146,7 @@ status_reason(int status)
 	case 201: return "Created";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
@@ -569,12 +570,19 @@ static void
 serve_request(struct pd_request *r)
 {
 	const struct pd_route *route;
-	const char *method = http_param(r, "REQUEST_METHOD");
+	const char *method = http_param(r, "REQUEST_METHOD"), *refusal;
 	char allow[64];
 
 	if (method == NULL)
 		method = "GET";
 	r->is_head = strcmp(method, "HEAD") == 0;
+	/* Before anything else: a page elsewhere learns nothing, not even
+	 * which routes exist. */
+	if ((refusal = origin_refused(&r->app->cfg, http_param(r, "HTTP_HOST"),
+	                              http_param(r, "HTTP_ORIGIN"))) != NULL) {
+		http_error(r, 403, refusal, NULL);
+		return;
+	}
 	if ((route = route_of_request(r)) == NULL) {
 		http_error(r, 404, "no such route", NULL);
 		return;

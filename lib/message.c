@@ -65,7 +65,8 @@ int
 url_acceptable(const struct pd_config *cfg, const char *url, size_t len, const char **why)
 {
 	CURLU *u;
-	char *scheme = NULL, *host = NULL;
+	char *scheme = NULL, *host = NULL, *port = NULL;
+	unsigned long port_number;
 	int ok = 0;
 
 	if (len == 0) {
@@ -107,10 +108,26 @@ url_acceptable(const struct pd_config *cfg, const char *url, size_t len, const c
 	}
 	if (target_host_allowed(cfg, host, why) != 0)
 		goto out;
+	/* The port as it will be connected to: the scheme's when none is written. */
+	if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    (port_number = strtoul(port, NULL, 10)) == 0) {
+		*why = "not a valid absolute http or https URL";
+		goto out;
+	}
+	if (target_port_refused(cfg, (unsigned)port_number) != NULL) {
+		/* Per thread: schedule serves requests in several. */
+		static _Thread_local char sentence[160];
+
+		snprintf(sentence, sizeof(sentence), "the port %lu is one postdate refuses unless "
+		         "allow_ports includes it (by default 80, 443 and 1024-65535)", port_number);
+		*why = sentence;
+		goto out;
+	}
 	ok = 1;
 out:
 	curl_free(scheme);
 	curl_free(host);
+	curl_free(port);
 	curl_url_cleanup(u);
 	return ok ? 0 : -1;
 }

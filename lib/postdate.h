@@ -33,8 +33,9 @@ typedef int64_t pd_ms;
 #define PD_MAX_CONTENT_TYPE 255
 #define PD_MAX_TIME_TEXT 64      /* bytes in an `at`, `delay` or `tz` value */
 #define PD_ID_LEN 26             /* 128 random bits in base32 */
-#define PD_MAX_RESPONSE 65536    /* bytes of a target's answer kept for the report */
+#define PD_MAX_RESPONSE 65536    /* bytes of a target's answer a report may relay */
 #define PD_MAX_ALLOW_TARGETS 64  /* ranges in allow_targets */
+#define PD_MAX_ALLOW_PORTS 64    /* ports and ranges in allow_ports */
 #define PD_MAX_QUEUE_NAME 64     /* bytes in a queue, topic or subscription name: [A-Za-z0-9_.-] */
 #define PD_MAX_SUBSCRIPTIONS 1000 /* subscriptions of one topic: copies one publish makes */
 #define PD_MIN_PRIORITY (-1000)  /* priority: lower is sooner */
@@ -67,17 +68,28 @@ struct pd_cidr {
 	int prefix;
 };
 
+/* Ports lo to hi, both included. */
+struct pd_port_range {
+	unsigned lo, hi;
+};
+
 /* ---- config.c: the key = value configuration file ---- */
 
 struct pd_config {
 	char *path;               /* the file it was read from */
 	char *database;           /* absolute, or relative to the file's folder */
 	char **tokens;
+	unsigned char (*token_hashes)[32];  /* SHA-256 of each token, made as it is read */
 	size_t ntokens;
 	struct pd_cidr *allow;    /* allow_targets: ranges the target policy lets through */
 	size_t nallow;
+	struct pd_port_range ports[PD_MAX_ALLOW_PORTS];  /* allow_ports: the ports delivered to */
+	size_t nports;
+	char **server_names;      /* server_names: the Host names answered, or none */
+	size_t nserver_names;
 	char *signing_secret;     /* "whsec_<base64>", or NULL */
 	size_t max_body;
+	size_t report_body_max;   /* bytes of a target's answer kept for the report */
 	long max_pending;
 	int default_max_attempts;
 	int default_timeout;      /* seconds */
@@ -337,6 +349,21 @@ int queue_name_acceptable(const char *name, size_t len);
 int url_acceptable(const struct pd_config *cfg, const char *url, size_t len,
                    const char **why);
 
+/* ---- origin.c: whom a request is addressed to, and which page sent it ---- */
+
+#define PD_MAX_SERVER_NAMES 64
+
+/* Why a request is refused (a sentence for a 403), or NULL. host and
+ * origin are the Host and Origin headers, NULL when absent. Host, when
+ * there is one, must be one of server_names when they are set, and one of
+ * the loopback names (localhost, 127.0.0.1, [::1]) when no token is; with
+ * no token an Origin must be the page's own (scheme://Host). */
+const char *origin_refused(const struct pd_config *cfg, const char *host, const char *origin);
+
+/* Whether len bytes are a host name or address as a Host header gives one,
+ * without a port: "postdate.example", "192.0.2.1", "[2001:db8::1]". */
+int server_name_valid(const char *name, size_t len);
+
 /* ---- redact.c: URLs as they are shown and logged ---- */
 
 /* Room for any URL that url_acceptable lets through, redacted. */
@@ -370,6 +397,14 @@ int target_host_allowed(const struct pd_config *cfg, const char *host, const cha
  * when it may be connected to. */
 struct sockaddr;
 const char *target_address_refused(const struct pd_config *cfg, const struct sockaddr *sa);
+
+/* "80, 443, 1024-65535": at most PD_MAX_ALLOW_PORTS ports and ranges of
+ * 1 to 65535 into out; -1 when malformed. */
+int port_list_parse(const char *text, struct pd_port_range *out, size_t *n);
+
+/* "a port outside allow_ports" when cfg->ports does not hold port (as the
+ * URL gives it, or as connected to), else NULL. */
+const char *target_port_refused(const struct pd_config *cfg, unsigned port);
 
 void message_free(struct pd_message *m);
 

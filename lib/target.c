@@ -3,8 +3,10 @@
  * server-side request forgery. Strangers type the URLs, so by default
  * nothing on this machine or its private networks is reachable through
  * postdate: loopback, private, link-local, CGNAT, unspecified, multicast,
- * broadcast and reserved addresses are refused, in IPv4 and IPv6 and in
- * the IPv6 forms that carry an IPv4 address. `allow_targets` opens ranges.
+ * broadcast, reserved, benchmarking and protocol-assignment addresses,
+ * and the translation and tunnel prefixes whose IPv4 side is unknown, are
+ * refused, in IPv4 and IPv6 and in the IPv6 forms that carry an IPv4
+ * address. `allow_targets` opens ranges.
  *
  * Every address is held as 16 bytes, IPv4 as ::ffff:a.b.c.d, so that one
  * comparison serves both families. A URL's host is checked when it is a
@@ -138,6 +140,8 @@ static const struct forbidden forbidden[] = {
 	{V4(192, 168, 0, 0), 96 + 16, KIND("a private address (RFC 1918)")},
 	{V4(169, 254, 0, 0), 96 + 16, KIND("a link-local address")},
 	{V4(100, 64, 0, 0), 96 + 10, KIND("a shared (CGNAT) address")},
+	{V4(192, 0, 0, 0), 96 + 24, KIND("an IETF protocol assignment (192.0.0.0/24)")},
+	{V4(198, 18, 0, 0), 96 + 15, KIND("a benchmarking address (198.18.0.0/15)")},
 	{V4(224, 0, 0, 0), 96 + 4, KIND("a multicast address")},
 	{V4(240, 0, 0, 0), 96 + 4, KIND("a reserved or broadcast address")},
 	{{0}, 128, KIND("an unspecified address (::)")},
@@ -146,6 +150,15 @@ static const struct forbidden forbidden[] = {
 	{{0xfe, 0x80}, 10, KIND("a link-local address")},
 	{{0xfe, 0xc0}, 10, KIND("a site-local (private) address")},
 	{{0xff}, 8, KIND("a multicast address")},
+	/* Translators and tunnels that lead to IPv4 addresses postdate cannot
+	 * see, so the whole range: local-use NAT64 (RFC 8215), SIIT's
+	 * IPv4-translated ::ffff:0:a.b.c.d (RFC 7915), Teredo (RFC 4380); and
+	 * the discard-only prefix (RFC 6666). */
+	{{0, 0x64, 0xff, 0x9b, 0, 1}, 48, KIND("a local-use NAT64 address (64:ff9b:1::/48)")},
+	{{0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0}, 96,
+	 KIND("an IPv4-translated (SIIT) address (::ffff:0:0/96)")},
+	{{0x20, 0x01, 0, 0}, 32, KIND("a Teredo tunnel address (2001::/32)")},
+	{{0x01, 0x00, 0, 0, 0, 0, 0, 0}, 64, KIND("a discard-only address (100::/64)")},
 };
 
 static const struct forbidden localhost = {
@@ -284,4 +297,63 @@ target_host_allowed(const struct pd_config *cfg, const char *host, const char **
 		return 0;
 	*why = f->refusal;
 	return -1;
+}
+
+/* ---- the port policy ---- */
+
+/* A port, 1 to 65535, digits only; the number of bytes read, 0 if none. */
+static size_t
+port_parse(const char *p, unsigned *out)
+{
+	unsigned v = 0;
+	size_t n = 0;
+
+	while (p[n] >= '0' && p[n] <= '9' && n < 5)
+		v = v * 10 + (unsigned)(p[n++] - '0');
+	if (n == 0 || (p[n] >= '0' && p[n] <= '9') || v < 1 || v > 65535)
+		return 0;
+	*out = v;
+	return n;
+}
+
+int
+port_list_parse(const char *text, struct pd_port_range *out, size_t *n)
+{
+	struct pd_port_range list[PD_MAX_ALLOW_PORTS];
+	size_t count = 0, used;
+	const char *p = text;
+
+	for (;;) {
+		struct pd_port_range r;
+
+		p += strspn(p, " \t");
+		if (count == PD_MAX_ALLOW_PORTS || (used = port_parse(p, &r.lo)) == 0)
+			return -1;
+		p += used;
+		r.hi = r.lo;
+		if (*p == '-') {
+			p++;
+			if ((used = port_parse(p, &r.hi)) == 0 || r.hi < r.lo)
+				return -1;
+			p += used;
+		}
+		list[count++] = r;
+		p += strspn(p, " \t");
+		if (*p == '\0')
+			break;
+		if (*p++ != ',')
+			return -1;
+	}
+	memcpy(out, list, count * sizeof(*list));
+	*n = count;
+	return 0;
+}
+
+const char *
+target_port_refused(const struct pd_config *cfg, unsigned port)
+{
+	for (size_t i = 0; i < cfg->nports; i++)
+		if (port >= cfg->ports[i].lo && port <= cfg->ports[i].hi)
+			return NULL;
+	return "a port outside allow_ports";
 }

@@ -138,12 +138,19 @@ function storeToken(token) {
 }
 
 // A link with #token=... hands the page its token once; the address bar
-// then loses it so it is not bookmarked, shared or kept in history.
+// then loses it so it is not bookmarked, shared or kept in history. Anyone
+// can send such a link, so a token already stored is replaced only when
+// the user says so.
 function takeTokenFromHash() {
   const hash = new URLSearchParams(location.hash.slice(1));
   const token = hash.get("token");
   if (token === null) return;
-  storeToken(token.trim());
+  const given = token.trim(), stored = storedToken();
+  if (!stored || given === stored ||
+      confirm("This link carries a different API token. Replace the token this browser " +
+              "has stored with the one from the link?")) {
+    storeToken(given);
+  }
   history.replaceState(history.state, "", location.pathname + location.search);
 }
 

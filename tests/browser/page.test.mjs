@@ -555,6 +555,63 @@ test("a #token= link is kept and then removed from the address bar", async ({ pa
   assert.ok((await shownIds(page)).length > 0);
 });
 
+test("a #token= link asks before replacing a stored token, and keeps it when declined", async ({ page }) => {
+  const other = "another-token-0123456789";
+  const asked = [];
+  await openPage(page);
+  // The same token again: nothing to ask.
+  page.on("dialog", (d) => { asked.push(d.message()); d.dismiss(); });
+  await page.goto(`${BASE}/?state=all#token=${encodeURIComponent(TOKEN)}`);
+  await listOrDetailLoaded(page);
+  assert.deepEqual(asked, []);
+  // Another token, declined: the stored one stays, and the link is gone.
+  await page.goto(`${BASE}/?state=all#token=${encodeURIComponent(other)}`);
+  await eventually(() => assert.equal(asked.length, 1));
+  assert.match(asked[0], /replace/i);
+  await eventually(() => assert.equal(page.url(), `${BASE}/?state=all`));
+  assert.equal(await page.evaluate(() => localStorage.getItem("postdate.token")), TOKEN);
+  // A fresh load with the link asks too; accepted, the new token is stored.
+  page.removeAllListeners("dialog");
+  page.on("dialog", (d) => { asked.push(d.message()); d.accept(); });
+  await page.goto(`${BASE}/`);
+  await page.goto(`${BASE}/#token=${encodeURIComponent(other)}`);
+  await eventually(() => assert.equal(asked.length, 2));
+  await eventually(async () =>
+    assert.equal(await page.evaluate(() => localStorage.getItem("postdate.token")), other));
+  assert.equal(page.url(), `${BASE}/`);
+});
+
+test("the page runs under its Content-Security-Policy without a violation", async ({ page }) => {
+  await page.addInitScript(() => {
+    window.__violations = [];
+    document.addEventListener("securitypolicyviolation",
+      (e) => window.__violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  const response = await page.goto(BASE + "/");
+  const csp = response.headers()["content-security-policy"] || "";
+  assert.match(csp, /script-src 'self'/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.doesNotMatch(csp, /unsafe-inline/);
+  assert.equal(response.headers()["x-content-type-options"], "nosniff");
+  const m = await schedule({ url: NOWHERE, delay: "1h", payload: "csp" });
+  await page.goto(BASE + "/#token=" + encodeURIComponent(TOKEN));
+  await listOrDetailLoaded(page);
+  await rowOf(page, m.id).locator("a.id").click();
+  await page.locator("#detail-view").waitFor();
+  await eventually(async () => assert.match(await page.locator("#detail-view").innerText(), /csp/));
+  await page.goBack();
+  await listOrDetailLoaded(page);
+  assert.deepEqual(await page.evaluate(() => window.__violations), []);
+  // The policy is in force: an inline handler injected into the page never runs.
+  const ran = await page.evaluate(async () => {
+    window.__inline = 0;
+    document.body.insertAdjacentHTML("beforeend", '<img src="/nothing" onerror="window.__inline=1">');
+    await new Promise((r) => setTimeout(r, 300));
+    return window.__inline;
+  });
+  assert.equal(ran, 0);
+});
+
 test("untrusted URLs, keys and payloads are shown as text and run nothing", async ({ page }) => {
   // URLs may not hold spaces, so their tags use "/" instead.
   const url = `${NOWHERE}?q="><script>window.__xss=1</script><img/src=x/onerror=window.__xss=2>`;

@@ -100,7 +100,7 @@ url_check(const struct pd_config *cfg, const char *url, size_t len)
 {
 	const char *why = NULL;
 	CURLU *u;
-	char *host = NULL;
+	char *host = NULL, *port = NULL;
 
 	if (url_acceptable(cfg, url, len, &why) != 0) {
 		assert(why != NULL && *why != '\0');
@@ -112,6 +112,10 @@ url_check(const struct pd_config *cfg, const char *url, size_t len)
 	assert(curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK);
 	assert(cfg->nallow > 0 || !names_localhost(host));
 	check_literal(cfg, host);
+	/* The port it will connect to is one allow_ports holds. */
+	assert(curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK);
+	assert(target_port_refused(cfg, (unsigned)strtoul(port, NULL, 10)) == NULL);
+	curl_free(port);
 	curl_free(host);
 	curl_url_cleanup(u);
 	return 1;

@@ -71,6 +71,9 @@ class Stack:
         lines = [f"database = {database}"]
         if allow_targets:
             lines.append(f"allow_targets = {allow_targets}")
+            # ... and port 9 (discard), the tests' address that nothing answers.
+            if "allow_ports" not in (config or {}):
+                lines.append("allow_ports = 9, 80, 443, 1024-65535")
         lines += [f"token = {t}" for t in tokens]
         for key, value in (config or {}).items():
             lines.append(f"{key} = {value}")

@@ -14,6 +14,7 @@ import urllib.parse
 
 from apache import Apache
 from harness import TOKEN, TOP, Stack, free_port
+from test_page_headers import assert_page_headers
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FORM = dict(AUTH, **{"Content-Type": "application/x-www-form-urlencoded"})
@@ -131,8 +132,11 @@ def test_apache_serves_every_route_and_the_page():
     try:
         r = a.request("GET", "/")
         assert r.status == 200 and b"<html" in r.body.lower(), r
+        assert_page_headers(r)
+        assert_page_headers(a.request("GET", "/app.js"))
         r = a.request("GET", "/api/health")
         assert r.status == 200 and r.json["ok"] is True, r
+        assert r.header("X-Content-Type-Options") == "nosniff", r.headers
         r = a.request("POST", "/api/schedule", b"queue=jobs&payload=one", FORM)
         assert r.status == 201, r
         r = a.request("POST", "/api/receive", b"queue=jobs", FORM)

@@ -508,6 +508,19 @@ def test_callback_report_truncates_a_large_answer_to_64_kib():
         assert body.encode() == big[:65536]
 
 
+def test_report_body_max_bounds_the_answer_relayed_and_0_relays_none():
+    for limit, want in (("10", b"0123456789"), ("0", b"")):
+        with Sink() as sink, Stack(config=dict(FAST, report_body_max=limit),
+                                   dispatcher=True) as s:
+            sink.behave("/answer", body=b"0123456789abcdef-secret-of-the-target")
+            m = s.schedule(url=sink.url("/answer"), callback=sink.url("/cb"))
+            rep = json.loads(sink.wait_for(1, "/cb", timeout=10)[0].body)
+            assert rep["id"] == m["id"] and rep["state"] == "delivered", rep
+            assert rep["response"]["status"] == 200, rep
+            assert rep["response"]["body"] == want.decode(), (limit, rep)
+            assert b"secret" not in sink.wait_for(1, "/cb")[0].body, rep
+
+
 # ---- concurrency ----
 
 def test_a_slow_target_does_not_hold_up_others():

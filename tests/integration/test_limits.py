@@ -4,9 +4,10 @@ are in test_api.py; these are the remaining bounds of API.md's "Common
 rules", and what nginx itself refuses.)"""
 
 import json
+import os
 import socket
 
-from harness import TOKEN
+from harness import TOKEN, Stack
 from test_api import assert_json_error
 
 OK = "http://127.0.0.1:9/x"
@@ -123,3 +124,23 @@ def test_the_token_never_appears_in_the_logs(stack):
     log = stack.log()
     assert "scheduled" in log, "the log should say what happened"
     assert TOKEN not in log and wrong not in log
+
+
+def test_nginx_refuses_a_body_over_max_body_before_it_reaches_the_token_check():
+    with Stack({"max_body": "4096"}) as s:
+        big = "url=http%3A%2F%2F127.0.0.1%3A9%2F&payload=" + "x" * 200000
+        # Without the token: before, nginx spooled up to 64 MiB and postdate
+        # then answered 401; now nginx stops at max_body.
+        r = s.request("POST", "/api/schedule", body=big, token=None,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 413, r
+        assert r.json is not None and "too large" in r.json["error"], r
+        # A body of exactly max_body still reaches postdate.
+        edge = "url=http%3A%2F%2F127.0.0.1%3A9%2F&delay=1h&payload="
+        edge += "x" * (4096 - len(edge))
+        assert len(edge) == 4096
+        r = s.request("POST", "/api/schedule", body=edge,
+                      headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status == 201, r
+        with open(os.path.join(s.dir, "run", "nginx.conf")) as f:
+            assert "client_max_body_size 4096;" in f.read()

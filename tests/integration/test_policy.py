@@ -101,3 +101,47 @@ def test_a_pool_whose_every_url_is_refused_fails_without_retrying():
         assert rc == 0, err
         assert s.get("/api/status", {"id": m["id"]}).json["state"] == "delivered"
         assert len(sink.requests("/ok")) == 1
+
+
+def test_schedule_refuses_ports_outside_allow_ports_naming_the_field():
+    with Stack(allow_targets=None) as s:
+        for url in ("http://example.com:25/", "https://example.com:22/x",
+                    "http://93.184.215.14:1023/"):
+            r = s.post_form("/api/schedule", {"url": url, "delay": "1h"})
+            assert r.status == 400 and r.json["field"] == "url", (url, r)
+            assert "allow_ports" in r.json["error"], (url, r)
+        r = s.post_form("/api/schedule", {"url": "https://example.com/hook", "delay": "1h",
+                                          "callback": "http://example.com:587/"})
+        assert r.status == 400 and r.json["field"] == "callback", r
+        assert "587" in r.json["error"], r
+        assert s.query("SELECT count(*) FROM messages") == [(0,)]
+        for url in ("http://example.com/", "https://example.com:443/",
+                    "http://example.com:8080/"):
+            r = s.post_form("/api/schedule", {"url": url, "delay": "1h"})
+            assert r.status == 201, (url, r)
+    with Stack(allow_targets=None, config={"allow_ports": "25, 443"}) as s:
+        assert s.post_form("/api/schedule", {"url": "http://example.com:25/",
+                                             "delay": "1h"}).status == 201
+        r = s.post_form("/api/schedule", {"url": "http://example.com:8080/", "delay": "1h"})
+        assert r.status == 400 and r.json["field"] == "url", r
+
+
+def test_dispatch_refuses_to_connect_to_a_port_outside_allow_ports():
+    with Sink() as sink, Stack() as s:
+        # Accepted under the stack's ports, then delivered by a dispatcher
+        # whose allow_ports leaves the sink's port out: the port connected
+        # to is checked again, as the address is.
+        m = s.schedule(url=sink.url("/port"), max_attempts=3)
+        path = os.path.join(s.dir, "ports.conf")
+        with open(path, "w") as f:
+            f.write(f"database = {s.db_path}\nallow_targets = 127.0.0.0/8\n"
+                    "allow_ports = 80, 443\nretry_base = 1\nretry_max = 2\n")
+        p = subprocess.run([DISPATCH, "-c", path, "--once"], capture_output=True,
+                           text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert sink.requests() == [], "the dispatcher connected to a port outside allow_ports"
+        st = s.get("/api/status", {"id": m["id"]}).json
+        assert st["state"] == "failed" and st["attempts"] == 1, st
+        (h,) = st["history"]
+        assert "target policy" in h["error"] and str(sink.port) in h["error"], h
+        assert "allow_ports" in h["error"], h

@@ -1,6 +1,7 @@
 /* test_config.c: the configuration file parser. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "postdate.h"
@@ -300,6 +301,58 @@ test_bearer_token_compare(void)
 	config_free(&cfg);
 }
 
+static void
+test_allow_ports_are_ports_and_ranges_within_1_to_65535(void)
+{
+	static const char *bad[] = {
+		"allow_ports = 0", "allow_ports = 65536", "allow_ports = 80-", "allow_ports = 90-80",
+		"allow_ports = 80,,443", "allow_ports = 80,", "allow_ports = -80", "allow_ports = +80",
+		"allow_ports = 80 443", "allow_ports = 0080000", "allow_ports = http",
+	};
+	struct pd_config cfg;
+	char err[256];
+
+	config_defaults(&cfg);
+	CHECK_INT(cfg.nports, 3);
+	CHECK(target_port_refused(&cfg, 25) != NULL);
+	CHECK(target_port_refused(&cfg, 1023) != NULL);
+	CHECK(target_port_refused(&cfg, 80) == NULL);
+	CHECK(target_port_refused(&cfg, 1024) == NULL);
+	CHECK_INT(config_parse_line(&cfg, "allow_ports = 25,\t8000 - 8100", err, sizeof(err)), -1);
+	CHECK_INT(config_parse_line(&cfg, "allow_ports = 25,\t8000-8100 , 9", err, sizeof(err)), 0);
+	CHECK_INT(cfg.nports, 3);
+	CHECK(target_port_refused(&cfg, 25) == NULL);
+	CHECK(target_port_refused(&cfg, 8100) == NULL);
+	CHECK(target_port_refused(&cfg, 443) != NULL);
+	for (size_t i = 0; i < UNIT_COUNT(bad); i++) {
+		if (config_parse_line(&cfg, bad[i], err, sizeof(err)) != -1) {
+			fprintf(stderr, "  accepted %s\n", bad[i]);
+			unit_failed_checks++;
+		} else
+			CHECK(strstr(err, "allow_ports") != NULL);
+	}
+	config_free(&cfg);
+}
+
+/* The configured tokens are hashed once, as the file is read, not on every
+ * request: a request compares only its own token's hash. Overwriting the
+ * text after loading shows which one the comparison uses. */
+static void
+test_token_hashes_are_computed_when_the_file_is_read(void)
+{
+	struct pd_config cfg;
+	char err[256];
+
+	config_defaults(&cfg);
+	CHECK_INT(config_parse_line(&cfg, "token = aaaaaaaaaaaaaaaa1", err, sizeof(err)), 0);
+	CHECK_INT(config_parse_line(&cfg, "token = bbbbbbbbbbbbbbbb2", err, sizeof(err)), 0);
+	memset(cfg.tokens[0], 'z', strlen(cfg.tokens[0]));
+	CHECK(auth_bearer_ok(&cfg, "Bearer aaaaaaaaaaaaaaaa1"));
+	CHECK(!auth_bearer_ok(&cfg, "Bearer zzzzzzzzzzzzzzzzz"));
+	CHECK(auth_bearer_ok(&cfg, "Bearer bbbbbbbbbbbbbbbb2"));
+	config_free(&cfg);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_defaults_match_api_md),
 	UNIT(test_every_key_is_read),
@@ -313,6 +366,8 @@ static const struct unit_test tests[] = {
 	UNIT(test_missing_file_is_an_error),
 	UNIT(test_path_order_flag_then_env_then_etc),
 	UNIT(test_bearer_token_compare),
+	UNIT(test_token_hashes_are_computed_when_the_file_is_read),
+	UNIT(test_allow_ports_are_ports_and_ranges_within_1_to_65535),
 };
 
 int

@@ -18,7 +18,7 @@ policy(const char *allow)
 {
 	struct pd_config cfg;
 
-	memset(&cfg, 0, sizeof(cfg));
+	config_defaults(&cfg);
 	if (*allow != '\0' && cidr_list_parse(allow, &cfg.allow, &cfg.nallow) != 0)
 		abort();
 	return cfg;
@@ -193,6 +193,102 @@ test_connected_addresses_are_checked_in_both_families(void)
 	CHECK(address_ok("", "64:ff9b::808:808"));
 }
 
+/* Ranges a review found missing: local-use NAT64 (RFC 8215), SIIT's
+ * IPv4-translated form (RFC 6052/7915, ::ffff:0:a.b.c.d), IETF protocol
+ * assignments (192.0.0.0/24), benchmarking (198.18.0.0/15), discard-only
+ * (100::/64) and Teredo (2001::/32), which tunnels to an IPv4 address. */
+static void
+test_translation_benchmark_and_tunnel_ranges_are_refused(void)
+{
+	static const char *addresses[] = {
+		"64:ff9b:1::1", "64:ff9b:1:ffff::7f00:1", "::ffff:0:7f00:1", "::ffff:0:808:808",
+		"192.0.0.1", "192.0.0.255", "198.18.0.1", "198.19.255.255", "100::1",
+		"100::ffff:ffff:ffff:ffff", "2001::1", "2001:0:ffff::1",
+	};
+	static const char *urls[] = {
+		"http://[64:ff9b:1::a00:1]/", "http://[::ffff:0:a00:1]/", "http://192.0.0.8/",
+		"http://198.18.1.1/", "http://[100::5]/", "http://[2001:0:4136:e378::1]/",
+	};
+
+	for (size_t i = 0; i < UNIT_COUNT(addresses); i++)
+		if (address_ok("", addresses[i])) {
+			fprintf(stderr, "  connected to %s\n", addresses[i]);
+			unit_failed_checks++;
+		}
+	for (size_t i = 0; i < UNIT_COUNT(urls); i++)
+		if (url_ok("", urls[i])) {
+			fprintf(stderr, "  accepted %s\n", urls[i]);
+			unit_failed_checks++;
+		}
+	/* Their neighbours stay open, and allow_targets opens them. */
+	CHECK(address_ok("", "192.0.1.1"));
+	CHECK(address_ok("", "198.20.0.1"));
+	CHECK(address_ok("", "100:0:0:1::1"));
+	CHECK(address_ok("", "2001:4860:4860::8888"));
+	CHECK(address_ok("", "64:ff9b:2::1"));
+	CHECK(address_ok("198.18.0.0/15", "198.18.0.1"));
+	CHECK(address_ok("2001::/32", "2001::1"));
+}
+
+/* Whether url is accepted under the default ranges and allow_ports ports
+ * (NULL: the default ports). */
+static int
+url_ok_ports(const char *ports, const char *url)
+{
+	struct pd_config cfg = policy("");
+	const char *why = NULL;
+	char err[256];
+	char line[256];
+	int rc;
+
+	if (ports != NULL) {
+		snprintf(line, sizeof(line), "allow_ports = %s", ports);
+		if (config_parse_line(&cfg, line, err, sizeof(err)) != 0)
+			abort();
+	}
+	rc = url_acceptable(&cfg, url, strlen(url), &why);
+	if (rc != 0 && strstr(why, "port") == NULL && strstr(why, "allow_targets") == NULL)
+		abort();
+	free(cfg.allow);
+	return rc == 0;
+}
+
+/* A token holder must not make postdate speak HTTP to SMTP, Redis or SSH
+ * on a public host: by default only 80, 443 and 1024-65535. */
+static void
+test_ports_outside_allow_ports_are_refused(void)
+{
+	struct pd_config cfg = policy("");
+	const char *why = NULL;
+
+	CHECK(url_ok_ports(NULL, "http://example.com/"));
+	CHECK(url_ok_ports(NULL, "https://example.com/"));
+	CHECK(url_ok_ports(NULL, "http://example.com:443/"));
+	CHECK(url_ok_ports(NULL, "https://example.com:80/"));
+	CHECK(url_ok_ports(NULL, "http://example.com:1024/"));
+	CHECK(url_ok_ports(NULL, "http://example.com:65535/"));
+	CHECK(!url_ok_ports(NULL, "http://example.com:25/"));
+	CHECK(!url_ok_ports(NULL, "http://example.com:22/"));
+	CHECK(!url_ok_ports(NULL, "http://8.8.8.8:1023/"));
+	/* Redis's 6379 is above 1024: a list of only the web ports closes it. */
+	CHECK(!url_ok_ports("80, 443", "http://example.com:6379/"));
+	CHECK(url_ok_ports("80, 443", "https://example.com/"));
+	CHECK(url_ok_ports("25, 8000-8100", "http://example.com:25/"));
+	CHECK(url_ok_ports("25, 8000-8100", "http://example.com:8050/"));
+	CHECK(!url_ok_ports("25, 8000-8100", "http://example.com:8101/"));
+	CHECK(!url_ok_ports("25, 8000-8100", "http://example.com/"));
+
+	CHECK_INT(target_host_allowed(&cfg, "example.com", &why), 0);
+	why = NULL;
+	CHECK_INT(url_acceptable(&cfg, "http://example.com:25/", 22, &why), -1);
+	CHECK(why != NULL && strstr(why, "25") != NULL && strstr(why, "allow_ports") != NULL);
+	/* The port connected to is checked again at delivery. */
+	CHECK(target_port_refused(&cfg, 25) != NULL);
+	CHECK(target_port_refused(&cfg, 443) == NULL);
+	CHECK(target_port_refused(&cfg, 8080) == NULL);
+	free(cfg.allow);
+}
+
 static void
 test_cidr_lists_parse_and_reject(void)
 {
@@ -222,6 +318,8 @@ static const struct unit_test tests[] = {
 	UNIT(test_long_hosts_are_checked_as_addresses),
 	UNIT(test_allow_targets_opens_exactly_its_ranges),
 	UNIT(test_connected_addresses_are_checked_in_both_families),
+	UNIT(test_translation_benchmark_and_tunnel_ranges_are_refused),
+	UNIT(test_ports_outside_allow_ports_are_refused),
 	UNIT(test_cidr_lists_parse_and_reject),
 };
 
