@@ -39,20 +39,13 @@ static const char example[] =
 static const char *
 only_id(struct pd_request *r)
 {
-	const struct pd_fields *f = http_fields(r);
-	const struct pd_field *id = fields_get(f, "id");
+	static const char *const known[] = { "id", NULL };
+	const struct pd_field *id = fields_get(http_fields(r), "id");
 
-	for (size_t i = 0; i < f->n; i++)
-		if (strcmp(f->v[i].name, "id") != 0) {
-			http_error(r, 400, "unknown field", f->v[i].name);
-			return NULL;
-		}
+	if (http_fields_known(r, known, NULL) != 0)
+		return NULL;
 	if (id == NULL || id->len == 0) {
 		http_error(r, 400, "id is required", "id");
-		return NULL;
-	}
-	if (fields_count(f, "id") > 1) {
-		http_error(r, 400, "this field may be given only once", "id");
 		return NULL;
 	}
 	if (!id_valid(id->value)) {
@@ -86,20 +79,6 @@ reply_conflict(struct pd_request *r, const char *sentence, enum pd_state state)
 }
 
 static void
-reply_store_failure(struct pd_request *r, enum store_result res, const char *sentence)
-{
-	if (res == STORE_BUSY)
-		http_error(r, 503, "the database is busy; try again", NULL);
-	else if (res == STORE_NOSPACE)
-		http_error(r, 503, "the database is out of disk space", NULL);
-	else {
-		if (res == STORE_ERROR || res == STORE_UNAVAILABLE)
-			http_store_failed(r);
-		http_error(r, 500, sentence, NULL);
-	}
-}
-
-static void
 handle_cancel(struct pd_request *r)
 {
 	const char *id = only_id(r);
@@ -122,7 +101,7 @@ handle_cancel(struct pd_request *r)
 		    "the message is no longer pending and cannot be cancelled", state);
 		break;
 	default:
-		reply_store_failure(r, res, "the message could not be cancelled");
+		http_store_error(r, res, "the message could not be cancelled");
 		break;
 	}
 }
@@ -150,7 +129,7 @@ handle_retry(struct pd_request *r)
 		    "only a failed or expired message can be retried", state);
 		break;
 	default:
-		reply_store_failure(r, res, "the message could not be retried");
+		http_store_error(r, res, "the message could not be retried");
 		break;
 	}
 }

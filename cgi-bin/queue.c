@@ -79,34 +79,6 @@ queue_threads(const struct pd_config *cfg)
 
 /* ---- field checks ---- */
 
-/* Answers 400 for a field not in known, one given twice, or one whose value
- * holds a NUL byte (none of these routes takes binary data, and every
- * check after this one may then read a value as a C string). */
-static int
-fields_known_once(struct pd_request *r, const struct pd_fields *f, const char *const *known)
-{
-	for (size_t i = 0; i < f->n; i++) {
-		size_t k;
-
-		if (strlen(f->v[i].value) != f->v[i].len) {
-			http_error(r, 400, "a value may not hold a NUL byte", f->v[i].name);
-			return -1;
-		}
-
-		for (k = 0; known[k] != NULL && strcmp(f->v[i].name, known[k]) != 0; k++)
-			;
-		if (known[k] == NULL) {
-			http_error(r, 400, "unknown field", f->v[i].name);
-			return -1;
-		}
-		if (fields_count(f, f->v[i].name) > 1) {
-			http_error(r, 400, "this field may be given only once", f->v[i].name);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 /* A whole number lo..hi written as digits only (no sign, no fraction, no
  * space, at most 10 digits). */
 static int
@@ -204,7 +176,7 @@ id_and_receipt(struct pd_request *r, const char *id, const char *receipt)
 	return 0;
 }
 
-/* A field's value (without NUL bytes: fields_known_once), or NULL. */
+/* A field's value (without NUL bytes: http_fields_known), or NULL. */
 static const char *
 field_value(struct pd_request *r, const char *name)
 {
@@ -224,29 +196,6 @@ reply_retry_later(struct pd_request *r, const char *sentence)
 	json_object_object_add(o, "error", json_object_new_string(sentence));
 	json_object_object_add(o, "field", NULL);
 	http_reply(r, 503, "Retry-After: 1\r\n", o);
-}
-
-/* The answer to a failure of the store as a whole. */
-static void
-reply_store_failure(struct pd_request *r, enum store_result res)
-{
-	switch (res) {
-	case STORE_BUSY:
-		reply_retry_later(r, "the database is busy; try again");
-		break;
-	case STORE_NOSPACE:
-		http_error(r, 503, "the database is out of disk space", NULL);
-		break;
-	case STORE_UNAVAILABLE:
-		http_store_failed(r);
-		reply_retry_later(r, "the database is unavailable");
-		break;
-	default:
-		/* A new connection may cure what this one has. */
-		http_store_failed(r);
-		http_error(r, 500, "the database could not be read or written", NULL);
-		break;
-	}
 }
 
 /* Why a receipt no longer holds, by what the message is now. */
@@ -286,7 +235,7 @@ reply_item_refused(struct pd_request *r, const struct store_ack *item, enum stor
 	else if (res == STORE_CONFLICT)
 		reply_stale(r, item->state);
 	else
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 }
 
 static json_object *
@@ -367,7 +316,7 @@ handle_receive(struct pd_request *r)
 	const char *queue;
 	int received = 0;
 
-	if (fields_known_once(r, http_fields(r), known) != 0 ||
+	if (http_fields_known(r, known, NULL) != 0 ||
 	    (queue = required_queue(r, "queue", "queue is required", WHY_QUEUE)) == NULL ||
 	    count_field(r, "max", 1, PD_MAX_RECEIVE,
 	                "max must be a whole number from 1 to 100", &max) != 0 ||
@@ -397,7 +346,7 @@ handle_receive(struct pd_request *r)
 			http_error(r, 404, "no queue has this name (create it with POST "
 			           "/api/queues, or by scheduling a message into it)", "queue");
 		else
-			reply_store_failure(r, res);
+			http_store_error(r, res, NULL);
 		return;
 	}
 	o = json_object_new_object();
@@ -437,7 +386,7 @@ ack_and_reply(struct pd_request *r, struct store_ack *items, size_t n, int batch
 
 	res = committer_queue(http_app(r)->committer, &op);
 	if (res != STORE_OK) {
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	if (!batch) {
@@ -573,7 +522,7 @@ handle_ack(struct pd_request *r)
 			return;
 		f = &json_fields;
 	}
-	if (fields_known_once(r, f, known) != 0)
+	if (http_fields_known(r, known, NULL) != 0)
 		goto done;
 	id = fields_get(f, "id");
 	receipt = fields_get(f, "receipt");
@@ -601,7 +550,7 @@ handle_release(struct pd_request *r)
 	pd_ms delay_ms = 0, due = 0;
 	json_object *o;
 
-	if (fields_known_once(r, http_fields(r), known) != 0 ||
+	if (http_fields_known(r, known, NULL) != 0 ||
 	    id_and_receipt(r, field_value(r, "id"), field_value(r, "receipt")) != 0)
 		return;
 	if ((delay = fields_get(http_fields(r), "delay")) != NULL &&
@@ -634,7 +583,7 @@ handle_extend(struct pd_request *r)
 	pd_ms until = 0;
 	json_object *o;
 
-	if (fields_known_once(r, http_fields(r), known) != 0 ||
+	if (http_fields_known(r, known, NULL) != 0 ||
 	    id_and_receipt(r, field_value(r, "id"), field_value(r, "receipt")) != 0)
 		return;
 	if (fields_get(http_fields(r), "visibility") == NULL) {
@@ -678,7 +627,7 @@ queues_get(struct pd_request *r)
 	const char *name;
 	pd_ms now = time_now();
 
-	if (fields_known_once(r, http_fields(r), known) != 0)
+	if (http_fields_known(r, known, NULL) != 0)
 		return;
 	if (fields_get(http_fields(r), "name") != NULL) {
 		if ((name = required_queue(r, "name", "name is required", WHY_NAME)) == NULL)
@@ -687,7 +636,7 @@ queues_get(struct pd_request *r)
 		if (res == STORE_NOTFOUND)
 			http_error(r, 404, "no queue has this name", "name");
 		else if (res != STORE_OK)
-			reply_store_failure(r, res);
+			http_store_error(r, res, NULL);
 		else
 			http_reply(r, 200, NULL, render_queue(&q, now));
 		return;
@@ -696,7 +645,7 @@ queues_get(struct pd_request *r)
 	res = store_queue_list(http_store(r), now, add_queue, list);
 	if (res != STORE_OK) {
 		json_object_put(list[0]);
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	o = json_object_new_object();
@@ -717,7 +666,7 @@ queues_post(struct pd_request *r)
 	struct pd_queue q;
 	pd_ms now = time_now();
 
-	if (fields_known_once(r, http_fields(r), known) != 0 ||
+	if (http_fields_known(r, known, NULL) != 0 ||
 	    (c.name = required_queue(r, "name", "name is required", WHY_NAME)) == NULL ||
 	    count_field(r, "visibility", 1, PD_MAX_VISIBILITY, WHY_VISIBILITY, &visibility) != 0 ||
 	    count_field(r, "max_attempts", 1, 100,
@@ -741,7 +690,7 @@ queues_post(struct pd_request *r)
 	c.max_depth = max_depth;
 	res = store_queue_set(http_store(r), &c, now, &q);
 	if (res != STORE_OK) {
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	log_info("queue %s: visibility %d s, max_attempts %d, max_depth %ld%s", q.name,

@@ -62,40 +62,6 @@ static const char example[] =
 
 /* ---- answers ---- */
 
-static void
-reply_store_failure(struct pd_request *r, enum store_result res)
-{
-	switch (res) {
-	case STORE_BUSY:
-		http_error(r, 503, "the database is busy; try again", NULL);
-		break;
-	case STORE_NOSPACE:
-		http_error(r, 503, "the database is out of disk space", NULL);
-		break;
-	case STORE_UNAVAILABLE:
-		http_error(r, 503, "the database is unavailable", NULL);
-		break;
-	default:
-		http_store_failed(r);
-		http_error(r, 500, "the database could not be used", NULL);
-		break;
-	}
-}
-
-static json_object *
-json_time_or_null(pd_ms t)
-{
-	char buf[PD_TIME_BUF];
-
-	return t != 0 ? json_object_new_string(time_format(t, buf)) : NULL;
-}
-
-static json_object *
-json_string_or_null(const char *s)
-{
-	return s != NULL ? json_object_new_string(s) : NULL;
-}
-
 /* t on the wall clock of zone tz, with its offset:
  * "2027-03-29T09:00:00+02:00"; null for 0 or an unknown zone. */
 static json_object *
@@ -125,29 +91,6 @@ json_local_time(pd_ms t, const char *tz)
 	return json_object_new_string(buf);
 }
 
-/* The URL pool as shown: one entry per line, passwords masked. */
-static json_object *
-json_urls(const char *urls)
-{
-	json_object *a = json_object_new_array();
-	const char *p = urls;
-
-	while (p != NULL && *p != '\0') {
-		size_t len = strcspn(p, "\n");
-		char one[PD_MAX_URL + 1], shown[PD_URL_SHOWN_BUF];
-
-		if (len > PD_MAX_URL)
-			len = PD_MAX_URL;
-		memcpy(one, p, len);
-		one[len] = '\0';
-		json_object_array_add(a, json_object_new_string(url_redact(one, shown,
-		                                                           sizeof(shown))));
-		p += strcspn(p, "\n");
-		p += *p == '\n';
-	}
-	return a;
-}
-
 /* A definition as every route shows it. */
 static json_object *
 render_definition(const struct pd_recurring *d)
@@ -158,17 +101,17 @@ render_definition(const struct pd_recurring *d)
 	int pulled = m->queue != NULL, fanned = m->topic != NULL;
 
 	json_object_object_add(o, "id", json_object_new_string(d->id));
-	json_object_object_add(o, "name", json_string_or_null(d->name));
+	json_object_object_add(o, "name", render_text_or_null(d->name));
 	json_object_object_add(o, "cron", json_object_new_string(d->cron));
 	json_object_object_add(o, "tz", json_object_new_string(d->tz));
 	json_object_object_add(o, "paused", json_object_new_boolean(d->paused));
-	json_object_object_add(o, "created", json_time_or_null(d->created));
-	json_object_object_add(o, "next", json_time_or_null(d->next));
+	json_object_object_add(o, "created", render_time(d->created));
+	json_object_object_add(o, "next", render_time(d->next));
 	json_object_object_add(o, "next_local", json_local_time(d->next, d->tz));
-	json_object_object_add(o, "last", json_time_or_null(d->last));
-	json_object_object_add(o, "urls", pulled || fanned ? NULL : json_urls(m->urls));
-	json_object_object_add(o, "queue", json_string_or_null(m->queue));
-	json_object_object_add(o, "topic", json_string_or_null(m->topic));
+	json_object_object_add(o, "last", render_time(d->last));
+	json_object_object_add(o, "urls", pulled || fanned ? NULL : render_urls(m->urls));
+	json_object_object_add(o, "queue", render_text_or_null(m->queue));
+	json_object_object_add(o, "topic", render_text_or_null(m->topic));
 	/* A topic's copies take method, headers and the limits of a delivery
 	 * from their subscriptions. */
 	json_object_object_add(o, "method", pulled || fanned ? NULL :
@@ -309,20 +252,13 @@ definition_from_request(struct pd_request *r, struct pd_recurring *d, pd_ms now)
 static const char *
 required_id(struct pd_request *r)
 {
-	const struct pd_fields *f = http_fields(r);
-	const struct pd_field *id = fields_get(f, "id");
+	static const char *const known[] = { "id", NULL };
+	const struct pd_field *id = fields_get(http_fields(r), "id");
 
-	for (size_t i = 0; i < f->n; i++)
-		if (strcmp(f->v[i].name, "id") != 0) {
-			http_error(r, 400, "unknown field", f->v[i].name);
-			return NULL;
-		}
+	if (http_fields_known(r, known, NULL) != 0)
+		return NULL;
 	if (id == NULL || id->len == 0) {
 		http_error(r, 400, "id is required", "id");
-		return NULL;
-	}
-	if (fields_count(f, "id") > 1) {
-		http_error(r, 400, "this field may be given only once", "id");
 		return NULL;
 	}
 	if (!id_valid(id->value)) {
@@ -353,7 +289,7 @@ recurring_post(struct pd_request *r)
 	} else if (res == STORE_CONFLICT)
 		http_error(r, 409, "a recurring definition with this name exists already", "name");
 	else
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 	recurring_free(&d);
 }
 
@@ -369,7 +305,7 @@ render_upcoming(const struct pd_recurring *d, pd_ms from, int n)
 	for (int i = 0; i < n && recurring_next_after(d->cron, d->tz, t, &t, &why) == 0; i++) {
 		json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "at", json_time_or_null(t));
+		json_object_object_add(o, "at", render_time(t));
 		json_object_object_add(o, "local", json_local_time(t, d->tz));
 		json_object_array_add(a, o);
 	}
@@ -386,28 +322,19 @@ add_definition(void *ctx, const struct pd_recurring *d)
 static void
 recurring_get(struct pd_request *r)
 {
+	static const char *const known[] = { "id", "after", "count", NULL };
 	const struct pd_fields *f = http_fields(r);
 	const struct pd_field *id = fields_get(f, "id");
 	struct pd_recurring d;
 	enum store_result res;
 	json_object *list, *o;
-
 	const struct pd_field *after = fields_get(f, "after"), *count = fields_get(f, "count");
 	const char *why;
 	pd_ms from = time_now();
 	int n = UPCOMING_DEFAULT;
 
-	for (size_t i = 0; i < f->n; i++) {
-		if (strcmp(f->v[i].name, "id") != 0 && strcmp(f->v[i].name, "after") != 0 &&
-		    strcmp(f->v[i].name, "count") != 0) {
-			http_error(r, 400, "unknown field", f->v[i].name);
-			return;
-		}
-		if (fields_count(f, f->v[i].name) > 1) {
-			http_error(r, 400, "this field may be given only once", f->v[i].name);
-			return;
-		}
-	}
+	if (http_fields_known(r, known, NULL) != 0)
+		return;
 	if ((after != NULL || count != NULL) && id == NULL) {
 		http_error(r, 400, "after and count preview one definition: give its id", "id");
 		return;
@@ -429,7 +356,7 @@ recurring_get(struct pd_request *r)
 		if (res == STORE_NOTFOUND)
 			http_error(r, 404, "no recurring definition has this id", "id");
 		else if (res != STORE_OK)
-			reply_store_failure(r, res);
+			http_store_error(r, res, NULL);
 		else {
 			o = render_definition(&d);
 			json_object_object_add(o, "upcoming", render_upcoming(&d, from, n));
@@ -442,7 +369,7 @@ recurring_get(struct pd_request *r)
 	if ((res = store_recurring_list(http_store(r), LIST_MAX, add_definition, list)) !=
 	    STORE_OK) {
 		json_object_put(list);
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	o = json_object_new_object();
@@ -470,7 +397,7 @@ reply_changed(struct pd_request *r, enum store_result res, struct pd_recurring *
 		return;
 	}
 	if (res != STORE_OK) {
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	log_info("recurring %s: %s", d->id, what);
@@ -515,7 +442,7 @@ handle_delete(struct pd_request *r)
 		return;
 	}
 	if (res != STORE_OK) {
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	log_info("recurring %s: deleted", id);

@@ -187,20 +187,8 @@ handle_status(struct pd_request *r)
 	const struct pd_fields *f = http_fields(r);
 	const struct pd_field *id;
 
-	for (size_t i = 0; i < f->n; i++) {
-		size_t k;
-
-		for (k = 0; known[k] != NULL && strcmp(f->v[i].name, known[k]) != 0; k++)
-			;
-		if (known[k] == NULL) {
-			http_error(r, 400, "unknown field", f->v[i].name);
-			return;
-		}
-		if (fields_count(f, f->v[i].name) > 1) {
-			http_error(r, 400, "this field may be given only once", f->v[i].name);
-			return;
-		}
-	}
+	if (http_fields_known(r, known, NULL) != 0)
+		return;
 	id = fields_get(f, "id");
 	if (id != NULL)
 		reply_one(r, id->value);

@@ -29,25 +29,6 @@ static const char description[] =
 static const char example[] =
 "spawn-fcgi -s /run/postdate/topics.sock -- topics -c /etc/postdate.conf";
 
-/* Answers a store failure. */
-static void
-reply_store_failure(struct pd_request *r, enum store_result res)
-{
-	switch (res) {
-	case STORE_BUSY:
-		http_error(r, 503, "the database is busy; try again", NULL);
-		break;
-	case STORE_NOSPACE:
-		http_error(r, 503, "the database is out of disk space", NULL);
-		break;
-	default:
-		/* A new connection may cure what this one has. */
-		http_store_failed(r);
-		http_error(r, 500, "the database could not be read or written", NULL);
-		break;
-	}
-}
-
 /* A name field ([A-Za-z0-9_.-]{1,64}, once) of r, or NULL having answered. */
 static const char *
 required_name(struct pd_request *r, const char *field)
@@ -69,26 +50,6 @@ required_name(struct pd_request *r, const char *field)
 		return NULL;
 	}
 	return v->value;
-}
-
-/* Refuses any field of r not in known. */
-static int
-only_fields(struct pd_request *r, const char *const known[])
-{
-	const struct pd_fields *f = http_fields(r);
-
-	for (size_t i = 0; i < f->n; i++) {
-		size_t k;
-
-		for (k = 0; known[k] != NULL; k++)
-			if (strcmp(f->v[i].name, known[k]) == 0)
-				break;
-		if (known[k] == NULL) {
-			http_error(r, 400, "unknown field", f->v[i].name);
-			return -1;
-		}
-	}
-	return 0;
 }
 
 /* Finds one subscription by name among those store_topics hands over. */
@@ -126,7 +87,7 @@ handle_subscribe(struct pd_request *r)
 	res = store_subscribe(http_store(r), topic, name, &dest, now, &created);
 	message_free(&dest);
 	if (res != STORE_OK) {
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	log_info("%s subscription %s of topic %s", created ? "made" : "replaced", name, topic);
@@ -138,7 +99,7 @@ handle_subscribe(struct pd_request *r)
 	else if (res == STORE_OK || res == STORE_NOTFOUND)
 		http_error(r, 409, "the subscription was removed again at once", "name");
 	else
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 }
 
 static void
@@ -149,7 +110,7 @@ handle_unsubscribe(struct pd_request *r)
 	enum store_result res;
 	json_object *o;
 
-	if (only_fields(r, known) != 0 || (topic = required_name(r, "topic")) == NULL ||
+	if (http_fields_known(r, known, NULL) != 0 || (topic = required_name(r, "topic")) == NULL ||
 	    (name = required_name(r, "name")) == NULL)
 		return;
 	res = store_unsubscribe(http_store(r), topic, name);
@@ -158,7 +119,7 @@ handle_unsubscribe(struct pd_request *r)
 		return;
 	}
 	if (res != STORE_OK) {
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	log_info("removed subscription %s of topic %s", name, topic);
@@ -205,7 +166,7 @@ handle_topics(struct pd_request *r)
 	enum store_result res;
 	json_object *o;
 
-	if (only_fields(r, known) != 0 ||
+	if (http_fields_known(r, known, NULL) != 0 ||
 	    (fields_get(http_fields(r), "name") != NULL &&
 	     (topic = required_name(r, "name")) == NULL)) {
 		json_object_put(l.topics);
@@ -219,7 +180,7 @@ handle_topics(struct pd_request *r)
 	}
 	if (res != STORE_OK) {
 		json_object_put(l.topics);
-		reply_store_failure(r, res);
+		http_store_error(r, res, NULL);
 		return;
 	}
 	if (topic != NULL) {

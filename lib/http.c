@@ -244,6 +244,64 @@ http_error(struct pd_request *r, int status, const char *sentence, const char *f
 	http_error_with(r, status, NULL, sentence, field);
 }
 
+void
+http_store_error(struct pd_request *r, enum store_result res, const char *sentence)
+{
+	switch (res) {
+	case STORE_BUSY:
+		http_error_with(r, 503, "Retry-After: 1\r\n", "the database is busy; try again", NULL);
+		break;
+	case STORE_NOSPACE:
+		http_error(r, 503, "the database is out of disk space", NULL);
+		break;
+	case STORE_UNAVAILABLE:
+		http_store_failed(r);
+		http_error_with(r, 503, "Retry-After: 1\r\n", "the database is unavailable", NULL);
+		break;
+	default:
+		/* A new connection may cure what this one has. */
+		http_store_failed(r);
+		http_error(r, 500, sentence != NULL ? sentence :
+		           "the database could not be read or written", NULL);
+		break;
+	}
+}
+
+/* Whether name is one of list (NULL-ended; a NULL list holds none). */
+static int
+name_in(const char *name, const char *const list[])
+{
+	for (size_t k = 0; list != NULL && list[k] != NULL; k++)
+		if (strcmp(name, list[k]) == 0)
+			return 1;
+	return 0;
+}
+
+int
+http_fields_known(struct pd_request *r, const char *const known[],
+                  const char *const repeatable[])
+{
+	const struct pd_fields *f = http_fields(r);
+
+	for (size_t i = 0; i < f->n; i++) {
+		const struct pd_field *v = &f->v[i];
+
+		if (!name_in(v->name, known)) {
+			http_error(r, 400, "unknown field", v->name);
+			return -1;
+		}
+		if (!name_in(v->name, repeatable) && fields_count(f, v->name) > 1) {
+			http_error(r, 400, "this field may be given only once", v->name);
+			return -1;
+		}
+		if (strcmp(v->name, "payload") != 0 && strlen(v->value) != v->len) {
+			http_error(r, 400, "a value may not hold a NUL byte", v->name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* Strict Content-Length: digits only, no sign, no overflow. An absent
  * or empty one is 0 here; the caller tells it from a stated 0. */
 static int

@@ -424,6 +424,16 @@ struct json_object;
 /* The answer to a schedule request: id, state, due, created, status_url. */
 struct json_object *render_scheduled(const struct pd_message *m);
 
+/* A time as RFC 3339 UTC text, or null for 0. */
+struct json_object *render_time(pd_ms t);
+
+/* Text, or null for NULL. */
+struct json_object *render_text_or_null(const char *s);
+
+/* A URL pool (one URL per line) as an array of URLs as they are shown,
+ * passwords masked. */
+struct json_object *render_urls(const char *urls);
+
 /* Stored headers as status, the list and the page show them: a JSON array
  * of their names only, since the values are often credentials. */
 struct json_object *render_header_names(const char *stored);

@@ -12,16 +12,16 @@
 #include "postdate.h"
 #include "request.h"
 
-static json_object *
-json_time(pd_ms t)
+json_object *
+render_time(pd_ms t)
 {
 	char buf[PD_TIME_BUF];
 
 	return t != 0 ? json_object_new_string(time_format(t, buf)) : NULL;
 }
 
-static json_object *
-json_string_or_null(const char *s)
+json_object *
+render_text_or_null(const char *s)
 {
 	return s != NULL ? json_object_new_string(s) : NULL;
 }
@@ -35,9 +35,8 @@ json_url_or_null(const char *url)
 	return url != NULL ? json_object_new_string(url_redact(url, buf, sizeof(buf))) : NULL;
 }
 
-/* The pool, one URL per line, as an array of shown URLs. */
-static json_object *
-json_urls(const char *urls)
+json_object *
+render_urls(const char *urls)
 {
 	json_object *a = json_object_new_array();
 	const char *p = urls;
@@ -108,8 +107,8 @@ render_scheduled(const struct pd_message *m)
 	snprintf(url, sizeof(url), "/api/status?id=%s", m->id);
 	json_object_object_add(o, "id", json_object_new_string(m->id));
 	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
-	json_object_object_add(o, "due", json_time(m->due));
-	json_object_object_add(o, "created", json_time(m->created));
+	json_object_object_add(o, "due", render_time(m->due));
+	json_object_object_add(o, "created", render_time(m->created));
 	json_object_object_add(o, "status_url", json_object_new_string(url));
 	return o;
 }
@@ -121,8 +120,8 @@ render_published(const struct pd_message *m)
 	json_object *o = json_object_new_object(), *list = json_object_new_array();
 
 	json_object_object_add(o, "topic", json_object_new_string(m->topic));
-	json_object_object_add(o, "due", json_time(m->due));
-	json_object_object_add(o, "created", json_time(m->created));
+	json_object_object_add(o, "due", render_time(m->due));
+	json_object_object_add(o, "created", render_time(m->created));
 	for (size_t i = 0; i < m->ndeliveries; i++) {
 		json_object *d = json_object_new_object();
 
@@ -145,8 +144,8 @@ render_subscription(const char *topic, const struct pd_message *sub)
 
 	json_object_object_add(o, "topic", json_object_new_string(topic));
 	json_object_object_add(o, "name", json_object_new_string(sub->subscription));
-	json_object_object_add(o, "urls", pulled ? NULL : json_urls(sub->urls));
-	json_object_object_add(o, "queue", json_string_or_null(sub->queue));
+	json_object_object_add(o, "urls", pulled ? NULL : render_urls(sub->urls));
+	json_object_object_add(o, "queue", render_text_or_null(sub->queue));
 	json_object_object_add(o, "callback", json_url_or_null(sub->callback));
 	/* 0 for a queue: the queue's own max_attempts applies. */
 	json_object_object_add(o, "max_attempts", sub->max_attempts > 0 ?
@@ -156,7 +155,7 @@ render_subscription(const char *topic, const struct pd_message *sub)
 	json_object_object_add(o, "method", pulled ? NULL :
 	                       json_object_new_string(method_name(sub->envelope.method)));
 	json_object_object_add(o, "headers", render_header_names(sub->envelope.headers));
-	json_object_object_add(o, "created", json_time(sub->created));
+	json_object_object_add(o, "created", render_time(sub->created));
 	return o;
 }
 
@@ -173,34 +172,34 @@ render_message(const struct pd_message *m)
 
 	json_object_object_add(o, "id", json_object_new_string(m->id));
 	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
-	json_object_object_add(o, "due", json_time(m->due));
-	json_object_object_add(o, "created", json_time(m->created));
-	json_object_object_add(o, "urls", pulled ? NULL : json_urls(m->urls));
-	json_object_object_add(o, "queue", json_string_or_null(m->queue));
+	json_object_object_add(o, "due", render_time(m->due));
+	json_object_object_add(o, "created", render_time(m->created));
+	json_object_object_add(o, "urls", pulled ? NULL : render_urls(m->urls));
+	json_object_object_add(o, "queue", render_text_or_null(m->queue));
 	/* A copy made by a publish names its topic and subscription too. */
-	json_object_object_add(o, "topic", json_string_or_null(m->topic));
-	json_object_object_add(o, "subscription", json_string_or_null(m->subscription));
+	json_object_object_add(o, "topic", render_text_or_null(m->topic));
+	json_object_object_add(o, "subscription", render_text_or_null(m->subscription));
 	json_object_object_add(o, "priority", json_object_new_int(m->priority));
-	json_object_object_add(o, "expires", json_time(m->expires));
+	json_object_object_add(o, "expires", render_time(m->expires));
 	json_object_object_add(o, "method", json_object_new_string(method_name(m->envelope.method)));
 	json_object_object_add(o, "headers", render_header_names(m->envelope.headers));
-	json_object_object_add(o, "recurring", json_string_or_null(m->recurring));
+	json_object_object_add(o, "recurring", render_text_or_null(m->recurring));
 	json_object_object_add(o, "callback", json_url_or_null(m->callback));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
 	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));
 	json_object_object_add(o, "next_attempt",
-	    m->state == PD_PENDING ? json_time(m->next_attempt) : NULL);
+	    m->state == PD_PENDING ? render_time(m->next_attempt) : NULL);
 	json_object_object_add(o, "delivered_to", json_url_or_null(m->delivered_to));
-	json_object_object_add(o, "delivered_at", json_time(m->delivered_at));
+	json_object_object_add(o, "delivered_at", render_time(m->delivered_at));
 	json_object_object_add(o, "payload_bytes", json_object_new_int64((int64_t)m->payload_len));
-	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
+	json_object_object_add(o, "content_type", render_text_or_null(m->content_type));
 	/* A worker holds a queue's message for the queue's visibility: no
 	 * HTTP attempt of postdate's has a timeout there. */
 	json_object_object_add(o, "timeout", pulled ? NULL : json_object_new_int(m->timeout));
-	json_object_object_add(o, "idempotency_key", json_string_or_null(m->idempotency_key));
+	json_object_object_add(o, "idempotency_key", render_text_or_null(m->idempotency_key));
 	/* A callback report is a message too: each side names the other. */
-	json_object_object_add(o, "report", json_string_or_null(m->report));
-	json_object_object_add(o, "report_of", json_string_or_null(m->report_of));
+	json_object_object_add(o, "report", render_text_or_null(m->report));
+	json_object_object_add(o, "report_of", render_text_or_null(m->report_of));
 	return o;
 }
 
@@ -247,7 +246,7 @@ render_attempt(const struct pd_attempt *a)
 	json_object_object_add(o, "at", json_object_new_string(time_format(a->at, buf)));
 	json_object_object_add(o, "url", json_url_or_null(a->url));
 	json_object_object_add(o, "status", a->status != 0 ? json_object_new_int(a->status) : NULL);
-	json_object_object_add(o, "error", json_string_or_null(a->error));
+	json_object_object_add(o, "error", render_text_or_null(a->error));
 	json_object_object_add(o, "ms", json_object_new_int(a->ms));
 	return o;
 }
@@ -260,7 +259,7 @@ render_response(const struct pd_response *r)
 	json_object *o = json_object_new_object();
 
 	json_object_object_add(o, "status", json_object_new_int(r->status));
-	json_object_object_add(o, "content_type", json_string_or_null(r->content_type));
+	json_object_object_add(o, "content_type", render_text_or_null(r->content_type));
 	add_text_or_base64(o, "body", "body_base64", r->body, r->len);
 	return o;
 }
@@ -273,8 +272,8 @@ render_report(const struct pd_message *m, const char *url, const struct pd_respo
 
 	json_object_object_add(o, "id", json_object_new_string(m->id));
 	json_object_object_add(o, "state", json_object_new_string(state_name(m->state)));
-	json_object_object_add(o, "due", json_time(m->due));
-	json_object_object_add(o, "delivered_at", json_time(m->delivered_at));
+	json_object_object_add(o, "due", render_time(m->due));
+	json_object_object_add(o, "delivered_at", render_time(m->delivered_at));
 	json_object_object_add(o, "url", json_url_or_null(url));
 	json_object_object_add(o, "attempts", json_object_new_int(m->attempts));
 	json_object_object_add(o, "response", r != NULL ? render_response(r) : NULL);
@@ -289,16 +288,16 @@ render_received(const struct pd_message *m, const char *receipt, pd_ms visible_u
 
 	json_object_object_add(o, "id", json_object_new_string(m->id));
 	json_object_object_add(o, "receipt", json_object_new_string(receipt));
-	json_object_object_add(o, "queue", json_string_or_null(m->queue));
+	json_object_object_add(o, "queue", render_text_or_null(m->queue));
 	add_text_or_base64(o, "payload", "payload_base64", m->payload != NULL ? m->payload : "",
 	                   m->payload_len);
-	json_object_object_add(o, "content_type", json_string_or_null(m->content_type));
+	json_object_object_add(o, "content_type", render_text_or_null(m->content_type));
 	json_object_object_add(o, "headers", json_headers(m->envelope.headers));
 	json_object_object_add(o, "priority", json_object_new_int(m->priority));
 	json_object_object_add(o, "attempt", json_object_new_int(m->attempts));
 	json_object_object_add(o, "max_attempts", json_object_new_int(m->max_attempts));
-	json_object_object_add(o, "due", json_time(m->due));
-	json_object_object_add(o, "created", json_time(m->created));
-	json_object_object_add(o, "visible_until", json_time(visible_until));
+	json_object_object_add(o, "due", render_time(m->due));
+	json_object_object_add(o, "created", render_time(m->created));
+	json_object_object_add(o, "visible_until", render_time(visible_until));
 	return o;
 }

@@ -192,6 +192,19 @@ void http_reply(struct pd_request *r, int status, const char *extra, struct json
 /* Sends {"error": sentence, "field": field or null}. */
 void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
 
+/* Answers a failure of the store as a whole: 503 with Retry-After: 1 when
+ * the database is busy or unavailable, 503 when it is out of disk space,
+ * else 500 with sentence (NULL: "the database could not be read or
+ * written"). A failure that a new connection may cure closes this one
+ * (http_store_failed). */
+void http_store_error(struct pd_request *r, enum store_result res, const char *sentence);
+
+/* Answers 400 and returns -1 for a field of r not in known (NULL-ended),
+ * one given twice (but those in repeatable, NULL-ended, or NULL for none),
+ * or one holding a NUL byte outside the payload. */
+int http_fields_known(struct pd_request *r, const char *const known[],
+                      const char *const repeatable[]);
+
 /* Sends a body that is not JSON (len bytes of text, as content_type says);
  * text stays the caller's. */
 void http_reply_text(struct pd_request *r, int status, const char *content_type,

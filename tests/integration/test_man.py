@@ -292,13 +292,6 @@ def known_fields(path, function):
     return set(re.findall(r'"(\w+)"', re.search(r"known\[\] = \{([^}]*)\}", body).group(1)))
 
 
-def strcmp_fields(path, function):
-    """The field names a handler compares each given field with (those that
-    walk the fields themselves: strcmp(f->v[i].name, "id"))."""
-    body = source(path).split(f"\n{function}(", 1)[1].split("\n}\n", 1)[0]
-    return set(re.findall(r'strcmp\(f->v\[i\]\.name, "(\w+)"\)', body))
-
-
 def recurring_fields(schedule):
     """The fields of POST /api/recurring: its own (cron, tz, name, read in
     definition_from_request) and schedule's, but for those it refuses."""
@@ -329,7 +322,7 @@ def test_every_route_and_field_is_in_postdate_api_7():
     # The fields of each route are those its code accepts.
     schedule = set(re.findall(r'"(\w+)"', source("lib/message.c").split(
         "schedule_fields[] = {", 1)[1].split("};", 1)[0]))
-    cancel = set(re.findall(r'strcmp\(f->v\[i\]\.name, "(\w+)"\)', source("cgi-bin/cancel.c")))
+    cancel = known_fields("cgi-bin/cancel.c", "only_id")
     fields = {
         "POST /api/schedule": schedule,
         "GET /api/status": known_fields("cgi-bin/status.c", "handle_status"),
@@ -348,10 +341,10 @@ def test_every_route_and_field_is_in_postdate_api_7():
         "POST /api/unsubscribe": known_fields("cgi-bin/topics.c", "handle_unsubscribe"),
         "GET /api/topics": known_fields("cgi-bin/topics.c", "handle_topics"),
         "POST /api/recurring": recurring_fields(schedule),
-        "GET /api/recurring": strcmp_fields("cgi-bin/recurring.c", "recurring_get"),
-        "POST /api/recurring/pause": strcmp_fields("cgi-bin/recurring.c", "required_id"),
-        "POST /api/recurring/resume": strcmp_fields("cgi-bin/recurring.c", "required_id"),
-        "POST /api/recurring/delete": strcmp_fields("cgi-bin/recurring.c", "required_id"),
+        "GET /api/recurring": known_fields("cgi-bin/recurring.c", "recurring_get"),
+        "POST /api/recurring/pause": known_fields("cgi-bin/recurring.c", "required_id"),
+        "POST /api/recurring/resume": known_fields("cgi-bin/recurring.c", "required_id"),
+        "POST /api/recurring/delete": known_fields("cgi-bin/recurring.c", "required_id"),
     }
     assert set(fields) == routes, "a route of the code has no entry here: add its fields"
     assert len(schedule) >= 10 and "receipt" in fields["POST /api/ack"], fields
