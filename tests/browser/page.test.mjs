@@ -970,6 +970,58 @@ test("the subscribe form adds and replaces a subscription, with the API's errors
   await screenshot(page, "topics-form-error");
 });
 
+test("the subscribe form sends a method and headers; the Topics view lists the method and header names only", async ({ page }) => {
+  const topic = uniqueName("headers");
+  const secret = unique("Bearer sub-s3cret");
+  const trace = unique("trace-value");
+  await openTopics(page);
+  const form = page.locator("#subscribe-form");
+  await form.getByLabel("Topic", { exact: true }).fill(topic);
+  await form.getByLabel("Subscription name").fill("signed");
+  await form.getByLabel("Subscriber URLs").fill(`${NOWHERE}/${topic}/signed`);
+
+  // A refused header name is the API's 400 naming header, at the Headers field.
+  const expected = (await apiRequest("POST", "/api/subscribe",
+    { topic, name: "signed", url: `${NOWHERE}/${topic}/signed`, header: `Host: ${secret}` })).json;
+  assert.equal(expected && expected.field, "header", JSON.stringify(expected));
+  await form.getByLabel("Headers of each copy").fill(`Host: ${secret}`);
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  const headerError = page.locator("#s-header-error");
+  await headerError.waitFor();
+  assert.equal(await headerError.innerText(), expected.error);
+  assert.equal(await form.getByLabel("Headers of each copy").getAttribute("aria-invalid"), "true");
+  assert.equal(await page.locator("#subscribe-result").innerText(), "");
+  assert.equal((await topicInfo(topic)).status, 404, "a refused subscription makes no topic");
+
+  await form.getByLabel("Method of each copy").selectOption("PUT");
+  await form.getByLabel("Headers of each copy").fill(`Authorization: ${secret}\n\n  X-Trace: ${trace}  \n`);
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  await page.locator("#subscribe-result").locator("text=Subscribed").waitFor();
+  assert.equal(await headerError.isVisible(), false, "the earlier error is gone");
+  const made = (await topicInfo(topic)).json.subscriptions[0];
+  assert.equal(made.method, "PUT");
+  assert.deepEqual(made.headers, ["Authorization", "X-Trace"]);
+  assert.equal(await form.getByLabel("Headers of each copy").inputValue(), "", "the form is cleared");
+  assert.equal(await form.getByLabel("Method of each copy").inputValue(), "POST", "the form is cleared");
+
+  const row = subscriptionRow(page, topic, "signed");
+  await row.waitFor();
+  assert.equal(await row.locator('td[data-label="Method"]').innerText(), "PUT");
+  assert.equal(await row.locator('td[data-label="Headers"]').innerText(), "Authorization, X-Trace");
+  // A queue's subscription has no method: none is shown.
+  await subscribe({ topic, name: "pulled", queue: uniqueName("subq"), header: "X-Kind: pulled-value" });
+  await openTopics(page, topic);
+  const pulled = subscriptionRow(page, topic, "pulled");
+  await pulled.waitFor();
+  assert.equal(await pulled.locator('td[data-label="Method"]').innerText(), "—");
+  assert.equal(await pulled.locator('td[data-label="Headers"]').innerText(), "X-Kind");
+  const content = await page.content();
+  for (const value of [secret, trace, "pulled-value"]) {
+    assert.ok(!content.includes(value), "the page shows a header value: " + value);
+  }
+  await screenshot(page, "topics-headers");
+});
+
 test("removing a subscription asks first; Keep it keeps it, Remove removes it", async ({ page }) => {
   const topic = uniqueName("remove");
   await subscribe({ topic, name: "stays", url: `${NOWHERE}/stays` });
