@@ -993,11 +993,28 @@ test("the subscribe form sends a method and headers; the Topics view lists the m
   assert.equal(await page.locator("#subscribe-result").innerText(), "");
   assert.equal((await topicInfo(topic)).status, 404, "a refused subscription makes no topic");
 
+  // A queue takes no method: the API's 400 naming method, at the Method field.
+  const queue = uniqueName("subq");
+  const refused = (await apiRequest("POST", "/api/subscribe",
+    { topic, name: "signed", queue, method: "PUT" })).json;
+  assert.equal(refused && refused.field, "method", JSON.stringify(refused));
+  await form.getByLabel("Subscriber URLs").fill("");
+  await form.getByLabel("Subscriber queue").fill(queue);
+  await form.getByLabel("Headers of each copy").fill("");
   await form.getByLabel("Method of each copy").selectOption("PUT");
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  await page.locator("#s-method-error").waitFor();
+  assert.equal(await page.locator("#s-method-error").innerText(), refused.error);
+  assert.equal(await form.getByLabel("Method of each copy").getAttribute("aria-invalid"), "true");
+  assert.equal(await headerError.isVisible(), false, "the earlier error is gone");
+  assert.equal((await topicInfo(topic)).status, 404, "a refused subscription makes no topic");
+  await form.getByLabel("Subscriber queue").fill("");
+  await form.getByLabel("Subscriber URLs").fill(`${NOWHERE}/${topic}/signed`);
+
   await form.getByLabel("Headers of each copy").fill(`Authorization: ${secret}\n\n  X-Trace: ${trace}  \n`);
   await form.getByRole("button", { name: "Subscribe" }).click();
   await page.locator("#subscribe-result").locator("text=Subscribed").waitFor();
-  assert.equal(await headerError.isVisible(), false, "the earlier error is gone");
+  assert.equal(await page.locator("#s-method-error").isVisible(), false, "the earlier error is gone");
   const made = (await topicInfo(topic)).json.subscriptions[0];
   assert.equal(made.method, "PUT");
   assert.deepEqual(made.headers, ["Authorization", "X-Trace"]);
@@ -1009,7 +1026,7 @@ test("the subscribe form sends a method and headers; the Topics view lists the m
   assert.equal(await row.locator('td[data-label="Method"]').innerText(), "PUT");
   assert.equal(await row.locator('td[data-label="Headers"]').innerText(), "Authorization, X-Trace");
   // A queue's subscription has no method: none is shown.
-  await subscribe({ topic, name: "pulled", queue: uniqueName("subq"), header: "X-Kind: pulled-value" });
+  await subscribe({ topic, name: "pulled", queue, header: "X-Kind: pulled-value" });
   await openTopics(page, topic);
   const pulled = subscriptionRow(page, topic, "pulled");
   await pulled.waitFor();
