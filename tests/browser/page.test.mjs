@@ -341,18 +341,20 @@ test("the form sends a method and headers; the detail shows the method and heade
   const sink = await startSink();
   try {
     await openPage(page);
+    // The subscribe form (in the hidden Topics view) has its own Method and Headers.
+    const form = page.locator("#schedule-form");
     await page.getByLabel("Target URLs").fill(`${sink.url}/ok/headers`);
     await page.locator("#more-options summary").click();
     // A bad line is the API's 400 naming header, shown at the Headers field.
-    await page.getByLabel("Headers").fill(`Host: ${secret}`);
+    await form.getByLabel("Headers").fill(`Host: ${secret}`);
     await page.getByRole("button", { name: "Schedule", exact: true }).click();
     await page.locator("#f-header-error").waitFor();
     assert.match(await page.locator("#f-header-error").innerText(), /Host/);
-    assert.equal(await page.getByLabel("Headers").getAttribute("aria-invalid"), "true");
+    assert.equal(await form.getByLabel("Headers").getAttribute("aria-invalid"), "true");
 
-    await page.getByLabel("Method").selectOption("PUT");
+    await form.getByLabel("Method").selectOption("PUT");
     await screenshot(page, "form-headers");
-    await page.getByLabel("Headers").fill(`Authorization: ${secret}\n\n  X-Trace: t-1  \n`);
+    await form.getByLabel("Headers").fill(`Authorization: ${secret}\n\n  X-Trace: t-1  \n`);
     await page.getByRole("button", { name: "Schedule", exact: true }).click();
     const link = page.locator("#schedule-result a.id");
     await link.waitFor();
@@ -360,7 +362,7 @@ test("the form sends a method and headers; the detail shows the method and heade
     const m = await messageStatus(id);
     assert.equal(m.method, "PUT");
     assert.deepEqual(m.headers, ["Authorization", "X-Trace"]);
-    assert.equal(await page.getByLabel("Headers").inputValue(), "", "the form is cleared");
+    assert.equal(await form.getByLabel("Headers").inputValue(), "", "the form is cleared");
 
     await dispatchOnce();
     const got = sink.requests.filter((r) => r.url === "/ok/headers");
