@@ -596,7 +596,7 @@ function payloadBlock(value, isBase64) {
 
 function headerNames(names) {
   if (!Array.isArray(names) || names.length === 0) return el("span", { class: "muted", text: "none" });
-  return el("span", { class: "url", text: names.join(", ") });
+  return el("span", { class: "url header-names", text: names.join(", ") });
 }
 
 function targetsList(urls) {
@@ -763,13 +763,21 @@ function scheduleFields() {
     const value = $("f-" + name).value.trim();
     if (value) fields.set(name, value);
   }
-  // POST is the default, and a queue takes no method at all.
-  if ($("f-method").value !== "POST") fields.set("method", $("f-method").value);
-  // One "Name: value" a line; the API checks each and names header if one is wrong.
-  for (const line of $("f-header").value.split(/\r?\n/)) {
+  setMethodAndHeaders(fields, "f-");
+  return fields;
+}
+
+// A form's Method select and Headers textarea (ids PREFIX + "method" and
+// PREFIX + "header") as the API's method and header fields, the same for the
+// schedule and the subscribe form. POST is the default and a queue takes no
+// method at all, so POST is left out. One "Name: value" a line, each its own
+// header field; the API checks each and names header if one is wrong.
+function setMethodAndHeaders(fields, prefix) {
+  const method = $(prefix + "method").value;
+  if (method !== "POST") fields.set("method", method);
+  for (const line of $(prefix + "header").value.split(/\r?\n/)) {
     if (line.trim()) fields.append("header", line.trim());
   }
-  return fields;
 }
 
 function clearFieldErrors() {
@@ -882,7 +890,8 @@ function fillZoneList() {
 // ---- the topics ----
 
 const TOPIC_NAME = QUEUE_NAME;  // the same syntax as a queue's
-const SUBSCRIBE_FIELDS = ["topic", "name", "url", "queue", "callback", "max_attempts", "timeout"];
+const SUBSCRIBE_FIELDS = ["topic", "name", "url", "queue", "callback", "max_attempts", "timeout",
+  "method", "header"];
 
 const topics = {
   shown: "",       // the JSON last rendered, as for the list
@@ -974,7 +983,8 @@ function topicSection(t, view) {
       text: "No subscriptions: a publish to this topic is refused (404) until one is added." }));
     return section;
   }
-  const head = el("tr", {}, ...["Subscription", "Destination", "Callback", "Max attempts", "Timeout"]
+  const head = el("tr", {}, ...["Subscription", "Destination", "Callback", "Max attempts", "Timeout", "Method",
+    "Headers"]
     .map((label) => el("th", { text: label, attrs: { scope: "col" } })),
   el("th", { attrs: { scope: "col" } }, el("span", { class: "visually-hidden", text: "Actions" })));
   section.append(el("div", { class: "table-scroll" },
@@ -1005,6 +1015,10 @@ function subscriptionRow(topic, s) {
       : el("span", { class: "muted", text: pulled ? "the queue's" : "—" })),
     labelled("Timeout", s.timeout !== null && s.timeout !== undefined
       ? el("span", { class: "num", text: s.timeout + " s" }) : nothing()),
+    // A queue's subscription has no method (null); header names only, as
+    // the API gives them: it never sends a header's value.
+    labelled("Method", s.method ? el("code", { text: s.method }) : nothing()),
+    labelled("Headers", headerNames(s.headers)),
     labelled("", remove));
   row.dataset.subscription = s.name;
   return row;
@@ -1083,6 +1097,7 @@ function subscribeFields() {
     const value = $("s-" + name).value.trim();
     if (value) fields.set(name, value);
   }
+  setMethodAndHeaders(fields, "s-");
   return fields;
 }
 

@@ -341,18 +341,20 @@ test("the form sends a method and headers; the detail shows the method and heade
   const sink = await startSink();
   try {
     await openPage(page);
+    // The subscribe form (in the hidden Topics view) has its own Method and Headers.
+    const form = page.locator("#schedule-form");
     await page.getByLabel("Target URLs").fill(`${sink.url}/ok/headers`);
     await page.locator("#more-options summary").click();
     // A bad line is the API's 400 naming header, shown at the Headers field.
-    await page.getByLabel("Headers").fill(`Host: ${secret}`);
+    await form.getByLabel("Headers").fill(`Host: ${secret}`);
     await page.getByRole("button", { name: "Schedule", exact: true }).click();
     await page.locator("#f-header-error").waitFor();
     assert.match(await page.locator("#f-header-error").innerText(), /Host/);
-    assert.equal(await page.getByLabel("Headers").getAttribute("aria-invalid"), "true");
+    assert.equal(await form.getByLabel("Headers").getAttribute("aria-invalid"), "true");
 
-    await page.getByLabel("Method").selectOption("PUT");
+    await form.getByLabel("Method").selectOption("PUT");
     await screenshot(page, "form-headers");
-    await page.getByLabel("Headers").fill(`Authorization: ${secret}\n\n  X-Trace: t-1  \n`);
+    await form.getByLabel("Headers").fill(`Authorization: ${secret}\n\n  X-Trace: t-1  \n`);
     await page.getByRole("button", { name: "Schedule", exact: true }).click();
     const link = page.locator("#schedule-result a.id");
     await link.waitFor();
@@ -360,7 +362,7 @@ test("the form sends a method and headers; the detail shows the method and heade
     const m = await messageStatus(id);
     assert.equal(m.method, "PUT");
     assert.deepEqual(m.headers, ["Authorization", "X-Trace"]);
-    assert.equal(await page.getByLabel("Headers").inputValue(), "", "the form is cleared");
+    assert.equal(await form.getByLabel("Headers").inputValue(), "", "the form is cleared");
 
     await dispatchOnce();
     const got = sink.requests.filter((r) => r.url === "/ok/headers");
@@ -968,6 +970,75 @@ test("the subscribe form adds and replaces a subscription, with the API's errors
   assert.equal(await page.locator("#s-queue-error").isVisible(), false);
   assert.deepEqual((await topicInfo(topic)).json.subscriptions.map((s) => s.name), ["hooks"]);
   await screenshot(page, "topics-form-error");
+});
+
+test("the subscribe form sends a method and headers; the Topics view lists the method and header names only", async ({ page }) => {
+  const topic = uniqueName("headers");
+  const secret = unique("Bearer sub-s3cret");
+  const trace = unique("trace-value");
+  await openTopics(page);
+  const form = page.locator("#subscribe-form");
+  await form.getByLabel("Topic", { exact: true }).fill(topic);
+  await form.getByLabel("Subscription name").fill("signed");
+  await form.getByLabel("Subscriber URLs").fill(`${NOWHERE}/${topic}/signed`);
+
+  // A refused header name is the API's 400 naming header, at the Headers field.
+  const expected = (await apiRequest("POST", "/api/subscribe",
+    { topic, name: "signed", url: `${NOWHERE}/${topic}/signed`, header: `Host: ${secret}` })).json;
+  assert.equal(expected && expected.field, "header", JSON.stringify(expected));
+  await form.getByLabel("Headers of each copy").fill(`Host: ${secret}`);
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  const headerError = page.locator("#s-header-error");
+  await headerError.waitFor();
+  assert.equal(await headerError.innerText(), expected.error);
+  assert.equal(await form.getByLabel("Headers of each copy").getAttribute("aria-invalid"), "true");
+  assert.equal(await page.locator("#subscribe-result").innerText(), "");
+  assert.equal((await topicInfo(topic)).status, 404, "a refused subscription makes no topic");
+
+  // A queue takes no method: the API's 400 naming method, at the Method field.
+  const queue = uniqueName("subq");
+  const refused = (await apiRequest("POST", "/api/subscribe",
+    { topic, name: "signed", queue, method: "PUT" })).json;
+  assert.equal(refused && refused.field, "method", JSON.stringify(refused));
+  await form.getByLabel("Subscriber URLs").fill("");
+  await form.getByLabel("Subscriber queue").fill(queue);
+  await form.getByLabel("Headers of each copy").fill("");
+  await form.getByLabel("Method of each copy").selectOption("PUT");
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  await page.locator("#s-method-error").waitFor();
+  assert.equal(await page.locator("#s-method-error").innerText(), refused.error);
+  assert.equal(await form.getByLabel("Method of each copy").getAttribute("aria-invalid"), "true");
+  assert.equal(await headerError.isVisible(), false, "the earlier error is gone");
+  assert.equal((await topicInfo(topic)).status, 404, "a refused subscription makes no topic");
+  await form.getByLabel("Subscriber queue").fill("");
+  await form.getByLabel("Subscriber URLs").fill(`${NOWHERE}/${topic}/signed`);
+
+  await form.getByLabel("Headers of each copy").fill(`Authorization: ${secret}\n\n  X-Trace: ${trace}  \n`);
+  await form.getByRole("button", { name: "Subscribe" }).click();
+  await page.locator("#subscribe-result").locator("text=Subscribed").waitFor();
+  assert.equal(await page.locator("#s-method-error").isVisible(), false, "the earlier error is gone");
+  const made = (await topicInfo(topic)).json.subscriptions[0];
+  assert.equal(made.method, "PUT");
+  assert.deepEqual(made.headers, ["Authorization", "X-Trace"]);
+  assert.equal(await form.getByLabel("Headers of each copy").inputValue(), "", "the form is cleared");
+  assert.equal(await form.getByLabel("Method of each copy").inputValue(), "POST", "the form is cleared");
+
+  const row = subscriptionRow(page, topic, "signed");
+  await row.waitFor();
+  assert.equal(await row.locator('td[data-label="Method"]').innerText(), "PUT");
+  assert.equal(await row.locator('td[data-label="Headers"]').innerText(), "Authorization, X-Trace");
+  // A queue's subscription has no method: none is shown.
+  await subscribe({ topic, name: "pulled", queue, header: "X-Kind: pulled-value" });
+  await openTopics(page, topic);
+  const pulled = subscriptionRow(page, topic, "pulled");
+  await pulled.waitFor();
+  assert.equal(await pulled.locator('td[data-label="Method"]').innerText(), "—");
+  assert.equal(await pulled.locator('td[data-label="Headers"]').innerText(), "X-Kind");
+  const content = await page.content();
+  for (const value of [secret, trace, "pulled-value"]) {
+    assert.ok(!content.includes(value), "the page shows a header value: " + value);
+  }
+  await screenshot(page, "topics-headers");
 });
 
 test("removing a subscription asks first; Keep it keeps it, Remove removes it", async ({ page }) => {
