@@ -232,7 +232,9 @@ async function api(path, { method = "GET", form = null, auth = true, withStatus 
     // Not JSON: a proxy's error page, say. The status says enough.
   }
   if (response.ok && body) return withStatus ? { status: response.status, body } : body;
-  if (response.status === 401) {
+  // A 401 for a token replaced since (a link or the form gave another while
+  // this request was under way) says nothing of the token stored now.
+  if (response.status === 401 && storedToken() === token) {
     askForToken(token ? "The API did not accept the token you gave. Enter another one."
                       : "The API needs a token.");
   }

@@ -557,6 +557,29 @@ test("a #token= link is kept and then removed from the address bar", async ({ pa
   assert.ok((await shownIds(page)).length > 0);
 });
 
+// Regression: a token given (by a #token= link) while the first, tokenless
+// request was still waiting for its 401 was overridden by that 401, and the
+// page kept asking for a token it had been given.
+test("a token given while a tokenless request is answered 401 is kept and used", async ({ page }) => {
+  let release;
+  const held = new Promise((resolve) => { release = resolve; });
+  let first = true;
+  await page.route("**/api/status**", async (route) => {
+    if (first && !route.request().headers().authorization) {
+      first = false;
+      await held;             // answered (401) only once the token is given
+    }
+    await route.continue();
+  });
+  await page.goto(BASE + "/");
+  await page.evaluate((token) => { location.hash = "token=" + encodeURIComponent(token); }, TOKEN);
+  await eventually(async () => assert.equal(
+    await page.evaluate(() => localStorage.getItem("postdate.token")), TOKEN));
+  release();
+  await listOrDetailLoaded(page);
+  assert.equal(await page.locator("#token-panel").isHidden(), true);
+});
+
 test("a #token= link asks before replacing a stored token, and keeps it when declined", async ({ page }) => {
   const other = "another-token-0123456789";
   const asked = [];
