@@ -529,20 +529,8 @@ queue_row(void *ctx, const struct pd_queue *q)
 	    (double)(p->now - q->oldest_ready) / 1000.0 : 0;
 
 	if (p->c->json) {
-		json_object *o = json_object_new_object();
-
-		json_object_object_add(o, "name", json_object_new_string(q->name));
-		json_object_object_add(o, "visibility", json_object_new_int(q->visibility));
-		json_object_object_add(o, "max_attempts", json_object_new_int(q->max_attempts));
-		json_object_object_add(o, "max_depth", json_object_new_int64(q->max_depth));
-		json_object_object_add(o, "paused", json_object_new_boolean(q->paused));
-		json_object_object_add(o, "pending", json_object_new_int64(q->pending));
-		json_object_object_add(o, "ready", json_object_new_int64(q->ready));
-		json_object_object_add(o, "delivering", json_object_new_int64(q->delivering));
-		json_object_object_add(o, "failed", json_object_new_int64(q->failed));
-		json_object_object_add(o, "delivered", json_object_new_int64(q->delivered));
-		json_object_object_add(o, "oldest_ready_s", json_object_new_double(oldest));
-		json_object_array_add(p->list, o);
+		/* The object GET /api/queues shows. */
+		json_object_array_add(p->list, render_queue(q, p->now));
 		return 0;
 	}
 	if (p->n++ == 0)

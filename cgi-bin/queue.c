@@ -246,39 +246,6 @@ json_time_or_null(pd_ms t)
 	return t != 0 ? json_object_new_string(time_format(t, buf)) : NULL;
 }
 
-/* Milliseconds as seconds, written as such (not 0.57499999999999996). */
-static json_object *
-json_seconds(pd_ms ms)
-{
-	char text[32];
-
-	snprintf(text, sizeof(text), "%lld.%03lld", (long long)(ms / 1000),
-	         (long long)(ms % 1000));
-	return json_object_new_double_s((double)ms / 1000.0, text);
-}
-
-/* A queue as GET /api/queues shows it. */
-static json_object *
-render_queue(const struct pd_queue *q, pd_ms now)
-{
-	json_object *o = json_object_new_object();
-	pd_ms oldest = q->oldest_ready != 0 && q->oldest_ready < now ? now - q->oldest_ready : 0;
-
-	json_object_object_add(o, "name", json_object_new_string(q->name));
-	json_object_object_add(o, "visibility", json_object_new_int(q->visibility));
-	json_object_object_add(o, "max_attempts", json_object_new_int(q->max_attempts));
-	json_object_object_add(o, "max_depth", json_object_new_int64(q->max_depth));
-	json_object_object_add(o, "paused", json_object_new_boolean(q->paused));
-	json_object_object_add(o, "pending", json_object_new_int64(q->pending));
-	json_object_object_add(o, "ready", json_object_new_int64(q->ready));
-	json_object_object_add(o, "delivering", json_object_new_int64(q->delivering));
-	json_object_object_add(o, "failed", json_object_new_int64(q->failed));
-	json_object_object_add(o, "delivered", json_object_new_int64(q->delivered));
-	json_object_object_add(o, "cancelled", json_object_new_int64(q->cancelled));
-	json_object_object_add(o, "expired", json_object_new_int64(q->expired));
-	json_object_object_add(o, "oldest_ready_s", json_seconds(oldest));
-	return o;
-}
 
 /* ---- POST /api/receive ---- */
 

@@ -157,6 +157,10 @@ enum store_result store_topics(struct pd_store *s, const char *topic, store_subs
 enum store_result store_queue_get(struct pd_store *s, const char *name, pd_ms now,
                                   struct pd_queue *q);
 
+/* A queue as GET /api/queues (and `postdate queues --json`) shows it, its
+ * figures as of now (render.c). */
+struct json_object *render_queue(const struct pd_queue *q, pd_ms now);
+
 /* Calls fn with every queue, by name, from one snapshot. */
 typedef int (*store_queue_fn)(void *ctx, const struct pd_queue *q);
 enum store_result store_queue_list(struct pd_store *s, pd_ms now, store_queue_fn fn, void *ctx);
