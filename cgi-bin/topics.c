@@ -86,6 +86,10 @@ handle_subscribe(struct pd_request *r)
 	}
 	res = store_subscribe(http_store(r), topic, name, &dest, now, &created);
 	message_free(&dest);
+	if (res == STORE_FULL) {
+		http_error(r, 507, "this topic already holds its 1000 subscriptions", "topic");
+		return;
+	}
 	if (res != STORE_OK) {
 		http_store_error(r, res, NULL);
 		return;

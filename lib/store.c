@@ -139,6 +139,7 @@ enum statement {
 	ST_PURGE_PAYLOAD,
 	ST_PURGE_HISTORY,
 	ST_PURGE_PUBLISH,
+	ST_SUBSCRIPTION_COUNT,
 	ST_REC_INSERT,
 	ST_REC_GET,
 	ST_REC_LIST,
@@ -387,6 +388,7 @@ static const char *const statement_sql[ST_COUNT] = {
 	[ST_PURGE_HISTORY] = "DELETE FROM history WHERE key = ?1",
 	/* A publish is forgotten with its last copy: its idempotency key then
 	 * makes a new one, as a message's does once the message is gone. */
+	[ST_SUBSCRIPTION_COUNT] = "SELECT count(*) FROM subscriptions WHERE topic = ?1",
 	[ST_PURGE_PUBLISH] =
 	    "DELETE FROM publishes WHERE key = ?1 AND NOT EXISTS "
 	    "(SELECT 1 FROM messages WHERE publish = ?1 AND publish IS NOT NULL)",
@@ -1520,6 +1522,24 @@ store_subscribe(struct pd_store *s, const char *topic, const char *name,
 		if (i == 0 && sqlite3_changes(s->db) == 1) {
 			*created = 1;
 			break;
+		}
+	}
+	/* A publish copies to every subscription or refuses: a topic never
+	 * holds more than a publish reads. */
+	if (*created) {
+		sqlite3_stmt *count = s->st[ST_SUBSCRIPTION_COUNT];
+		long n = 0;
+
+		sqlite3_bind_int64(count, 1, key);
+		if ((rc = sqlite3_step(count)) == SQLITE_ROW)
+			n = (long)sqlite3_column_int64(count, 0);
+		sqlite3_reset(count);
+		if (rc != SQLITE_ROW)
+			goto failed;
+		if (n > PD_MAX_SUBSCRIPTIONS) {
+			*created = 0;
+			tx_rollback(s);
+			return STORE_FULL;
 		}
 	}
 	return tx_commit(s, "committing a subscribe");

@@ -136,8 +136,9 @@ enum store_result store_queue_set(struct pd_store *s, const struct pd_queue_chan
 
 /* Makes or replaces subscription name of topic (made on first use): its
  * destination and delivery options are dest's urls or queue, callback,
- * max_attempts, timeout. *created says which. STORE_OK, STORE_BUSY or
- * STORE_ERROR. */
+ * max_attempts, timeout, method and headers. *created says which.
+ * STORE_OK, STORE_FULL (a new one past the PD_MAX_SUBSCRIPTIONS the topic
+ * may hold), STORE_BUSY or STORE_ERROR. */
 enum store_result store_subscribe(struct pd_store *s, const char *topic, const char *name,
                                   const struct pd_message *dest, pd_ms now, int *created);
 

@@ -1352,6 +1352,44 @@ test_an_occurrence_to_a_topic_is_one_publish_made_once(void)
 	fixture_close(&f);
 }
 
+static int
+count_subscription(void *ctx, const char *topic, const struct pd_message *sub)
+{
+	(void)topic;
+	if (sub != NULL)
+		(*(int *)ctx)++;
+	return 0;
+}
+
+/* Regression: a topic took a 1001st subscription, which every publish then
+ * left out in silence (it reads at most PD_MAX_SUBSCRIPTIONS). A topic
+ * holds at most that many; replacing one of them is still allowed. */
+static void
+test_a_topic_refuses_a_subscription_past_its_limit(void)
+{
+	struct fixture f;
+	struct pd_message dest;
+	char name[32];
+	int created, n = 0;
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	make_message(&dest, NULL, now);
+	for (int i = 0; i < PD_MAX_SUBSCRIPTIONS; i++) {
+		snprintf(name, sizeof(name), "s%04d", i);
+		CHECK_INT(store_subscribe(f.s, "wide", name, &dest, now, &created), STORE_OK);
+	}
+	CHECK_INT(store_subscribe(f.s, "wide", "one-too-many", &dest, now, &created), STORE_FULL);
+	CHECK_INT(store_subscribe(f.s, "wide", "s0007", &dest, now, &created), STORE_OK);
+	CHECK_INT(created, 0);
+	CHECK_INT(store_topics(f.s, "wide", count_subscription, &n), STORE_OK);
+	CHECK_INT(n, PD_MAX_SUBSCRIPTIONS);
+	message_free(&dest);
+	fixture_close(&f);
+}
+
 /* Pause cancels the waiting occurrence and makes nothing; resume starts
  * from the first occurrence after its own time, with none of the minutes
  * paused (no burst). */
@@ -1513,6 +1551,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst),
 	UNIT(test_two_makers_at_once_make_each_occurrence_once),
 	UNIT(test_an_occurrence_to_a_topic_is_one_publish_made_once),
+	UNIT(test_a_topic_refuses_a_subscription_past_its_limit),
 	UNIT(test_recurring_next_after_follows_the_zone_across_its_changes),
 };
 
