@@ -45,7 +45,7 @@ endif
 BUILD_FLAGS = $(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS)
 
 LIB_OBJS = lib/log.o lib/clock.o lib/config.o lib/timeparse.o lib/tz.o lib/cron.o lib/fields.o lib/form.o lib/envelope.o \
-           lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/auth.o lib/http.o lib/longpoll.o \
+           lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/store_sqlite.o lib/store_common.o lib/auth.o lib/http.o lib/longpoll.o \
            lib/render.o lib/report.o lib/redact.o lib/sign.o lib/retry.o lib/delivery.o lib/target.o lib/origin.o lib/commit.o lib/metrics.o
 CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health cgi-bin/queue \
              cgi-bin/topics cgi-bin/metrics cgi-bin/recurring
@@ -64,7 +64,7 @@ FORCE:
 .build-flags: FORCE
 	@echo '$(BUILD_FLAGS)' | cmp -s - $@ || echo '$(BUILD_FLAGS)' > $@
 
-HEADERS = lib/postdate.h lib/request.h lib/store.h lib/delivery.h
+HEADERS = lib/postdate.h lib/request.h lib/store.h lib/store_engine.h lib/delivery.h
 
 lib/%.o: lib/%.c $(HEADERS) sql/migrations.h .build-flags
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
