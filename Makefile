@@ -25,7 +25,7 @@ CONFDIR     = $(SYSCONFDIR)/postdate
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARNINGS = -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes
-PKGS     = libcurl sqlite3 json-c libcrypto
+PKGS     = libcurl sqlite3 json-c libcrypto libpq
 CPPFLAGS += -Ilib -D_GNU_SOURCE
 ALL_CFLAGS = -std=c11 $(WARNINGS) $(CFLAGS) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lfcgi -lpthread
@@ -45,7 +45,8 @@ endif
 BUILD_FLAGS = $(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS)
 
 LIB_OBJS = lib/log.o lib/clock.o lib/config.o lib/timeparse.o lib/tz.o lib/cron.o lib/fields.o lib/form.o lib/envelope.o \
-           lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/store_sqlite.o lib/store_common.o lib/auth.o lib/http.o lib/longpoll.o \
+           lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/store_sqlite.o lib/store_common.o \
+           $(patsubst %.c,%.o,$(wildcard lib/store_pg*.c)) lib/auth.o lib/http.o lib/longpoll.o \
            lib/render.o lib/report.o lib/redact.o lib/sign.o lib/retry.o lib/delivery.o lib/target.o lib/origin.o lib/commit.o lib/metrics.o
 CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health cgi-bin/queue \
              cgi-bin/topics cgi-bin/metrics cgi-bin/recurring
@@ -64,9 +65,9 @@ FORCE:
 .build-flags: FORCE
 	@echo '$(BUILD_FLAGS)' | cmp -s - $@ || echo '$(BUILD_FLAGS)' > $@
 
-HEADERS = lib/postdate.h lib/request.h lib/store.h lib/store_engine.h lib/delivery.h
+HEADERS = lib/postdate.h lib/request.h lib/store.h lib/store_engine.h lib/store_pg.h lib/delivery.h
 
-lib/%.o: lib/%.c $(HEADERS) sql/migrations.h .build-flags
+lib/%.o: lib/%.c $(HEADERS) sql/migrations.h sql/pg_migrations.h .build-flags
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
 
 # The migrations are compiled into the store, in the order of their
@@ -76,6 +77,19 @@ sql/migrations.h: $(MIGRATIONS)
 	{ echo '/* generated from sql/NNN-*.sql by make */'; \
 	  echo 'static const struct { const char *name; const char *sql; } migrations[] = {'; \
 	  for f in $(MIGRATIONS); do \
+	    echo "{ \"$$(basename $$f .sql)\","; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; \
+	    echo '},'; \
+	  done; \
+	  echo '};'; } > $@
+
+# The PostgreSQL engine's migrations (sql/pg/NNN-*.sql), the same way; a
+# file's number is the schema version it brings the database to.
+PG_MIGRATIONS = $(sort $(wildcard sql/pg/[0-9][0-9][0-9]-*.sql))
+sql/pg_migrations.h: $(PG_MIGRATIONS)
+	{ echo '/* generated from sql/pg/NNN-*.sql by make */'; \
+	  echo 'static const struct { const char *name; const char *sql; } pg_migrations[] = {'; \
+	  for f in $(PG_MIGRATIONS); do \
 	    echo "{ \"$$(basename $$f .sql)\","; \
 	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; \
 	    echo '},'; \
@@ -142,7 +156,7 @@ FUZZ_CFLAGS := -std=c11 $(WARNINGS) -g -O1 -fno-omit-frame-pointer \
                $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_PROGS   = $(patsubst tests/fuzz/%.c,$(FUZZ_DIR)/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(FUZZ_DIR)/lib/%.o: lib/%.c $(HEADERS) sql/migrations.h
+$(FUZZ_DIR)/lib/%.o: lib/%.c $(HEADERS) sql/migrations.h sql/pg_migrations.h
 	@mkdir -p $(@D)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -225,6 +239,6 @@ uninstall:
 	-rmdir $(DESTDIR)$(PREFIX)/lib/postdate/cgi-bin $(DESTDIR)$(PREFIX)/lib/postdate 2>/dev/null
 
 clean:
-	rm -f lib/*.o lib/libpostdate.a sql/migrations.h $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS) $(UNIT_TESTS)
+	rm -f lib/*.o lib/libpostdate.a sql/migrations.h sql/pg_migrations.h $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS) $(UNIT_TESTS)
 	rm -f .build-flags .install-paths.sed
 	rm -rf $(FUZZ_DIR)

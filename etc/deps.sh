@@ -21,6 +21,8 @@ command -v npm >/dev/null 2>&1 || packages="$packages npm"
 # man-db and groff-base render the manual pages in man/, which the tests
 # check with `man --warnings -l`.
 packages="$packages man-db groff-base"
+# libpq-dev and postgresql are for the PostgreSQL engine and its tests (make test-pg).
+packages="$packages libpq-dev postgresql"
 # clang and libFuzzer (in clang's runtime package) are for `make fuzz`.
 packages="$packages clang libclang-rt-14-dev"
 

@@ -398,7 +398,8 @@ config_parse_line(struct pd_config *cfg, const char *line, char *err, size_t err
 }
 
 /* A relative database path is taken from the configuration file's folder,
- * so the same file works whatever folder a program starts in. */
+ * so the same file works whatever folder a program starts in. A
+ * PostgreSQL URL (postgresql://, postgres://) is no path: kept as written. */
 static int
 resolve_database(struct pd_config *cfg)
 {
@@ -408,7 +409,8 @@ resolve_database(struct pd_config *cfg)
 
 	if (cfg->database == NULL)
 		return set_string(&cfg->database, "/var/lib/postdate/postdate.db");
-	if (cfg->database[0] == '/' || (slash = strrchr(cfg->path, '/')) == NULL)
+	if (cfg->database[0] == '/' || strncmp(cfg->database, "postgresql://", 13) == 0 ||
+	    strncmp(cfg->database, "postgres://", 11) == 0 || (slash = strrchr(cfg->path, '/')) == NULL)
 		return 0;
 	dirlen = (size_t)(slash - cfg->path);
 	joined = malloc(dirlen + 1 + strlen(cfg->database) + 1);

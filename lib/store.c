@@ -8,10 +8,12 @@
 
 #include "postdate.h"
 #include "store_engine.h"
+#include "store_pg.h"
 #include "../sql/migrations.h"
 
 static const struct store_engine *const engines[] = {
-	&store_sqlite_engine,
+	&store_pg_engine,
+	&store_sqlite_engine,      /* last: any path */
 };
 
 /* The engine whose database the setting names; SQLite takes any path. */

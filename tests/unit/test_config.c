@@ -112,6 +112,26 @@ test_retention_is_a_duration_and_0_keeps_everything(void)
 	}
 }
 
+/* A PostgreSQL URL is not a path: it reaches the store as written. */
+static void
+test_postgresql_url_is_kept_as_written(void)
+{
+	static const char *const urls[] = {
+		"postgresql://pd@127.0.0.1:5432/postdate?sslmode=disable",
+		"postgres://pd@db.example/postdate",
+	};
+
+	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+		struct pd_config cfg;
+		char text[160], err[256];
+		int n = snprintf(text, sizeof(text), "database = %s\n", urls[i]);
+
+		CHECK_INT(load_text(&cfg, text, (size_t)n, err, sizeof(err)), 0);
+		CHECK_STR(cfg.database, urls[i]);
+		config_free(&cfg);
+	}
+}
+
 static void
 test_relative_database_is_beside_the_file(void)
 {
@@ -358,6 +378,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_every_key_is_read),
 	UNIT(test_retention_is_a_duration_and_0_keeps_everything),
 	UNIT(test_relative_database_is_beside_the_file),
+	UNIT(test_postgresql_url_is_kept_as_written),
 	UNIT(test_errors_name_the_line),
 	UNIT(test_trailing_comment_after_a_value_is_ignored),
 	UNIT(test_tokens_and_allow_targets_may_repeat),
