@@ -1919,5 +1919,5 @@ main(void)
 	if (url != NULL && (strncmp(url, "postgresql://", 13) == 0 ||
 	                    strncmp(url, "postgres://", 11) == 0))
 		pg_url = url;
-	return unit_run(pg_url != NULL ? "store (PostgreSQL)" : "store", tests, UNIT_COUNT(tests));
+	return unit_run(pg_url != NULL ? "store-pg" : "store", tests, UNIT_COUNT(tests));
 }
