@@ -810,13 +810,15 @@ static const struct command commands[] = {
 	{ "backup", "FILE",
 	  "Copies the database into the new file FILE with SQLite's online backup\n"
 	  "API: one consistent snapshot, taken while every program keeps running\n"
-	  "(they are not blocked). FILE must not exist; it appears only complete.\n",
+	  "(they are not blocked). FILE must not exist; it appears only complete.\n"
+	  "A PostgreSQL database is refused: back it up with pg_dump.\n",
 	  1, run_backup },
 	{ "check", "[FILE]",
 	  "Runs SQLite's integrity check on the database (or on FILE, e.g. a\n"
 	  "backup) without changing it, and shows its schema version against the\n"
 	  "one this postdate knows. Exit status 1 when it finds a problem or the\n"
-	  "version is newer than this postdate's.\n",
+	  "version is newer than this postdate's. On PostgreSQL it compares the\n"
+	  "kept counts with the rows instead.\n",
 	  0, run_check },
 	{ "migrate", "",
 	  "Creates the database if there is none and runs the migrations it has\n"
@@ -835,9 +837,10 @@ usage(FILE *out)
 	      "       postdate COMMAND --help\n"
 	      "\n"
 	      "The admin command line of postdate, for the operator on the host: it\n"
-	      "reads and changes the configured SQLite database directly (the same\n"
-	      "configuration as the other programs), while they keep running. Each\n"
-	      "change is one short transaction.\n"
+	      "reads and changes the configured database (an SQLite file or a\n"
+	      "PostgreSQL URL) directly (the same configuration as the other\n"
+	      "programs), while they keep running. Each change is one short\n"
+	      "transaction.\n"
 	      "\n"
 	      "commands:\n", out);
 	for (size_t i = 0; i < ncommands; i++)
