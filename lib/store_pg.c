@@ -282,11 +282,14 @@ deltas_write(struct pg_store *s, const char *what)
 
 /* What this file itself runs. */
 static const struct pg_statement core_statements[] = {
-	{ "count_delta", "UPDATE counts SET n = n + $2 WHERE state = $1" },
+	/* The shard of this connection (see sql/pg/008-schema.sql). */
+	{ "count_delta",
+	  "INSERT INTO counts (state, shard, n) VALUES ($1, pg_backend_pid() % 16, $2) "
+	  "ON CONFLICT (state, shard) DO UPDATE SET n = counts.n + excluded.n" },
 	{ "queue_count_delta", "UPDATE queue_counts SET n = n + $3 WHERE queue = $1 AND state = $2" },
 	{ "total_delta",
-	  "INSERT INTO totals (counter, n) VALUES ($1, $2) "
-	  "ON CONFLICT (counter) DO UPDATE SET n = totals.n + excluded.n" },
+	  "INSERT INTO totals (counter, shard, n) VALUES ($1, pg_backend_pid() % 16, $2) "
+	  "ON CONFLICT (counter, shard) DO UPDATE SET n = totals.n + excluded.n" },
 };
 
 static int

@@ -29,14 +29,15 @@
 #define CHECK_COUNTS \
 	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live WHERE token = 0) " \
 	"WHEN 1 THEN (SELECT count(*) FROM live WHERE token <> 0) " \
-	"ELSE (SELECT count(*) FROM messages m WHERE m.state = c.state) END, NULL FROM counts c"
+	"ELSE (SELECT count(*) FROM messages m WHERE m.state = c.state) END, NULL " \
+	"FROM (SELECT state, sum(n) AS n FROM counts GROUP BY state) c"
 #define CHECK_QUEUE_COUNTS \
 	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live l " \
 	"WHERE l.queue = c.queue) ELSE (SELECT count(*) FROM messages m WHERE m.queue = c.queue " \
 	"AND m.state = c.state) END, q.name FROM queue_counts c JOIN queues q ON q.key = c.queue"
 
 const struct pg_statement pg_admin_statements[] = {
-	{ "totals", "SELECT counter, n FROM totals ORDER BY counter" },
+	{ "totals", "SELECT counter, sum(n) FROM totals GROUP BY counter" },
 	/* The compare-and-set on the ended state is the statement itself. */
 	{ "retry_message",
 	  RETRY_SET "WHERE id = $1 AND state = $3 RETURNING key, coalesce(queue, 0)" },

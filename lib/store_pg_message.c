@@ -65,7 +65,7 @@ const struct pg_statement pg_message_statements[] = {
 	  "SELECT " PG_MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
 	  "WHERE m.queue = (SELECT key FROM queues WHERE name = $4) "
 	  "AND (m.due, m.id) > ($1, $2) ORDER BY m.due, m.id LIMIT $3" },
-	{ "counts", "SELECT state, n FROM counts" },
+	{ "counts", "SELECT state, sum(n) FROM counts GROUP BY state" },
 	/* Only a message that nobody holds can be cancelled: the same
 	 * statement checks and ends it. */
 	{ "cancel_live",
