@@ -204,6 +204,12 @@ store_data_version(struct pd_store *s, long long *version)
 	return s->engine->data_version(s, version);
 }
 
+int
+store_watch_interval_ms(const struct pd_store *s)
+{
+	return s->engine->caps.watch_ms;
+}
+
 void
 store_queue_batch(struct pd_store *s, struct store_queue_op *ops, size_t n, pd_ms now,
                   store_report_fn report_fn, void *report_ctx)

@@ -195,6 +195,11 @@ enum store_result store_queue_ready_at(struct pd_store *s, const char *queue, pd
  * database (PRAGMA data_version): polled cheaply by waiting receives. */
 enum store_result store_data_version(struct pd_store *s, long long *version);
 
+/* How often a watcher polls store_data_version while receives wait, in
+ * ms: the wake-up latency a publish sees against the cost of a read (on
+ * SQLite a read of shared memory, on PostgreSQL a round trip). */
+int store_watch_interval_ms(const struct pd_store *s);
+
 /* One acknowledgement (or release or extension) and its outcome. */
 struct store_ack {
 	const char *id;
