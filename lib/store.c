@@ -351,11 +351,11 @@ store_purge(struct pd_store *s, pd_ms before, int limit, int *purged)
 }
 
 /* Only a database that is one file has a copy to make here; a server's
- * has its own tools (pg_dump). */
+ * has its own tools, which its engine's refusal names (pg_dump). */
 enum store_result
 store_backup(struct pd_store *s, const char *path)
 {
-	if (!s->engine->caps.one_file) {
+	if (!s->engine->caps.one_file && s->engine->backup == NULL) {
 		log_error("store: %s databases are backed up with their own tools", s->engine->name);
 		return STORE_ERROR;
 	}

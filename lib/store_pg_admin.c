@@ -360,14 +360,15 @@ pg_op_purge(struct pd_store *store, pd_ms before, int limit, int *purged)
 	return res;
 }
 
-/* A server's database is not one file: pg_dump backs it up. store.c
- * refuses before it comes here (caps.one_file = 0). */
+/* A server's database is not one file: pg_dump backs it up, as the
+ * refusal says (store.c hands it here to name the tool). */
 enum store_result
 pg_op_backup(struct pd_store *s, const char *path)
 {
 	(void)s;
 	(void)path;
-	log_error("store: a PostgreSQL database is backed up with pg_dump");
+	log_error("store: a PostgreSQL database is not copied by postdate backup: back it up "
+	          "with pg_dump (e.g. pg_dump -Fc -f FILE URL)");
 	return STORE_ERROR;
 }
 

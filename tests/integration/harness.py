@@ -113,6 +113,15 @@ def sqlite_only(reason):
     return mark
 
 
+def pg_only(reason):
+    """Marks a test of what only the PostgreSQL engine does: run.py skips
+    it on SQLite, saying why."""
+    def mark(fn):
+        fn.pg_only = reason
+        return fn
+    return mark
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

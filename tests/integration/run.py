@@ -40,6 +40,11 @@ def main():
             if getattr(fn, "sqlite_only", None):
                 print(f"skip {module}.{fname} on PostgreSQL: {fn.sqlite_only}", flush=True)
         tests = [t for t in tests if not getattr(t[2], "sqlite_only", None)]
+    else:
+        for module, fname, fn in tests:
+            if getattr(fn, "pg_only", None):
+                print(f"skip {module}.{fname} on SQLite: {fn.pg_only}", flush=True)
+        tests = [t for t in tests if not getattr(t[2], "pg_only", None)]
 
     shared = None
     passed = failed = 0

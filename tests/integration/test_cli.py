@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import TOP, Stack
+from harness import TOP, Stack, pg_only, sqlite_only
 from sink import Sink
 from test_dispatch import FAST, counts, status, wait_state
 from test_queues import new_queue, queue_info
@@ -153,6 +153,7 @@ def test_purge_deletes_what_ended_before_the_age_and_keeps_the_rest():
         assert rc == 2 and "older-than" in err, (rc, out, err)
 
 
+@sqlite_only("postdate backup copies an SQLite file; PostgreSQL has pg_dump")
 def test_a_backup_taken_while_messages_are_scheduled_and_delivered_is_consistent():
     with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
         stop = threading.Event()
@@ -219,6 +220,7 @@ def test_a_backup_taken_while_messages_are_scheduled_and_delivered_is_consistent
         assert rc == 1 and "already exists" in err, (rc, out, err)
 
 
+@sqlite_only("it damages the SQLite file")
 def test_check_finds_a_damaged_database_and_an_unreadable_file():
     with Stack() as s:
         for i in range(300):
@@ -305,3 +307,23 @@ def test_the_man_page_is_clean_under_man_warnings_and_names_every_command():
     for name in COMMANDS:
         assert f"\n       {name}" in p.stdout, (name, p.stdout[:2000])
     assert "EXIT STATUS" in p.stdout
+
+
+@pg_only("SQLite databases are backed up by postdate backup (the test above)")
+def test_on_postgresql_backup_names_pg_dump_and_check_compares_the_counts():
+    with Stack() as s:
+        for _ in range(3):
+            assert s.schedule(delay="1h")["id"]
+        rc, out, err = cli(s, "backup", os.path.join(s.dir, "copy.db"))
+        assert rc == 1 and "pg_dump" in err, (rc, out, err)
+        assert not os.path.exists(os.path.join(s.dir, "copy.db"))
+        got = cli_json(s, "check")
+        assert got["ok"] is True and got["problems"] == [], got
+        assert got["schema_version"] == got["known_version"], got
+        # A count that no longer matches its rows is a problem, named.
+        s.execute("UPDATE counts SET n = n + 5 WHERE state = 0 AND shard = "
+                  "(SELECT min(shard) FROM counts WHERE state = 0)")
+        got = cli_json(s, "check", want=1)
+        assert got["ok"] is False, got
+        assert any("counts 8 pending messages, and 3 are stored" in p
+                   for p in got["problems"]), got
