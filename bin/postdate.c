@@ -141,7 +141,7 @@ database_exists(struct cli *c)
 	if (store_database_is_url(c->cfg.database) || stat(c->cfg.database, &st) == 0)
 		return 1;
 	fail(c, NULL, "no database at %s (%s); `postdate migrate` creates one",
-	     c->cfg.database, strerror(errno));
+	     DATABASE_SHOWN(c->cfg.database), strerror(errno));
 	return 0;
 }
 
@@ -660,8 +660,8 @@ run_backup(struct cli *c, struct pd_store *s)
 		json_object_object_add(o, "schema_version", json_object_new_int(version));
 		print_json(o);
 	} else
-		printf("backed up %s to %s (%lld bytes, schema version %d)\n", c->cfg.database, file,
-		       (long long)st.st_size, version);
+		printf("backed up %s to %s (%lld bytes, schema version %d)\n",
+		       DATABASE_SHOWN(c->cfg.database), file, (long long)st.st_size, version);
 	return EXIT_OK;
 }
 
@@ -703,14 +703,14 @@ run_check(struct cli *c, struct pd_store *s)
 	res = store_inspect(file, &version, problem_seen, &p, &n);
 	if (res != STORE_OK) {
 		json_object_put(p.list);
-		return fail(c, NULL, "%s cannot be read as a database", file);
+		return fail(c, NULL, "%s cannot be read as a database", DATABASE_SHOWN(file));
 	}
 	ok = n == 0 && version >= 1 && version <= known;
 	if (c->json) {
 		json_object *o = json_object_new_object();
 
 		json_object_object_add(o, "ok", json_object_new_boolean(ok));
-		json_object_object_add(o, "database", json_object_new_string(file));
+		json_object_object_add(o, "database", json_object_new_string(DATABASE_SHOWN(file)));
 		json_object_object_add(o, "schema_version", json_object_new_int(version));
 		json_object_object_add(o, "known_version", json_object_new_int(known));
 		json_object_object_add(o, "problems", p.list);
@@ -718,7 +718,7 @@ run_check(struct cli *c, struct pd_store *s)
 		return ok ? EXIT_OK : EXIT_FAILED;
 	}
 	json_object_put(p.list);
-	printf("%s: integrity %s, schema version %d", file,
+	printf("%s: integrity %s, schema version %d", DATABASE_SHOWN(file),
 	       n == 0 ? "ok" : "FAILED", version);
 	if (version == known)
 		printf(" (current)\n");
@@ -745,27 +745,29 @@ run_migrate(struct cli *c, struct pd_store *unused)
 	}
 	if ((store_database_is_url(c->cfg.database) || stat(c->cfg.database, &st) == 0) &&
 	    store_inspect(c->cfg.database, &before, NULL, NULL, NULL) != STORE_OK)
-		return fail(c, NULL, "%s cannot be read as a database", c->cfg.database);
+		return fail(c, NULL, "%s cannot be read as a database", DATABASE_SHOWN(c->cfg.database));
 	if (before > after)
 		return fail(c, NULL, "%s has schema version %d; this postdate knows up to %d",
-		            c->cfg.database, before, after);
+		            DATABASE_SHOWN(c->cfg.database), before, after);
 	/* Opening runs what the database has not had yet, each migration in
 	 * its own transaction, as every program does when it starts. */
 	if (store_open(&s, &c->cfg) != 0)
 		return fail(c, NULL, "%s could not be opened or migrated (see the line above)",
-		            c->cfg.database);
+		            DATABASE_SHOWN(c->cfg.database));
 	store_close(s);
 	if (c->json) {
 		json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "database", json_object_new_string(c->cfg.database));
+		json_object_object_add(o, "database",
+		                       json_object_new_string(DATABASE_SHOWN(c->cfg.database)));
 		json_object_object_add(o, "from", json_object_new_int(before));
 		json_object_object_add(o, "to", json_object_new_int(after));
 		print_json(o);
 	} else if (before == after)
-		printf("%s: already at schema version %d\n", c->cfg.database, after);
+		printf("%s: already at schema version %d\n", DATABASE_SHOWN(c->cfg.database), after);
 	else
-		printf("%s: schema version %d -> %d (%d migration%s)\n", c->cfg.database, before,
+		printf("%s: schema version %d -> %d (%d migration%s)\n",
+		       DATABASE_SHOWN(c->cfg.database), before,
 		       after, after - before, after - before == 1 ? "" : "s");
 	return EXIT_OK;
 }
@@ -944,7 +946,7 @@ main(int argc, char **argv)
 		}
 		if (store_open(&s, &c.cfg) != 0) {
 			status = fail(&c, NULL, "%s could not be opened (see the line above)",
-			              c.cfg.database);
+			              DATABASE_SHOWN(c.cfg.database));
 			config_free(&c.cfg);
 			return status;
 		}

@@ -32,6 +32,36 @@ store_database_is_url(const char *database)
 	return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
 }
 
+const char *
+store_database_shown(const char *database, char *buf, size_t len)
+{
+	const char *shown, *p;
+	size_t n;
+
+	if (database == NULL || !store_database_is_url(database))
+		return database;
+	shown = url_redact(database, buf, len);
+	if ((p = strstr(shown, "password=")) == NULL)
+		return shown;
+	/* Copied into buf (shown may be database itself), each password=
+	 * parameter's value masked up to the next '&'. */
+	n = 0;
+	for (const char *q = shown; *q != '\0' && n + 4 < len;) {
+		if ((q == shown || q[-1] == '?' || q[-1] == '&') && strncmp(q, "password=", 9) == 0) {
+			if (n + 12 >= len)
+				break;
+			memcpy(buf + n, "password=***", 12);
+			n += 12;
+			q += 9;
+			q += strcspn(q, "&#");
+			continue;
+		}
+		buf[n++] = *q++;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 int
 store_schema_version(void)
 {
@@ -45,7 +75,7 @@ store_open(struct pd_store **out, const struct pd_config *cfg)
 
 	*out = NULL;
 	if (e == NULL) {
-		log_error("store: %s: no engine for this database", cfg->database);
+		log_error("store: %s: no engine for this database", DATABASE_SHOWN(cfg->database));
 		return -1;
 	}
 	return e->open(out, cfg);

@@ -508,6 +508,13 @@ enum store_result store_backup(struct pd_store *s, const char *path);
  * database has no file to look for, copy or create. */
 int store_database_is_url(const char *database);
 
+/* The database setting as it may be shown and logged: a URL's password
+ * (user:password@ and a password= parameter) replaced by "***", as
+ * url_redact does for targets; a path as it is. buf: len bytes, returned
+ * unless database is returned itself. */
+const char *store_database_shown(const char *database, char *buf, size_t len);
+#define DATABASE_SHOWN(db) store_database_shown((db), (char[1024]){ 0 }, 1024)
+
 typedef void (*store_problem_fn)(void *ctx, const char *problem);
 enum store_result store_inspect(const char *path, int *version, store_problem_fn fn,
                                 void *ctx, long *problems);

@@ -327,3 +327,31 @@ def test_on_postgresql_backup_names_pg_dump_and_check_compares_the_counts():
         assert got["ok"] is False, got
         assert any("counts 8 pending messages, and 3 are stored" in p
                    for p in got["problems"]), got
+
+
+@pg_only("an SQLite path holds no password")
+def test_a_password_in_the_database_url_is_never_printed_or_logged():
+    with Stack() as s:
+        # The test cluster trusts loopback: any password connects, and none
+        # may show. Both forms libpq takes: userinfo and a query parameter.
+        secret_url = s.db_url.replace("postgres@", "postgres:s3cretA@", 1) + \
+            "?password=s3cretB&application_name=cli"
+        assert "s3cretA" in secret_url
+        conf = os.path.join(s.dir, "secret.conf")
+        with open(conf, "w") as f:
+            f.write(f"database = {secret_url}\n")
+        shown = []
+        for args in (("migrate",), ("--json", "migrate"), ("check",), ("--json", "check"),
+                     ("backup", os.path.join(s.dir, "x.db")), ("list",)):
+            rc, out, err = cli(s, *args, conf=conf)
+            shown.append((args, rc, out, err))
+        text = repr(shown)
+        assert "s3cretA" not in text and "s3cretB" not in text, text
+        # The commands did their work (the URL was used, not refused).
+        assert shown[0][1] == 0 and shown[2][1] == 0, text
+        assert "***" in shown[0][2], text
+        bad = secret_url.replace(f":{s.db_url.split(':')[2].split('/')[0]}/", ":9/", 1)
+        with open(conf, "w") as f:
+            f.write(f"database = {bad}\n")
+        rc, out, err = cli(s, "list", conf=conf)
+        assert rc == 1 and "s3cret" not in out + err, (rc, out, err)

@@ -1851,6 +1851,24 @@ test_concurrent_writers_keep_the_counts_equal_to_the_rows(void)
 	fixture_close(&f);
 }
 
+/* What a database setting shows in logs and the command line. */
+static void
+test_a_database_url_is_shown_without_its_passwords(void)
+{
+	static const struct { const char *setting, *shown; } cases[] = {
+		{ "/var/lib/postdate/postdate.db", "/var/lib/postdate/postdate.db" },
+		{ "postgresql://pd:secret@db:5432/postdate", "postgresql://pd:***@db:5432/postdate" },
+		{ "postgres://db/postdate?password=secret&sslmode=require",
+		  "postgres://db/postdate?password=***&sslmode=require" },
+		{ "postgresql://pd:a@db/p?sslmode=disable&password=b",
+		  "postgresql://pd:***@db/p?sslmode=disable&password=***" },
+		{ "postgresql://db/p?xpassword=kept", "postgresql://db/p?xpassword=kept" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK_STR(DATABASE_SHOWN(cases[i].setting), cases[i].shown);
+}
+
 /* ---- PostgreSQL only: the connection ---- */
 
 /* One statement on its own connection to the test database; its single
@@ -1973,6 +1991,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_cancel_list_counts_totals_and_purge_agree),
 	UNIT(test_a_retry_of_a_pending_or_cancelled_message_is_refused),
 	UNIT(test_concurrent_writers_keep_the_counts_equal_to_the_rows),
+	UNIT(test_a_database_url_is_shown_without_its_passwords),
 	UNIT(test_a_broken_connection_is_reset_and_the_operation_run_again),
 	UNIT(test_two_openers_of_a_new_database_migrate_it_once),
 };
