@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "postdate.h"
 #include "store_pg.h"
@@ -340,14 +341,24 @@ reconnect(struct pg_store *s)
 
 /* ---- transactions ---- */
 
+/* A pause before running a transaction again, random so that the two
+ * sides of a deadlock do not meet again, growing with the attempts. Its
+ * own generator, seeded per thread from the process and the clock: the
+ * processes of one program would otherwise share random()'s sequence. */
 static void
 backoff(int attempt)
 {
+	static __thread uint64_t state;
 	long cap = PG_BACKOFF_MAX_US / (PG_TRIES - attempt + 1);
 	struct timespec nap;
 	long us;
 
-	us = 500 + random() % (cap > 500 ? cap : 500);
+	if (state == 0)
+		state = ((uint64_t)getpid() << 32) ^ (uint64_t)clock_monotonic() ^ 0x9e3779b97f4a7c15ULL;
+	state ^= state << 13;
+	state ^= state >> 7;
+	state ^= state << 17;
+	us = 500 + (long)(state % (uint64_t)(cap > 500 ? cap : 500));
 	nap.tv_sec = 0;
 	nap.tv_nsec = us * 1000;
 	nanosleep(&nap, NULL);
