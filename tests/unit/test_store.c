@@ -1527,7 +1527,8 @@ test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst(void)
 	char waiting[PD_ID_LEN + 1];
 	NEEDS(HAS(recurring_add) && HAS(recurring_delete) && HAS(recurring_get) &&
 	      HAS(recurring_make) && HAS(recurring_pause) && HAS(recurring_resume),
-	      "recurring_add, recurring_delete, recurring_get, recurring_make, recurring_pause, recurring_resume");
+	      "recurring_add, recurring_delete, recurring_get, recurring_make, "
+	      "recurring_pause, recurring_resume");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
