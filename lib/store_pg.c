@@ -536,5 +536,11 @@ const struct store_engine store_pg_engine = {
 	.health = pg_op_health,
 	.backup = pg_op_backup,
 	/* pgdispatch */
+	.sync_normal = pg_op_sync_normal,
+	.next_due = pg_op_next_due,
+	.promote = pg_op_promote,
+	.claim = pg_op_claim,
+	.settle = pg_op_settle,
+	.end_overdue = pg_op_end_overdue,
 	/* pgqueue */
 };
