@@ -454,6 +454,202 @@ test_a_retry_beyond_the_horizon_leaves_the_buffer_until_promoted(void)
 	fixture_close(&f);
 }
 
+/* Inserts a message due at now with a callback and a ttl (0: none). */
+static enum store_result
+insert_reported(struct fixture *f, pd_ms now, pd_ms expires, char id[PD_ID_LEN + 1])
+{
+	struct pd_message m;
+	enum store_result res;
+
+	make_message(&m, NULL, now);
+	m.due = m.next_attempt = now;
+	m.callback = strdup("https://example.com/report");
+	m.expires = expires;
+	res = store_insert(f->s, &m, now);
+	snprintf(id, PD_ID_LEN + 1, "%s", m.id);
+	message_free(&m);
+	return res;
+}
+
+/* The callback report of id: its message, due, reporting on id, with the
+ * outcome in its payload. 0 when it is there. */
+static int
+check_report(struct fixture *f, const char *id, const char *outcome)
+{
+	struct pd_message m, r;
+	int ok;
+
+	if (store_get(f->s, id, &m, NULL, NULL) != STORE_OK)
+		return -1;
+	ok = m.report != NULL && store_get(f->s, m.report, &r, NULL, NULL) == STORE_OK;
+	if (ok) {
+		ok = r.state == PD_PENDING && r.report_of != NULL && strcmp(r.report_of, id) == 0 &&
+		    strcmp(r.urls, "https://example.com/report") == 0 && r.payload != NULL &&
+		    strstr(r.payload, outcome) != NULL;
+		message_free(&r);
+	}
+	message_free(&m);
+	return ok ? 0 : -1;
+}
+
+/* A write-back that ends a message with a callback stores its report in
+ * the same transaction (made from what the store holds, this round's
+ * attempt included), and the counts and totals count both. */
+static void
+test_a_settle_that_ends_a_message_stores_its_callback_report(void)
+{
+	struct fixture f;
+	struct claimed c;
+	struct pd_settlement o;
+	struct pd_reporter reporter;
+	struct store_metrics m;
+	char id[PD_ID_LEN + 1];
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	reporter = (struct pd_reporter){ .store = f.s, .cfg = &f.cfg };
+	CHECK_INT(insert_reported(&f, now, 0, id), STORE_OK);
+	CHECK_INT(claim(&f, now, &c), 1);
+	o = settlement(&c, 0, PD_DELIVERED, now + 1);
+	o.wants_report = 1;
+	CHECK_INT(store_settle(f.s, &o, 1, now + 1, report_of_message, &reporter), STORE_OK);
+	CHECK_INT(o.result, STORE_OK);
+	CHECK_INT(state_of(&f, id, NULL), PD_DELIVERED);
+	CHECK_INT(check_report(&f, id, "\"delivered\""), 0);
+	CHECK_INT(store_metrics(f.s, now + 1, &m, NULL, NULL), STORE_OK);
+	CHECK_INT(m.counts[PD_DELIVERED], 1);
+	CHECK_INT(m.counts[PD_PENDING], 1);     /* the report */
+	CHECK_INT(m.counts[PD_DELIVERING], 0);
+	CHECK_INT(m.made, 2);
+	CHECK_INT(m.ended[PD_DELIVERED], 1);
+	CHECK_INT(m.attempts[STORE_ATTEMPT_2XX], 1);
+	fixture_close(&f);
+}
+
+/* A pushed message whose ttl ran out is ended expired by the sweep, with
+ * its report, unless a round of it is in flight (that round decides);
+ * once the round's lease has run out, the sweep ends it too. */
+static void
+test_the_sweep_expires_a_pushed_message_unless_its_round_is_in_flight(void)
+{
+	struct fixture f;
+	struct claimed c;
+	struct pd_reporter reporter;
+	struct store_metrics m;
+	char waiting[PD_ID_LEN + 1], flying[PD_ID_LEN + 1];
+	pd_ms now = time_now();
+	int ended = -1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	reporter = (struct pd_reporter){ .store = f.s, .cfg = &f.cfg };
+	CHECK_INT(insert_reported(&f, now, now + 100, flying), STORE_OK);
+	CHECK_INT(claim(&f, now, &c), 1);
+	CHECK_INT(insert_reported(&f, now, now + 100, waiting), STORE_OK);
+	CHECK_INT(store_end_overdue(f.s, now + 50 - boundary_margin(&f), 10, report_of_message,
+	                            &reporter, &ended), STORE_OK);
+	CHECK_INT(ended, 0);
+	CHECK_INT(store_end_overdue(f.s, now + 200, 10, report_of_message, &reporter, &ended),
+	          STORE_OK);
+	CHECK_INT(ended, 1);
+	CHECK_INT(state_of(&f, waiting, NULL), PD_EXPIRED);
+	CHECK_INT(check_report(&f, waiting, "\"expired\""), 0);
+	CHECK_INT(state_of(&f, flying, NULL), PD_DELIVERING);
+	CHECK_INT(store_end_overdue(f.s, c.lease[0].until + boundary_margin(&f), 10,
+	                            report_of_message, &reporter, &ended), STORE_OK);
+	CHECK_INT(ended, 1);
+	CHECK_INT(state_of(&f, flying, NULL), PD_EXPIRED);
+	CHECK_INT(check_report(&f, flying, "\"expired\""), 0);
+	CHECK_INT(store_metrics(f.s, now + 200, &m, NULL, NULL), STORE_OK);
+	CHECK_INT(m.counts[PD_EXPIRED], 2);
+	CHECK_INT(m.counts[PD_DELIVERING], 0);
+	CHECK_INT(m.counts[PD_PENDING], 2);     /* the reports */
+	CHECK_INT(m.ended[PD_EXPIRED], 2);
+	fixture_close(&f);
+}
+
+/* Dispatchers claiming at once (each its own connection, in a process of
+ * its own) take disjoint messages, and between them take every one. */
+static void
+test_concurrent_claims_take_each_message_once(void)
+{
+	enum { MESSAGES = 200, CLAIMERS = 4 };
+	struct fixture f;
+	char id[PD_ID_LEN + 1];
+	int fds[CLAIMERS][2], total = 0, seen_twice = 0;
+	char (*seen)[PD_ID_LEN + 1] = calloc(MESSAGES * 2, sizeof(*seen));
+	pid_t child[CLAIMERS];
+	pd_ms now = time_now();
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL || seen == NULL) {
+		free(seen);
+		return;
+	}
+	for (int i = 0; i < MESSAGES; i++)
+		CHECK_INT(insert_due(&f, now, now, NULL, id), STORE_OK);
+	store_close(f.s);
+	f.s = NULL;
+	for (int k = 0; k < CLAIMERS; k++) {
+		CHECK_INT(pipe(fds[k]), 0);
+		if ((child[k] = fork()) == 0) {
+			struct pd_store *s;
+			struct claimed c;
+			FILE *out = fdopen(fds[k][1], "w");
+
+			close(fds[k][0]);
+			if (store_open(&s, &f.cfg) != 0)
+				_exit(2);
+			/* Small batches, so the claimers meet. */
+			for (;;) {
+				memset(&c, 0, sizeof(c));
+				if (store_claim(s, now, 3, 0, take_claim, &c) != STORE_OK)
+					_exit(3);
+				if (c.n == 0)
+					break;
+				for (int i = 0; i < c.n; i++)
+					fprintf(out, "%s\n", c.id[i]);
+			}
+			fclose(out);
+			store_close(s);
+			_exit(0);
+		}
+		close(fds[k][1]);
+	}
+	for (int k = 0; k < CLAIMERS; k++) {
+		FILE *in = fdopen(fds[k][0], "r");
+		char line[64];
+		int status;
+
+		while (in != NULL && fgets(line, sizeof(line), in) != NULL) {
+			line[strcspn(line, "\n")] = '\0';
+			for (int i = 0; i < total; i++)
+				seen_twice += strcmp(seen[i], line) == 0;
+			if (total < MESSAGES * 2)
+				snprintf(seen[total++], PD_ID_LEN + 1, "%.*s", PD_ID_LEN, line);
+		}
+		if (in != NULL)
+			fclose(in);
+		CHECK(waitpid(child[k], &status, 0) == child[k]);
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	CHECK_INT(total, MESSAGES);
+	CHECK_INT(seen_twice, 0);
+	free(seen);
+	CHECK_INT(store_open(&f.s, &f.cfg), 0);
+	if (f.s != NULL) {
+		long counts[PD_NSTATES];
+
+		CHECK_INT(store_counts(f.s, counts), STORE_OK);
+		CHECK_INT(counts[PD_DELIVERING], MESSAGES);
+		CHECK_INT(counts[PD_PENDING], 0);
+	}
+	fixture_close(&f);
+}
+
 static void
 test_cancel_ends_a_pending_message_and_refuses_a_claimed_one(void)
 {
@@ -1553,6 +1749,9 @@ static const struct unit_test tests[] = {
 	UNIT(test_rounds_cut_short_are_counted_at_the_claim),
 	UNIT(test_promotion_brings_messages_into_the_buffer_at_the_horizon),
 	UNIT(test_a_retry_beyond_the_horizon_leaves_the_buffer_until_promoted),
+	UNIT(test_a_settle_that_ends_a_message_stores_its_callback_report),
+	UNIT(test_the_sweep_expires_a_pushed_message_unless_its_round_is_in_flight),
+	UNIT(test_concurrent_claims_take_each_message_once),
 	UNIT(test_cancel_ends_a_pending_message_and_refuses_a_claimed_one),
 	UNIT(test_a_reused_key_with_other_contents_is_a_conflict),
 	UNIT(test_one_idempotency_key_makes_one_message_under_concurrency),
