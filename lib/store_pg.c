@@ -535,6 +535,13 @@ const struct store_engine store_pg_engine = {
 	.counts = pg_op_counts,
 	.health = pg_op_health,
 	.backup = pg_op_backup,
+	.inspect = pg_op_inspect,
+	.data_version = pg_op_data_version,
+	.query_plans = pg_op_query_plans,
+	.metrics = pg_op_metrics,
+	.retry = pg_op_retry,
+	.retry_state = pg_op_retry_state,
+	.purge = pg_op_purge,
 	/* pgdispatch */
 	.sync_normal = pg_op_sync_normal,
 	.next_due = pg_op_next_due,

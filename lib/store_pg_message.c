@@ -49,7 +49,7 @@ const struct pg_statement pg_message_statements[] = {
 	  "ORDER BY m.due, m.id LIMIT $4" },
 	{ "list_all",
 	  "SELECT " PG_MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
-	  "WHERE (m.due, m.id) > ($2, $3) ORDER BY m.due, m.id LIMIT $4" },
+	  "WHERE (m.due, m.id) > ($1, $2) ORDER BY m.due, m.id LIMIT $3" },
 	{ "list_queue_state",
 	  "SELECT " PG_MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
 	  "WHERE m.queue = (SELECT key FROM queues WHERE name = $5) AND m.state = $1 "
@@ -61,8 +61,8 @@ const struct pg_statement pg_message_statements[] = {
 	  "ORDER BY m.due, m.id LIMIT $4" },
 	{ "list_queue_all",
 	  "SELECT " PG_MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
-	  "WHERE m.queue = (SELECT key FROM queues WHERE name = $5) "
-	  "AND (m.due, m.id) > ($2, $3) ORDER BY m.due, m.id LIMIT $4" },
+	  "WHERE m.queue = (SELECT key FROM queues WHERE name = $4) "
+	  "AND (m.due, m.id) > ($1, $2) ORDER BY m.due, m.id LIMIT $3" },
 	{ "counts", "SELECT state, n FROM counts" },
 	/* Only a message that nobody holds can be cancelled: the same
 	 * statement checks and ends it. */
@@ -98,7 +98,7 @@ const struct pg_statement pg_message_statements[] = {
 	  "FROM queues WHERE name = $1" },
 	{ "queue_counts_of",
 	  "SELECT c.state, c.n, (SELECT count(*) FROM live l WHERE l.queue = q.key "
-	  "AND l.token <> 0 AND l.due > " PG_NOW ") "
+	  "AND l.queue <> 0 AND l.token <> 0 AND l.due > " PG_NOW ") "
 	  "FROM queues q JOIN queue_counts c ON c.queue = q.key WHERE q.name = $1" },
 };
 const int pg_message_nstatements =
@@ -781,8 +781,11 @@ list_body(struct pg_store *s, void *arg)
 		name = w->queue != NULL ? "list_queue_alive" : "list_alive";
 	else
 		name = w->queue != NULL ? "list_queue_state" : "list_state";
-	pg_int(&p, w->state == PD_PENDING || w->state == PD_DELIVERING ?
-	       w->state == PD_DELIVERING : w->state);
+	/* Every statement but the "all" ones begins with the state (alive:
+	 * whether leased). */
+	if (w->state >= 0)
+		pg_int(&p, w->state == PD_PENDING || w->state == PD_DELIVERING ?
+		       w->state == PD_DELIVERING : w->state);
 	/* The first page starts before every (due, id): ids are never empty. */
 	pg_int(&p, w->after_id != NULL ? w->after_due : INT64_MIN);
 	pg_text(&p, w->after_id != NULL ? w->after_id : "");

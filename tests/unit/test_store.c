@@ -7,12 +7,62 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "postdate.h"
 #include "request.h"
 #include "store.h"
+#include "store_pg.h"      /* store_pg_engine: which operations it has */
 #include "unit.h"
+
+/* POSTDATE_TEST_DATABASE set to a postgresql:// URL runs these tests on
+ * that database instead of SQLite files, each test from an empty schema
+ * (the database is the test's to wipe). A test that reads the SQLite file
+ * itself stays SQLite-only, and one whose operations the PostgreSQL
+ * engine of this build lacks is skipped; both say so. */
+static const char *pg_url;
+
+#define HAS(op) (store_pg_engine.op != NULL)
+#define SQLITE_ONLY(why) do { if (pg_url != NULL) { \
+	printf("skip store %s on PostgreSQL: %s\n", __func__, why); return; } } while (0)
+#define NEEDS(ops_present, ops) do { if (pg_url != NULL && !(ops_present)) { \
+	printf("skip store %s on PostgreSQL: %s not in this build\n", __func__, ops); \
+	return; } } while (0)
+
+/* Empties the test database: every table, the schema version with them. */
+static int
+pg_wipe(void)
+{
+	PGconn *c = PQconnectdb(pg_url);
+	PGresult *r = PQstatus(c) == CONNECTION_OK ?
+	    PQexec(c, "SET client_min_messages = warning; DROP SCHEMA public CASCADE; "
+	              "CREATE SCHEMA public") : NULL;
+	int ok = r != NULL && PQresultStatus(r) == PGRES_COMMAND_OK;
+
+	if (!ok)
+		fprintf(stderr, "  wiping %s: %s", pg_url, PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return ok ? 0 : -1;
+}
+
+/* Where a test's database is: a fresh folder with path t.db in it, or the
+ * PostgreSQL test database, emptied (dir then ""). */
+static int
+test_database(char *dir, size_t dirlen, char *path, size_t len)
+{
+	if (pg_url != NULL) {
+		dir[0] = '\0';
+		snprintf(path, len, "%s", pg_url);
+		return pg_wipe();
+	}
+	snprintf(dir, dirlen, "/tmp/postdate-store-XXXXXX");
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	snprintf(path, len, "%s/t.db", dir);
+	return 0;
+}
 
 struct plan_check {
 	int lines;
@@ -45,6 +95,35 @@ check_plan_line(void *ctx, const char *sql, const char *line)
 	}
 }
 
+/* The same on PostgreSQL, whose plans are explained with sequential scans
+ * and sorts made as dear as the planner allows (store_pg_admin.c): a
+ * sequential scan of a table that grows with the messages, or a sort,
+ * means no index serves the statement. */
+static void
+check_pg_plan_line(void *ctx, const char *sql, const char *line)
+{
+	static const char *const small[] = { "counts", "queues", "topics", "totals",
+	                                     "queue_counts", "schema_version" };
+	struct plan_check *c = ctx;
+	const char *seq = strstr(line, "Seq Scan on ");
+	int bad = strstr(line, "Sort  (") != NULL || strstr(line, "Sort Key") != NULL;
+
+	c->lines++;
+	if (seq != NULL) {
+		const char *table = seq + 12;
+		size_t len = strcspn(table, " ");
+
+		bad = 1;
+		for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++)
+			if (strlen(small[i]) == len && strncmp(table, small[i], len) == 0)
+				bad = 0;
+	}
+	if (bad) {
+		fprintf(stderr, "  %s\n    plan: %s\n", sql, line);
+		c->bad++;
+	}
+}
+
 /* Removes dir/t.db with its WAL files, and dir. */
 static void
 remove_database(const char *dir)
@@ -52,6 +131,8 @@ remove_database(const char *dir)
 	static const char *const names[] = { "t.db", "t.db-wal", "t.db-shm" };
 	char path[64];
 
+	if (dir[0] == '\0')
+		return;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
 		unlink(path);
@@ -62,18 +143,18 @@ remove_database(const char *dir)
 static void
 test_every_statement_uses_an_index(void)
 {
-	char dir[] = "/tmp/postdate-store-XXXXXX", path[64];
+	char dir[32], path[256];
 	struct pd_config cfg;
 	struct pd_store *s;
 	struct plan_check c = { 0, 0 };
 
-	CHECK(mkdtemp(dir) != NULL);
-	snprintf(path, sizeof(path), "%s/t.db", dir);
+	CHECK_INT(test_database(dir, sizeof(dir), path, sizeof(path)), 0);
 	config_defaults(&cfg);
 	cfg.database = path;
 	CHECK_INT(store_open(&s, &cfg), 0);
 	if (s != NULL) {
-		CHECK_INT(store_query_plans(s, check_plan_line, &c), 0);
+		CHECK_INT(store_query_plans(s, pg_url != NULL ? check_pg_plan_line : check_plan_line,
+		                            &c), 0);
 		store_close(s);
 	}
 	CHECK(c.lines >= 10);
@@ -103,7 +184,7 @@ make_message(struct pd_message *m, const char *key, pd_ms now)
 static void
 test_a_batch_gives_each_message_its_own_result(void)
 {
-	char dir[] = "/tmp/postdate-store-XXXXXX", path[64];
+	char dir[32], path[256];
 	static const char *const keys[] = { "a", "a", NULL, NULL, NULL };
 	enum { N = 5 };
 	struct pd_message m[N], got;
@@ -112,8 +193,7 @@ test_a_batch_gives_each_message_its_own_result(void)
 	struct pd_store *s;
 	pd_ms now = time_now();
 
-	CHECK(mkdtemp(dir) != NULL);
-	snprintf(path, sizeof(path), "%s/t.db", dir);
+	CHECK_INT(test_database(dir, sizeof(dir), path, sizeof(path)), 0);
 	config_defaults(&cfg);
 	cfg.database = path;
 	cfg.max_pending = 3;
@@ -151,7 +231,7 @@ test_a_batch_gives_each_message_its_own_result(void)
 
 struct fixture {
 	char dir[32];
-	char path[64];
+	char path[256];
 	struct pd_config cfg;
 	struct pd_store *s;
 };
@@ -159,10 +239,8 @@ struct fixture {
 static int
 fixture_open(struct fixture *f)
 {
-	snprintf(f->dir, sizeof(f->dir), "/tmp/postdate-store-XXXXXX");
-	if (mkdtemp(f->dir) == NULL)
+	if (test_database(f->dir, sizeof(f->dir), f->path, sizeof(f->path)) != 0)
 		return -1;
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
 	config_defaults(&f->cfg);
 	f->cfg.database = f->path;
 	return store_open(&f->s, &f->cfg);
@@ -300,6 +378,8 @@ test_a_claim_leases_counts_the_round_and_a_settle_ends_it(void)
 	char id[PD_ID_LEN + 1];
 	pd_ms now = time_now();
 	int attempts = -1;
+	NEEDS(HAS(claim) && HAS(settle),
+	      "claim, settle");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -345,6 +425,8 @@ test_a_late_settle_is_refused_but_its_attempts_are_kept(void)
 	struct pd_settlement late, now_holder;
 	char id[PD_ID_LEN + 1];
 	pd_ms now = time_now();
+	NEEDS(HAS(claim) && HAS(settle),
+	      "claim, settle");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -378,6 +460,8 @@ test_rounds_cut_short_are_counted_at_the_claim(void)
 	struct claimed c;
 	char id[PD_ID_LEN + 1];
 	pd_ms now = time_now(), t = now;
+	NEEDS(HAS(claim),
+	      "claim");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -401,6 +485,8 @@ test_promotion_brings_messages_into_the_buffer_at_the_horizon(void)
 	char id[PD_ID_LEN + 1];
 	pd_ms now = time_now(), later = now + 2 * 3600 * 1000, unbuffered, buffered;
 	int promoted = -1;
+	NEEDS(HAS(claim) && HAS(next_due) && HAS(promote),
+	      "claim, next_due, promote");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -434,6 +520,8 @@ test_a_retry_beyond_the_horizon_leaves_the_buffer_until_promoted(void)
 	char id[PD_ID_LEN + 1];
 	pd_ms now = time_now(), retry_at = now + 3 * 3600 * 1000;
 	int promoted = 0;
+	NEEDS(HAS(claim) && HAS(promote) && HAS(settle),
+	      "claim, promote, settle");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -659,6 +747,8 @@ test_cancel_ends_a_pending_message_and_refuses_a_claimed_one(void)
 	enum pd_state state = PD_NSTATES;
 	long counts[PD_NSTATES];
 	pd_ms now = time_now();
+	NEEDS(HAS(claim),
+	      "claim");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -720,6 +810,8 @@ test_one_idempotency_key_makes_one_message_under_concurrency(void)
 	int fds[2];
 	char first[PD_ID_LEN + 1] = "", got[PD_ID_LEN + 1];
 	int same = 1;
+	NEEDS(HAS(claim) && HAS(promote) && HAS(settle),
+	      "claim, promote, settle");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -846,6 +938,7 @@ test_a_v1_database_migrates_with_nothing_lost(void)
 	long counts[PD_NSTATES];
 	pd_ms now = time_now();
 	int attempts = -1, promoted = 0;
+	SQLITE_ONLY("a v1 database is an SQLite file");
 
 	snprintf(f.dir, sizeof(f.dir), "/tmp/postdate-store-XXXXXX");
 	CHECK(mkdtemp(f.dir) != NULL);
@@ -927,6 +1020,7 @@ test_a_database_that_cannot_use_wal_is_refused(void)
 {
 	struct pd_config cfg;
 	struct pd_store *s = NULL;
+	SQLITE_ONLY("WAL is SQLite's");
 
 	config_defaults(&cfg);
 	cfg.database = ":memory:";
@@ -1000,6 +1094,8 @@ test_a_receive_takes_priority_then_fifo_and_never_what_is_leased(void)
 	char a[PD_ID_LEN + 1], b[PD_ID_LEN + 1], c[PD_ID_LEN + 1], later[PD_ID_LEN + 1];
 	struct got g;
 	pd_ms now = time_now();
+	NEEDS(HAS(queue_batch),
+	      "queue_batch");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1035,6 +1131,9 @@ test_a_stale_receipt_is_refused_and_the_current_one_acks(void)
 	struct store_ack ack;
 	struct pd_queue q;
 	pd_ms now = time_now(), until, due;
+	NEEDS(HAS(queue_batch) && HAS(extend) && HAS(queue_get) &&
+	      HAS(release),
+	      "queue_batch, extend, queue_get, release");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1082,6 +1181,9 @@ test_the_last_allowed_receive_ends_the_message_failed(void)
 	struct store_ack ack;
 	pd_ms now = time_now(), due;
 	int ended;
+	NEEDS(HAS(end_overdue) && HAS(queue_get) && HAS(queue_set) &&
+	      HAS(queue_batch) && HAS(release),
+	      "end_overdue, queue_get, queue_set, queue_batch, release");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1127,6 +1229,9 @@ test_a_ttl_expires_and_a_full_queue_refuses(void)
 	long counts[PD_NSTATES];
 	pd_ms now = time_now(), earliest;
 	int ended;
+	NEEDS(HAS(end_overdue) && HAS(queue_get) && HAS(queue_set) &&
+	      HAS(queue_batch),
+	      "end_overdue, queue_get, queue_set, queue_batch");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1164,6 +1269,8 @@ test_a_batch_counts_its_own_messages_against_max_depth(void)
 	struct pd_queue q;
 	struct got g;
 	pd_ms now = time_now();
+	NEEDS(HAS(queue_batch) && HAS(queue_get) && HAS(queue_set),
+	      "queue_batch, queue_get, queue_set");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1208,6 +1315,8 @@ test_a_batch_of_queue_work_gives_each_request_its_result(void)
 	struct store_ack ack;
 	struct store_queue_op ops[3];
 	pd_ms now = time_now();
+	NEEDS(HAS(queue_batch),
+	      "queue_batch");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1246,6 +1355,8 @@ test_a_claim_takes_lower_priority_values_first(void)
 	static const int priority[4] = { 5, -3, 0, -3 };
 	struct claimed c;
 	pd_ms now = time_now();
+	NEEDS(HAS(claim),
+	      "claim");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1313,6 +1424,8 @@ test_the_totals_count_what_was_made_tried_and_ended(void)
 	char ids[3][PD_ID_LEN + 1], queued[PD_ID_LEN + 1];
 	enum pd_state state;
 	pd_ms now = time_now();
+	NEEDS(HAS(queue_batch) && HAS(claim) && HAS(settle),
+	      "queue_batch, claim, settle");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1426,6 +1539,9 @@ test_occurrences_are_made_one_ahead_and_once(void)
 	/* 12:00:20 on some day: the first occurrence is 12:01. */
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0, at = 0;
 	int made = -1, late = -1;
+	NEEDS(HAS(recurring_add) && HAS(recurring_get) && HAS(recurring_make) &&
+	      HAS(recurring_make_at),
+	      "recurring_add, recurring_get, recurring_make, recurring_make_at");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1469,6 +1585,8 @@ test_after_a_gap_only_the_latest_missed_occurrence_is_made(void)
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0;
 	pd_ms back = m1 + 7 * MINUTE_MS + 25000;   /* seven and a half minutes later */
 	int made = -1, late = -1;
+	NEEDS(HAS(recurring_add) && HAS(recurring_get) && HAS(recurring_make),
+	      "recurring_add, recurring_get, recurring_make");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1509,6 +1627,9 @@ test_an_occurrence_to_a_topic_is_one_publish_made_once(void)
 	struct pd_message dest;
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS, due = 0;
 	int made = -1, late = -1, created;
+	NEEDS(HAS(recurring_add) && HAS(recurring_get) && HAS(recurring_make) &&
+	      HAS(subscribe),
+	      "recurring_add, recurring_get, recurring_make, subscribe");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1580,6 +1701,8 @@ test_a_topic_refuses_a_subscription_past_its_limit(void)
 	char name[32];
 	int created, n = 0;
 	pd_ms now = time_now();
+	NEEDS(HAS(subscribe) && HAS(topics),
+	      "subscribe, topics");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1610,6 +1733,9 @@ test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst(void)
 	pd_ms resumed = m1 + 10 * MINUTE_MS + 5000;
 	int made = -1, late = -1;
 	char waiting[PD_ID_LEN + 1];
+	NEEDS(HAS(recurring_add) && HAS(recurring_delete) && HAS(recurring_get) &&
+	      HAS(recurring_make) && HAS(recurring_pause) && HAS(recurring_resume),
+	      "recurring_add, recurring_delete, recurring_get, recurring_make, recurring_pause, recurring_resume");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1656,6 +1782,7 @@ test_two_makers_at_once_make_each_occurrence_once(void)
 	pd_ms t0 = 1796126420000LL, m1 = t0 - 20000 + MINUTE_MS;
 	pid_t child;
 	int status = 0, total = 0, made, late;
+	SQLITE_ONLY("it counts rows in the SQLite file");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -1769,5 +1896,10 @@ static const struct unit_test tests[] = {
 int
 main(void)
 {
-	return unit_run("store", tests, UNIT_COUNT(tests));
+	const char *url = getenv("POSTDATE_TEST_DATABASE");
+
+	if (url != NULL && (strncmp(url, "postgresql://", 13) == 0 ||
+	                    strncmp(url, "postgres://", 11) == 0))
+		pg_url = url;
+	return unit_run(pg_url != NULL ? "store (PostgreSQL)" : "store", tests, UNIT_COUNT(tests));
 }
