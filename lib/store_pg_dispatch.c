@@ -73,7 +73,8 @@ const struct pg_statement pg_dispatch_statements[] = {
 	 * another claimer holds are skipped, not waited for. The lease ends
 	 * on the database's clock. What the outer SELECT reads of the message
 	 * is immutable while it lives; what changes comes from RETURNING (the
-	 * row as locked, after any concurrent write-back). */
+	 * row as locked, after any concurrent write-back). The rows come in
+	 * no order: claim_level puts them in due order. */
 	{ "dispatch_claim",
 	  "WITH picked AS MATERIALIZED (SELECT key, token, due FROM live "
 	  "WHERE buffered = 1 AND priority = $2 AND due <= " AT " ORDER BY due LIMIT $3 "
@@ -82,9 +83,9 @@ const struct pg_statement pg_dispatch_statements[] = {
 	  "attempts = l.attempts + 1 FROM picked WHERE l.key = picked.key "
 	  "RETURNING l.key, picked.token AS was, picked.due AS was_due, l.token, l.due, "
 	  "l.next_round, l.attempts, l.gone, l.lease_ms) "
-	  "SELECT l.key, l.was, l.attempts, l.gone, l.lease_ms, l.next_round, "
+	  "SELECT l.key, l.was, l.attempts, l.gone, l.lease_ms, l.next_round, l.was_due, "
 	  PG_MESSAGE_COLUMNS ", p.payload FROM leased l JOIN messages m ON m.key = l.key "
-	  "JOIN payloads p ON p.key = l.key " PG_MESSAGE_JOINS " ORDER BY l.was_due, l.key" },
+	  "JOIN payloads p ON p.key = l.key " PG_MESSAGE_JOINS },
 	/* One HTTP attempt: the next number in the message's history. Two
 	 * write-backs of one message at once (a lease taken over) may pick
 	 * the same number: the later finds it taken, writes nothing, and
@@ -231,6 +232,7 @@ pg_op_promote(struct pd_store *store, pd_ms until, int limit, int *promoted)
 struct claim {
 	struct pd_message m;
 	struct store_lease lease;
+	pd_ms due;                /* when it fell due (or its last lease ran out) */
 };
 
 struct claiming {
@@ -275,6 +277,7 @@ claim_level(struct pg_store *s, struct claiming *w, int level)
 {
 	struct pg_params p = { 0 };
 	enum store_result res = STORE_OK;
+	int first = w->n;
 	PGresult *r;
 
 	pg_int(&p, pg_ahead(w->now));
@@ -287,11 +290,11 @@ claim_level(struct pg_store *s, struct claiming *w, int level)
 	for (int row = 0; row < PQntuples(r) && w->n < w->limit; row++) {
 		struct claim *k = &w->c[w->n];
 
-		if (pg_row_to_message(r, row, 6, &k->m, 1) != 0) {
+		if (pg_row_to_message(r, row, 7, &k->m, 1) != 0) {
 			res = STORE_ERROR;
 			break;
 		}
-		if (pg_row_payload(r, row, 6 + PG_MESSAGE_NCOLUMNS, &k->m) != 0) {
+		if (pg_row_payload(r, row, 7 + PG_MESSAGE_NCOLUMNS, &k->m) != 0) {
 			message_free(&k->m);
 			res = STORE_ERROR;
 			break;
@@ -305,6 +308,7 @@ claim_level(struct pg_store *s, struct claiming *w, int level)
 		/* On the caller's clock, as its now is: the database keeps its own. */
 		k->lease.until = w->now + pg_get_int(r, row, 4) + (pd_ms)w->lease_slack_s * PD_MS_PER_S;
 		k->m.next_attempt = pg_get_int(r, row, 5);
+		k->due = pg_get_int(r, row, 6);
 		/* An expired lease taken over was counted as delivering already. */
 		if (k->m.state == PD_PENDING) {
 			pg_count(s, PD_PENDING, -1);
@@ -313,9 +317,23 @@ claim_level(struct pg_store *s, struct claiming *w, int level)
 		w->n++;
 	}
 	PQclear(r);
-	if (res != STORE_OK)
+	if (res != STORE_OK) {
 		log_error("store: claiming: a row that cannot be read");
-	return res;
+		return res;
+	}
+	/* This level's claims in due order (then key), as SQLite hands them
+	 * over: a few dozen at most, and the sort of a statement's result
+	 * would be a plan step of its own. */
+	for (int i = first + 1; i < w->n; i++) {
+		struct claim v = w->c[i];
+		int j = i;
+
+		for (; j > first && (w->c[j - 1].due > v.due ||
+		       (w->c[j - 1].due == v.due && w->c[j - 1].lease.key > v.lease.key)); j--)
+			w->c[j] = w->c[j - 1];
+		w->c[j] = v;
+	}
+	return STORE_OK;
 }
 
 static enum store_result
