@@ -161,6 +161,8 @@ enum store_result pg_op_data_version(struct pd_store *s, long long *version);
  * PG_NOW + pg_ahead(now), the database's clock moved as far as the caller
  * asks, so the caller's skew cancels out. */
 int64_t pg_ahead(pd_ms now);
+/* The pg_try_advisory_xact_lock key promotion runs under ('pdprom'). */
+#define PG_PROMOTION_LOCK "123576685588333"
 int pg_op_sync_normal(struct pd_store *s);
 enum store_result pg_op_next_due(struct pd_store *s, pd_ms *unbuffered, pd_ms *buffered);
 enum store_result pg_op_promote(struct pd_store *s, pd_ms until, int limit, int *promoted);

@@ -34,8 +34,6 @@
 #include "postdate.h"
 #include "store_pg.h"
 
-/* pg_try_advisory_xact_lock key of promotion ('pdprom'). */
-#define PROMOTION_LOCK "123273751441261"
 /* How often a history row is tried again when a concurrent write-back of
  * the same message took its sequence number first (a lease taken over). */
 #define HISTORY_TRIES 8
@@ -58,7 +56,7 @@ const struct pg_statement pg_dispatch_statements[] = {
 	  "SELECT (SELECT min(due) FROM live WHERE buffered = 0 AND queue = 0), "
 	  "(SELECT min((SELECT min(b.due) FROM live b WHERE b.buffered = 1 "
 	  "AND b.priority = levels.priority)) FROM levels WHERE levels.priority IS NOT NULL)" },
-	{ "dispatch_promote_lock", "SELECT pg_try_advisory_xact_lock(" PROMOTION_LOCK ")" },
+	{ "dispatch_promote_lock", "SELECT pg_try_advisory_xact_lock(" PG_PROMOTION_LOCK ")" },
 	/* $1: how far the horizon lies ahead of the database's now. */
 	{ "dispatch_promote",
 	  "WITH due AS MATERIALIZED (SELECT key FROM live "

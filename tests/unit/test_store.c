@@ -509,6 +509,42 @@ test_promotion_brings_messages_into_the_buffer_at_the_horizon(void)
 	fixture_close(&f);
 }
 
+/* Promotion runs under an advisory lock on PostgreSQL: while another
+ * dispatcher holds it (promoting right now), a promotion does nothing and
+ * says so; once it is free, the promotion does its work. */
+static void
+test_promotion_skips_while_another_dispatcher_holds_its_lock(void)
+{
+	struct fixture f;
+	char id[PD_ID_LEN + 1];
+	pd_ms now = time_now(), later = now + 2 * 3600 * 1000;
+	PGconn *other;
+	PGresult *r;
+	int promoted = -1;
+
+	if (pg_url == NULL) {
+		printf("skip store %s on SQLite: one writer at a time, no lock to hold\n", __func__);
+		return;
+	}
+	NEEDS(HAS(promote), "promote");
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, later, now, NULL, id), STORE_OK);
+	other = PQconnectdb(pg_url);
+	CHECK_INT(PQstatus(other), CONNECTION_OK);
+	r = PQexec(other, "BEGIN; SELECT pg_advisory_xact_lock(" PG_PROMOTION_LOCK ")");
+	CHECK_INT(PQresultStatus(r), PGRES_TUPLES_OK);
+	PQclear(r);
+	CHECK_INT(store_promote(f.s, later, 100, &promoted), STORE_OK);
+	CHECK_INT(promoted, 0);
+	PQclear(PQexec(other, "COMMIT"));
+	PQfinish(other);
+	CHECK_INT(store_promote(f.s, later, 100, &promoted), STORE_OK);
+	CHECK_INT(promoted, 1);
+	fixture_close(&f);
+}
+
 /* A round retried past the horizon leaves the buffer and comes back by
  * promotion, keeping its count and the URLs it dropped. */
 static void
@@ -594,6 +630,7 @@ test_a_settle_that_ends_a_message_stores_its_callback_report(void)
 	char id[PD_ID_LEN + 1];
 	pd_ms now = time_now();
 
+	NEEDS(HAS(claim) && HAS(settle), "claim, settle");
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
 		return;
@@ -630,6 +667,7 @@ test_the_sweep_expires_a_pushed_message_unless_its_round_is_in_flight(void)
 	pd_ms now = time_now();
 	int ended = -1;
 
+	NEEDS(HAS(claim) && HAS(end_overdue), "claim, end_overdue");
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
 		return;
@@ -672,6 +710,7 @@ test_concurrent_claims_take_each_message_once(void)
 	pid_t child[CLAIMERS];
 	pd_ms now = time_now();
 
+	NEEDS(HAS(claim), "claim");
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL || seen == NULL) {
 		free(seen);
@@ -1875,6 +1914,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_a_late_settle_is_refused_but_its_attempts_are_kept),
 	UNIT(test_rounds_cut_short_are_counted_at_the_claim),
 	UNIT(test_promotion_brings_messages_into_the_buffer_at_the_horizon),
+	UNIT(test_promotion_skips_while_another_dispatcher_holds_its_lock),
 	UNIT(test_a_retry_beyond_the_horizon_leaves_the_buffer_until_promoted),
 	UNIT(test_a_settle_that_ends_a_message_stores_its_callback_report),
 	UNIT(test_the_sweep_expires_a_pushed_message_unless_its_round_is_in_flight),
