@@ -451,6 +451,70 @@ test_a_late_settle_is_refused_but_its_attempts_are_kept(void)
 	fixture_close(&f);
 }
 
+/* Settles o from a process of its own once go has a byte to read; exits
+ * 0 when the settle went through (its result as it was), 1 if not. */
+static pid_t
+settle_in_child(struct fixture *f, struct pd_settlement *o, int go)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		struct pd_store *s;
+		char byte;
+
+		if (store_open(&s, &f->cfg) != 0 || read(go, &byte, 1) != 1)
+			_exit(1);
+		_exit(store_settle(s, o, 1, o->tried[0].at, NULL, NULL) == STORE_OK ? 0 : 1);
+	}
+	return pid;
+}
+
+/* The dispatcher whose lease ran out and the one that took over write
+ * back at the same moment: both succeed (the late one's result refused),
+ * and the history keeps both rounds' attempts, whichever numbered its
+ * attempt first. */
+static void
+test_two_write_backs_of_one_message_at_once_both_keep_their_attempts(void)
+{
+	enum { ROUNDS = 20 };
+
+	NEEDS(HAS(claim) && HAS(settle), "claim, settle");
+	for (int round = 0; round < ROUNDS; round++) {
+		struct fixture f;
+		struct claimed first, second;
+		struct pd_settlement late, holder;
+		char id[PD_ID_LEN + 1];
+		pd_ms now = time_now();
+		int go[2], status, ok = 0;
+		pid_t a, b;
+
+		CHECK_INT(fixture_open(&f), 0);
+		if (f.s == NULL)
+			return;
+		CHECK_INT(insert_due(&f, now, now, NULL, id), STORE_OK);
+		CHECK_INT(claim(&f, now, &first), 1);
+		CHECK_INT(claim(&f, first.lease[0].until + boundary_margin(&f), &second), 1);
+		late = settlement(&first, 0, PD_FAILED, now + 1);
+		holder = settlement(&second, 0, PD_DELIVERED, now + 2);
+		CHECK_INT(pipe(go), 0);
+		a = settle_in_child(&f, &late, go[0]);
+		b = settle_in_child(&f, &holder, go[0]);
+		/* Both connected (or soon): start them together. */
+		usleep(100000);
+		CHECK_INT(write(go[1], "gg", 2), 2);
+		close(go[0]);
+		close(go[1]);
+		CHECK(waitpid(a, &status, 0) == a);
+		ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		CHECK(waitpid(b, &status, 0) == b);
+		ok += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+		CHECK_INT(ok, 2);
+		CHECK_INT(history_length(&f, id), 2);
+		CHECK_INT(state_of(&f, id, NULL), PD_DELIVERED);
+		fixture_close(&f);
+	}
+}
+
 /* Claims that never come back (a dispatcher killed while delivering) still
  * count: after max_attempts of them the claim says the rounds are spent. */
 static void
@@ -1912,6 +1976,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_a_batch_gives_each_message_its_own_result),
 	UNIT(test_a_claim_leases_counts_the_round_and_a_settle_ends_it),
 	UNIT(test_a_late_settle_is_refused_but_its_attempts_are_kept),
+	UNIT(test_two_write_backs_of_one_message_at_once_both_keep_their_attempts),
 	UNIT(test_rounds_cut_short_are_counted_at_the_claim),
 	UNIT(test_promotion_brings_messages_into_the_buffer_at_the_horizon),
 	UNIT(test_promotion_skips_while_another_dispatcher_holds_its_lock),
