@@ -56,7 +56,7 @@ UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_tz tests/unit/test_cron t
              tests/unit/test_config tests/unit/test_message tests/unit/test_envelope tests/unit/test_store \
              tests/unit/test_delivery_policy tests/unit/test_target tests/unit/test_origin tests/unit/test_longpoll tests/unit/test_metrics
 
-.PHONY: all deps run test bench unit-test integration-test install uninstall clean fuzz FORCE
+.PHONY: all deps run test test-pg bench unit-test integration-test install uninstall clean fuzz FORCE
 
 all: $(CGI_PROGS) $(BIN_PROGS) $(BENCH_PROGS)
 
@@ -142,6 +142,12 @@ run: deps all
 
 test: deps all $(UNIT_TESTS)
 	@SANITIZE=$(SANITIZE) sh tests/run.sh
+
+# The same on PostgreSQL 15, in a cluster of its own started and stopped
+# by tests/run-pg.sh: the store's unit tests and the integration tests
+# (PG_TESTS=SUBSTRING... runs only the integration tests so named).
+test-pg: deps all $(UNIT_TESTS)
+	@sh tests/run-pg.sh $(PG_TESTS)
 
 unit-test: $(UNIT_TESTS)
 	@for t in $(UNIT_TESTS); do ./$$t || exit 1; done

@@ -137,7 +137,8 @@ database_exists(struct cli *c)
 {
 	struct stat st;
 
-	if (stat(c->cfg.database, &st) == 0)
+	/* A server's database is there or not when connecting says so. */
+	if (store_database_is_url(c->cfg.database) || stat(c->cfg.database, &st) == 0)
 		return 1;
 	fail(c, NULL, "no database at %s (%s); `postdate migrate` creates one",
 	     c->cfg.database, strerror(errno));
@@ -696,7 +697,7 @@ run_check(struct cli *c, struct pd_store *s)
 	}
 	if (c->argc == 2)
 		file = c->argv[1];
-	if (stat(file, &st) != 0)
+	if (!store_database_is_url(file) && stat(file, &st) != 0)
 		return fail(c, NULL, "no database at %s (%s)", file, strerror(errno));
 	p.list = json_object_new_array();
 	res = store_inspect(file, &version, problem_seen, &p, &n);
@@ -742,7 +743,7 @@ run_migrate(struct cli *c, struct pd_store *unused)
 		fprintf(stderr, "usage: postdate migrate\n");
 		return EXIT_USAGE;
 	}
-	if (stat(c->cfg.database, &st) == 0 &&
+	if ((store_database_is_url(c->cfg.database) || stat(c->cfg.database, &st) == 0) &&
 	    store_inspect(c->cfg.database, &before, NULL, NULL, NULL) != STORE_OK)
 		return fail(c, NULL, "%s cannot be read as a database", c->cfg.database);
 	if (before > after)

@@ -27,6 +27,12 @@ engine_of(const char *database)
 }
 
 int
+store_database_is_url(const char *database)
+{
+	return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
+}
+
+int
 store_schema_version(void)
 {
 	return (int)(sizeof(migrations) / sizeof(migrations[0]));

@@ -498,6 +498,11 @@ enum store_result store_backup(struct pd_store *s, const char *path);
  * problem found, counted in *problems (0: sound).
  * STORE_OK, STORE_UNAVAILABLE (it cannot be opened or is no database), or
  * STORE_ERROR. */
+/* Whether database (the setting's value) is a PostgreSQL URL
+ * (postgresql://, postgres://) rather than an SQLite file path: a server's
+ * database has no file to look for, copy or create. */
+int store_database_is_url(const char *database);
+
 typedef void (*store_problem_fn)(void *ctx, const char *problem);
 enum store_result store_inspect(const char *path, int *version, store_problem_fn fn,
                                 void *ctx, long *problems);

@@ -523,7 +523,7 @@ fail:
 static int
 pg_names(const char *database)
 {
-	return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
+	return store_database_is_url(database);
 }
 
 const struct store_engine store_pg_engine = {

@@ -429,8 +429,15 @@ pg_op_inspect(const char *database, int *version, store_problem_fn fn, void *ctx
 	}
 	/* One snapshot for every check, while the programs may write. */
 	PQclear(PQexec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"));
-	r = PQexec(c, "SELECT CASE WHEN to_regclass('schema_version') IS NULL THEN 0 "
-	              "ELSE (SELECT max(version) FROM schema_version) END");
+	/* An empty database (never migrated) is version 0, as an empty file. */
+	r = PQexec(c, "SELECT to_regclass('schema_version') IS NOT NULL");
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0) {
+		PQclear(r);
+		r = PQexec(c, "SELECT max(version) FROM schema_version");
+	} else if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		PQclear(r);
+		r = PQexec(c, "SELECT 0");
+	}
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		log_error("store: reading the schema version: %s", PQresultErrorMessage(r));
 		res = STORE_UNAVAILABLE;

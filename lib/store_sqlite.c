@@ -4049,7 +4049,7 @@ out:
 static int
 sqlite_names(const char *database)
 {
-	return strncmp(database, "postgresql://", 13) != 0 && strncmp(database, "postgres://", 11) != 0;
+	return !store_database_is_url(database);
 }
 
 const struct store_engine store_sqlite_engine = {

@@ -3,6 +3,13 @@
 Stack() starts bin/postdate-stack (nginx + the FastCGI programs + SQLite) in
 a temporary folder with a configuration of the test's choosing; its methods
 talk HTTP to it and read its database directly, to check what was written.
+
+POSTDATE_TEST_DATABASE=pg runs every stack on PostgreSQL instead: each
+Stack gets a fresh database of its own on one test cluster (pg.py), whose
+URL its configuration names, dropped when the stack closes. The cluster is
+the one POSTDATE_TEST_PG_URL names (a running cluster's postgres database,
+as `make test-pg` starts one), else one started for the run. query()
+then reads that database with psql (the SQL must be PostgreSQL's too).
 """
 
 import http.client
@@ -17,6 +24,8 @@ import tempfile
 import time
 import urllib.parse
 
+import pg
+
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOKEN = "test-token-0123456789abcdef"
 
@@ -26,6 +35,73 @@ def background(fn):
     Stack): run.py runs it in a thread beside the other tests."""
     fn.background = True
     return fn
+
+
+class ExternalCluster:
+    """A cluster started outside this run (`make test-pg`), by the URL of
+    its postgres database: makes and drops the tests' databases on it."""
+
+    def __init__(self, url):
+        self.base = url
+
+    def url(self, database="postgres"):
+        parts = urllib.parse.urlsplit(self.base)
+        return urllib.parse.urlunsplit(parts._replace(path="/" + database))
+
+    def psql(self, *sql, database="postgres"):
+        commands = [a for q in sql for a in ("-c", q)]
+        p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                            "-d", self.url(database), *commands],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql {sql!r}: {p.stderr.strip()}")
+        return p.stdout.strip()
+
+    def create_database(self, name):
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+                  f'CREATE DATABASE "{name}" TEMPLATE template0')
+        return self.url(name)
+
+    def drop_database(self, name):
+        self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+_cluster = None
+
+
+def test_cluster():
+    """The cluster the tests' PostgreSQL databases are made on."""
+    global _cluster
+    if _cluster is None:
+        url = os.environ.get("POSTDATE_TEST_PG_URL")
+        _cluster = ExternalCluster(url) if url else pg.shared_cluster()
+    return _cluster
+
+
+def _sql_literal(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return "'\\x" + bytes(v).hex() + "'::bytea"
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _sql_value(text):
+    """A psql output field as sqlite3 would give it: None, int, bytes or str."""
+    if text == "<<NULL>>":
+        return None
+    if text.lstrip("-").isdigit():
+        return int(text)
+    if text.startswith("\\x"):
+        try:
+            return bytes.fromhex(text[2:])
+        except ValueError:
+            return text
+    return text
 
 
 def free_port():
@@ -68,7 +144,15 @@ class Stack:
         self.conf = os.path.join(self.dir, "postdate.conf")
         # The tests' targets are on loopback, which the target policy
         # refuses unless allowed; allow_targets=None tests the default.
-        lines = [f"database = {database}"]
+        self.engine = pg.engine()
+        self.pg_name = None
+        if self.engine == "pg":
+            # One database per stack, named after its folder (unique).
+            self.pg_name = "t_" + os.path.basename(self.dir).replace("-", "_").lower()
+            self.db_url = test_cluster().create_database(self.pg_name)
+            lines = [f"database = {self.db_url}"]
+        else:
+            lines = [f"database = {database}"]
         if allow_targets:
             lines.append(f"allow_targets = {allow_targets}")
             # ... and port 9 (discard), the tests' address that nothing answers.
@@ -150,6 +234,12 @@ class Stack:
                 p.kill()
                 p.wait()
         self.stop()
+        if self.pg_name is not None:
+            try:
+                test_cluster().drop_database(self.pg_name)
+            except (RuntimeError, OSError, subprocess.SubprocessError):
+                pass
+            self.pg_name = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
@@ -244,11 +334,31 @@ class Stack:
     # ---- the database, read directly ----
 
     def query(self, sql, *args):
+        if self.engine == "pg":
+            return self._pg_query(sql, *args)
         db = sqlite3.connect(self.db_path, timeout=10)
         try:
             return db.execute(sql, args).fetchall()
         finally:
             db.close()
+
+    def _pg_query(self, sql, *args):
+        """query() on PostgreSQL: ? placeholders filled with literals, one
+        psql, rows split on the ASCII separators (values may hold newlines)."""
+        pieces = sql.split("?")
+        if len(pieces) - 1 != len(args):
+            raise ValueError(f"{sql!r}: {len(pieces) - 1} placeholders, {len(args)} values")
+        text = pieces[0] + "".join(_sql_literal(a) + rest for a, rest in zip(args, pieces[1:]))
+        p = subprocess.run(["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                            "-F", "\x1f", "-R", "\x1e", "-P", "null=<<NULL>>",
+                            "-d", self.db_url, "-c", text],
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode != 0:
+            raise RuntimeError(f"psql {text!r}: {p.stderr.strip()}")
+        out = p.stdout.rstrip("\n")
+        if out == "":
+            return []
+        return [tuple(_sql_value(f) for f in row.split("\x1f")) for row in out.split("\x1e")]
 
     def count(self, table="messages"):
         return self.query(f"SELECT count(*) FROM {table}")[0][0]

@@ -1962,6 +1962,231 @@ test_recurring_next_after_follows_the_zone_across_its_changes(void)
 	CHECK_INT(recurring_next_after("* * * * *", "Nowhere/Town", 0, &t, &why), -1);
 }
 
+/* ---- what every engine answers alike: a message's life seen from the
+ * API's side (the PostgreSQL engine's own operations, on SQLite too) ---- */
+
+struct listed {
+	int n;
+	char id[8][PD_ID_LEN + 1];
+	enum pd_state state[8];
+};
+
+static int
+take_listed(void *ctx, const struct pd_message *m)
+{
+	struct listed *l = ctx;
+
+	if (l->n < 8) {
+		snprintf(l->id[l->n], PD_ID_LEN + 1, "%s", m->id);
+		l->state[l->n] = m->state;
+		l->n++;
+	}
+	return 0;
+}
+
+static void
+count_problem(void *ctx, const char *problem)
+{
+	fprintf(stderr, "  inspect: %s\n", problem);
+	(*(long *)ctx)++;
+}
+
+/* Three messages made, one cancelled: the list by state and in all, the
+ * counts, health's earliest due time, status with its payload, the totals,
+ * a second cancel (200 again) and retention of the cancelled one, and the
+ * kept counts still agreeing with the rows. */
+static void
+test_cancel_list_counts_totals_and_purge_agree(void)
+{
+	struct fixture f;
+	char id[3][PD_ID_LEN + 1];
+	struct listed l;
+	struct pd_message m;
+	struct store_metrics totals;
+	enum pd_state state = PD_PENDING;
+	long counts[PD_NSTATES], problems = -1, seen = 0;
+	pd_ms now = time_now(), earliest = 0;
+	int purged = -1, version = 0;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(insert_due(&f, now + (i + 1) * 60000, now, NULL, id[i]), STORE_OK);
+	CHECK_INT(store_cancel(f.s, id[1], &state), STORE_OK);
+	CHECK_INT(state, PD_CANCELLED);
+	state = PD_PENDING;
+	CHECK_INT(store_cancel(f.s, id[1], &state), STORE_OK);   /* already: the same answer */
+	CHECK_INT(state, PD_CANCELLED);
+	CHECK_INT(store_cancel(f.s, "00000000000000000000000000", &state), STORE_NOTFOUND);
+
+	memset(&l, 0, sizeof(l));
+	CHECK_INT(store_list(f.s, PD_PENDING, NULL, 0, NULL, 10, take_listed, &l, counts),
+	          STORE_OK);
+	CHECK_INT(l.n, 2);
+	CHECK_STR(l.id[0], id[0]);
+	CHECK_STR(l.id[1], id[2]);
+	CHECK_INT(counts[PD_PENDING], 2);
+	CHECK_INT(counts[PD_CANCELLED], 1);
+	memset(&l, 0, sizeof(l));
+	CHECK_INT(store_list(f.s, -1, NULL, 0, NULL, 2, take_listed, &l, NULL), STORE_OK);
+	CHECK_INT(l.n, 2);                                        /* the limit */
+	CHECK_STR(l.id[1], id[1]);
+	CHECK_INT(l.state[1], PD_CANCELLED);
+	memset(&l, 0, sizeof(l));
+	/* The next page starts after the last one shown. */
+	CHECK_INT(store_list(f.s, -1, NULL, now + 2 * 60000, id[1], 10, take_listed, &l, NULL),
+	          STORE_OK);
+	CHECK_INT(l.n, 1);
+	CHECK_STR(l.id[0], id[2]);
+
+	CHECK_INT(store_health(f.s, counts, &earliest), STORE_OK);
+	CHECK_INT(counts[PD_PENDING], 2);
+	CHECK_INT(earliest, now + 60000);
+	CHECK_INT(store_get(f.s, id[0], &m, NULL, NULL), STORE_OK);
+	CHECK_STR(m.payload, "hello");
+	CHECK_INT(m.payload_len, 5);
+	CHECK_INT(m.state, PD_PENDING);
+	CHECK_INT(m.due, now + 60000);
+	CHECK(m.created >= now - 60000 && m.created <= now + 60000);
+	message_free(&m);
+	CHECK_INT(store_get(f.s, "00000000000000000000000000", &m, NULL, NULL), STORE_NOTFOUND);
+
+	CHECK_INT(store_metrics(f.s, now, &totals, NULL, NULL), STORE_OK);
+	CHECK_INT(totals.made, 3);
+	CHECK_INT(totals.ended[PD_CANCELLED], 1);
+	CHECK_INT(totals.counts[PD_PENDING], 2);
+
+	CHECK_INT(store_purge(f.s, time_now() + 60000, 100, &purged), STORE_OK);
+	CHECK_INT(purged, 1);
+	CHECK_INT(store_get(f.s, id[1], &m, NULL, NULL), STORE_NOTFOUND);
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_CANCELLED], 0);
+	CHECK_INT(counts[PD_PENDING], 2);
+	CHECK_INT(store_inspect(f.path, &version, count_problem, &seen, &problems), STORE_OK);
+	CHECK_INT(version, store_schema_version());
+	CHECK_INT(problems, 0);
+	CHECK_INT(seen, 0);
+	fixture_close(&f);
+}
+
+/* A retry of what did not fail is refused, saying what it is. */
+static void
+test_a_retry_of_a_pending_or_cancelled_message_is_refused(void)
+{
+	struct fixture f;
+	char id[2][PD_ID_LEN + 1];
+	enum pd_state state = PD_FAILED;
+	pd_ms now = time_now();
+	int retried = -1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	CHECK_INT(insert_due(&f, now + 60000, now, NULL, id[0]), STORE_OK);
+	CHECK_INT(insert_due(&f, now + 60000, now, NULL, id[1]), STORE_OK);
+	CHECK_INT(store_cancel(f.s, id[1], &state), STORE_OK);
+	CHECK_INT(store_retry(f.s, id[0], now, &state), STORE_CONFLICT);
+	CHECK_INT(state, PD_PENDING);
+	CHECK_INT(store_retry(f.s, id[1], now, &state), STORE_CONFLICT);
+	CHECK_INT(state, PD_CANCELLED);
+	CHECK_INT(store_retry(f.s, "00000000000000000000000000", now, &state), STORE_NOTFOUND);
+	CHECK_INT(store_retry_state(f.s, PD_FAILED, now + 3600000, now, 100, &retried), STORE_OK);
+	CHECK_INT(retried, 0);
+	CHECK_INT(store_retry_state(f.s, PD_CANCELLED, now, now, 100, &retried), STORE_CONFLICT);
+	fixture_close(&f);
+}
+
+/* ---- PostgreSQL only: the connection ---- */
+
+/* One statement on its own connection to the test database; its single
+ * value (malloc'd), or NULL. */
+static char *
+pg_value(const char *sql)
+{
+	PGconn *c = PQconnectdb(pg_url);
+	PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+	char *v = NULL;
+
+	if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+		v = strdup(PQgetvalue(r, 0, 0));
+	else
+		fprintf(stderr, "  %s: %s", sql, r != NULL ? PQresultErrorMessage(r) :
+		        PQerrorMessage(c));
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* The store's connection names the program and carries our timeouts;
+ * when the server ends it (a restart, a failover, an idle timeout), the
+ * next operation resets it once, prepares its statements again and
+ * succeeds, instead of failing every call until the program restarts. */
+static void
+test_a_broken_connection_is_reset_and_the_operation_run_again(void)
+{
+	struct fixture f;
+	char id[PD_ID_LEN + 1], *v;
+	long counts[PD_NSTATES];
+	pd_ms now = time_now();
+
+	if (pg_url == NULL) {
+		printf("skip store %s: PostgreSQL only\n", __func__);
+		return;
+	}
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	v = pg_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test_store' "
+	             "AND datname = current_database()");
+	CHECK_STR(v, "1");
+	free(v);
+	CHECK_INT(insert_due(&f, now + 60000, now, NULL, id), STORE_OK);
+	v = pg_value("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+	             "WHERE application_name = 'test_store' AND datname = current_database() "
+	             "AND pid <> pg_backend_pid()");
+	CHECK_STR(v, "1");
+	free(v);
+	CHECK_INT(insert_due(&f, now + 60000, now, NULL, id), STORE_OK);
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_PENDING], 2);
+	fixture_close(&f);
+}
+
+/* Two programs opening a new database at once: the advisory lock makes
+ * one of them run the migration, and both open it. */
+static void
+test_two_openers_of_a_new_database_migrate_it_once(void)
+{
+	struct fixture f;
+	pid_t child;
+	int status = -1;
+	char *v;
+
+	if (pg_url == NULL) {
+		printf("skip store %s: PostgreSQL only\n", __func__);
+		return;
+	}
+	CHECK_INT(test_database(f.dir, sizeof(f.dir), f.path, sizeof(f.path)), 0);
+	config_defaults(&f.cfg);
+	f.cfg.database = f.path;
+	child = fork();
+	if (child == 0) {
+		struct pd_store *s;
+		int rc = store_open(&s, &f.cfg);
+
+		store_close(s);
+		_exit(rc == 0 ? 0 : 1);
+	}
+	CHECK_INT(store_open(&f.s, &f.cfg), 0);
+	CHECK(waitpid(child, &status, 0) == child);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	v = pg_value("SELECT count(*) || ' ' || max(version) FROM schema_version");
+	CHECK(v != NULL && atoi(v) == 1 && atoi(strchr(v, ' ') + 1) == store_schema_version());
+	free(v);
+	fixture_close(&f);
+}
+
 static const struct unit_test tests[] = {
 	UNIT(test_every_statement_uses_an_index),
 	UNIT(test_an_attempt_is_classed_by_its_status),
@@ -1996,6 +2221,10 @@ static const struct unit_test tests[] = {
 	UNIT(test_an_occurrence_to_a_topic_is_one_publish_made_once),
 	UNIT(test_a_topic_refuses_a_subscription_past_its_limit),
 	UNIT(test_recurring_next_after_follows_the_zone_across_its_changes),
+	UNIT(test_cancel_list_counts_totals_and_purge_agree),
+	UNIT(test_a_retry_of_a_pending_or_cancelled_message_is_refused),
+	UNIT(test_a_broken_connection_is_reset_and_the_operation_run_again),
+	UNIT(test_two_openers_of_a_new_database_migrate_it_once),
 };
 
 int
@@ -2006,5 +2235,5 @@ main(void)
 	if (url != NULL && (strncmp(url, "postgresql://", 13) == 0 ||
 	                    strncmp(url, "postgres://", 11) == 0))
 		pg_url = url;
-	return unit_run(pg_url != NULL ? "store (PostgreSQL)" : "store", tests, UNIT_COUNT(tests));
+	return unit_run(pg_url != NULL ? "store-pg" : "store", tests, UNIT_COUNT(tests));
 }
