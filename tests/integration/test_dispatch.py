@@ -934,6 +934,19 @@ def insert_unbuffered_directly(s, n, next_attempt_s, url):
     pending count."""
     import sqlite3
     at = int(next_attempt_s * 1000)
+    if s.engine == "pg":
+        # The same in one psql statement list (one transaction); the keys
+        # are the table's own (generated), so the rows are found by id.
+        s.query(
+            f"INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, "
+            f"max_attempts, timeout) SELECT 'far' || lpad(i::text, 23, '0'), {at}, "
+            f"{at - 60000}, '{url}', 0, 'text/plain', 1, 1 FROM generate_series(0, {n - 1}) i; "
+            f"INSERT INTO payloads (key, payload) SELECT key, '' FROM messages "
+            f"WHERE id LIKE 'far%'; "
+            f"INSERT INTO live (key, due, next_round, buffered, lease_ms) "
+            f"SELECT key, due, due, 0, 1000 FROM messages WHERE id LIKE 'far%'; "
+            f"UPDATE counts SET n = n + {n} WHERE state = 0")
+        return
     db = sqlite3.connect(s.db_path, timeout=30)
     try:
         with db:
