@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pg
 from harness import Stack, TOP
 from sink import Sink
 from test_dispatch import (counts, iso_to_s, ms, pct, s_to_iso, schedule_many, status,
@@ -512,6 +513,11 @@ def test_contention_of_two_schedule_workers_and_two_dispatchers_delivers_each_20
 # ---- a full disk ----
 
 def test_disk_full_answers_503_json_keeps_the_database_intact_and_recovers():
+    if pg.engine() == "pg":
+        # The database's disk is then the server's, not a file of ours on a
+        # tmpfs; its SQLSTATE 53100 maps to the same 503 (store_pg.c).
+        print("skip on PostgreSQL: the disk that fills up is the database server's")
+        return
     mnt = tempfile.mkdtemp(prefix="postdate-tmpfs-")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mnt], check=True)
     s = None
