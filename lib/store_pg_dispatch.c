@@ -34,6 +34,8 @@
 #include "postdate.h"
 #include "store_pg.h"
 
+/* Clocks closer than this (ms) are taken as one by next_due. */
+#define PG_CLOCKS_AGREE_MS 1000
 /* How often a history row is tried again when a concurrent write-back of
  * the same message took its sequence number first (a lease taken over). */
 #define HISTORY_TRIES 8
@@ -47,7 +49,8 @@
 const struct pg_statement pg_dispatch_statements[] = {
 	/* Promotion's next work (one index end of live_to_promote) and the
 	 * claims' (the buffer is in (priority, due) order: the earliest of
-	 * each priority level's earliest, stepping through the levels). */
+	 * each priority level's earliest, stepping through the levels), and
+	 * the database's clock, to tell them on the caller's. */
 	{ "dispatch_next_due",
 	  "WITH RECURSIVE levels (priority) AS ("
 	  "SELECT min(priority) FROM live WHERE buffered = 1 "
@@ -55,7 +58,8 @@ const struct pg_statement pg_dispatch_statements[] = {
 	  "AND b.priority > levels.priority) FROM levels WHERE levels.priority IS NOT NULL) "
 	  "SELECT (SELECT min(due) FROM live WHERE buffered = 0 AND queue = 0), "
 	  "(SELECT min((SELECT min(b.due) FROM live b WHERE b.buffered = 1 "
-	  "AND b.priority = levels.priority)) FROM levels WHERE levels.priority IS NOT NULL)" },
+	  "AND b.priority = levels.priority)) FROM levels WHERE levels.priority IS NOT NULL), "
+	  PG_NOW },
 	{ "dispatch_promote_lock", "SELECT pg_try_advisory_xact_lock(" PG_PROMOTION_LOCK ")" },
 	/* $1: how far the horizon lies ahead of the database's now. */
 	{ "dispatch_promote",
@@ -148,18 +152,36 @@ struct next_due {
 	pd_ms unbuffered, buffered;
 };
 
+/*
+ * The times are the database's: what is due falls due on its clock. The
+ * caller waits for them on its own, so they are told on the caller's: a
+ * dispatcher whose clock is 30 s behind the database's would otherwise
+ * sleep 30 s past what falls due (and one 30 s ahead ask for it over and
+ * over until it is). The offset between the clocks is read around the
+ * statement, good to a round trip; clocks closer than PG_CLOCKS_AGREE_MS
+ * are taken as one, so that a host kept in time reads the due times as
+ * they are stored.
+ */
 static enum store_result
 next_due_body(struct pg_store *s, void *arg)
 {
 	struct next_due *d = arg;
 	enum store_result res;
+	pd_ms before = time_now(), offset;
 	PGresult *r = pg_exec(s, "dispatch_next_due", NULL, "reading the next due time", &res);
 
 	if (r == NULL)
 		return res;
 	d->unbuffered = PQntuples(r) > 0 ? pg_get_int(r, 0, 0) : 0;
 	d->buffered = PQntuples(r) > 0 ? pg_get_int(r, 0, 1) : 0;
+	offset = PQntuples(r) > 0 ? before + (time_now() - before) / 2 - pg_get_int(r, 0, 2) : 0;
 	PQclear(r);
+	if (offset > -PG_CLOCKS_AGREE_MS && offset < PG_CLOCKS_AGREE_MS)
+		offset = 0;
+	if (d->unbuffered != 0)
+		d->unbuffered += offset;
+	if (d->buffered != 0)
+		d->buffered += offset;
 	return STORE_OK;
 }
 
