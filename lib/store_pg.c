@@ -526,10 +526,6 @@ pg_names(const char *database)
 	return store_database_is_url(database);
 }
 
-/* STUB-BEGIN (local testing only, never committed) */
-static enum store_result stub_make_at(struct pd_store *s, pd_ms *at) { (void)s; *at = 0; return STORE_OK; }
-static enum store_result stub_make(struct pd_store *s, pd_ms now, int limit, int *made, int *late) { (void)s; (void)now; (void)limit; *made = 0; *late = 0; return STORE_OK; }
-/* STUB-END */
 const struct store_engine store_pg_engine = {
 	.name = "postgresql",
 	.caps = { .one_file = 0 },
@@ -560,5 +556,4 @@ const struct store_engine store_pg_engine = {
 	.settle = pg_op_settle,
 	.end_overdue = pg_op_end_overdue,
 	/* pgqueue */
-	.recurring_make_at = stub_make_at, .recurring_make = stub_make, /* STUB */
 };
