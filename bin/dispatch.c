@@ -1108,7 +1108,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (store_open(&d.store, &d.cfg) != 0 || store_sync_normal(d.store) != 0) {
-		log_error("cannot open the database %s", d.cfg.database);
+		log_error("cannot open the database %s", DATABASE_SHOWN(d.cfg.database));
 		return 1;
 	}
 	if ((d.engine = engine_new(&d.cfg, &d.signer, d.verbose)) == NULL) {

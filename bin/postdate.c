@@ -141,7 +141,7 @@ database_exists(struct cli *c)
 	if (store_database_is_url(c->cfg.database) || stat(c->cfg.database, &st) == 0)
 		return 1;
 	fail(c, NULL, "no database at %s (%s); `postdate migrate` creates one",
-	     c->cfg.database, strerror(errno));
+	     DATABASE_SHOWN(c->cfg.database), strerror(errno));
 	return 0;
 }
 
@@ -660,8 +660,8 @@ run_backup(struct cli *c, struct pd_store *s)
 		json_object_object_add(o, "schema_version", json_object_new_int(version));
 		print_json(o);
 	} else
-		printf("backed up %s to %s (%lld bytes, schema version %d)\n", c->cfg.database, file,
-		       (long long)st.st_size, version);
+		printf("backed up %s to %s (%lld bytes, schema version %d)\n",
+		       DATABASE_SHOWN(c->cfg.database), file, (long long)st.st_size, version);
 	return EXIT_OK;
 }
 
@@ -703,14 +703,14 @@ run_check(struct cli *c, struct pd_store *s)
 	res = store_inspect(file, &version, problem_seen, &p, &n);
 	if (res != STORE_OK) {
 		json_object_put(p.list);
-		return fail(c, NULL, "%s cannot be read as a database", file);
+		return fail(c, NULL, "%s cannot be read as a database", DATABASE_SHOWN(file));
 	}
 	ok = n == 0 && version >= 1 && version <= known;
 	if (c->json) {
 		json_object *o = json_object_new_object();
 
 		json_object_object_add(o, "ok", json_object_new_boolean(ok));
-		json_object_object_add(o, "database", json_object_new_string(file));
+		json_object_object_add(o, "database", json_object_new_string(DATABASE_SHOWN(file)));
 		json_object_object_add(o, "schema_version", json_object_new_int(version));
 		json_object_object_add(o, "known_version", json_object_new_int(known));
 		json_object_object_add(o, "problems", p.list);
@@ -718,7 +718,7 @@ run_check(struct cli *c, struct pd_store *s)
 		return ok ? EXIT_OK : EXIT_FAILED;
 	}
 	json_object_put(p.list);
-	printf("%s: integrity %s, schema version %d", file,
+	printf("%s: integrity %s, schema version %d", DATABASE_SHOWN(file),
 	       n == 0 ? "ok" : "FAILED", version);
 	if (version == known)
 		printf(" (current)\n");
@@ -745,27 +745,29 @@ run_migrate(struct cli *c, struct pd_store *unused)
 	}
 	if ((store_database_is_url(c->cfg.database) || stat(c->cfg.database, &st) == 0) &&
 	    store_inspect(c->cfg.database, &before, NULL, NULL, NULL) != STORE_OK)
-		return fail(c, NULL, "%s cannot be read as a database", c->cfg.database);
+		return fail(c, NULL, "%s cannot be read as a database", DATABASE_SHOWN(c->cfg.database));
 	if (before > after)
 		return fail(c, NULL, "%s has schema version %d; this postdate knows up to %d",
-		            c->cfg.database, before, after);
+		            DATABASE_SHOWN(c->cfg.database), before, after);
 	/* Opening runs what the database has not had yet, each migration in
 	 * its own transaction, as every program does when it starts. */
 	if (store_open(&s, &c->cfg) != 0)
 		return fail(c, NULL, "%s could not be opened or migrated (see the line above)",
-		            c->cfg.database);
+		            DATABASE_SHOWN(c->cfg.database));
 	store_close(s);
 	if (c->json) {
 		json_object *o = json_object_new_object();
 
-		json_object_object_add(o, "database", json_object_new_string(c->cfg.database));
+		json_object_object_add(o, "database",
+		                       json_object_new_string(DATABASE_SHOWN(c->cfg.database)));
 		json_object_object_add(o, "from", json_object_new_int(before));
 		json_object_object_add(o, "to", json_object_new_int(after));
 		print_json(o);
 	} else if (before == after)
-		printf("%s: already at schema version %d\n", c->cfg.database, after);
+		printf("%s: already at schema version %d\n", DATABASE_SHOWN(c->cfg.database), after);
 	else
-		printf("%s: schema version %d -> %d (%d migration%s)\n", c->cfg.database, before,
+		printf("%s: schema version %d -> %d (%d migration%s)\n",
+		       DATABASE_SHOWN(c->cfg.database), before,
 		       after, after - before, after - before == 1 ? "" : "s");
 	return EXIT_OK;
 }
@@ -810,13 +812,15 @@ static const struct command commands[] = {
 	{ "backup", "FILE",
 	  "Copies the database into the new file FILE with SQLite's online backup\n"
 	  "API: one consistent snapshot, taken while every program keeps running\n"
-	  "(they are not blocked). FILE must not exist; it appears only complete.\n",
+	  "(they are not blocked). FILE must not exist; it appears only complete.\n"
+	  "A PostgreSQL database is refused: back it up with pg_dump.\n",
 	  1, run_backup },
 	{ "check", "[FILE]",
 	  "Runs SQLite's integrity check on the database (or on FILE, e.g. a\n"
 	  "backup) without changing it, and shows its schema version against the\n"
 	  "one this postdate knows. Exit status 1 when it finds a problem or the\n"
-	  "version is newer than this postdate's.\n",
+	  "version is newer than this postdate's. On PostgreSQL it compares the\n"
+	  "kept counts with the rows instead.\n",
 	  0, run_check },
 	{ "migrate", "",
 	  "Creates the database if there is none and runs the migrations it has\n"
@@ -835,9 +839,10 @@ usage(FILE *out)
 	      "       postdate COMMAND --help\n"
 	      "\n"
 	      "The admin command line of postdate, for the operator on the host: it\n"
-	      "reads and changes the configured SQLite database directly (the same\n"
-	      "configuration as the other programs), while they keep running. Each\n"
-	      "change is one short transaction.\n"
+	      "reads and changes the configured database (an SQLite file or a\n"
+	      "PostgreSQL URL) directly (the same configuration as the other\n"
+	      "programs), while they keep running. Each change is one short\n"
+	      "transaction.\n"
 	      "\n"
 	      "commands:\n", out);
 	for (size_t i = 0; i < ncommands; i++)
@@ -941,7 +946,7 @@ main(int argc, char **argv)
 		}
 		if (store_open(&s, &c.cfg) != 0) {
 			status = fail(&c, NULL, "%s could not be opened (see the line above)",
-			              c.cfg.database);
+			              DATABASE_SHOWN(c.cfg.database));
 			config_free(&c.cfg);
 			return status;
 		}

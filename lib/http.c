@@ -861,7 +861,7 @@ http_main_program(int argc, char **argv, const struct pd_program *program)
 	 * runs the migrations once, and says at start-up when it cannot. */
 	if (store_open(&app.store, &app.cfg) != 0)
 		log_error("cannot open the database %s yet; answering 503 until it opens",
-		          app.cfg.database);
+		          DATABASE_SHOWN(app.cfg.database));
 
 	if (app.route != NULL && app.route->group_commit &&
 	    committer_start(&app.committer, &app) != 0)

@@ -20,8 +20,10 @@
 #include "request.h"
 #include "store.h"
 
-/* How often the watcher reads the data version while anyone waits: the
- * wake-up latency a publish sees, against a few microseconds per read. */
+/* How often a waiter that lost a race looks again, and the watcher reads
+ * the data version before it has a store (after that, as often as the
+ * store says: store_watch_interval_ms, 3 ms on SQLite, a few microseconds
+ * per read; longer on PostgreSQL, where each read is a round trip). */
 #define LONGPOLL_POLL_MS 3
 
 /* The longest sleep between looks even when nothing changes: ready times
@@ -58,7 +60,7 @@ monotonic_timespec(pd_ms ms)
 }
 
 /* The watcher: idle while nobody waits; otherwise reads the data version
- * on a connection of its own every LONGPOLL_POLL_MS and wakes the waiters
+ * on a connection of its own every store_watch_interval_ms and wakes the waiters
  * when it changed, or when the process is asked to stop. */
 static void *
 watch_commits(void *arg)
@@ -80,7 +82,7 @@ watch_commits(void *arg)
 		}
 		pthread_mutex_unlock(&lp->lock);
 
-		sleep_ms(LONGPOLL_POLL_MS);
+		sleep_ms(store != NULL ? store_watch_interval_ms(store) : LONGPOLL_POLL_MS);
 		if (store == NULL && clock_monotonic() - last_open >= 1000) {
 			last_open = clock_monotonic();
 			if (store_open(&store, lp->cfg) != 0)

@@ -32,6 +32,36 @@ store_database_is_url(const char *database)
 	return strncmp(database, "postgresql://", 13) == 0 || strncmp(database, "postgres://", 11) == 0;
 }
 
+const char *
+store_database_shown(const char *database, char *buf, size_t len)
+{
+	const char *shown, *p;
+	size_t n;
+
+	if (database == NULL || !store_database_is_url(database))
+		return database;
+	shown = url_redact(database, buf, len);
+	if ((p = strstr(shown, "password=")) == NULL)
+		return shown;
+	/* Copied into buf (shown may be database itself), each password=
+	 * parameter's value masked up to the next '&'. */
+	n = 0;
+	for (const char *q = shown; *q != '\0' && n + 4 < len;) {
+		if ((q == shown || q[-1] == '?' || q[-1] == '&') && strncmp(q, "password=", 9) == 0) {
+			if (n + 12 >= len)
+				break;
+			memcpy(buf + n, "password=***", 12);
+			n += 12;
+			q += 9;
+			q += strcspn(q, "&#");
+			continue;
+		}
+		buf[n++] = *q++;
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 int
 store_schema_version(void)
 {
@@ -45,7 +75,7 @@ store_open(struct pd_store **out, const struct pd_config *cfg)
 
 	*out = NULL;
 	if (e == NULL) {
-		log_error("store: %s: no engine for this database", cfg->database);
+		log_error("store: %s: no engine for this database", DATABASE_SHOWN(cfg->database));
 		return -1;
 	}
 	return e->open(out, cfg);
@@ -204,6 +234,12 @@ store_data_version(struct pd_store *s, long long *version)
 	return s->engine->data_version(s, version);
 }
 
+int
+store_watch_interval_ms(const struct pd_store *s)
+{
+	return s->engine->caps.watch_ms;
+}
+
 void
 store_queue_batch(struct pd_store *s, struct store_queue_op *ops, size_t n, pd_ms now,
                   store_report_fn report_fn, void *report_ctx)
@@ -345,11 +381,11 @@ store_purge(struct pd_store *s, pd_ms before, int limit, int *purged)
 }
 
 /* Only a database that is one file has a copy to make here; a server's
- * has its own tools (pg_dump). */
+ * has its own tools, which its engine's refusal names (pg_dump). */
 enum store_result
 store_backup(struct pd_store *s, const char *path)
 {
-	if (!s->engine->caps.one_file) {
+	if (!s->engine->caps.one_file && s->engine->backup == NULL) {
 		log_error("store: %s databases are backed up with their own tools", s->engine->name);
 		return STORE_ERROR;
 	}

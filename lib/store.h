@@ -195,6 +195,11 @@ enum store_result store_queue_ready_at(struct pd_store *s, const char *queue, pd
  * database (PRAGMA data_version): polled cheaply by waiting receives. */
 enum store_result store_data_version(struct pd_store *s, long long *version);
 
+/* How often a watcher polls store_data_version while receives wait, in
+ * ms: the wake-up latency a publish sees against the cost of a read (on
+ * SQLite a read of shared memory, on PostgreSQL a round trip). */
+int store_watch_interval_ms(const struct pd_store *s);
+
 /* One acknowledgement (or release or extension) and its outcome. */
 struct store_ack {
 	const char *id;
@@ -502,6 +507,13 @@ enum store_result store_backup(struct pd_store *s, const char *path);
  * (postgresql://, postgres://) rather than an SQLite file path: a server's
  * database has no file to look for, copy or create. */
 int store_database_is_url(const char *database);
+
+/* The database setting as it may be shown and logged: a URL's password
+ * (user:password@ and a password= parameter) replaced by "***", as
+ * url_redact does for targets; a path as it is. buf: len bytes, returned
+ * unless database is returned itself. */
+const char *store_database_shown(const char *database, char *buf, size_t len);
+#define DATABASE_SHOWN(db) store_database_shown((db), (char[1024]){ 0 }, 1024)
 
 typedef void (*store_problem_fn)(void *ctx, const char *problem);
 enum store_result store_inspect(const char *path, int *version, store_problem_fn fn,

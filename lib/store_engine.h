@@ -19,6 +19,7 @@
 struct store_caps {
 	int one_file;     /* the database is one file: store_backup copies it,
 	                     store_inspect checks it */
+	int watch_ms;     /* store_watch_interval_ms */
 };
 
 struct store_engine {

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "postdate.h"
 #include "store_pg.h"
@@ -282,11 +283,14 @@ deltas_write(struct pg_store *s, const char *what)
 
 /* What this file itself runs. */
 static const struct pg_statement core_statements[] = {
-	{ "count_delta", "UPDATE counts SET n = n + $2 WHERE state = $1" },
+	/* The shard of this connection (see sql/pg/008-schema.sql). */
+	{ "count_delta",
+	  "INSERT INTO counts (state, shard, n) VALUES ($1, pg_backend_pid() % 16, $2) "
+	  "ON CONFLICT (state, shard) DO UPDATE SET n = counts.n + excluded.n" },
 	{ "queue_count_delta", "UPDATE queue_counts SET n = n + $3 WHERE queue = $1 AND state = $2" },
 	{ "total_delta",
-	  "INSERT INTO totals (counter, n) VALUES ($1, $2) "
-	  "ON CONFLICT (counter) DO UPDATE SET n = totals.n + excluded.n" },
+	  "INSERT INTO totals (counter, shard, n) VALUES ($1, pg_backend_pid() % 16, $2) "
+	  "ON CONFLICT (counter, shard) DO UPDATE SET n = totals.n + excluded.n" },
 };
 
 static int
@@ -337,14 +341,24 @@ reconnect(struct pg_store *s)
 
 /* ---- transactions ---- */
 
+/* A pause before running a transaction again, random so that the two
+ * sides of a deadlock do not meet again, growing with the attempts. Its
+ * own generator, seeded per thread from the process and the clock: the
+ * processes of one program would otherwise share random()'s sequence. */
 static void
 backoff(int attempt)
 {
+	static __thread uint64_t state;
 	long cap = PG_BACKOFF_MAX_US / (PG_TRIES - attempt + 1);
 	struct timespec nap;
 	long us;
 
-	us = 500 + random() % (cap > 500 ? cap : 500);
+	if (state == 0)
+		state = ((uint64_t)getpid() << 32) ^ (uint64_t)clock_monotonic() ^ 0x9e3779b97f4a7c15ULL;
+	state ^= state << 13;
+	state ^= state >> 7;
+	state ^= state << 17;
+	us = 500 + (long)(state % (uint64_t)(cap > 500 ? cap : 500));
 	nap.tv_sec = 0;
 	nap.tv_nsec = us * 1000;
 	nanosleep(&nap, NULL);
@@ -528,7 +542,9 @@ pg_names(const char *database)
 
 const struct store_engine store_pg_engine = {
 	.name = "postgresql",
-	.caps = { .one_file = 0 },
+	/* A look every 20 ms: a waiter wakes within that of a commit, at 50
+	 * reads a second per FastCGI process while anyone waits. */
+	.caps = { .one_file = 0, .watch_ms = 20 },
 	.names = pg_names,
 	.open = pg_op_open,
 	.close = pg_op_close,

@@ -29,14 +29,15 @@
 #define CHECK_COUNTS \
 	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live WHERE token = 0) " \
 	"WHEN 1 THEN (SELECT count(*) FROM live WHERE token <> 0) " \
-	"ELSE (SELECT count(*) FROM messages m WHERE m.state = c.state) END, NULL FROM counts c"
+	"ELSE (SELECT count(*) FROM messages m WHERE m.state = c.state) END, NULL " \
+	"FROM (SELECT state, sum(n) AS n FROM counts GROUP BY state) c"
 #define CHECK_QUEUE_COUNTS \
 	"SELECT c.state, c.n, CASE c.state WHEN 0 THEN (SELECT count(*) FROM live l " \
 	"WHERE l.queue = c.queue) ELSE (SELECT count(*) FROM messages m WHERE m.queue = c.queue " \
 	"AND m.state = c.state) END, q.name FROM queue_counts c JOIN queues q ON q.key = c.queue"
 
 const struct pg_statement pg_admin_statements[] = {
-	{ "totals", "SELECT counter, n FROM totals ORDER BY counter" },
+	{ "totals", "SELECT counter, sum(n) FROM totals GROUP BY counter" },
 	/* The compare-and-set on the ended state is the statement itself. */
 	{ "retry_message",
 	  RETRY_SET "WHERE id = $1 AND state = $3 RETURNING key, coalesce(queue, 0)" },
@@ -359,14 +360,15 @@ pg_op_purge(struct pd_store *store, pd_ms before, int limit, int *purged)
 	return res;
 }
 
-/* A server's database is not one file: pg_dump backs it up. store.c
- * refuses before it comes here (caps.one_file = 0). */
+/* A server's database is not one file: pg_dump backs it up, as the
+ * refusal says (store.c hands it here to name the tool). */
 enum store_result
 pg_op_backup(struct pd_store *s, const char *path)
 {
 	(void)s;
 	(void)path;
-	log_error("store: a PostgreSQL database is backed up with pg_dump");
+	log_error("store: a PostgreSQL database is not copied by postdate backup: back it up "
+	          "with pg_dump (e.g. pg_dump -Fc -f FILE URL)");
 	return STORE_ERROR;
 }
 

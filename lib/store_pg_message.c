@@ -19,12 +19,14 @@ const struct pg_statement pg_message_statements[] = {
 	/* A reused idempotency key or a made occurrence writes nothing: the
 	 * unique indexes answer inside the one statement (PostgreSQL takes one
 	 * ON CONFLICT clause; without a target it covers both). created is
-	 * the database's time. */
+	 * the caller's now, the time its due was computed from (a delay): the
+	 * API promises due = created + delay, which the database's clock
+	 * would break by the skew and the time in between. */
 	{ "insert_message",
 	  "INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, callback, "
 	  "max_attempts, timeout, idempotency_key, fingerprint, report_of, queue, priority, "
 	  "expires, method, headers, publish, subscription, recurring) "
-	  "VALUES ($1, $2, " PG_NOW ", $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+	  "VALUES ($1, $2, $20, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
 	  "$16, $17, $18, (SELECT key FROM recurring WHERE id = $19)) "
 	  "ON CONFLICT DO NOTHING RETURNING key, created" },
 	{ "insert_payload", "INSERT INTO payloads (key, payload) VALUES ($1, $2)" },
@@ -63,7 +65,7 @@ const struct pg_statement pg_message_statements[] = {
 	  "SELECT " PG_MESSAGE_COLUMNS " FROM " MESSAGE_FROM " "
 	  "WHERE m.queue = (SELECT key FROM queues WHERE name = $4) "
 	  "AND (m.due, m.id) > ($1, $2) ORDER BY m.due, m.id LIMIT $3" },
-	{ "counts", "SELECT state, n FROM counts" },
+	{ "counts", "SELECT state, sum(n) FROM counts GROUP BY state" },
 	/* Only a message that nobody holds can be cancelled: the same
 	 * statement checks and ends it. */
 	{ "cancel_live",
@@ -372,6 +374,7 @@ pg_insert_message(struct pg_store *s, struct pd_message *m, pd_ms now, int64_t p
 		pg_text(&p, NULL);
 	pg_text(&p, m->subscription);
 	pg_text(&p, m->recurring);
+	pg_int(&p, now);
 	if ((r = pg_exec(s, "insert_message", &p, "inserting a message", &res)) == NULL)
 		return res;
 	if (PQntuples(r) == 0) {

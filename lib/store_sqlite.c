@@ -4054,7 +4054,7 @@ sqlite_names(const char *database)
 
 const struct store_engine store_sqlite_engine = {
 	.name = "sqlite",
-	.caps = { .one_file = 1 },
+	.caps = { .one_file = 1, .watch_ms = 3 },
 	.names = sqlite_names,
 	.open = sqlite_open,
 	.inspect = sqlite_inspect,

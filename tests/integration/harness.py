@@ -104,6 +104,24 @@ def _sql_value(text):
     return text
 
 
+def sqlite_only(reason):
+    """Marks a test of what only SQLite has (a file, WAL, a v1 database):
+    run.py skips it on PostgreSQL, saying why."""
+    def mark(fn):
+        fn.sqlite_only = reason
+        return fn
+    return mark
+
+
+def pg_only(reason):
+    """Marks a test of what only the PostgreSQL engine does: run.py skips
+    it on SQLite, saying why."""
+    def mark(fn):
+        fn.pg_only = reason
+        return fn
+    return mark
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -149,7 +167,13 @@ class Stack:
         if self.engine == "pg":
             # One database per stack, named after its folder (unique).
             self.pg_name = "t_" + os.path.basename(self.dir).replace("-", "_").lower()
-            self.db_url = test_cluster().create_database(self.pg_name)
+            # A database in a folder not made yet (the tests of a database
+            # that cannot be opened) is, here, a database not created yet:
+            # create_late_database() makes either.
+            if os.path.dirname(database):
+                self.db_url = test_cluster().url(self.pg_name)
+            else:
+                self.db_url = test_cluster().create_database(self.pg_name)
             lines = [f"database = {self.db_url}"]
         else:
             lines = [f"database = {database}"]
@@ -359,6 +383,28 @@ class Stack:
         if out == "":
             return []
         return [tuple(_sql_value(f) for f in row.split("\x1f")) for row in out.split("\x1e")]
+
+    def execute(self, sql, *args):
+        """Changes the database directly (a test standing in for what
+        another program would have done), committed; the SQL must suit
+        both engines."""
+        if self.engine == "pg":
+            self._pg_query(sql, *args)
+            return
+        db = sqlite3.connect(self.db_path, timeout=10)
+        try:
+            db.execute(sql, args)
+            db.commit()
+        finally:
+            db.close()
+
+    def create_late_database(self):
+        """Makes the database a Stack(database="folder/name") could not
+        open: its folder on SQLite, the database itself on PostgreSQL."""
+        if self.engine == "pg":
+            test_cluster().create_database(self.pg_name)
+        else:
+            os.makedirs(os.path.dirname(self.db_path), exist_ok=True)
 
     def count(self, table="messages"):
         return self.query(f"SELECT count(*) FROM {table}")[0][0]

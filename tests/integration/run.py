@@ -35,6 +35,16 @@ def main():
                     if not wanted or any(w in fname or w == name[:-3] for w in wanted):
                         tests.append((module.__name__, fname, fn))
     tests.sort(key=lambda t: (t[0], t[2].__code__.co_firstlineno))
+    if harness.pg.engine() == "pg":
+        for module, fname, fn in tests:
+            if getattr(fn, "sqlite_only", None):
+                print(f"skip {module}.{fname} on PostgreSQL: {fn.sqlite_only}", flush=True)
+        tests = [t for t in tests if not getattr(t[2], "sqlite_only", None)]
+    else:
+        for module, fname, fn in tests:
+            if getattr(fn, "pg_only", None):
+                print(f"skip {module}.{fname} on SQLite: {fn.pg_only}", flush=True)
+        tests = [t for t in tests if not getattr(t[2], "pg_only", None)]
 
     shared = None
     passed = failed = 0

@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 
-from harness import Stack, TOKEN, TOP
+from harness import Stack, TOKEN, TOP, sqlite_only
 from test_dispatch import FAST, counts, status, wait_state
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -391,13 +391,9 @@ def test_cancel_unknown_is_404_and_missing_id_is_400(stack):
 def test_cancel_after_delivery_is_409_with_state(stack):
     m = stack.schedule(delay="5m")
     # Stands in for a dispatcher having delivered it (bin/dispatch comes later).
-    db_path = stack.db_path
-    db = sqlite3.connect(db_path, timeout=10)
-    db.execute("DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?)",
-               (m["id"],))
-    db.execute("UPDATE messages SET state = 2 WHERE id = ?", (m["id"],))
-    db.commit()
-    db.close()
+    stack.execute("DELETE FROM live WHERE key = (SELECT key FROM messages WHERE id = ?)",
+                  m["id"])
+    stack.execute("UPDATE messages SET state = 2 WHERE id = ?", m["id"])
     r = stack.post_form("/api/cancel", {"id": m["id"]})
     assert r.status == 409, r
     assert r.json["state"] == "delivered" and r.json["error"], r
@@ -436,9 +432,9 @@ def test_health_is_503_until_the_database_can_be_opened():
         assert_json_error(s.get("/api/status"), 503, None)
         assert_json_error(s.post_form("/api/schedule", {"url": "http://127.0.0.1:9/"}), 503, None)
         assert "cannot open the database" in s.log()
-        # Once the folder exists the same workers open it (they retry at most
-        # once a second), without a restart.
-        os.mkdir(os.path.join(s.dir, "later"))
+        # Once the folder (on PostgreSQL, the database) exists the same
+        # workers open it (they retry at most once a second), without a restart.
+        s.create_late_database()
         deadline = time.time() + 10
         while s.get("/api/health", token=None).status != 200:
             assert time.time() < deadline, "health stayed 503"
@@ -458,6 +454,7 @@ def test_messages_survive_a_restart():
         assert s.payload_of(m["id"]) == b"keep me"
 
 
+@sqlite_only("WAL and PRAGMA user_version are SQLite's")
 def test_database_is_wal_with_the_schema_version():
     with Stack() as s:
         s.schedule()
@@ -526,6 +523,7 @@ def test_a_reused_idempotency_key_with_another_payload_is_409_and_writes_nothing
 
 # ---- migrations ----
 
+@sqlite_only("a v1 database is an SQLite file")
 def test_a_v1_database_is_migrated_and_what_was_pending_is_delivered():
     # The store v2 migration on a database the v1 programs wrote: pending
     # messages (one in the buffer, one delivering under a lease that ran

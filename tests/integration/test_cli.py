@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import TOP, Stack
+from harness import TOP, Stack, pg_only, sqlite_only
 from sink import Sink
 from test_dispatch import FAST, counts, status, wait_state
 from test_queues import new_queue, queue_info
@@ -153,6 +153,7 @@ def test_purge_deletes_what_ended_before_the_age_and_keeps_the_rest():
         assert rc == 2 and "older-than" in err, (rc, out, err)
 
 
+@sqlite_only("postdate backup copies an SQLite file; PostgreSQL has pg_dump")
 def test_a_backup_taken_while_messages_are_scheduled_and_delivered_is_consistent():
     with Sink() as sink, Stack(config=FAST, dispatcher=True) as s:
         stop = threading.Event()
@@ -219,6 +220,7 @@ def test_a_backup_taken_while_messages_are_scheduled_and_delivered_is_consistent
         assert rc == 1 and "already exists" in err, (rc, out, err)
 
 
+@sqlite_only("it damages the SQLite file")
 def test_check_finds_a_damaged_database_and_an_unreadable_file():
     with Stack() as s:
         for i in range(300):
@@ -305,3 +307,51 @@ def test_the_man_page_is_clean_under_man_warnings_and_names_every_command():
     for name in COMMANDS:
         assert f"\n       {name}" in p.stdout, (name, p.stdout[:2000])
     assert "EXIT STATUS" in p.stdout
+
+
+@pg_only("SQLite databases are backed up by postdate backup (the test above)")
+def test_on_postgresql_backup_names_pg_dump_and_check_compares_the_counts():
+    with Stack() as s:
+        for _ in range(3):
+            assert s.schedule(delay="1h")["id"]
+        rc, out, err = cli(s, "backup", os.path.join(s.dir, "copy.db"))
+        assert rc == 1 and "pg_dump" in err, (rc, out, err)
+        assert not os.path.exists(os.path.join(s.dir, "copy.db"))
+        got = cli_json(s, "check")
+        assert got["ok"] is True and got["problems"] == [], got
+        assert got["schema_version"] == got["known_version"], got
+        # A count that no longer matches its rows is a problem, named.
+        s.execute("UPDATE counts SET n = n + 5 WHERE state = 0 AND shard = "
+                  "(SELECT min(shard) FROM counts WHERE state = 0)")
+        got = cli_json(s, "check", want=1)
+        assert got["ok"] is False, got
+        assert any("counts 8 pending messages, and 3 are stored" in p
+                   for p in got["problems"]), got
+
+
+@pg_only("an SQLite path holds no password")
+def test_a_password_in_the_database_url_is_never_printed_or_logged():
+    with Stack() as s:
+        # The test cluster trusts loopback: any password connects, and none
+        # may show. Both forms libpq takes: userinfo and a query parameter.
+        secret_url = s.db_url.replace("postgres@", "postgres:s3cretA@", 1) + \
+            "?password=s3cretB&application_name=cli"
+        assert "s3cretA" in secret_url
+        conf = os.path.join(s.dir, "secret.conf")
+        with open(conf, "w") as f:
+            f.write(f"database = {secret_url}\n")
+        shown = []
+        for args in (("migrate",), ("--json", "migrate"), ("check",), ("--json", "check"),
+                     ("backup", os.path.join(s.dir, "x.db")), ("list",)):
+            rc, out, err = cli(s, *args, conf=conf)
+            shown.append((args, rc, out, err))
+        text = repr(shown)
+        assert "s3cretA" not in text and "s3cretB" not in text, text
+        # The commands did their work (the URL was used, not refused).
+        assert shown[0][1] == 0 and shown[2][1] == 0, text
+        assert "***" in shown[0][2], text
+        bad = secret_url.replace(f":{s.db_url.split(':')[2].split('/')[0]}/", ":9/", 1)
+        with open(conf, "w") as f:
+            f.write(f"database = {bad}\n")
+        rc, out, err = cli(s, "list", conf=conf)
+        assert rc == 1 and "s3cret" not in out + err, (rc, out, err)

@@ -2097,6 +2097,89 @@ test_a_retry_of_a_pending_or_cancelled_message_is_refused(void)
 	fixture_close(&f);
 }
 
+/* Several processes scheduling and cancelling at once, half of it into a
+ * queue made on first use by whichever comes first: every insert and
+ * cancel answers, and the kept counts (overall and the queue's) agree with
+ * the rows afterwards, as the list and inspect read them. */
+static void
+test_concurrent_writers_keep_the_counts_equal_to_the_rows(void)
+{
+	enum { WRITERS = 4, EACH = 40 };
+	struct fixture f;
+	struct listed l;
+	long counts[PD_NSTATES], problems = -1, seen = 0;
+	int version = 0, ok = 1;
+
+	CHECK_INT(fixture_open(&f), 0);
+	if (f.s == NULL)
+		return;
+	for (int w = 0; w < WRITERS; w++) {
+		if (fork() != 0)
+			continue;
+		struct pd_store *s;
+		int bad = 0;
+
+		if (store_open(&s, &f.cfg) != 0)
+			_exit(255);
+		for (int i = 0; i < EACH; i++) {
+			struct pd_message m;
+			enum pd_state state;
+			pd_ms now = time_now();
+
+			make_message(&m, NULL, now);
+			if (i % 2 == 1) {
+				free(m.urls);
+				m.urls = strdup("");
+				m.queue = strdup("jobs");
+				m.max_attempts = 0;
+			}
+			if (store_insert(s, &m, now) != STORE_OK)
+				bad++;
+			else if (i % 4 < 2 && store_cancel(s, m.id, &state) != STORE_OK)
+				bad++;
+			message_free(&m);
+		}
+		store_close(s);
+		_exit(bad);
+	}
+	for (int w = 0; w < WRITERS; w++) {
+		int status = -1;
+
+		if (wait(&status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			ok = 0;
+	}
+	CHECK(ok);
+	CHECK_INT(store_counts(f.s, counts), STORE_OK);
+	CHECK_INT(counts[PD_PENDING], WRITERS * EACH / 2);
+	CHECK_INT(counts[PD_CANCELLED], WRITERS * EACH / 2);
+	memset(&l, 0, sizeof(l));
+	CHECK_INT(store_list(f.s, -1, "jobs", 0, NULL, 1, take_listed, &l, counts), STORE_OK);
+	CHECK_INT(l.n, 1);
+	CHECK_INT(counts[PD_PENDING], WRITERS * EACH / 4);
+	CHECK_INT(counts[PD_CANCELLED], WRITERS * EACH / 4);
+	CHECK_INT(store_inspect(f.path, &version, count_problem, &seen, &problems), STORE_OK);
+	CHECK_INT(problems, 0);
+	fixture_close(&f);
+}
+
+/* What a database setting shows in logs and the command line. */
+static void
+test_a_database_url_is_shown_without_its_passwords(void)
+{
+	static const struct { const char *setting, *shown; } cases[] = {
+		{ "/var/lib/postdate/postdate.db", "/var/lib/postdate/postdate.db" },
+		{ "postgresql://pd:secret@db:5432/postdate", "postgresql://pd:***@db:5432/postdate" },
+		{ "postgres://db/postdate?password=secret&sslmode=require",
+		  "postgres://db/postdate?password=***&sslmode=require" },
+		{ "postgresql://pd:a@db/p?sslmode=disable&password=b",
+		  "postgresql://pd:***@db/p?sslmode=disable&password=***" },
+		{ "postgresql://db/p?xpassword=kept", "postgresql://db/p?xpassword=kept" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		CHECK_STR(DATABASE_SHOWN(cases[i].setting), cases[i].shown);
+}
+
 /* ---- PostgreSQL only: the connection ---- */
 
 /* One statement on its own connection to the test database; its single
@@ -2223,6 +2306,8 @@ static const struct unit_test tests[] = {
 	UNIT(test_recurring_next_after_follows_the_zone_across_its_changes),
 	UNIT(test_cancel_list_counts_totals_and_purge_agree),
 	UNIT(test_a_retry_of_a_pending_or_cancelled_message_is_refused),
+	UNIT(test_concurrent_writers_keep_the_counts_equal_to_the_rows),
+	UNIT(test_a_database_url_is_shown_without_its_passwords),
 	UNIT(test_a_broken_connection_is_reset_and_the_operation_run_again),
 	UNIT(test_two_openers_of_a_new_database_migrate_it_once),
 };
