@@ -136,6 +136,8 @@ usage_exit(int status)
 	      "whose values are never logged, -v included; records every attempt,\n"
 	      "retries failed rounds with backoff and schedules callback reports.\n"
 	      "Several dispatchers may run at once: each message is leased to one.\n"
+	      "On PostgreSQL they may run on many hosts: the database's clock decides\n"
+	      "what is due and when a lease ends.\n"
 	      "At most `concurrency` requests are in flight; a quarter of those slots\n"
 	      "go only to hosts that answer, so hosts that hang cannot take them all.\n"
 	      "A round counts when it is claimed: a message whose delivery kills the\n"

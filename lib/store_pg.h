@@ -156,6 +156,22 @@ enum store_result pg_op_backup(struct pd_store *s, const char *path);
 enum store_result pg_op_data_version(struct pd_store *s, long long *version);
 
 /* ---- pgdispatch: store_pg_dispatch.c ---- */
+/* How far the caller's now lies ahead of its own clock (ms; a few ms
+ * behind for a caller passing its present): a statement compares with
+ * PG_NOW + pg_ahead(now), the database's clock moved as far as the caller
+ * asks, so the caller's skew cancels out. */
+int64_t pg_ahead(pd_ms now);
+/* The pg_try_advisory_xact_lock key promotion runs under ('pdprom'). */
+#define PG_PROMOTION_LOCK "123576685588333"
+int pg_op_sync_normal(struct pd_store *s);
+enum store_result pg_op_next_due(struct pd_store *s, pd_ms *unbuffered, pd_ms *buffered);
+enum store_result pg_op_promote(struct pd_store *s, pd_ms until, int limit, int *promoted);
+enum store_result pg_op_claim(struct pd_store *s, pd_ms now, int limit, int lease_slack_s,
+                              store_claim_fn fn, void *ctx);
+enum store_result pg_op_settle(struct pd_store *s, struct pd_settlement *items, size_t n,
+                               pd_ms now, store_report_fn report_fn, void *ctx);
+enum store_result pg_op_end_overdue(struct pd_store *s, pd_ms now, int limit,
+                                    store_report_fn report_fn, void *ctx, int *ended);
 /* ---- pgqueue: store_pg_queue.c, store_pg_topics.c, store_pg_recurring.c ---- */
 /* A publish inside the caller's transaction (store_pg_message.c's insert calls it). */
 enum store_result pg_publish_in_tx(struct pg_store *s, struct pd_message *m, pd_ms now, long room);

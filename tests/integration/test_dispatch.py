@@ -934,6 +934,19 @@ def insert_unbuffered_directly(s, n, next_attempt_s, url):
     pending count."""
     import sqlite3
     at = int(next_attempt_s * 1000)
+    if s.engine == "pg":
+        # The same in one psql statement list (one transaction); the keys
+        # are the table's own (generated), so the rows are found by id.
+        s.query(
+            f"INSERT INTO messages (id, due, created, urls, payload_bytes, content_type, "
+            f"max_attempts, timeout) SELECT 'far' || lpad(i::text, 23, '0'), {at}, "
+            f"{at - 60000}, '{url}', 0, 'text/plain', 1, 1 FROM generate_series(0, {n - 1}) i; "
+            f"INSERT INTO payloads (key, payload) SELECT key, '' FROM messages "
+            f"WHERE id LIKE 'far%'; "
+            f"INSERT INTO live (key, due, next_round, buffered, lease_ms) "
+            f"SELECT key, due, due, 0, 1000 FROM messages WHERE id LIKE 'far%'; "
+            f"UPDATE counts SET n = n + {n} WHERE state = 0")
+        return
     db = sqlite3.connect(s.db_path, timeout=30)
     try:
         with db:
@@ -974,3 +987,65 @@ def test_a_crowd_entering_the_horizon_does_not_hold_up_messages_falling_due():
         print(f"{len(due)} messages due while {n} entered the horizon: lateness p50 "
               f"{ms(pct(late, 50))}, max {ms(max(late))}")
         assert max(late) < 0.5, (sorted(late)[-5:], log[-1500:])
+
+
+def test_a_dispatcher_whose_clock_runs_30_s_ahead_delivers_nothing_early_or_twice():
+    # Issue 18: on PostgreSQL the database's clock decides what is due and
+    # when a lease runs out. A dispatcher 30 s ahead would otherwise send
+    # what falls due in the next 30 s at once, and take over a lease that
+    # another dispatcher's round still holds, sending that message twice.
+    import pg
+    if pg.engine() != "pg":
+        print("skip on SQLite: its dispatchers share one machine's clock")
+        return
+    with Sink() as sink, Stack(config=FAST | {"default_timeout": 10}) as s:
+        sink.behave("/slow", delay=4)
+        slow = s.schedule(url=sink.url("/slow"))
+        on_time = s.spawn_dispatch("--for", "9")
+        sink.wait_for(1, "/slow", timeout=10)
+        # The slow round is in flight, its lease held for ~20 s of the
+        # database's clock: 30 s on the skewed clock it has run out.
+        start = time.time()
+        made = schedule_many(s, [{"url": sink.url("/due"), "at": s_to_iso(start + 2 + i / 10),
+                                  "payload": str(i)} for i in range(10)])
+        due = {m["id"]: iso_to_s(m["due"]) for m in made}
+        ahead = subprocess.Popen(["faketime", "-f", "+30s", *s.dispatch_command("--for", "6")],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        on_time.send_signal(signal.SIGSTOP)     # the skewed one delivers /due alone
+        try:
+            err = ahead.communicate(timeout=30)[1].decode("utf-8", "replace")
+        finally:
+            on_time.send_signal(signal.SIGCONT)
+        assert ahead.returncode == 0, err
+        assert on_time.wait(timeout=30) == 0, s.dispatch_log(on_time)
+        for r in sink.requests("/due"):
+            id_ = r.headers["webhook-id"]
+            assert r.t >= due[id_] - 0.002, \
+                f"{id_} arrived {ms(due[id_] - r.t)} before its due time: {err[-1500:]}"
+        assert sorted(sink.ids("/due")) == sorted(due), (sink.ids("/due"), err[-1500:])
+        assert sink.ids("/slow") == [slow["id"]], (sink.ids("/slow"), err[-1500:])
+        assert status(s, slow["id"])["state"] == "delivered"
+
+
+def test_a_dispatcher_whose_clock_runs_30_s_behind_still_delivers_on_time():
+    # The store tells a dispatcher when work is next due on the
+    # dispatcher's own clock, so one 30 s behind the database does not
+    # sleep 30 s past what falls due.
+    import pg
+    if pg.engine() != "pg":
+        print("skip on SQLite: its dispatchers share one machine's clock")
+        return
+    with Sink() as sink, Stack(config=FAST) as s:
+        start = time.time()
+        made = schedule_many(s, [{"url": sink.url("/due"), "at": s_to_iso(start + 2 + i / 10),
+                                  "payload": str(i)} for i in range(5)])
+        due = {m["id"]: iso_to_s(m["due"]) for m in made}
+        behind = subprocess.run(["faketime", "-f", "-30s", *s.dispatch_command("--for", "6")],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, timeout=30)
+        err = behind.stderr.decode("utf-8", "replace")
+        assert behind.returncode == 0, err
+        assert sorted(sink.ids("/due")) == sorted(due), (sink.ids("/due"), err[-1500:])
+        late = [r.t - due[r.headers["webhook-id"]] for r in sink.requests("/due")]
+        assert min(late) >= -0.002 and max(late) < 2, (late, err[-1500:])

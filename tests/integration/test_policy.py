@@ -50,12 +50,17 @@ def test_allow_targets_lets_its_ranges_through_and_no_others():
             assert r.status == 400 and r.json["field"] == "url", (url, r)
 
 
+def database_of(s):
+    """The stack's database setting: its file, or its PostgreSQL URL."""
+    return s.db_url if s.engine == "pg" else s.db_path
+
+
 def strict_conf(s):
     """A configuration for the same database without allow_targets: the
     default policy, as a production dispatcher would run."""
     path = os.path.join(s.dir, "strict.conf")
     with open(path, "w") as f:
-        f.write(f"database = {s.db_path}\nretry_base = 1\nretry_max = 2\n")
+        f.write(f"database = {database_of(s)}\nretry_base = 1\nretry_max = 2\n")
     return path
 
 
@@ -134,7 +139,7 @@ def test_dispatch_refuses_to_connect_to_a_port_outside_allow_ports():
         m = s.schedule(url=sink.url("/port"), max_attempts=3)
         path = os.path.join(s.dir, "ports.conf")
         with open(path, "w") as f:
-            f.write(f"database = {s.db_path}\nallow_targets = 127.0.0.0/8\n"
+            f.write(f"database = {database_of(s)}\nallow_targets = 127.0.0.0/8\n"
                     "allow_ports = 80, 443\nretry_base = 1\nretry_max = 2\n")
         p = subprocess.run([DISPATCH, "-c", path, "--once"], capture_output=True,
                            text=True, timeout=30)
