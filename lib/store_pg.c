@@ -560,4 +560,11 @@ const struct store_engine store_pg_engine = {
 	.purge = pg_op_purge,
 	/* pgdispatch */
 	/* pgqueue */
+	.queue_set = pg_op_queue_set,
+	.queue_get = pg_op_queue_get,
+	.queue_list = pg_op_queue_list,
+	.queue_ready_at = pg_op_queue_ready_at,
+	.queue_batch = pg_op_queue_batch,
+	.release = pg_op_release,
+	.extend = pg_op_extend,
 };

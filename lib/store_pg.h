@@ -159,5 +159,17 @@ enum store_result pg_op_data_version(struct pd_store *s, long long *version);
 /* ---- pgqueue: store_pg_queue.c, store_pg_topics.c, store_pg_recurring.c ---- */
 /* A publish inside the caller's transaction (store_pg_message.c's insert calls it). */
 enum store_result pg_publish_in_tx(struct pg_store *s, struct pd_message *m, pd_ms now, long room);
+enum store_result pg_op_queue_set(struct pd_store *s, const struct pd_queue_change *c,
+                                  pd_ms now, struct pd_queue *q);
+enum store_result pg_op_queue_get(struct pd_store *s, const char *name, pd_ms now,
+                                  struct pd_queue *q);
+enum store_result pg_op_queue_list(struct pd_store *s, pd_ms now, store_queue_fn fn, void *ctx);
+enum store_result pg_op_queue_ready_at(struct pd_store *s, const char *queue, pd_ms *at);
+void pg_op_queue_batch(struct pd_store *s, struct store_queue_op *ops, size_t n, pd_ms now,
+                       store_report_fn report_fn, void *report_ctx);
+enum store_result pg_op_release(struct pd_store *s, struct store_ack *item, pd_ms delay_ms,
+                                pd_ms now, pd_ms *due, store_report_fn report_fn, void *ctx);
+enum store_result pg_op_extend(struct pd_store *s, struct store_ack *item, pd_ms visibility_ms,
+                               pd_ms now, pd_ms *until);
 
 #endif
