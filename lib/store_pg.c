@@ -567,4 +567,7 @@ const struct store_engine store_pg_engine = {
 	.queue_batch = pg_op_queue_batch,
 	.release = pg_op_release,
 	.extend = pg_op_extend,
+	.subscribe = pg_op_subscribe,
+	.unsubscribe = pg_op_unsubscribe,
+	.topics = pg_op_topics,
 };

@@ -171,5 +171,10 @@ enum store_result pg_op_release(struct pd_store *s, struct store_ack *item, pd_m
                                 pd_ms now, pd_ms *due, store_report_fn report_fn, void *ctx);
 enum store_result pg_op_extend(struct pd_store *s, struct store_ack *item, pd_ms visibility_ms,
                                pd_ms now, pd_ms *until);
+enum store_result pg_op_subscribe(struct pd_store *s, const char *topic, const char *name,
+                                  const struct pd_message *dest, pd_ms now, int *created);
+enum store_result pg_op_unsubscribe(struct pd_store *s, const char *topic, const char *name);
+enum store_result pg_op_topics(struct pd_store *s, const char *topic, store_subscription_fn fn,
+                               void *ctx);
 
 #endif

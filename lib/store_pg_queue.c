@@ -153,8 +153,8 @@ queue_read_body(struct pg_store *s, void *arg)
 	if (w->name != NULL)
 		pg_text(&p, w->name);
 	pg_int(&p, caller_ahead(w->now));
-	r = pg_exec(s, w->name != NULL ? "queue_figures" : "queue_figures_all",
-	            w->name != NULL ? &p : NULL, "reading a queue", &res);
+	r = pg_exec(s, w->name != NULL ? "queue_figures" : "queue_figures_all", &p,
+	            "reading a queue", &res);
 	if (r == NULL)
 		return res;
 	if (w->name != NULL) {
