@@ -570,4 +570,12 @@ const struct store_engine store_pg_engine = {
 	.subscribe = pg_op_subscribe,
 	.unsubscribe = pg_op_unsubscribe,
 	.topics = pg_op_topics,
+	.recurring_add = pg_op_recurring_add,
+	.recurring_get = pg_op_recurring_get,
+	.recurring_list = pg_op_recurring_list,
+	.recurring_pause = pg_op_recurring_pause,
+	.recurring_resume = pg_op_recurring_resume,
+	.recurring_delete = pg_op_recurring_delete,
+	.recurring_make_at = pg_op_recurring_make_at,
+	.recurring_make = pg_op_recurring_make,
 };

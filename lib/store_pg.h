@@ -176,5 +176,17 @@ enum store_result pg_op_subscribe(struct pd_store *s, const char *topic, const c
 enum store_result pg_op_unsubscribe(struct pd_store *s, const char *topic, const char *name);
 enum store_result pg_op_topics(struct pd_store *s, const char *topic, store_subscription_fn fn,
                                void *ctx);
+enum store_result pg_op_recurring_add(struct pd_store *s, struct pd_recurring *r, pd_ms now);
+enum store_result pg_op_recurring_get(struct pd_store *s, const char *id, struct pd_recurring *r);
+enum store_result pg_op_recurring_list(struct pd_store *s, int limit, store_recurring_fn fn,
+                                       void *ctx);
+enum store_result pg_op_recurring_pause(struct pd_store *s, const char *id, pd_ms now,
+                                        struct pd_recurring *r);
+enum store_result pg_op_recurring_resume(struct pd_store *s, const char *id, pd_ms now,
+                                         struct pd_recurring *r);
+enum store_result pg_op_recurring_delete(struct pd_store *s, const char *id, pd_ms now);
+enum store_result pg_op_recurring_make_at(struct pd_store *s, pd_ms *at);
+enum store_result pg_op_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made,
+                                       int *late);
 
 #endif
