@@ -408,6 +408,12 @@ pg_transaction(struct pg_store *s, const char *what, int sync_off, pg_body_fn bo
 enum store_result
 pg_read(struct pg_store *s, const char *what, pg_body_fn body, void *arg)
 {
+	/* A read made inside a transaction of this store (a callback report
+	 * built during a write-back or a sweep reads the message and its
+	 * history) belongs to it: it sees what the transaction wrote, and
+	 * neither begins nor commits. */
+	if (PQtransactionStatus(s->conn) == PQTRANS_INTRANS)
+		return body(s, arg);
 	return run(s, what, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, 0, body, arg);
 }
 
