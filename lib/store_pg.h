@@ -175,5 +175,34 @@ enum store_result pg_op_end_overdue(struct pd_store *s, pd_ms now, int limit,
 /* ---- pgqueue: store_pg_queue.c, store_pg_topics.c, store_pg_recurring.c ---- */
 /* A publish inside the caller's transaction (store_pg_message.c's insert calls it). */
 enum store_result pg_publish_in_tx(struct pg_store *s, struct pd_message *m, pd_ms now, long room);
+enum store_result pg_op_queue_set(struct pd_store *s, const struct pd_queue_change *c,
+                                  pd_ms now, struct pd_queue *q);
+enum store_result pg_op_queue_get(struct pd_store *s, const char *name, pd_ms now,
+                                  struct pd_queue *q);
+enum store_result pg_op_queue_list(struct pd_store *s, pd_ms now, store_queue_fn fn, void *ctx);
+enum store_result pg_op_queue_ready_at(struct pd_store *s, const char *queue, pd_ms *at);
+void pg_op_queue_batch(struct pd_store *s, struct store_queue_op *ops, size_t n, pd_ms now,
+                       store_report_fn report_fn, void *report_ctx);
+enum store_result pg_op_release(struct pd_store *s, struct store_ack *item, pd_ms delay_ms,
+                                pd_ms now, pd_ms *due, store_report_fn report_fn, void *ctx);
+enum store_result pg_op_extend(struct pd_store *s, struct store_ack *item, pd_ms visibility_ms,
+                               pd_ms now, pd_ms *until);
+enum store_result pg_op_subscribe(struct pd_store *s, const char *topic, const char *name,
+                                  const struct pd_message *dest, pd_ms now, int *created);
+enum store_result pg_op_unsubscribe(struct pd_store *s, const char *topic, const char *name);
+enum store_result pg_op_topics(struct pd_store *s, const char *topic, store_subscription_fn fn,
+                               void *ctx);
+enum store_result pg_op_recurring_add(struct pd_store *s, struct pd_recurring *r, pd_ms now);
+enum store_result pg_op_recurring_get(struct pd_store *s, const char *id, struct pd_recurring *r);
+enum store_result pg_op_recurring_list(struct pd_store *s, int limit, store_recurring_fn fn,
+                                       void *ctx);
+enum store_result pg_op_recurring_pause(struct pd_store *s, const char *id, pd_ms now,
+                                        struct pd_recurring *r);
+enum store_result pg_op_recurring_resume(struct pd_store *s, const char *id, pd_ms now,
+                                         struct pd_recurring *r);
+enum store_result pg_op_recurring_delete(struct pd_store *s, const char *id, pd_ms now);
+enum store_result pg_op_recurring_make_at(struct pd_store *s, pd_ms *at);
+enum store_result pg_op_recurring_make(struct pd_store *s, pd_ms now, int limit, int *made,
+                                       int *late);
 
 #endif
