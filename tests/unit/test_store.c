@@ -1838,7 +1838,8 @@ test_pause_cancels_the_waiting_occurrence_and_resume_makes_no_burst(void)
 	char waiting[PD_ID_LEN + 1];
 	NEEDS(HAS(recurring_add) && HAS(recurring_delete) && HAS(recurring_get) &&
 	      HAS(recurring_make) && HAS(recurring_pause) && HAS(recurring_resume),
-	      "recurring_add, recurring_delete, recurring_get, recurring_make, recurring_pause, recurring_resume");
+	      "recurring_add, recurring_delete, recurring_get, recurring_make, "
+	      "recurring_pause, recurring_resume");
 
 	CHECK_INT(fixture_open(&f), 0);
 	if (f.s == NULL)
@@ -2236,6 +2237,31 @@ test_a_broken_connection_is_reset_and_the_operation_run_again(void)
 	fixture_close(&f);
 }
 
+/* What the URL says wins over the defaults the store adds (libpq keeps
+ * the last value of a repeated key, and the URL comes last). */
+static void
+test_the_urls_own_connection_settings_win_over_the_defaults(void)
+{
+	struct fixture f;
+	char url[512], *v;
+
+	if (pg_url == NULL) {
+		printf("skip store %s: PostgreSQL only\n", __func__);
+		return;
+	}
+	CHECK_INT(test_database(f.dir, sizeof(f.dir), f.path, sizeof(f.path)), 0);
+	snprintf(url, sizeof(url), "%s%capplication_name=from_the_url", pg_url,
+	         strchr(pg_url, '?') != NULL ? '&' : '?');
+	config_defaults(&f.cfg);
+	f.cfg.database = url;
+	CHECK_INT(store_open(&f.s, &f.cfg), 0);
+	v = pg_value("SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+	             "'from_the_url' AND datname = current_database()");
+	CHECK_STR(v, "1");
+	free(v);
+	fixture_close(&f);
+}
+
 /* Two programs opening a new database at once: the advisory lock makes
  * one of them run the migration, and both open it. */
 static void
@@ -2310,6 +2336,7 @@ static const struct unit_test tests[] = {
 	UNIT(test_a_database_url_is_shown_without_its_passwords),
 	UNIT(test_a_broken_connection_is_reset_and_the_operation_run_again),
 	UNIT(test_two_openers_of_a_new_database_migrate_it_once),
+	UNIT(test_the_urls_own_connection_settings_win_over_the_defaults),
 };
 
 int
