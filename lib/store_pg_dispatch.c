@@ -10,7 +10,7 @@
  *   caller's, so a host whose clock is off neither delivers early nor
  *   takes over a lease that still holds. A caller passes its own `now`;
  *   what the database is asked about is its own clock moved by how far
- *   that `now` lies from the caller's present (ahead_of): a dispatcher
+ *   that `now` lies from the caller's present (pg_ahead): a dispatcher
  *   passes its present, so the offset is a few ms at most and the
  *   database's clock decides; a test that asks about a minute later gets
  *   the database's clock a minute on. The skew of the caller's clock
