@@ -44,13 +44,21 @@ class Setup:
 
     def __init__(self, n_hosts, cpu_percent=25):
         self.dir = tempfile.mkdtemp(prefix="postdate-hosts-")
-        self.hosts = self.sink = self.stack = None
+        self.hosts = self.sink = self.stack = self.cluster = None
         try:
-            self.database = pg.database_setting(self.dir)
             self.hosts = hosts.Hosts(n_hosts, cpu_percent=cpu_percent)
+            # The hosts reach the database by the path (SQLite) or by TCP
+            # to a cluster listening on their gateway too (PostgreSQL),
+            # so that a partition cuts them off from it.
+            if pg.engine() == "sqlite":
+                self.database = stack_database = pg.database_setting(self.dir)
+            else:
+                self.cluster = pg.Cluster(listen=[self.hosts.gateway])
+                stack_database = self.cluster.create_database("postdate")
+                self.database = self.cluster.url("postdate", host=self.hosts.gateway)
             self.sink = Sink(host=self.hosts.gateway, delay=LATENCY)
             allow = f"127.0.0.0/8, ::1, {self.hosts.network}"
-            self.stack = Stack(database=self.database, allow_targets=allow)
+            self.stack = Stack(database=stack_database, allow_targets=allow)
             self.conf = os.path.join(self.dir, "dispatch.conf")
             with open(self.conf, "w") as f:
                 f.write(f"database = {self.database}\n"
@@ -123,9 +131,9 @@ class Setup:
             time.sleep(0.2)
 
     def close(self):
-        for part in (self.hosts, self.stack, self.sink):
+        for part in (self.hosts, self.stack, self.sink, self.cluster):
             if part is not None:
-                part.close()
+                part.stop() if part is self.cluster else part.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
