@@ -25,7 +25,9 @@ namespace until none is left. partition() adds an nftables table in the
 host's namespace dropping every packet in and out; heal() removes it.
 faketime=OFFSET (e.g. "-30s") runs the program with libfaketime preloaded:
 CLOCK_REALTIME (time(), gettimeofday, clock_gettime) moves by OFFSET,
-CLOCK_MONOTONIC does not (a host whose wall clock is wrong).
+CLOCK_MONOTONIC does not (a host whose wall clock is wrong). Not with
+programs built with ASan (make SANITIZE=1), which libfaketime hangs at
+start: sanitized() tells, and spawn()/run() refuse.
 
 Everything is removed by close(), on leaving the `with`, and at exit
 (atexit), failures included. Needs root and `ip netns`: available()
@@ -75,6 +77,18 @@ def faketime_library():
         if found:
             return found[0]
     return None
+
+
+def sanitized(program):
+    """Whether program was built with AddressSanitizer (make SANITIZE=1):
+    libfaketime preloaded into one hangs it at start (its constructor
+    reads the clock before ASan's runtime is ready), so faketime and
+    SANITIZE=1 do not go together."""
+    try:
+        with open(program, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
 
 
 def faketime_env(offset, env=None):
@@ -224,14 +238,16 @@ class Host:
         return ["sh", "-c", join + ' && exec ip netns exec "$0" "$@"', self.name,
                 *map(str, argv)]
 
-    def env(self, faketime=None, env=None):
+    def env(self, faketime=None, env=None, argv=None):
+        if faketime and argv and sanitized(str(argv[0])):
+            raise RuntimeError(f"{argv[0]} is built with ASan, which libfaketime hangs")
         return faketime_env(faketime, env) if faketime else dict(os.environ if env is None
                                                                   else env)
 
     def spawn(self, argv, faketime=None, env=None, **kw):
         """Starts argv in this host (Popen); kill()/close() end it."""
         kw.setdefault("stdin", subprocess.DEVNULL)
-        p = subprocess.Popen(self.command(argv), env=self.env(faketime, env), **kw)
+        p = subprocess.Popen(self.command(argv), env=self.env(faketime, env, argv), **kw)
         self.procs.append(p)
         return p
 
@@ -240,7 +256,7 @@ class Host:
         kw.setdefault("stdin", subprocess.DEVNULL)
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
-        return subprocess.run(self.command(argv), env=self.env(faketime, env),
+        return subprocess.run(self.command(argv), env=self.env(faketime, env, argv),
                               timeout=timeout, **kw)
 
     def pids(self):

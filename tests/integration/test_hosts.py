@@ -187,8 +187,6 @@ def test_kill_9_of_one_host_loses_nothing_and_repeats_only_its_leases():
         victim.kill()
         killed_at = time.time()
         assert procs[0].poll() is not None
-        before = s.sink.deliveries("/hook")
-        from_victim = {d[0] for d in before if d[1] == victim.address}
         s.wait_unique(ids, timeout=45)
         # What host 0 had leased is delivered again once its leases run out.
         s.wait_delivered(n, timeout=45)
@@ -197,6 +195,10 @@ def test_kill_9_of_one_host_loses_nothing_and_repeats_only_its_leases():
             p.terminate()
             assert p.wait(timeout=20) == 0, s.dispatch_log(h)
         got = s.sink.deliveries("/hook")
+        # Host 0 sent nothing after the kill, so what came from it came
+        # before; counted now, since the sink records a request once its
+        # body is read, which on a loaded machine can be after the kill.
+        from_victim = {d[0] for d in got if d[1] == victim.address}
         seen = collections.Counter(d[0] for d in got)
         missing = set(ids) - set(seen)
         assert not missing, f"{len(missing)} never arrived, e.g. {sorted(missing)[:3]}"
@@ -220,6 +222,9 @@ def test_kill_9_of_one_host_loses_nothing_and_repeats_only_its_leases():
 
 def test_faketime_moves_the_wall_clock_of_a_dispatcher_in_a_host():
     if skip_reason():
+        return
+    if hosts.sanitized(DISPATCH):
+        print("skipped: libfaketime hangs programs built with ASan (SANITIZE=1)")
         return
     with Setup(1) as s:
         [id_] = s.schedule(1, time.time())
