@@ -21,6 +21,11 @@ command -v npm >/dev/null 2>&1 || packages="$packages npm"
 # man-db and groff-base render the manual pages in man/, which the tests
 # check with `man --warnings -l`.
 packages="$packages man-db groff-base"
+# PostgreSQL 15 (initdb, pg_ctl, psql; pgbench in postgresql-contrib) and
+# libpq for the PostgreSQL store and its tests (tests/integration/pg.py);
+# nftables (partitions) and faketime (skewed clocks) for the simulated
+# hosts of tests/integration/hosts.py.
+packages="$packages postgresql postgresql-contrib libpq-dev nftables faketime"
 # clang and libFuzzer (in clang's runtime package) are for `make fuzz`.
 packages="$packages clang libclang-rt-14-dev"
 
