@@ -22,5 +22,6 @@ sh bench/asap.sh 200
 sh bench/scale.sh "${BENCH_SCALE_COUNT:-1000000}" 1000
 sh bench/queue.sh "${BENCH_QUEUE_COUNT:-20000}" 16 200
 sh bench/retention.sh "${BENCH_RETENTION_COUNT:-1000000}" 10
+sh bench/hosts.sh "${BENCH_HOSTS_COUNT:-3000}" 25
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."

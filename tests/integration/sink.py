@@ -13,7 +13,13 @@ configured delay, so a test can see requests that are still in flight.
 Paths nobody configured answer 200 with an empty body.
 
 Sink(host="127.0.0.2") listens on another loopback address: to the
-dispatcher, another host.
+dispatcher, another host. Sink(host=hosts.gateway, delay=0.04) listens
+where the simulated hosts (hosts.py) reach it and answers every path
+nobody configured after 40 ms, as a real target would; it takes as many
+connections at once as come (a thread each). Each Request records the
+source address (`client`) and its arrival time (`t`), so that a test
+counts deliveries, and who made them, without trusting postdate's logs:
+deliveries() gives (webhook-id, source address, time) for every POST.
 """
 
 import http.server
@@ -47,8 +53,9 @@ class Headers(dict):
 class Request:
     """One request as the sink saw it."""
 
-    def __init__(self, t, method, target, headers, body):
+    def __init__(self, t, method, target, headers, body, client=None):
         self.t = t                          # time.time() when the headers were read
+        self.client = client                # the source address, a str
         self.method = method
         self.target = target                # as sent, query string included
         self.path = target.split("?", 1)[0]
@@ -135,7 +142,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response_only(100)
             self.end_headers()
         body = self._read_body()
-        request = Request(t, self.command, self.path, Headers(self.headers.items()), body)
+        request = Request(t, self.command, self.path, Headers(self.headers.items()), body,
+                          self.client_address[0])
         answer = sink._record(request)
         if answer.action is not None:
             answer.action(request)
@@ -161,8 +169,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class Sink:
     """A recording HTTP server on 127.0.0.1; see the module text."""
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", delay=0):
         self.host = host
+        self.delay = float(delay)   # before answering a path nobody configured
         self._lock = threading.Lock()
         self._requests = []
         self._answers = {}          # path -> [Answer, ...]
@@ -234,6 +243,12 @@ class Sink:
         """The webhook-id of every request so far (for path), in order."""
         return [r.headers.get("webhook-id") for r in self.requests(path)]
 
+    def deliveries(self, path=None):
+        """(webhook-id, source address, arrival time) of every POST so far
+        (for path), in arrival order."""
+        return [(r.headers.get("webhook-id"), r.client, r.t)
+                for r in self.requests(path) if r.method == "POST"]
+
     def clear(self):
         with self._lock:
             self._requests.clear()
@@ -245,7 +260,7 @@ class Sink:
             self._requests.append(request)
             answers = self._answers.get(request.path)
             if answers is None:
-                return Answer()
+                return Answer(delay=self.delay)
             i = self._served[request.path]
             self._served[request.path] = i + 1
             return answers[min(i, len(answers) - 1)]
