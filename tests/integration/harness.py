@@ -164,7 +164,12 @@ class Stack:
         # refuses unless allowed; allow_targets=None tests the default.
         self.engine = pg.engine()
         self.pg_name = None
-        if self.engine == "pg":
+        if database.startswith(("postgresql://", "postgres://")):
+            # A database the test made itself (test_hosts: on a cluster of
+            # its own that the simulated hosts reach too): used as given.
+            self.db_url = database
+            lines = [f"database = {database}"]
+        elif self.engine == "pg":
             # One database per stack, named after its folder (unique).
             self.pg_name = "t_" + os.path.basename(self.dir).replace("-", "_").lower()
             # A database in a folder not made yet (the tests of a database
