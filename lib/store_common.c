@@ -227,3 +227,24 @@ latest_occurrence_by(const struct pd_cron *c, const struct pd_tz *zone, pd_ms fr
 			return best;
 	}
 }
+
+void
+recurring_occurrence(struct pd_recurring *r, pd_ms at, struct pd_message *m)
+{
+	memset(m, 0, sizeof(*m));
+	m->state = PD_PENDING;
+	m->due = m->next_attempt = at;
+	m->urls = r->message.urls;
+	m->queue = r->message.queue;
+	m->payload = r->message.payload;
+	m->payload_len = r->message.payload_len;
+	m->content_type = r->message.content_type;
+	m->callback = r->message.callback;
+	m->max_attempts = r->message.max_attempts;
+	m->timeout = r->message.timeout;
+	m->priority = r->message.priority;
+	m->expires = r->ttl != 0 ? at + r->ttl : 0;
+	m->envelope = r->message.envelope;
+	m->recurring = r->id;
+	m->topic = r->message.topic;
+}

@@ -136,6 +136,10 @@ int receipt_parse(const char *text, struct receipt *r);
 /* The zone a definition's fields are read in: NULL for UTC itself. */
 int recurring_zone(const char *tz, struct pd_tz **zone);
 
+/* Fills m as the occurrence of definition r due at `at`: the template's
+ * fields, borrowed from r (m owns none of them), a ttl counted from at. */
+void recurring_occurrence(struct pd_recurring *r, pd_ms at, struct pd_message *m);
+
 /* The latest occurrence of c at or before now, given one (from) that is. */
 pd_ms latest_occurrence_by(const struct pd_cron *c, const struct pd_tz *zone, pd_ms from,
                            pd_ms now);

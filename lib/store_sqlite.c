@@ -3928,22 +3928,7 @@ make_occurrence(struct sqlite_store *s, struct to_make *k, pd_ms now, long pendi
 			goto out;
 		}
 	}
-	memset(&m, 0, sizeof(m));
-	m.state = PD_PENDING;
-	m.due = m.next_attempt = at;
-	m.urls = r->message.urls;
-	m.queue = r->message.queue;
-	m.payload = r->message.payload;
-	m.payload_len = r->message.payload_len;
-	m.content_type = r->message.content_type;
-	m.callback = r->message.callback;
-	m.max_attempts = r->message.max_attempts;
-	m.timeout = r->message.timeout;
-	m.priority = r->message.priority;
-	m.expires = r->ttl != 0 ? at + r->ttl : 0;
-	m.envelope = r->message.envelope;
-	m.recurring = r->id;
-	m.topic = r->message.topic;
+	recurring_occurrence(r, at, &m);
 	/* To a topic: a publish, one message per subscription. */
 	if (pending + s->delta[PD_PENDING] >= s->cfg->max_pending)
 		res = STORE_FULL;
