@@ -104,6 +104,11 @@ enum store_result pg_find_queue(struct pg_store *s, const char *name, int make, 
 /* ---- pgcore: store_pg.c, store_pg_message.c, store_pg_admin.c ---- */
 extern const struct store_engine store_pg_engine;
 
+/* What message id is now (an ended state, else delivering while leased,
+ * else pending), inside the caller's transaction: STORE_OK, STORE_NOTFOUND
+ * or the failure of the read. */
+enum store_result pg_state_of(struct pg_store *s, const char *id, enum pd_state *state);
+
 /* The columns of pg_message_columns, and the joins they need beside
  * messages m and live l (as store_sqlite.c's MESSAGE_NCOLUMNS, MESSAGE_JOINS). */
 #define PG_MESSAGE_NCOLUMNS 28

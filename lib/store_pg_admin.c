@@ -55,9 +55,6 @@ const struct pg_statement pg_admin_statements[] = {
 	  "SELECT key, $2, $2, (queue IS NULL)::integer, CASE WHEN queue IS NULL THEN "
 	  "timeout::bigint * 1000 * (1 + length(urls) - length(replace(urls, E'\\n', ''))) "
 	  "ELSE 0 END, coalesce(queue, 0), priority, expires FROM messages WHERE key = $1" },
-	{ "admin_state_of",
-	  "SELECT m.state, l.token FROM messages m LEFT JOIN live l ON l.key = m.key "
-	  "WHERE m.id = $1" },
 	/* Retention: the oldest ended messages, one index range, in key order
 	 * locked. */
 	{ "purge_messages",
@@ -190,7 +187,6 @@ retry_body(struct pg_store *s, void *arg)
 	static const enum pd_state retryable[] = { PD_FAILED, PD_EXPIRED };
 	struct retry_work *w = arg;
 	enum store_result res = STORE_OK;
-	struct pg_params q = { 0 };
 	PGresult *r;
 
 	/* Each try is a compare-and-set on one ended state. */
@@ -216,22 +212,8 @@ retry_body(struct pg_store *s, void *arg)
 		return STORE_OK;
 	}
 	/* Nothing was retried: say what it is (and roll back: nothing written). */
-	pg_text(&q, w->id);
-	if ((r = pg_exec(s, "admin_state_of", &q, "reading a state", &res)) == NULL)
-		return res;
-	if (PQntuples(r) == 0)
-		res = STORE_NOTFOUND;
-	else {
-		int ended = (int)pg_get_int(r, 0, 0);
-
-		if (ended != 0 && ended < PD_NSTATES)
-			w->state = (enum pd_state)ended;
-		else
-			w->state = pg_get_int(r, 0, 1) != 0 ? PD_DELIVERING : PD_PENDING;
-		res = STORE_CONFLICT;
-	}
-	PQclear(r);
-	return res;
+	res = pg_state_of(s, w->id, &w->state);
+	return res == STORE_OK ? STORE_CONFLICT : res;
 }
 
 enum store_result

@@ -638,6 +638,30 @@ cancel_body(struct pg_store *s, void *arg)
 }
 
 enum store_result
+pg_state_of(struct pg_store *s, const char *id, enum pd_state *state)
+{
+	struct pg_params p = { 0 };
+	enum store_result res = STORE_OK;
+	PGresult *r;
+
+	pg_text(&p, id);
+	if ((r = pg_exec(s, "state_of", &p, "reading a state", &res)) == NULL)
+		return res;
+	if (PQntuples(r) == 0)
+		res = STORE_NOTFOUND;
+	else {
+		int ended = (int)pg_get_int(r, 0, 0);
+
+		if (ended != 0 && ended < PD_NSTATES)
+			*state = (enum pd_state)ended;
+		else
+			*state = pg_get_int(r, 0, 1) != 0 ? PD_DELIVERING : PD_PENDING;
+	}
+	PQclear(r);
+	return res;
+}
+
+enum store_result
 pg_op_cancel(struct pd_store *store, const char *id, enum pd_state *state)
 {
 	struct cancel_work w = { id, PD_PENDING };

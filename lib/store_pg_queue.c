@@ -340,26 +340,9 @@ end_queued(struct pg_store *s, const char *id, int64_t key, int64_t queue, int w
 static enum store_result
 receipt_refused(struct pg_store *s, struct store_ack *a)
 {
-	struct pg_params p = { 0 };
-	enum store_result res = STORE_OK;
-	PGresult *r;
+	enum store_result res = pg_state_of(s, a->id, &a->state);
 
-	pg_text(&p, a->id);
-	if ((r = pg_exec(s, "state_of", &p, "reading a state", &res)) == NULL)
-		return res;
-	if (PQntuples(r) == 0)
-		res = STORE_NOTFOUND;
-	else {
-		int ended = (int)pg_get_int(r, 0, 0);
-
-		if (ended != 0 && ended < PD_NSTATES)
-			a->state = (enum pd_state)ended;
-		else
-			a->state = pg_get_int(r, 0, 1) != 0 ? PD_DELIVERING : PD_PENDING;
-		res = STORE_CONFLICT;
-	}
-	PQclear(r);
-	return res;
+	return res == STORE_OK ? STORE_CONFLICT : res;
 }
 
 static void
