@@ -5,14 +5,16 @@
  * Beyond "no crash": an accepted configuration keeps every bound the
  * programs rely on (at most 64 tokens of 16 to 256 visible ASCII, at most
  * PD_MAX_ALLOW_TARGETS valid ranges, numbers within their ranges, retry_max
- * not below retry_base, an absolute database path); a refused one names the
- * file and says why; either way config_free releases everything.
+ * not below retry_base, an absolute database path or a PostgreSQL URL); a
+ * refused one names the file and says why; either way config_free releases
+ * everything.
  */
 #include <assert.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "postdate.h"
+#include "store.h"
 
 #define PATH "/fuzz/postdate.conf"
 
@@ -30,7 +32,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	assert(err[0] == '\0');
 	assert(strcmp(cfg.path, PATH) == 0);
-	assert(cfg.database != NULL && cfg.database[0] == '/');
+	assert(cfg.database != NULL &&
+	       (cfg.database[0] == '/' || store_database_is_url(cfg.database)));
 	assert(cfg.ntokens <= 64);
 	for (size_t i = 0; i < cfg.ntokens; i++) {
 		size_t len = strlen(cfg.tokens[i]);
