@@ -30,15 +30,6 @@
 /* pg_advisory_xact_lock key of the migrations ('pdmigr'). */
 #define PG_MIGRATION_LOCK 0x70646d696772LL
 
-/* The statement tables of the other files. Each branch of the work builds
- * alone, so a table whose file is not there yet is a weak reference: NULL,
- * and nothing of it prepared. */
-#define WEAK __attribute__((weak))
-extern const struct pg_statement pg_dispatch_statements[] WEAK, pg_queue_statements[] WEAK,
-	pg_topic_statements[] WEAK, pg_recurring_statements[] WEAK;
-extern const int pg_dispatch_nstatements WEAK, pg_queue_nstatements WEAK,
-	pg_topic_nstatements WEAK, pg_recurring_nstatements WEAK;
-
 /* Whether the last failure on this thread's store was a serialization
  * failure or deadlock (pg_fail sets it; pg_transaction reads it). A store
  * is used by one thread at a time. */
@@ -76,6 +67,85 @@ pg_bytes(struct pg_params *p, const void *data, size_t len)
 	p->values[i] = data != NULL ? data : (len == 0 ? "" : NULL);
 	p->lengths[i] = (int)len;
 	p->formats[i] = 1;
+}
+
+/* ---- arrays: a batch as one parameter ---- */
+
+/* Appends n bytes of text; a failed allocation is kept for pg_array_end. */
+static void
+array_put(struct pg_array *a, const char *text, size_t n)
+{
+	if (a->failed)
+		return;
+	if (a->len + n + 2 > a->cap) {
+		size_t cap = a->cap != 0 ? a->cap : 256;
+		char *grown;
+
+		while (a->len + n + 2 > cap)
+			cap *= 2;
+		if ((grown = realloc(a->text, cap)) == NULL) {
+			a->failed = 1;
+			return;
+		}
+		a->text = grown;
+		a->cap = cap;
+	}
+	memcpy(a->text + a->len, text, n);
+	a->len += n;
+}
+
+/* The separator before an element, or the opening brace before the first. */
+static void
+array_next(struct pg_array *a)
+{
+	array_put(a, a->len == 0 ? "{" : ",", 1);
+}
+
+void
+pg_array_int(struct pg_array *a, int64_t v)
+{
+	char num[24];
+
+	array_next(a);
+	array_put(a, num, (size_t)snprintf(num, sizeof(num), "%lld", (long long)v));
+}
+
+void
+pg_array_text(struct pg_array *a, const char *text)
+{
+	array_next(a);
+	if (text == NULL) {
+		array_put(a, "NULL", 4);
+		return;
+	}
+	/* Quoted, so that commas, braces, blanks and the word NULL stay
+	 * text; inside quotes only the quote and the backslash are escaped. */
+	array_put(a, "\"", 1);
+	for (const char *c = text; *c != '\0'; c++) {
+		if (*c == '"' || *c == '\\')
+			array_put(a, "\\", 1);
+		array_put(a, c, 1);
+	}
+	array_put(a, "\"", 1);
+}
+
+const char *
+pg_array_end(struct pg_array *a)
+{
+	if (a->len == 0)
+		array_put(a, "{", 1);
+	array_put(a, "}", 1);
+	if (a->failed)
+		return NULL;
+	a->text[a->len] = '\0';
+	return a->text;
+}
+
+void
+pg_array_free(struct pg_array *a)
+{
+	free(a->text);
+	memset(a, 0, sizeof(*a));
 }
 
 int64_t
@@ -163,6 +233,28 @@ pg_exec(struct pg_store *s, const char *name, const struct pg_params *p, const c
 	return checked(s, r, what, res);
 }
 
+PGresult *
+pg_exec_arrays(struct pg_store *s, const char *name, struct pg_params *p, struct pg_array *cols,
+               int ncols, const char *what, enum store_result *res)
+{
+	PGresult *r = NULL;
+	int complete = 1;
+
+	for (int i = 0; i < ncols; i++) {
+		pg_text(p, pg_array_end(&cols[i]));
+		complete = complete && p->values[p->n - 1] != NULL;
+	}
+	if (complete)
+		r = pg_exec(s, name, p, what, res);
+	else {
+		log_error("store: %s: out of memory", what);
+		*res = STORE_ERROR;
+	}
+	for (int i = 0; i < ncols; i++)
+		pg_array_free(&cols[i]);
+	return r;
+}
+
 /* Runs plain SQL (no parameters); 0 or -1 with *res set. */
 static int
 simple(struct pg_store *s, const char *sql, const char *what, enum store_result *res)
@@ -230,6 +322,35 @@ queue_delta_order(const void *a, const void *b)
 	return (x->state > y->state) - (x->state < y->state);
 }
 
+/* Writes one statement's deltas (n[0..count-1], the zero ones left out)
+ * as two arrays, of the indexes and of the changes. */
+static enum store_result
+write_deltas(struct pg_store *s, const char *statement, const long *n, int count,
+             const char *what)
+{
+	struct pg_array col[2] = { 0 };
+	struct pg_params p = { 0 };
+	enum store_result res = STORE_OK;
+	int any = 0;
+	PGresult *r;
+
+	for (int i = 0; i < count; i++)
+		if (n[i] != 0) {
+			pg_array_int(&col[0], i);
+			pg_array_int(&col[1], n[i]);
+			any = 1;
+		}
+	if (!any) {
+		pg_array_free(&col[0]);
+		pg_array_free(&col[1]);
+		return STORE_OK;
+	}
+	if ((r = pg_exec_arrays(s, statement, &p, col, 2, what, &res)) == NULL)
+		return res;
+	PQclear(r);
+	return STORE_OK;
+}
+
 /* Writes the transaction's count changes. Many writers update the same
  * rows, so each transaction takes their row locks in one fixed order
  * (counts by state, queue counts by queue and state, totals by counter):
@@ -237,20 +358,11 @@ queue_delta_order(const void *a, const void *b)
 static enum store_result
 deltas_write(struct pg_store *s, const char *what)
 {
-	enum store_result res = STORE_OK;
+	enum store_result res;
 	PGresult *r;
 
-	for (int i = 0; i < PD_NSTATES; i++) {
-		struct pg_params p = { 0 };
-
-		if (s->delta[i] == 0)
-			continue;
-		pg_int(&p, i);
-		pg_int(&p, s->delta[i]);
-		if ((r = pg_exec(s, "count_delta", &p, what, &res)) == NULL)
-			return res;
-		PQclear(r);
-	}
+	if ((res = write_deltas(s, "count_delta", s->delta, PD_NSTATES, what)) != STORE_OK)
+		return res;
 	qsort(s->queue_delta, (size_t)s->queue_deltas, sizeof(s->queue_delta[0]),
 	      queue_delta_order);
 	for (int i = 0; i < s->queue_deltas; i++) {
@@ -265,18 +377,7 @@ deltas_write(struct pg_store *s, const char *what)
 			return res;
 		PQclear(r);
 	}
-	for (int i = 0; i < PG_TOTAL_COUNT; i++) {
-		struct pg_params p = { 0 };
-
-		if (s->total[i] == 0)
-			continue;
-		pg_int(&p, i);
-		pg_int(&p, s->total[i]);
-		if ((r = pg_exec(s, "total_delta", &p, what, &res)) == NULL)
-			return res;
-		PQclear(r);
-	}
-	return STORE_OK;
+	return write_deltas(s, "total_delta", s->total, PG_TOTAL_COUNT, what);
 }
 
 /* ---- statements ---- */
@@ -284,12 +385,15 @@ deltas_write(struct pg_store *s, const char *what)
 /* What this file itself runs. */
 static const struct pg_statement core_statements[] = {
 	/* The shard of this connection (see sql/pg/008-schema.sql). */
+	/* $1: the states (counters) that changed, in order; $2: by how much. */
 	{ "count_delta",
-	  "INSERT INTO counts (state, shard, n) VALUES ($1, pg_backend_pid() % 16, $2) "
+	  "INSERT INTO counts (state, shard, n) SELECT d.state, pg_backend_pid() % 16, d.n "
+	  "FROM unnest($1::integer[], $2::bigint[]) AS d (state, n) ORDER BY d.state "
 	  "ON CONFLICT (state, shard) DO UPDATE SET n = counts.n + excluded.n" },
 	{ "queue_count_delta", "UPDATE queue_counts SET n = n + $3 WHERE queue = $1 AND state = $2" },
 	{ "total_delta",
-	  "INSERT INTO totals (counter, shard, n) VALUES ($1, pg_backend_pid() % 16, $2) "
+	  "INSERT INTO totals (counter, shard, n) SELECT d.counter, pg_backend_pid() % 16, d.n "
+	  "FROM unnest($1::integer[], $2::bigint[]) AS d (counter, n) ORDER BY d.counter "
 	  "ON CONFLICT (counter, shard) DO UPDATE SET n = totals.n + excluded.n" },
 };
 
@@ -310,8 +414,6 @@ prepare_table(struct pg_store *s, const struct pg_statement *t, int n)
 	return 0;
 }
 
-#define COUNT_OF(weak_n) (&(weak_n) != NULL ? (weak_n) : 0)
-
 static int
 prepare_all(struct pg_store *s)
 {
@@ -319,10 +421,10 @@ prepare_all(struct pg_store *s)
 	                     (int)(sizeof(core_statements) / sizeof(core_statements[0]))) ||
 	    prepare_table(s, pg_message_statements, pg_message_nstatements) ||
 	    prepare_table(s, pg_admin_statements, pg_admin_nstatements) ||
-	    prepare_table(s, pg_dispatch_statements, COUNT_OF(pg_dispatch_nstatements)) ||
-	    prepare_table(s, pg_queue_statements, COUNT_OF(pg_queue_nstatements)) ||
-	    prepare_table(s, pg_topic_statements, COUNT_OF(pg_topic_nstatements)) ||
-	    prepare_table(s, pg_recurring_statements, COUNT_OF(pg_recurring_nstatements))
+	    prepare_table(s, pg_dispatch_statements, pg_dispatch_nstatements) ||
+	    prepare_table(s, pg_queue_statements, pg_queue_nstatements) ||
+	    prepare_table(s, pg_topic_statements, pg_topic_nstatements) ||
+	    prepare_table(s, pg_recurring_statements, pg_recurring_nstatements)
 	    ? -1 : 0;
 }
 
@@ -364,9 +466,17 @@ backoff(int attempt)
 	nanosleep(&nap, NULL);
 }
 
+enum store_result
+pg_run_again(struct pg_store *s)
+{
+	(void)s;
+	last_retryable = 1;
+	return STORE_BUSY;
+}
+
 static enum store_result
-run(struct pg_store *s, const char *what, const char *begin, int sync_off, int writes,
-    pg_body_fn body, void *arg)
+run(struct pg_store *s, const char *what, const char *begin, int writes, pg_body_fn body,
+    void *arg)
 {
 	int reset = 0;
 
@@ -376,7 +486,6 @@ run(struct pg_store *s, const char *what, const char *begin, int sync_off, int w
 		deltas_drop(s);
 		last_retryable = 0;
 		if (simple(s, begin, what, &res) == 0 &&
-		    (!sync_off || simple(s, "SET LOCAL synchronous_commit = off", what, &res) == 0) &&
 		    (res = body(s, arg)) == STORE_OK &&
 		    (!writes || (res = deltas_write(s, what)) == STORE_OK) &&
 		    simple(s, "COMMIT", what, &res) == 0) {
@@ -402,7 +511,9 @@ run(struct pg_store *s, const char *what, const char *begin, int sync_off, int w
 enum store_result
 pg_transaction(struct pg_store *s, const char *what, int sync_off, pg_body_fn body, void *arg)
 {
-	return run(s, what, "BEGIN", sync_off, 1, body, arg);
+	/* One round trip: a simple query may hold several statements. */
+	return run(s, what, sync_off ? "BEGIN; SET LOCAL synchronous_commit = off" : "BEGIN", 1,
+	           body, arg);
 }
 
 enum store_result
@@ -414,7 +525,7 @@ pg_read(struct pg_store *s, const char *what, pg_body_fn body, void *arg)
 	 * neither begins nor commits. */
 	if (PQtransactionStatus(s->conn) == PQTRANS_INTRANS)
 		return body(s, arg);
-	return run(s, what, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, 0, body, arg);
+	return run(s, what, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, body, arg);
 }
 
 /* ---- connecting and migrating ---- */

@@ -48,12 +48,32 @@ void pg_int(struct pg_params *p, int64_t v);
 void pg_text(struct pg_params *p, const char *text);        /* NULL: SQL NULL */
 void pg_bytes(struct pg_params *p, const void *data, size_t len);  /* bytea, binary */
 
+/* A batch as one parameter: a PostgreSQL array in text form
+ * ({1,NULL,"a\"b"}), which a statement reads as unnest($1::bigint[], ...).
+ * Start from struct pg_array a = {0}; append one element per item; pass
+ * pg_array_end(&a) with pg_text (NULL after an allocation failed: check
+ * it); pg_array_free when the statement has run. */
+struct pg_array {
+	char *text;
+	size_t len, cap;
+	int failed;
+};
+void pg_array_int(struct pg_array *a, int64_t v);
+void pg_array_text(struct pg_array *a, const char *text);     /* NULL: SQL NULL */
+const char *pg_array_end(struct pg_array *a);
+void pg_array_free(struct pg_array *a);
 /* Runs prepared statement name with p (NULL: none). Returns the result on
  * PGRES_COMMAND_OK / PGRES_TUPLES_OK (caller PQclear()s it), or NULL after
  * recording the failure in *res (pg_fail's mapping) and logging it with what. */
 PGresult *pg_exec(struct pg_store *s, const char *name, const struct pg_params *p,
                   const char *what, enum store_result *res);
 
+/* pg_exec with the ncols arrays' texts appended to p's parameters (after
+ * those already in it, so a statement's scalars come first); the arrays
+ * are freed either way. */
+PGresult *pg_exec_arrays(struct pg_store *s, const char *name, struct pg_params *p,
+                         struct pg_array *cols, int ncols, const char *what,
+                         enum store_result *res);
 /* SQLSTATE of a failed result mapped to a store result: 40001/40P01 -> STORE_BUSY
  * with *retry set; 53100 (disk full) -> STORE_NOSPACE; 57014 (statement timeout),
  * 55P03 (lock not available) -> STORE_BUSY; a broken connection -> STORE_UNAVAILABLE;
@@ -71,6 +91,10 @@ enum store_result pg_fail(struct pg_store *s, const PGresult *r, const char *wha
 typedef enum store_result (*pg_body_fn)(struct pg_store *s, void *arg);
 enum store_result pg_transaction(struct pg_store *s, const char *what, int sync_off,
                                  pg_body_fn body, void *arg);
+/* What a body returns when a concurrent transaction took what it was about
+ * to write (a history number): STORE_BUSY, and the transaction is rolled
+ * back and run again, with a snapshot that sees the other's commit. */
+enum store_result pg_run_again(struct pg_store *s);
 /* The same for a read: one snapshot (REPEATABLE READ READ ONLY), retried likewise. */
 enum store_result pg_read(struct pg_store *s, const char *what, pg_body_fn body, void *arg);
 

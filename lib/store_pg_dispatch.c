@@ -36,9 +36,6 @@
 
 /* Clocks closer than this (ms) are taken as one by next_due. */
 #define PG_CLOCKS_AGREE_MS 1000
-/* How often a history row is tried again when a concurrent write-back of
- * the same message took its sequence number first (a lease taken over). */
-#define HISTORY_TRIES 8
 
 /* The first priority level below every real one. */
 #define FIRST_LEVEL (PD_MIN_PRIORITY - 1)
@@ -88,25 +85,44 @@ const struct pg_statement pg_dispatch_statements[] = {
 	  "SELECT l.key, l.was, l.attempts, l.gone, l.lease_ms, l.next_round, l.was_due, "
 	  PG_MESSAGE_COLUMNS ", p.payload FROM leased l JOIN messages m ON m.key = l.key "
 	  "JOIN payloads p ON p.key = l.key " PG_MESSAGE_JOINS },
-	/* One HTTP attempt: the next number in the message's history. Two
-	 * write-backs of one message at once (a lease taken over) may pick
-	 * the same number: the later finds it taken, writes nothing, and
-	 * tries again with the earlier's row in sight. */
-	{ "dispatch_add_attempt",
+	/* The HTTP attempts of a write-back ($1..$6, one element per attempt,
+	 * in key and then attempt order), numbered after what each message's
+	 * history holds. Two write-backs of one message at once (a lease
+	 * taken over) may pick the same numbers: the later finds them taken
+	 * and inserts fewer rows than it was given, and its transaction runs
+	 * again with the earlier's rows in sight. */
+	{ "dispatch_add_attempts",
 	  "INSERT INTO history (key, seq, at, url, status, error, ms) "
-	  "SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4, $5, $6 FROM history WHERE key = $1 "
-	  "ON CONFLICT DO NOTHING" },
-	/* Another round, buffered when due within the horizon ($4 ahead of
-	 * the database's now). */
-	{ "dispatch_release_for_round",
-	  "UPDATE live SET token = 0, due = $3, next_round = $3, "
-	  "buffered = ($3 <= " PG_NOW " + $4)::integer, attempts = $5, gone = $6 "
-	  "WHERE key = $1 AND token = $2" },
-	{ "dispatch_end_live", "DELETE FROM live WHERE key = $1 AND token = $2" },
-	/* The second and last write of a message's row. */
-	{ "dispatch_end_message",
-	  "UPDATE messages SET state = $2, ended = " PG_NOW " + $3, attempts = $4, gone = $5, "
-	  "delivered_to = $6, delivered_at = $7, report = $8 WHERE key = $1 AND state = 0" },
+	  "SELECT a.key, coalesce((SELECT max(h.seq) FROM history h WHERE h.key = a.key), 0) + "
+	  "row_number() OVER (PARTITION BY a.key ORDER BY a.n), a.at, a.url, a.status, a.error, "
+	  "a.ms FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::text[], "
+	  "$6::bigint[]) WITH ORDINALITY AS a (key, at, url, status, error, ms, n) "
+	  "ORDER BY a.key, a.n ON CONFLICT DO NOTHING" },
+	/* The live rows of a write-back ($2..$6: key, token, the next round's
+	 * due time or NULL for an end, attempts, gone) whose lease still holds:
+	 * locked in key order, then ended (deleted) or given back for another
+	 * round (buffered when due within the horizon, $1 ahead of the
+	 * database's now). The keys that held come back, in key order. */
+	{ "dispatch_settle_live",
+	  "WITH s AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], "
+	  "$5::integer[], $6::bigint[]) AS s (key, token, due, attempts, gone)), "
+	  "held AS MATERIALIZED (SELECT l.key, s.due, s.attempts, s.gone FROM live l "
+	  "JOIN s ON l.key = s.key AND l.token = s.token ORDER BY l.key FOR UPDATE OF l), "
+	  "ended AS (DELETE FROM live l USING held h WHERE l.key = h.key AND h.due IS NULL "
+	  "RETURNING l.key), "
+	  "again AS (UPDATE live l SET token = 0, due = h.due, next_round = h.due, "
+	  "buffered = (h.due <= " PG_NOW " + $1)::integer, attempts = h.attempts, gone = h.gone "
+	  "FROM held h WHERE l.key = h.key AND h.due IS NOT NULL RETURNING l.key) "
+	  "SELECT key FROM ended UNION ALL SELECT key FROM again ORDER BY key" },
+	/* The second and last write of the rows of messages that ended ($2..$8:
+	 * key, state, attempts, gone, delivered_to, delivered_at, report). */
+	{ "dispatch_end_messages",
+	  "UPDATE messages m SET state = e.state, ended = " PG_NOW " + $1, attempts = e.attempts, "
+	  "gone = e.gone, delivered_to = e.delivered_to, delivered_at = e.delivered_at, "
+	  "report = e.report FROM unnest($2::bigint[], $3::integer[], $4::integer[], "
+	  "$5::bigint[], $6::text[], $7::bigint[], $8::text[]) "
+	  "AS e (key, state, attempts, gone, delivered_to, delivered_at, report) "
+	  "WHERE m.key = e.key AND m.state = 0" },
 	/* Ends by itself: the ttl ran out, unless a dispatcher's round on it
 	 * is in flight right now (that round decides)... */
 	{ "dispatch_expired",
@@ -403,155 +419,190 @@ pg_op_claim(struct pd_store *store, pd_ms now, int limit, int lease_slack_s, sto
 
 /* ---- write-backs ---- */
 
-/* Appends one HTTP attempt to the message key's history. */
-static enum store_result
-add_attempt(struct pg_store *s, int64_t key, const struct pd_attempt *a)
-{
-	enum store_result res = STORE_OK;
-
-	for (int tries = 0; tries < HISTORY_TRIES; tries++) {
-		struct pg_params p = { 0 };
-		PGresult *r;
-		long n;
-
-		pg_int(&p, key);
-		pg_int(&p, a->at);
-		pg_text(&p, a->url);
-		if (a->status != 0)
-			pg_int(&p, a->status);
-		else
-			pg_text(&p, NULL);
-		pg_text(&p, a->error);
-		pg_int(&p, a->ms);
-		if ((r = pg_exec(s, "dispatch_add_attempt", &p, "recording an attempt", &res)) == NULL)
-			return res;
-		n = changed(r);
-		PQclear(r);
-		if (n == 1) {
-			pg_total(s, PG_TOTAL_ATTEMPTS + store_attempt_outcome_of(a->status), 1);
-			return STORE_OK;
-		}
-	}
-	log_error("store: recording an attempt: its place in the history stayed taken");
-	return STORE_ERROR;
-}
-
-/* Ends message o->lease.key (state, outcome, report id): the second and
- * last write of its row. */
-static enum store_result
-end_message(struct pg_store *s, const struct pd_settlement *o, pd_ms now, const char *report)
-{
-	struct pg_params p = { 0 };
-	enum store_result res;
-	PGresult *r;
-
-	pg_int(&p, o->lease.key);
-	pg_int(&p, o->state);
-	pg_int(&p, pg_ahead(now));
-	pg_int(&p, o->attempts);
-	pg_int(&p, (int64_t)o->gone);
-	pg_text(&p, o->delivered_to);
-	if (o->delivered_at != 0)
-		pg_int(&p, o->delivered_at);
-	else
-		pg_text(&p, NULL);
-	pg_text(&p, report);
-	if ((r = pg_exec(s, "dispatch_end_message", &p, "ending a message", &res)) == NULL)
-		return res;
-	PQclear(r);
-	return STORE_OK;
-}
-
-/* Writes the end of a message whose live row is gone (o->state and its
- * outcome), with its callback report made by report_fn and stored beside
- * it (bypassing max_pending, so no outcome goes unreported). */
-static enum store_result
-finish_message(struct pg_store *s, struct pd_settlement *o, pd_ms now, store_report_fn report_fn,
-               void *ctx)
-{
-	struct pd_message report = { 0 };
-	enum store_result res;
-
-	/* Every end passes here but a cancel (store_cancel counts its own). */
-	pg_total(s, o->state == PD_DELIVERED ? PG_TOTAL_DELIVERED : o->state == PD_FAILED ?
-	         PG_TOTAL_FAILED : o->state == PD_CANCELLED ? PG_TOTAL_CANCELLED :
-	         PG_TOTAL_EXPIRED, 1);
-	if (!o->wants_report || report_fn == NULL)
-		return end_message(s, o, now, NULL);
-	if (report_fn(ctx, o, &report) != 0) {
-		message_free(&report);
-		return STORE_ERROR;
-	}
-	res = pg_insert_message(s, &report, now, 0);
-	if (res == STORE_OK)
-		res = end_message(s, o, now, report.id);
-	message_free(&report);
-	return res;
-}
-
-/* Moves the message of settlement o on when its lease still holds. */
-static enum store_result
-settle_one(struct pg_store *s, struct pd_settlement *o, pd_ms now, store_report_fn report_fn,
-           void *ctx)
-{
-	const struct store_lease *l = &o->lease;
-	struct pg_params p = { 0 };
-	enum store_result res;
-	PGresult *r;
-	long n;
-
-	for (size_t i = 0; i < o->ntried; i++)
-		if ((res = add_attempt(s, l->key, &o->tried[i])) != STORE_OK)
-			return res;
-	pg_int(&p, l->key);
-	pg_int(&p, l->token);
-	if (o->state == PD_PENDING) {
-		pg_int(&p, o->next_attempt);
-		pg_int(&p, pg_ahead(now) + (int64_t)s->cfg->buffer_horizon * PD_MS_PER_S);
-		pg_int(&p, o->attempts);
-		pg_int(&p, (int64_t)o->gone);
-		r = pg_exec(s, "dispatch_release_for_round", &p, "settling a message", &res);
-	} else
-		r = pg_exec(s, "dispatch_end_live", &p, "settling a message", &res);
-	if (r == NULL)
-		return res;
-	n = changed(r);
-	PQclear(r);
-	/* Only the holder of the lease moves the message on: if it ran out and
-	 * another dispatcher claimed the message, that one decides. */
-	if (n == 0) {
-		o->result = STORE_CONFLICT;
-		return STORE_OK;
-	}
-	pg_count(s, PD_DELIVERING, -1);
-	pg_count(s, o->state, 1);
-	if (o->state == PD_PENDING)
-		return STORE_OK;
-	return finish_message(s, o, now, report_fn, ctx);
-}
-
 struct settling {
 	struct pd_settlement *items;
 	size_t *order;            /* items by message key: rows locked in key order */
+	struct pd_settlement **ended; /* room for n: the items whose messages end */
 	size_t n;
 	pd_ms now;
 	store_report_fn report_fn;
 	void *ctx;
 };
 
+/* Appends every HTTP attempt of the write-back to its message's history,
+ * in one statement. */
+static enum store_result
+add_attempts(struct pg_store *s, const struct settling *w)
+{
+	struct pg_array col[6] = { 0 };
+	struct pg_params p = { 0 };
+	enum store_result res;
+	long given = 0;
+	PGresult *r;
+
+	for (size_t i = 0; i < w->n; i++) {
+		const struct pd_settlement *o = &w->items[w->order[i]];
+
+		for (size_t k = 0; k < o->ntried; k++) {
+			const struct pd_attempt *a = &o->tried[k];
+
+			pg_array_int(&col[0], o->lease.key);
+			pg_array_int(&col[1], a->at);
+			pg_array_text(&col[2], a->url);
+			if (a->status != 0)
+				pg_array_int(&col[3], a->status);
+			else
+				pg_array_text(&col[3], NULL);
+			pg_array_text(&col[4], a->error);
+			pg_array_int(&col[5], a->ms);
+			pg_total(s, PG_TOTAL_ATTEMPTS + store_attempt_outcome_of(a->status), 1);
+			given++;
+		}
+	}
+	if (given == 0) {
+		for (int i = 0; i < 6; i++)
+			pg_array_free(&col[i]);
+		return STORE_OK;
+	}
+	if ((r = pg_exec_arrays(s, "dispatch_add_attempts", &p, col, 6, "recording attempts",
+	                        &res)) == NULL)
+		return res;
+	res = changed(r) == given ? STORE_OK : pg_run_again(s);
+	PQclear(r);
+	return res;
+}
+
+/* Moves on the messages whose leases still hold, in one statement: ends
+ * their live rows or gives them back for another round. Only the holder
+ * of the lease moves a message on: if it ran out and another dispatcher
+ * claimed the message, that one decides, and this item is marked
+ * STORE_CONFLICT. */
+static enum store_result
+move_on(struct pg_store *s, struct settling *w, size_t *nended)
+{
+	struct pg_array col[5] = { 0 };
+	struct pg_params p = { 0 };
+	enum store_result res;
+	PGresult *r;
+	int row = 0, rows;
+
+	for (size_t i = 0; i < w->n; i++) {
+		const struct pd_settlement *o = &w->items[w->order[i]];
+
+		pg_array_int(&col[0], o->lease.key);
+		pg_array_int(&col[1], o->lease.token);
+		if (o->state == PD_PENDING)
+			pg_array_int(&col[2], o->next_attempt);
+		else
+			pg_array_text(&col[2], NULL);
+		pg_array_int(&col[3], o->attempts);
+		pg_array_int(&col[4], (int64_t)o->gone);
+	}
+	pg_int(&p, pg_ahead(w->now) + (int64_t)s->cfg->buffer_horizon * PD_MS_PER_S);
+	if ((r = pg_exec_arrays(s, "dispatch_settle_live", &p, col, 5, "settling messages",
+	                        &res)) == NULL)
+		return res;
+	rows = PQntuples(r);
+	*nended = 0;
+	/* Both in key order. */
+	for (size_t i = 0; i < w->n; i++) {
+		struct pd_settlement *o = &w->items[w->order[i]];
+
+		if (row < rows && pg_get_int(r, row, 0) == o->lease.key) {
+			row++;
+			o->result = STORE_OK;
+			pg_count(s, PD_DELIVERING, -1);
+			pg_count(s, o->state, 1);
+			if (o->state != PD_PENDING)
+				w->ended[(*nended)++] = o;
+		} else
+			o->result = STORE_CONFLICT;
+	}
+	PQclear(r);
+	return STORE_OK;
+}
+
+/* Counts the end of message o and, when it wants one, stores its callback
+ * report made by report_fn (bypassing max_pending, so no outcome goes
+ * unreported); id receives the report's id, or "" for none. */
+static enum store_result
+report_end(struct pg_store *s, struct pd_settlement *o, pd_ms now, store_report_fn report_fn,
+           void *ctx, char id[PD_ID_LEN + 1])
+{
+	struct pd_message report = { 0 };
+	enum store_result res;
+
+	id[0] = '\0';
+	/* Every end passes here but a cancel (store_cancel counts its own). */
+	pg_total(s, o->state == PD_DELIVERED ? PG_TOTAL_DELIVERED : o->state == PD_FAILED ?
+	         PG_TOTAL_FAILED : o->state == PD_CANCELLED ? PG_TOTAL_CANCELLED :
+	         PG_TOTAL_EXPIRED, 1);
+	if (!o->wants_report || report_fn == NULL)
+		return STORE_OK;
+	if (report_fn(ctx, o, &report) != 0) {
+		message_free(&report);
+		return STORE_ERROR;
+	}
+	res = pg_insert_message(s, &report, now, 0);
+	if (res == STORE_OK)
+		snprintf(id, PD_ID_LEN + 1, "%s", report.id);
+	message_free(&report);
+	return res;
+}
+
+/* Writes the end of the messages ended[0..n-1], whose live rows are gone
+ * (each one's state and outcome, and its report), in one statement. */
+static enum store_result
+end_messages(struct pg_store *s, struct pd_settlement **ended, size_t n, pd_ms now,
+             store_report_fn report_fn, void *ctx)
+{
+	struct pg_array col[7] = { 0 };
+	struct pg_params p = { 0 };
+	enum store_result res = STORE_OK;
+	PGresult *r;
+
+	for (size_t i = 0; i < n && res == STORE_OK; i++) {
+		struct pd_settlement *o = ended[i];
+		char report[PD_ID_LEN + 1];
+
+		if ((res = report_end(s, o, now, report_fn, ctx, report)) != STORE_OK)
+			break;
+		pg_array_int(&col[0], o->lease.key);
+		pg_array_int(&col[1], o->state);
+		pg_array_int(&col[2], o->attempts);
+		pg_array_int(&col[3], (int64_t)o->gone);
+		pg_array_text(&col[4], o->delivered_to);
+		if (o->delivered_at != 0)
+			pg_array_int(&col[5], o->delivered_at);
+		else
+			pg_array_text(&col[5], NULL);
+		pg_array_text(&col[6], report[0] != '\0' ? report : NULL);
+	}
+	if (res != STORE_OK || n == 0) {
+		for (int i = 0; i < 7; i++)
+			pg_array_free(&col[i]);
+		return res;
+	}
+	pg_int(&p, pg_ahead(now));
+	if ((r = pg_exec_arrays(s, "dispatch_end_messages", &p, col, 7, "ending messages",
+	                        &res)) == NULL)
+		return res;
+	PQclear(r);
+	return STORE_OK;
+}
+
+/* A write-back is three statements whatever its size: the attempts, the
+ * live rows, the ended messages (and a report per message that wants one). */
 static enum store_result
 settle_body(struct pg_store *s, void *arg)
 {
 	struct settling *w = arg;
 	enum store_result res;
+	size_t nended;
 
-	for (size_t i = 0; i < w->n; i++)
-		w->items[i].result = STORE_OK;
-	for (size_t i = 0; i < w->n; i++)
-		if ((res = settle_one(s, &w->items[w->order[i]], w->now, w->report_fn, w->ctx)) !=
-		    STORE_OK)
-			return res;
-	return STORE_OK;
+	if ((res = add_attempts(s, w)) != STORE_OK || (res = move_on(s, w, &nended)) != STORE_OK)
+		return res;
+	return end_messages(s, w->ended, nended, w->now, w->report_fn, w->ctx);
 }
 
 /* Sorts order[] (0..n-1) by the key of items[order[i]]: an insertion
@@ -578,16 +629,19 @@ pg_op_settle(struct pd_store *store, struct pd_settlement *items, size_t n, pd_m
              store_report_fn report_fn, void *ctx)
 {
 	struct pg_store *s = pg_of(store);
-	struct settling w = { items, NULL, n, now, report_fn, ctx };
-	enum store_result res;
+	struct settling w = { items, NULL, NULL, n, now, report_fn, ctx };
+	enum store_result res = STORE_ERROR;
 
 	if (n == 0)
 		return STORE_OK;
-	if ((w.order = calloc(n, sizeof(*w.order))) == NULL)
-		return STORE_ERROR;
-	order_by_key(items, w.order, n);
-	res = pg_transaction(s, "writing back", s->sync_off, settle_body, &w);
+	w.order = calloc(n, sizeof(*w.order));
+	w.ended = calloc(n, sizeof(*w.ended));
+	if (w.order != NULL && w.ended != NULL) {
+		order_by_key(items, w.order, n);
+		res = pg_transaction(s, "writing back", s->sync_off, settle_body, &w);
+	}
 	free(w.order);
+	free(w.ended);
 	return res;
 }
 
@@ -608,7 +662,8 @@ struct sweeping {
 	int limit;
 	store_report_fn report_fn;
 	void *ctx;
-	struct overdue *o;
+	struct overdue *o;            /* room for limit of each */
+	struct pd_settlement *e, **ended;
 	int n;
 };
 
@@ -657,7 +712,8 @@ sweep_body(struct pg_store *s, void *arg)
 		return res;
 	for (int i = 0; i < w->n; i++) {
 		struct overdue *k = &w->o[i];
-		struct pd_settlement e = {
+
+		w->e[i] = (struct pd_settlement){
 			.id = k->id,
 			.lease = { .key = k->key, .token = k->token },
 			.state = k->state,
@@ -665,15 +721,13 @@ sweep_body(struct pg_store *s, void *arg)
 			.gone = k->gone,
 			.wants_report = k->wants_report,
 		};
-
+		w->ended[i] = &w->e[i];
 		pg_count(s, k->token != 0 ? PD_DELIVERING : PD_PENDING, -1);
 		pg_count(s, k->state, 1);
 		pg_queue_count(s, k->queue, 0, -1);
 		pg_queue_count(s, k->queue, k->state, 1);
-		if ((res = finish_message(s, &e, w->now, w->report_fn, w->ctx)) != STORE_OK)
-			return res;
 	}
-	return STORE_OK;
+	return end_messages(s, w->ended, (size_t)w->n, w->now, w->report_fn, w->ctx);
 }
 
 enum store_result
@@ -681,15 +735,17 @@ pg_op_end_overdue(struct pd_store *store, pd_ms now, int limit, store_report_fn 
                   void *ctx, int *ended)
 {
 	struct pg_store *s = pg_of(store);
-	struct sweeping w = { now, limit, report_fn, ctx, NULL, 0 };
-	enum store_result res;
+	struct sweeping w = { now, limit, report_fn, ctx, NULL, NULL, NULL, 0 };
+	enum store_result res = STORE_ERROR;
 
 	*ended = 0;
 	if (limit <= 0)
 		return STORE_OK;
-	if ((w.o = calloc((size_t)limit, sizeof(*w.o))) == NULL)
-		return STORE_ERROR;
-	res = pg_transaction(s, "sweeping", s->sync_off, sweep_body, &w);
+	w.o = calloc((size_t)limit, sizeof(*w.o));
+	w.e = calloc((size_t)limit, sizeof(*w.e));
+	w.ended = calloc((size_t)limit, sizeof(*w.ended));
+	if (w.o != NULL && w.e != NULL && w.ended != NULL)
+		res = pg_transaction(s, "sweeping", s->sync_off, sweep_body, &w);
 	if (res == STORE_OK) {
 		/* Logged once committed: a body may run more than once. */
 		for (int i = 0; i < w.n; i++)
@@ -699,5 +755,7 @@ pg_op_end_overdue(struct pd_store *store, pd_ms now, int limit, store_report_fn 
 		*ended = w.n;
 	}
 	free(w.o);
+	free(w.e);
+	free(w.ended);
 	return res;
 }
