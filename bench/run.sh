@@ -16,6 +16,7 @@ fi
 echo "| figure | postdate | baseline (same run) | ratio | target |"
 echo "|---|---|---|---|---|"
 sh bench/ingest.sh 10 32
+sh bench/ingest_pg.sh 10 32
 sh bench/dispatch.sh "${BENCH_DISPATCH_COUNT:-100000}" 64
 sh bench/lateness.sh 2000 30
 sh bench/asap.sh 200
