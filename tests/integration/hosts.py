@@ -10,10 +10,11 @@ Hosts(N) makes a bridge in the root namespace holding the first address
 of a private /24 in 10.0.0.0/8 (`gateway`, free on this machine when
 made), and N network namespaces, each joined to the bridge by a veth pair
 and given the next addresses (`host.address`), loopback up and a default
-route through the gateway. Names carry the pid of the test run
-(pd<pid>h<i> for a namespace, pdbr<pid> for the bridge), so that runs at
-the same time do not meet; what a run that died left behind (its pid is
-gone) is removed by the next one.
+route through the gateway. Names carry the pid of the test run and the
+number of the Hosts in it (pd<pid>s<k>h<i> for a namespace, pdbr<pid>s<k>
+for the bridge), so that runs at the same time, and a test in the
+background beside another, do not meet; what a run that died left behind
+(its pid is gone) is removed by the next one.
 
 Every program started in a host (spawn(), run()) runs under
 `ip netns exec` in a cgroup of its host with a CPU quota (cpu.max on a
@@ -42,19 +43,33 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 __all__ = ["Hosts", "Host", "available", "faketime_library"]
 
 _open = []          # every Hosts not yet closed, closed at exit
+_made = 0           # Hosts made by this process: the s<k> of their names
+_making = threading.Lock()   # one at a time picks a free network and takes it
 
 
 def _ip(*args, check=True):
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
+_availability = []  # the answer of available(), once found
+
+
 def available():
-    """None when simulated hosts can be made here, else why not."""
+    """None when simulated hosts can be made here, else why not (found
+    once per process: tests in the background ask at the same time)."""
+    with _making:
+        if not _availability:
+            _availability.append(_probe())
+        return _availability[0]
+
+
+def _probe():
     if os.geteuid() != 0:
         return "simulated hosts need root (ip netns, cgroups, nftables)"
     if shutil.which("ip") is None:
@@ -203,16 +218,16 @@ def _remove_leftovers():
     def dead(pid):
         return not os.path.exists(f"/proc/{pid}")
     for line in _ip("netns", "list", check=False).stdout.splitlines():
-        m = re.match(r"pd(\d+)h\d+\b", line)
+        m = re.match(r"pd(\d+)s\d+h\d+\b", line)
         if m and dead(int(m.group(1))):
             _ip("netns", "del", line.split()[0], check=False)
-    for m in re.finditer(r"^\d+: pdbr(\d+)[:@]", _ip("-o", "link", "show", check=False).stdout,
-                         re.M):
-        if dead(int(m.group(1))):
-            _ip("link", "del", f"pdbr{m.group(1)}", check=False)
+    for m in re.finditer(r"^\d+: (pdbr(\d+)s\d+)[:@]",
+                         _ip("-o", "link", "show", check=False).stdout, re.M):
+        if dead(int(m.group(2))):
+            _ip("link", "del", m.group(1), check=False)
     for root in {_cgroup_v2(), (_cgroup_cpu() or (None, None))[1]} - {None}:
         for path in glob.glob(os.path.join(root, "postdate-hosts-*")):
-            m = re.search(r"postdate-hosts-(\d+)$", path)
+            m = re.search(r"postdate-hosts-(\d+)-\d+$", path)
             if m and dead(int(m.group(1))):
                 for child in glob.glob(os.path.join(path, "h*")):
                     _remove_cgroup(child)
@@ -225,7 +240,7 @@ class Host:
     def __init__(self, hosts, index, address, cgroups):
         self.hosts = hosts
         self.index = index
-        self.name = f"pd{os.getpid()}h{index}"
+        self.name = f"{hosts.tag}h{index}"
         self.address = address          # its address on the bridge, a str
         self.cgroups = cgroups          # the cgroup folders it is in (cpu, and v2 for kill)
         self.procs = []                 # the Popen of every spawn()
@@ -341,19 +356,25 @@ class Hosts:
         reason = available()
         if reason:
             raise RuntimeError(reason)
+        global _made
         self.closed = False
+        with _making:
+            _made += 1
+            self.seq = _made
         pid = os.getpid()
-        self.bridge = f"pdbr{pid}"
+        self.tag = f"pd{pid}s{self.seq}"           # ≤ 15 bytes with "v<i>": a link name
+        self.bridge = f"pdbr{pid}s{self.seq}"
         self.hosts = []
         self._cgroup_roots = []
         _open.append(self)
         try:
-            _remove_leftovers()
-            self.network = _free_network(pid)
-            addrs = list(self.network.hosts())
-            self.gateway = str(addrs[0])
-            _ip("link", "add", self.bridge, "type", "bridge")
-            _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+            with _making:
+                _remove_leftovers()
+                self.network = _free_network(pid * 31 + self.seq)
+                addrs = list(self.network.hosts())
+                self.gateway = str(addrs[0])
+                _ip("link", "add", self.bridge, "type", "bridge")
+                _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
             _ip("link", "set", self.bridge, "up")
             kind, cpu_root = _cgroup_cpu()
             roots = [(kind, cpu_root)]
@@ -361,7 +382,7 @@ class Hosts:
             if kind == "v1" and v2 is not None:
                 roots.append(("v2-kill", v2))       # for cgroup.kill
             for k, root in roots:
-                top = os.path.join(root, f"postdate-hosts-{pid}")
+                top = os.path.join(root, f"postdate-hosts-{pid}-{self.seq}")
                 os.makedirs(top, exist_ok=True)
                 self._cgroup_roots.append(top)
                 if k == "v2":
@@ -373,8 +394,7 @@ class Hosts:
             raise
 
     def _make_host(self, i, address, roots, cpu_percent):
-        pid = os.getpid()
-        name, veth = f"pd{pid}h{i}", f"pd{pid}v{i}"
+        name, veth = f"{self.tag}h{i}", f"{self.tag}v{i}"
         _ip("netns", "add", name)
         _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
         _ip("link", "set", veth, "master", self.bridge)
@@ -385,7 +405,7 @@ class Hosts:
             _ip("-n", name, *args)
         cgroups = []
         for kind, root in roots:
-            c = os.path.join(root, f"postdate-hosts-{pid}", f"h{i}")
+            c = os.path.join(root, f"postdate-hosts-{os.getpid()}-{self.seq}", f"h{i}")
             os.makedirs(c, exist_ok=True)
             period = 100000
             quota = int(period * cpu_percent / 100) if cpu_percent else None
