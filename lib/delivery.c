@@ -18,7 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <curl/curl.h>
 
@@ -396,6 +400,26 @@ on_open_socket(void *ctx, curlsocktype purpose, struct curl_sockaddr *address)
 	return socket(address->family, address->socktype, address->protocol);
 }
 
+/* Closes a connection curl is done with. One that still holds request
+ * bytes unsent or unacknowledged (a transfer that timed out with its
+ * target unreachable) is reset instead, dropping them: on a plain close
+ * the kernel goes on sending them, and a target reachable again later
+ * would get a request postdate had given up on and retried, a duplicate.
+ * The connection may outlive the transfer that opened it: no context. */
+static int
+on_close_socket(void *unused, curl_socket_t fd)
+{
+	int unsent = 0;
+
+	(void)unused;
+	if (ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0) {
+		struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));
+	}
+	return close(fd);
+}
+
 /* Appends "Name: value" to the job's header list. */
 static int
 add_header(struct pd_job *job, const char *name, const char *value)
@@ -519,6 +543,7 @@ attempt_start(struct pd_engine *e, struct pd_job *job)
 	curl_easy_setopt(easy, CURLOPT_PROXY, "");
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
 	curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, job);
+	curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
 	curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, on_request_start);
 	curl_easy_setopt(easy, CURLOPT_PREREQDATA, job);
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
