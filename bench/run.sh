@@ -5,12 +5,15 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-# What the benchmarks need beyond `make deps`: wrk and GNU time.
-if ! command -v wrk >/dev/null 2>&1 || [ ! -x /usr/bin/time ]; then
+# What the benchmarks need beyond `make deps`: wrk, GNU time, and nginx's
+# echo module (the many-hosts figure's sink answers after 40 ms with it).
+if ! command -v wrk >/dev/null 2>&1 || [ ! -x /usr/bin/time ] ||
+    [ ! -e /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
 	sudo=
 	[ "$(id -u)" = 0 ] || sudo=sudo
-	echo "bench: installing wrk and time" >&2
-	$sudo apt-get update -qq && $sudo apt-get install -y -qq wrk time >/dev/null
+	echo "bench: installing wrk, time and libnginx-mod-http-echo" >&2
+	$sudo apt-get update -qq &&
+	    $sudo apt-get install -y -qq wrk time libnginx-mod-http-echo >/dev/null
 fi
 
 echo "| figure | postdate | baseline (same run) | ratio | target |"
@@ -24,5 +27,6 @@ sh bench/scale.sh "${BENCH_SCALE_COUNT:-1000000}" 1000
 sh bench/queue.sh "${BENCH_QUEUE_COUNT:-20000}" 16 200
 sh bench/retention.sh "${BENCH_RETENTION_COUNT:-1000000}" 10
 sh bench/hosts.sh "${BENCH_HOSTS_COUNT:-3000}" 25
+POSTDATE_TEST_DATABASE=pg sh bench/hosts.sh "${BENCH_HOSTS_COUNT:-3000}" 25
 echo
 echo "Machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), $(date -u +%Y-%m-%d)."
