@@ -11,8 +11,10 @@
 #include "postdate.h"
 #include "store_pg.h"
 
-/* How near max_pending a schedule takes its turn (see insert_body). */
+/* How near max_pending a schedule takes its turn (see insert_body), and
+ * how near its queue's max_depth a queue message does (pg_insert_message). */
 #define SCHEDULE_TURN_MARGIN 1024
+#define QUEUE_TURN_MARGIN 1024
 
 #define MESSAGE_FROM "messages m LEFT JOIN live l ON l.key = m.key " PG_MESSAGE_JOINS
 
@@ -74,6 +76,8 @@ const struct pg_statement pg_message_statements[] = {
 	 * lock makes them. Without it two batches both read the same committed
 	 * count and both went past the limit. */
 	{ "schedule_turn", "SELECT pg_advisory_xact_lock(31635644143396196)" },
+	/* The same for one queue's max_depth, a turn per queue ('pdqd', key). */
+	{ "queue_turn", "SELECT pg_advisory_xact_lock(1885630820, $1::integer)" },
 	/* Only a message that nobody holds can be cancelled: the same
 	 * statement checks and ends it. */
 	{ "cancel_live",
@@ -337,6 +341,19 @@ pg_insert_message(struct pg_store *s, struct pd_message *m, pd_ms now, int64_t p
 	if (m->queue != NULL) {
 		if ((res = pg_find_queue(s, m->queue, 1, now, &q)) != STORE_OK)
 			return res;
+		/* Near its max_depth a queue's writers take turns and count
+		 * again, as schedules do near max_pending: two batches that both
+		 * read the same committed count both went past the limit. */
+		if (q.max_depth > 0 && q.alive + QUEUE_TURN_MARGIN >= q.max_depth) {
+			struct pg_params t = { 0 };
+
+			pg_int(&t, q.key);
+			if ((r = pg_exec(s, "queue_turn", &t, "scheduling", &res)) == NULL)
+				return res;
+			PQclear(r);
+			if ((res = pg_find_queue(s, m->queue, 0, now, &q)) != STORE_OK)
+				return res;
+		}
 		if (m->max_attempts == 0)
 			m->max_attempts = q.max_attempts;
 	}

@@ -60,6 +60,20 @@ def test_concurrent_schedules_past_max_pending_refuse_exactly_the_excess():
         assert s.count() == 20
 
 
+
+def test_concurrent_schedules_into_a_queue_past_its_max_depth_refuse_exactly_the_excess():
+    # A queue's max_depth is counted with the messages committed with it,
+    # as max_pending is (on PostgreSQL, batches of several processes at once).
+    with Stack() as s:
+        r = s.post_form("/api/queues", {"name": "deep", "max_depth": "20"})
+        assert r.status == 200, r
+        answers = post_together(s, [{"queue": "deep", "payload": f"p{i}"} for i in range(40)])
+        by_status = collections.Counter(a.status for a in answers)
+        assert by_status == {201: 20, 507: 20}, by_status
+        r = s.get("/api/queues", {"name": "deep"})
+        assert r.status == 200 and r.json["pending"] == 20, r
+        assert s.count() == 20
+
 def test_ids_sort_in_the_order_messages_were_created():
     # Ids begin with the creation time, so that new rows land at the end of
     # the primary-key index.
