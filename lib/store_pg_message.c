@@ -467,10 +467,6 @@ stored(enum store_result res)
 	return res == STORE_OK || res == STORE_EXISTS;
 }
 
-/* pg_publish_in_tx lives in store_pg_topics.c; a build without it refuses topics. */
-extern enum store_result pg_publish_in_tx(struct pg_store *s, struct pd_message *m, pd_ms now,
-                                          long room) __attribute__((weak));
-
 #define TEXT_FIELDS(m) { &(m)->urls, &(m)->queue, &(m)->content_type, &(m)->callback, \
 	&(m)->idempotency_key, &(m)->delivered_to, &(m)->report_of, &(m)->report, \
 	&(m)->recurring, &(m)->topic, &(m)->subscription, &(m)->envelope.headers }
@@ -552,14 +548,10 @@ insert_body(struct pg_store *s, void *arg)
 			w->items[i].result = STORE_FULL;
 			continue;
 		}
-		if (m->topic != NULL) {
-			if (pg_publish_in_tx == NULL) {
-				log_error("store: topics are not on PostgreSQL in this build");
-				return STORE_ERROR;
-			}
+		if (m->topic != NULL)
 			res = pg_publish_in_tx(s, m, w->items[i].now,
 			                       s->cfg->max_pending - pending - s->delta[PD_PENDING]);
-		} else
+		else
 			res = pg_insert_message(s, m, w->items[i].now, 0);
 		w->items[i].result = res;
 		/* A failed statement ends the transaction on PostgreSQL: the
