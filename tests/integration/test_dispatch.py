@@ -619,19 +619,20 @@ def test_overlapping_dispatchers_deliver_each_message_once():
         print(f"two dispatchers: 1000 delivered once each, log lines per dispatcher {share}")
 
 
-def leased_ids(s):
-    """The ids of every message in state delivering (leased), page by page."""
-    ids, cursor = set(), None
+def leases(s):
+    """(id, rounds started) of every message in state delivering (leased),
+    page by page: a lease taken again has another round."""
+    held, cursor = set(), None
     while True:
         q = {"state": "delivering", "limit": 1000}
         if cursor:
             q["cursor"] = cursor
         r = s.get("/api/status", q)
         assert r.status == 200, r
-        ids |= {m["id"] for m in r.json["messages"]}
+        held |= {(m["id"], m["attempts"]) for m in r.json["messages"]}
         cursor = r.json["next_cursor"]
         if not cursor:
-            return ids
+            return held
 
 
 def test_kill_9_in_the_middle_loses_no_message_and_repeats_only_what_it_held():
@@ -642,7 +643,7 @@ def test_kill_9_in_the_middle_loses_no_message_and_repeats_only_what_it_held():
         made = schedule_many(s, [{"url": sink.url("/k"), "payload": str(i), "timeout": 1}
                                  for i in range(n)])
         ids = {m["id"] for m in made}
-        kills, at, held = 0, [], collections.Counter()
+        kills, at, held = 0, [], set()
         for step in (150, 400, 250, 600):
             before = len(sink.requests())
             if before >= n:
@@ -657,13 +658,14 @@ def test_kill_9_in_the_middle_loses_no_message_and_repeats_only_what_it_held():
             p.wait(timeout=10)
             kills += 1
             at.append(len(sink.requests()))
-            # What the killed dispatcher had claimed and not written back:
-            # the only messages that may arrive twice. A slot is free once
-            # its round ended, written back or not, so that is at most the
-            # slots plus the rounds ended while a write-back was under way.
-            leased = leased_ids(s)
+            # What the killed dispatcher had claimed and not written back
+            # (the leases of earlier kills may still hold): the only
+            # messages that may arrive twice. A slot is free once its round
+            # ended, written back or not, so one dispatcher holds at most
+            # the slots plus the rounds ended while a write-back was under way.
+            leased = leases(s) - held
             assert len(leased) <= 2 * concurrency, f"{len(leased)} held by one dispatcher"
-            held.update(leased)
+            held |= leased
         t0 = time.time()
         final = s.spawn_dispatch("--watch")
         try:
@@ -686,7 +688,8 @@ def test_kill_9_in_the_middle_loses_no_message_and_repeats_only_what_it_held():
               f"{dups} duplicates ({len(sink.requests())} requests), {len(held)} held "
               f"unsettled at the kills; the last dispatcher finished in {time.time() - t0:.1f} s")
         # Each killed holder may have sent it once before the one that settled it.
-        stray = {i for i in repeated if seen[i] - 1 > held[i]}
+        held_by = collections.Counter(id_ for id_, _ in held)
+        stray = {i for i in repeated if seen[i] - 1 > held_by[i]}
         assert not stray, (f"{len(stray)} arrived more often than killed dispatchers held "
                            f"them, e.g. {sorted(stray)[:3]}")
         assert counts(s)["delivered"] == n
