@@ -19,6 +19,11 @@
 /* Threads beyond the waiters, so that acks, releases and short receives
  * are served while every waiter waits. */
 #define QUEUE_SPARE_THREADS 8
+/* Store connections a queue process holds at once, however many receives
+ * wait: a waiter holds one only while it looks (a few hundred
+ * microseconds a look), so a few serve them all, and a database server
+ * shared by many hosts is not asked for one per waiter. */
+#define QUEUE_CONNECTIONS 8
 
 /* For --help; http_main_program adds the usage line, the options and the
  * exit status. */
@@ -270,6 +275,31 @@ waiter_enter(int limit)
 	return 1;
 }
 
+/* A waiting receive's connection, as longpoll_receive holds it: the
+ * request's, and its callback reports are made on the same one (inside
+ * the receive's transaction). */
+struct waiting_receive {
+	struct pd_request *r;
+	struct pd_reporter *reporter;
+};
+
+static struct pd_store *
+take_store(void *waiting_receive)
+{
+	struct waiting_receive *w = waiting_receive;
+
+	return w->reporter->store = http_store_again(w->r);
+}
+
+static void
+set_store_aside(void *waiting_receive)
+{
+	struct waiting_receive *w = waiting_receive;
+
+	http_store_set_aside(w->r);
+	w->reporter->store = NULL;
+}
+
 static void
 handle_receive(struct pd_request *r)
 {
@@ -301,7 +331,10 @@ handle_receive(struct pd_request *r)
 	op.visibility_s = (int)visibility;
 	op.ctx = messages;
 	if (wait > 0) {
-		res = longpoll_receive(poller, http_store(r), queue, (int)max, (int)visibility,
+		struct waiting_receive w = { r, &reporter };
+		struct longpoll_store held = { take_store, set_store_aside, &w };
+
+		res = longpoll_receive(poller, &held, queue, (int)max, (int)visibility,
 		                       wait * PD_MS_PER_S, report_of_message, &reporter,
 		                       add_received, messages, &received);
 		atomic_fetch_sub(&waiting, 1);
@@ -696,6 +729,7 @@ static const struct pd_program program = {
 	.routes = routes,
 	.nroutes = sizeof(routes) / sizeof(routes[0]),
 	.threads = queue_threads,
+	.max_connections = QUEUE_CONNECTIONS,
 	.start = queue_start,
 };
 

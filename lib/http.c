@@ -123,6 +123,10 @@ store_per_thread(const struct pd_app *app)
 	return app->program->threads != NULL;
 }
 
+static void pool_forget(void);
+static void pool_give(struct pd_store *s);
+static int store_reopen(struct pd_request *r);
+
 struct pd_store *
 http_store(struct pd_request *r)
 {
@@ -132,10 +136,28 @@ http_store(struct pd_request *r)
 void
 http_store_failed(struct pd_request *r)
 {
-	if (!store_per_thread(r->app))
+	if (!store_per_thread(r->app) || r->store == NULL)
 		return;
 	store_close(r->store);
 	r->store = NULL;
+	pool_forget();
+}
+
+void
+http_store_set_aside(struct pd_request *r)
+{
+	if (!store_per_thread(r->app))
+		return;
+	pool_give(r->store);
+	r->store = NULL;
+}
+
+struct pd_store *
+http_store_again(struct pd_request *r)
+{
+	if (http_store(r) == NULL)
+		store_reopen(r);
+	return http_store(r);
 }
 
 static const char *
@@ -487,22 +509,45 @@ decoded:
  * request takes the one used last, whose page cache is warm; with one
  * connection per thread, most requests would land on a cold one and read
  * their pages from the file again. At most as many are open as requests
- * have been served at once.
+ * have been served at once, and never more than the program's
+ * max_connections: past that a request waits for one to come back (a
+ * long-polling receive holds one only while it looks, so a process of
+ * many waiters keeps few connections to a database server).
  */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_returned = PTHREAD_COND_INITIALIZER;
 static struct pd_store **pool;
 static size_t pool_n, pool_room;
+static size_t pool_open;          /* open: held by requests or waiting here */
+static size_t pool_max;           /* the program's max_connections (0: no bound) */
 
+/* A connection that waits in the pool, or NULL with the right to open one
+ * (counted: pool_forget gives it up if the opening fails). Waits while
+ * pool_max are open and none waits here. */
 static struct pd_store *
 pool_take(void)
 {
 	struct pd_store *s = NULL;
 
 	pthread_mutex_lock(&pool_lock);
+	while (pool_n == 0 && pool_max != 0 && pool_open >= pool_max)
+		pthread_cond_wait(&pool_returned, &pool_lock);
 	if (pool_n > 0)
 		s = pool[--pool_n];
+	else
+		pool_open++;
 	pthread_mutex_unlock(&pool_lock);
 	return s;
+}
+
+/* One connection of the pool's is gone (closed, or never opened). */
+static void
+pool_forget(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	pool_open--;
+	pthread_cond_signal(&pool_returned);
+	pthread_mutex_unlock(&pool_lock);
 }
 
 static void
@@ -523,9 +568,13 @@ pool_give(struct pd_store *s)
 	if (pool_n < pool_room) {
 		pool[pool_n++] = s;
 		s = NULL;
+		pthread_cond_signal(&pool_returned);
 	}
 	pthread_mutex_unlock(&pool_lock);
-	store_close(s);
+	if (s != NULL) {
+		store_close(s);
+		pool_forget();
+	}
 }
 
 /* A store that could not be opened (at start-up, or again after a failure)
@@ -542,13 +591,15 @@ store_reopen(struct pd_request *r)
 
 	if (store_per_thread(app) && (r->store = pool_take()) != NULL)
 		return 1;
-	if (*tried != 0 && now - *tried < 1000)
-		return 0;
-	if (store_open(store_per_thread(app) ? &r->store : &app->store, &app->cfg) == 0) {
-		*tried = 0;
-		return 1;
+	if (*tried == 0 || now - *tried >= 1000) {
+		if (store_open(store_per_thread(app) ? &r->store : &app->store, &app->cfg) == 0) {
+			*tried = 0;
+			return 1;
+		}
+		*tried = now;
 	}
-	*tried = now;
+	if (store_per_thread(app))
+		pool_forget();
 	return 0;
 }
 
@@ -745,6 +796,7 @@ serve_fastcgi(struct pd_app *app)
 		log_error("cannot initialise FastCGI");
 		return -1;
 	}
+	pool_max = app->program->max_connections > 0 ? (size_t)app->program->max_connections : 0;
 	if (nthreads == 1 && !store_per_thread(app)) {
 		serve_loop(app);
 		return 0;

@@ -10,7 +10,8 @@
  * process, which reads PRAGMA data_version (no disk I/O) every few
  * milliseconds while anyone waits and wakes every waiter when it changes:
  * one poll for all the waiters of a process, not one each, and none at all
- * while nobody waits.
+ * while nobody waits. A waiter sets its store connection aside while it
+ * sleeps (longpoll_store), so many waiters share a few connections.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -206,9 +207,9 @@ count_received(void *ctx, struct pd_message *m, const char *receipt, pd_ms visib
 }
 
 enum store_result
-longpoll_receive(struct longpoll *lp, struct pd_store *s, const char *queue, int max,
-                 int visibility_s, pd_ms wait_ms, store_report_fn report_fn, void *report_ctx,
-                 store_received_fn fn, void *ctx, int *received)
+longpoll_receive(struct longpoll *lp, const struct longpoll_store *held, const char *queue,
+                 int max, int visibility_s, pd_ms wait_ms, store_report_fn report_fn,
+                 void *report_ctx, store_received_fn fn, void *ctx, int *received)
 {
 	struct counted counted = { .fn = fn, .ctx = ctx };
 	pd_ms deadline = clock_monotonic() + wait_ms;
@@ -219,9 +220,14 @@ longpoll_receive(struct longpoll *lp, struct pd_store *s, const char *queue, int
 		/* Read before the look, so that a commit between the look and
 		 * the sleep still wakes it. */
 		unsigned long seen = generation_now(lp);
+		struct pd_store *s = held->take(held->ctx);
 		pd_ms ready_at, now, wake;
 		struct pd_queue q;
 
+		if (s == NULL) {
+			res = STORE_UNAVAILABLE;
+			break;
+		}
 		if ((res = store_queue_ready_at(s, queue, &ready_at)) != STORE_OK)
 			break;
 		now = time_now();
@@ -246,6 +252,7 @@ longpoll_receive(struct longpoll *lp, struct pd_store *s, const char *queue, int
 			break;
 		if (wake - clock_monotonic() > LONGPOLL_MAX_SLEEP_MS)
 			wake = clock_monotonic() + LONGPOLL_MAX_SLEEP_MS;
+		held->set_aside(held->ctx);
 		wait_for_change(lp, seen, wake);
 	}
 	*received = counted.received;

@@ -137,6 +137,9 @@ struct pd_program {
 	 * from the program's pool, since a SQLite connection is not shared
 	 * between threads here. */
 	int (*threads)(const struct pd_config *cfg);
+	/* The most store connections those threads hold at once (0: one per
+	 * thread); a request past it waits for one to be given back. */
+	int max_connections;
 	/* Called once the configuration is loaded, before the first request
 	 * (NULL: nothing to do); nonzero ends the program with status 1. */
 	int (*start)(struct pd_app *app);
@@ -171,6 +174,14 @@ const char *http_param(struct pd_request *r, const char *name);
  * after a failure or after http_store_failed). NULL when the database
  * cannot be opened. */
 struct pd_store *http_store(struct pd_request *r);
+
+/* Gives the connection a request of a threaded program holds back to the
+ * pool while the request waits (a long-polling receive between looks), so
+ * that a waiter holds none; http_store_again takes one again (waiting, at
+ * the program's max_connections, for one to come back). http_store_again
+ * returns NULL when none can be opened. */
+void http_store_set_aside(struct pd_request *r);
+struct pd_store *http_store_again(struct pd_request *r);
 
 /* Says that an operation on http_store(r) failed in a way that a new
  * connection may cure (STORE_ERROR, STORE_UNAVAILABLE): it is closed, and
@@ -222,15 +233,25 @@ struct longpoll;
 int longpoll_open(struct longpoll **out, const struct pd_config *cfg, int (*stopping)(void));
 void longpoll_close(struct longpoll *lp);
 
+/* How a waiting receive holds its store connection: take() before each
+ * look (NULL: none can be had now), set_aside() before each sleep, so that
+ * a waiter holds no connection while it sleeps. */
+struct longpoll_store {
+	struct pd_store *(*take)(void *ctx);
+	void (*set_aside)(void *ctx);
+	void *ctx;
+};
+
 /* Receives as store_receive does, waiting up to wait_ms for a message to
  * become receivable: it claims only when store_queue_ready_at says there is
- * work, and between looks sleeps until the earliest of the deadline, the
- * next ready time and a commit by any connection. It answers early, with
- * nothing, once stopping() says so. *received counts the messages given to
- * fn. STORE_OK (none when nothing came in time), STORE_NOTFOUND (no such
- * queue), or the store's failure. */
-enum store_result longpoll_receive(struct longpoll *lp, struct pd_store *s, const char *queue,
-                                   int max, int visibility_s, pd_ms wait_ms,
+ * work, and between looks sleeps, its connection set aside, until the
+ * earliest of the deadline, the next ready time and a commit by any
+ * connection. It answers early, with nothing, once stopping() says so.
+ * *received counts the messages given to fn. STORE_OK (none when nothing
+ * came in time), STORE_NOTFOUND (no such queue), STORE_UNAVAILABLE (no
+ * connection), or the store's failure. */
+enum store_result longpoll_receive(struct longpoll *lp, const struct longpoll_store *held,
+                                   const char *queue, int max, int visibility_s, pd_ms wait_ms,
                                    store_report_fn report_fn, void *report_ctx,
                                    store_received_fn fn, void *ctx, int *received);
 

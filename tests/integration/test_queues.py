@@ -32,7 +32,7 @@ import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import Stack, TOP, TOKEN
+from harness import Stack, TOP, TOKEN, pg_only
 from sink import Sink
 from test_dispatch import iso_to_s, wait_until
 from test_stack import workers_of
@@ -390,6 +390,28 @@ def test_max_depth_answers_507_naming_queue_and_writes_nothing(stack):
     assert stack.post_form("/api/schedule", {"queue": q}).status == 507
     ack(stack, m)
     enqueue(stack, q)
+
+
+@pg_only("an SQLite connection is a file handle of the process; a server counts connections")
+def test_waiting_receives_share_a_few_database_connections():
+    # Each queue process holds at most 8 pooled connections, its watcher's
+    # and its committer's, however many receives wait; a waiter used to
+    # hold one for its whole wait.
+    waiters = 40
+    with Stack() as s:
+        q = new_queue(s)
+        with ThreadPoolExecutor(waiters) as ex:
+            waiting = [ex.submit(receive, s, q, wait="6") for _ in range(waiters)]
+            time.sleep(2)
+            [(held,)] = s.query("SELECT count(*) FROM pg_stat_activity WHERE "
+                                "datname = current_database() AND application_name = 'queue'")
+            processes = len(workers_of(s, "queue"))
+            enqueue(s, q, payload="for one of them")
+            got = [m for w in waiting for m in w.result(timeout=30)]
+        print(f"{waiters} waiting receives in {processes} queue processes held {held} "
+              f"database connections")
+        assert int(held) <= processes * (8 + 2), held
+        assert [m["payload"] for m in got] == ["for one of them"], got
 
 
 def test_a_paused_queue_accepts_jobs_and_receives_get_nothing_until_resumed(stack):

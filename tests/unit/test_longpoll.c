@@ -1,7 +1,8 @@
 /* test_longpoll.c: longpoll_receive on a real store: it tells an unknown
  * queue at once, waits out its time when nothing comes, wakes when another
  * connection commits a message or when a delayed one falls due, and answers
- * at once when asked to stop. Times are bounded from below exactly (it
+ * at once when asked to stop; while it sleeps it holds no connection.
+ * Times are bounded from below exactly (it
  * cannot answer early) and from above generously (the machine is shared). */
 #include <pthread.h>
 #include <stdio.h>
@@ -20,7 +21,30 @@ struct fixture {
 	char path[64];
 	struct pd_config cfg;
 	struct pd_store *s;
+	/* How the waiter held f->s: takes and set-asides, and a take while
+	 * it already held the connection (never expected). */
+	int held, takes, asides, taken_twice;
 };
+
+static struct pd_store *
+take(void *fixture)
+{
+	struct fixture *f = fixture;
+
+	f->taken_twice += f->held;
+	f->held = 1;
+	f->takes++;
+	return f->s;
+}
+
+static void
+set_aside(void *fixture)
+{
+	struct fixture *f = fixture;
+
+	f->held = 0;
+	f->asides++;
+}
 
 static int
 fixture_open(struct fixture *f)
@@ -28,6 +52,7 @@ fixture_open(struct fixture *f)
 	struct pd_queue_change c = { "jobs", -1, -1, -1, -1 };
 	struct pd_queue q;
 
+	memset(f, 0, sizeof(*f));
 	snprintf(f->dir, sizeof(f->dir), "/tmp/postdate-longpoll-XXXXXX");
 	if (mkdtemp(f->dir) == NULL)
 		return -1;
@@ -99,6 +124,7 @@ static enum store_result
 wait_on(struct fixture *f, const char *queue, pd_ms wait_ms, int (*stopping)(void),
         int *received, pd_ms *took)
 {
+	struct longpoll_store holder = { take, set_aside, f };
 	struct longpoll *lp = NULL;
 	pd_ms t0;
 	enum store_result res = STORE_ERROR;
@@ -109,7 +135,7 @@ wait_on(struct fixture *f, const char *queue, pd_ms wait_ms, int (*stopping)(voi
 	if (lp == NULL)
 		return res;
 	t0 = clock_monotonic();
-	res = longpoll_receive(lp, f->s, queue, 10, 30, wait_ms, NULL, NULL, count_only,
+	res = longpoll_receive(lp, &holder, queue, 10, 30, wait_ms, NULL, NULL, count_only,
 	                       NULL, received);
 	*took = clock_monotonic() - t0;
 	longpoll_close(lp);
@@ -141,6 +167,10 @@ test_nothing_published_means_an_empty_answer_after_the_wait(void)
 	CHECK_INT(received, 0);
 	CHECK(took >= 300);
 	CHECK(took < 3000);
+	/* It slept with its connection set aside, and took it for each look. */
+	CHECK(f.asides >= 1);
+	CHECK_INT(f.takes, f.asides + 1);
+	CHECK_INT(f.taken_twice, 0);
 	fixture_close(&f);
 }
 
