@@ -394,10 +394,10 @@ def test_max_depth_answers_507_naming_queue_and_writes_nothing(stack):
 
 @pg_only("an SQLite connection is a file handle of the process; a server counts connections")
 def test_waiting_receives_share_a_few_database_connections():
-    # Each queue process holds at most 8 pooled connections, its watcher's
+    # Each queue process holds at most 16 pooled connections, its watcher's
     # and its committer's, however many receives wait; a waiter used to
     # hold one for its whole wait.
-    waiters = 40
+    waiters = 60
     with Stack() as s:
         q = new_queue(s)
         with ThreadPoolExecutor(waiters) as ex:
@@ -410,7 +410,7 @@ def test_waiting_receives_share_a_few_database_connections():
             got = [m for w in waiting for m in w.result(timeout=30)]
         print(f"{waiters} waiting receives in {processes} queue processes held {held} "
               f"database connections")
-        assert int(held) <= processes * (8 + 2), held
+        assert int(held) <= processes * (16 + 2), held
         assert [m["payload"] for m in got] == ["for one of them"], got
 
 
