@@ -385,15 +385,17 @@ deltas_write(struct pg_store *s, const char *what)
 /* What this file itself runs. */
 static const struct pg_statement core_statements[] = {
 	/* The shard of this connection (see sql/pg/008-schema.sql). */
-	/* $1: the states (counters) that changed, in order; $2: by how much. */
+	/* $1: the states (counters) that changed, in ascending order, which is
+	 * the order the rows are inserted and locked in (sorted here, so that
+	 * no plan sorts); $2: by how much. */
 	{ "count_delta",
 	  "INSERT INTO counts (state, shard, n) SELECT d.state, pg_backend_pid() % 16, d.n "
-	  "FROM unnest($1::integer[], $2::bigint[]) AS d (state, n) ORDER BY d.state "
+	  "FROM unnest($1::integer[], $2::bigint[]) AS d (state, n) "
 	  "ON CONFLICT (state, shard) DO UPDATE SET n = counts.n + excluded.n" },
 	{ "queue_count_delta", "UPDATE queue_counts SET n = n + $3 WHERE queue = $1 AND state = $2" },
 	{ "total_delta",
 	  "INSERT INTO totals (counter, shard, n) SELECT d.counter, pg_backend_pid() % 16, d.n "
-	  "FROM unnest($1::integer[], $2::bigint[]) AS d (counter, n) ORDER BY d.counter "
+	  "FROM unnest($1::integer[], $2::bigint[]) AS d (counter, n) "
 	  "ON CONFLICT (counter, shard) DO UPDATE SET n = totals.n + excluded.n" },
 };
 

@@ -85,35 +85,37 @@ const struct pg_statement pg_dispatch_statements[] = {
 	  "SELECT l.key, l.was, l.attempts, l.gone, l.lease_ms, l.next_round, l.was_due, "
 	  PG_MESSAGE_COLUMNS ", p.payload FROM leased l JOIN messages m ON m.key = l.key "
 	  "JOIN payloads p ON p.key = l.key " PG_MESSAGE_JOINS },
-	/* The HTTP attempts of a write-back ($1..$6, one element per attempt,
-	 * in key and then attempt order), numbered after what each message's
-	 * history holds. Two write-backs of one message at once (a lease
-	 * taken over) may pick the same numbers: the later finds them taken
-	 * and inserts fewer rows than it was given, and its transaction runs
-	 * again with the earlier's rows in sight. */
+	/* The HTTP attempts of a write-back ($1..$7, one element per attempt,
+	 * in key and then attempt order; $7 is the attempt's place among its
+	 * message's in this write-back, 1, 2, ...), numbered after what each
+	 * message's history holds. The arrays come sorted, and are inserted
+	 * in their order: no plan sorts. Two write-backs of one message at
+	 * once (a lease taken over) may pick the same numbers: the later
+	 * finds them taken and inserts fewer rows than it was given, and its
+	 * transaction runs again with the earlier's rows in sight. */
 	{ "dispatch_add_attempts",
 	  "INSERT INTO history (key, seq, at, url, status, error, ms) "
 	  "SELECT a.key, coalesce((SELECT max(h.seq) FROM history h WHERE h.key = a.key), 0) + "
-	  "row_number() OVER (PARTITION BY a.key ORDER BY a.n), a.at, a.url, a.status, a.error, "
-	  "a.ms FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::integer[], $5::text[], "
-	  "$6::bigint[]) WITH ORDINALITY AS a (key, at, url, status, error, ms, n) "
-	  "ORDER BY a.key, a.n ON CONFLICT DO NOTHING" },
+	  "a.k, a.at, a.url, a.status, a.error, a.ms FROM unnest($1::bigint[], $2::bigint[], "
+	  "$3::text[], $4::integer[], $5::text[], $6::bigint[], $7::integer[]) "
+	  "AS a (key, at, url, status, error, ms, k) ON CONFLICT DO NOTHING" },
 	/* The live rows of a write-back ($2..$6: key, token, the next round's
 	 * due time or NULL for an end, attempts, gone) whose lease still holds:
-	 * locked in key order, then ended (deleted) or given back for another
-	 * round (buffered when due within the horizon, $1 ahead of the
-	 * database's now). The keys that held come back, in key order. */
+	 * locked as the arrays come, in key order (each row found by its key),
+	 * then ended (deleted) or given back for another round (buffered when
+	 * due within the horizon, $1 ahead of the database's now). The keys
+	 * that held come back, in no order. */
 	{ "dispatch_settle_live",
 	  "WITH s AS (SELECT * FROM unnest($2::bigint[], $3::bigint[], $4::bigint[], "
 	  "$5::integer[], $6::bigint[]) AS s (key, token, due, attempts, gone)), "
-	  "held AS MATERIALIZED (SELECT l.key, s.due, s.attempts, s.gone FROM live l "
-	  "JOIN s ON l.key = s.key AND l.token = s.token ORDER BY l.key FOR UPDATE OF l), "
+	  "held AS MATERIALIZED (SELECT l.key, s.due, s.attempts, s.gone FROM s "
+	  "JOIN live l ON l.key = s.key AND l.token = s.token FOR UPDATE OF l), "
 	  "ended AS (DELETE FROM live l USING held h WHERE l.key = h.key AND h.due IS NULL "
 	  "RETURNING l.key), "
 	  "again AS (UPDATE live l SET token = 0, due = h.due, next_round = h.due, "
 	  "buffered = (h.due <= " PG_NOW " + $1)::integer, attempts = h.attempts, gone = h.gone "
 	  "FROM held h WHERE l.key = h.key AND h.due IS NOT NULL RETURNING l.key) "
-	  "SELECT key FROM ended UNION ALL SELECT key FROM again ORDER BY key" },
+	  "SELECT key FROM ended UNION ALL SELECT key FROM again" },
 	/* The second and last write of the rows of messages that ended ($2..$8:
 	 * key, state, attempts, gone, delivered_to, delivered_at, report). */
 	{ "dispatch_end_messages",
@@ -434,7 +436,7 @@ struct settling {
 static enum store_result
 add_attempts(struct pg_store *s, const struct settling *w)
 {
-	struct pg_array col[6] = { 0 };
+	struct pg_array col[7] = { 0 };
 	struct pg_params p = { 0 };
 	enum store_result res;
 	long given = 0;
@@ -455,21 +457,42 @@ add_attempts(struct pg_store *s, const struct settling *w)
 				pg_array_text(&col[3], NULL);
 			pg_array_text(&col[4], a->error);
 			pg_array_int(&col[5], a->ms);
+			pg_array_int(&col[6], (int64_t)k + 1);
 			pg_total(s, PG_TOTAL_ATTEMPTS + store_attempt_outcome_of(a->status), 1);
 			given++;
 		}
 	}
 	if (given == 0) {
-		for (int i = 0; i < 6; i++)
+		for (int i = 0; i < 7; i++)
 			pg_array_free(&col[i]);
 		return STORE_OK;
 	}
-	if ((r = pg_exec_arrays(s, "dispatch_add_attempts", &p, col, 6, "recording attempts",
+	if ((r = pg_exec_arrays(s, "dispatch_add_attempts", &p, col, 7, "recording attempts",
 	                        &res)) == NULL)
 		return res;
 	res = changed(r) == given ? STORE_OK : pg_run_again(s);
 	PQclear(r);
 	return res;
+}
+
+/* The item of message key: a binary search of the items in key order. */
+static struct pd_settlement *
+item_of_key(const struct settling *w, int64_t key)
+{
+	size_t lo = 0, hi = w->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int64_t k = w->items[w->order[mid]].lease.key;
+
+		if (k == key)
+			return &w->items[w->order[mid]];
+		if (k < key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
 }
 
 /* Moves on the messages whose leases still hold, in one statement: ends
@@ -484,7 +507,7 @@ move_on(struct pg_store *s, struct settling *w, size_t *nended)
 	struct pg_params p = { 0 };
 	enum store_result res;
 	PGresult *r;
-	int row = 0, rows;
+	int rows;
 
 	for (size_t i = 0; i < w->n; i++) {
 		const struct pd_settlement *o = &w->items[w->order[i]];
@@ -504,21 +527,26 @@ move_on(struct pg_store *s, struct settling *w, size_t *nended)
 		return res;
 	rows = PQntuples(r);
 	*nended = 0;
-	/* Both in key order. */
+	for (size_t i = 0; i < w->n; i++)
+		w->items[i].result = STORE_CONFLICT;
+	for (int row = 0; row < rows; row++) {
+		struct pd_settlement *o = item_of_key(w, pg_get_int(r, row, 0));
+
+		if (o != NULL)
+			o->result = STORE_OK;
+	}
+	PQclear(r);
+	/* In key order, as the messages' rows are written. */
 	for (size_t i = 0; i < w->n; i++) {
 		struct pd_settlement *o = &w->items[w->order[i]];
 
-		if (row < rows && pg_get_int(r, row, 0) == o->lease.key) {
-			row++;
-			o->result = STORE_OK;
-			pg_count(s, PD_DELIVERING, -1);
-			pg_count(s, o->state, 1);
-			if (o->state != PD_PENDING)
-				w->ended[(*nended)++] = o;
-		} else
-			o->result = STORE_CONFLICT;
+		if (o->result != STORE_OK)
+			continue;
+		pg_count(s, PD_DELIVERING, -1);
+		pg_count(s, o->state, 1);
+		if (o->state != PD_PENDING)
+			w->ended[(*nended)++] = o;
 	}
-	PQclear(r);
 	return STORE_OK;
 }
 
