@@ -13,20 +13,6 @@ seconds=${1:-10}
 connections=${2:-32}
 workers=${SCHEDULE_WORKERS:-2}     # as bin/postdate-stack runs schedule
 
-# wrk_rate PORT: requests/s; fails when any answer was not a 201.
-wrk_rate() {
-	wrk -t 2 -c "$connections" -d "${seconds}s" -s "$top/bench/post.lua" \
-		"http://127.0.0.1:$1/api/schedule" > "$bench_dir/wrk.out" 2> "$bench_dir/wrk.err"
-	grep -E 'Requests/sec|Latency' "$bench_dir/wrk.out" >&2
-	# A run full of errors must not pass for a fast one.
-	if grep -q 'Non-2xx' "$bench_dir/wrk.out"; then
-		echo "bench: answers other than 201:" >&2
-		cat "$bench_dir/wrk.out" "$bench_dir/wrk.err" >&2
-		exit 1
-	fi
-	awk '/Requests\/sec/ { printf "%d", $2 }' "$bench_dir/wrk.out"
-}
-
 for sync in full normal; do
 	port=$(free_port)
 	conf=$bench_dir/ingest-$sync.conf

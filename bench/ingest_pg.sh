@@ -42,16 +42,7 @@ conf=$bench_dir/ingest-pg.conf
 write_conf "$conf" "$ours_url"
 start_fcgi_site "$port" schedule-pg /api/schedule "$workers" "$top/cgi-bin/schedule" -c "$conf"
 echo "bench: schedule on PostgreSQL" >&2
-wrk -t 2 -c "$connections" -d "${seconds}s" -s "$top/bench/post.lua" \
-	"http://127.0.0.1:$port/api/schedule" > "$bench_dir/wrk.out" 2> "$bench_dir/wrk.err"
-grep -E 'Requests/sec|Latency' "$bench_dir/wrk.out" >&2
-if grep -q 'Non-2xx' "$bench_dir/wrk.out"; then
-	echo "bench: answers other than 201:" >&2
-	cat "$bench_dir/wrk.out" "$bench_dir/wrk.err" >&2
-	curl -s -d url=http://127.0.0.1:9009/hook -d delay=1h "http://127.0.0.1:$port/api/schedule" >&2
-	exit 1
-fi
-ours=$(awk '/Requests\/sec/ { printf "%d", $2 }' "$bench_dir/wrk.out")
+ours=$(wrk_rate "$port")
 # How many connections postdate held to the database while it ran.
 held=$(psql -X -A -t -d "$url" -c "SELECT count(*) FROM pg_stat_activity WHERE datname = 'ours'")
 stored=$(psql -X -A -t -d "$ours_url" -c "SELECT count(*) FROM messages")

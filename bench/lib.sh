@@ -162,3 +162,20 @@ peak_rss_kb() {
 	done < "$1"
 	echo "$max"
 }
+
+# wrk_rate PORT: schedules/s of bench/post.lua's POSTs to /api/schedule on
+# PORT over $connections connections for $seconds; fails when any answer
+# was not a 201 (a run full of errors must not pass for a fast one).
+wrk_rate() {
+	wrk -t 2 -c "$connections" -d "${seconds}s" -s "$top/bench/post.lua" \
+		"http://127.0.0.1:$1/api/schedule" > "$bench_dir/wrk.out" 2> "$bench_dir/wrk.err"
+	grep -E 'Requests/sec|Latency' "$bench_dir/wrk.out" >&2
+	if grep -q 'Non-2xx' "$bench_dir/wrk.out"; then
+		echo "bench: answers other than 201:" >&2
+		cat "$bench_dir/wrk.out" "$bench_dir/wrk.err" >&2
+		curl -s -d url=http://127.0.0.1:9009/hook -d delay=1h \
+			"http://127.0.0.1:$1/api/schedule" >&2
+		exit 1
+	fi
+	awk '/Requests\/sec/ { printf "%d", $2 }' "$bench_dir/wrk.out"
+}
