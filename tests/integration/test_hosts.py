@@ -98,6 +98,21 @@ class Setup:
         except OSError:
             return ""
 
+    def stop_dispatchers(self, hosts, procs, timeout=20):
+        """SIGTERM to each of procs (the dispatchers of hosts), as cron's
+        next minute or systemd would: each exits 0."""
+        for h, p in zip(hosts, procs):
+            p.terminate()
+            assert p.wait(timeout=timeout) == 0, self.dispatch_log(h)
+
+    def wait_host_delivered(self, host, n, timeout=30):
+        """Waits until the sink has n deliveries from host."""
+        deadline = time.time() + timeout
+        while sum(1 for d in self.sink.deliveries("/hook") if d[1] == host.address) < n:
+            assert time.time() < deadline, \
+                f"host {host.index} delivered too little:\n" + self.dispatch_log(host)
+            time.sleep(0.02)
+
     def delivered(self, ids):
         """How many of ids /api/status says are delivered."""
         n = 0
@@ -155,10 +170,7 @@ def test_three_hosts_deliver_every_message_once_and_share_the_work():
         ids = s.schedule(n, time.time() + 4)
         procs = [s.spawn_dispatch(h, "--for", "40") for h in s.hosts]
         s.wait_unique(ids, timeout=40)
-        # Stopped as cron's next minute or systemd would: SIGTERM, exit 0.
-        for h, p in zip(s.hosts, procs):
-            p.terminate()
-            assert p.wait(timeout=20) == 0, s.dispatch_log(h)
+        s.stop_dispatchers(s.hosts, procs)
         got = s.sink.deliveries("/hook")
         seen = collections.Counter(d[0] for d in got)
         assert set(seen) == set(ids), f"{len(set(ids) - set(seen))} never arrived"
@@ -183,11 +195,7 @@ def test_kill_9_of_one_host_loses_nothing_and_repeats_only_its_leases():
         ids = s.schedule(n, time.time() + 4, timeout=1)
         procs = [s.spawn_dispatch(h, "--for", "60") for h in s.hosts]
         victim = s.hosts[0]
-        deadline = time.time() + 30
-        while sum(1 for d in s.sink.deliveries("/hook") if d[1] == victim.address) < 60:
-            assert time.time() < deadline, "host 0 delivered too little:\n" + \
-                s.dispatch_log(victim)
-            time.sleep(0.02)
+        s.wait_host_delivered(victim, 60)
         victim.kill()
         killed_at = time.time()
         assert procs[0].poll() is not None
@@ -195,9 +203,7 @@ def test_kill_9_of_one_host_loses_nothing_and_repeats_only_its_leases():
         # What host 0 had leased is delivered again once its leases run out.
         s.wait_delivered(n, timeout=45)
         # The others run --for 60: stop them once everything is delivered.
-        for h, p in zip(s.hosts[1:], procs[1:]):
-            p.terminate()
-            assert p.wait(timeout=20) == 0, s.dispatch_log(h)
+        s.stop_dispatchers(s.hosts[1:], procs[1:])
         got = s.sink.deliveries("/hook")
         # Host 0 sent nothing after the kill, so what came from it came
         # before; counted now, since the sink records a request once its
@@ -239,10 +245,7 @@ def test_a_partitioned_host_loses_nothing_and_repeats_only_what_it_had_sent():
         ids = s.schedule(n, time.time() + 4, timeout=1)
         procs = [s.spawn_dispatch(h, "--for", "150") for h in s.hosts]
         cut = s.hosts[0]
-        deadline = time.time() + 30
-        while sum(1 for d in s.sink.deliveries("/hook") if d[1] == cut.address) < 60:
-            assert time.time() < deadline, "host 0 delivered too little:\n" + s.dispatch_log(cut)
-            time.sleep(0.02)
+        s.wait_host_delivered(cut, 60)
         cut.partition()
         cut_at = time.time()
         time.sleep(14)          # past every lease host 0 held
@@ -253,9 +256,7 @@ def test_a_partitioned_host_loses_nothing_and_repeats_only_what_it_had_sent():
         assert not during, f"host 0 reached the sink while cut off: {during[:3]}"
         s.wait_unique(ids, timeout=90)
         s.wait_delivered(n, timeout=90)
-        for h, p in zip(s.hosts, procs):
-            p.terminate()
-            assert p.wait(timeout=60) == 0, s.dispatch_log(h)
+        s.stop_dispatchers(s.hosts, procs, timeout=60)
         got = s.sink.deliveries("/hook")
         seen = collections.Counter(d[0] for d in got)
         missing = set(ids) - set(seen)
@@ -292,9 +293,7 @@ def test_every_minute_with_dispatchers_on_three_hosts_is_made_and_delivered_once
         d = r.json
         first = iso_to_s(d["next"])
         sleep_until(first + 2 * 60 + 5)
-        for h, p in zip(s.hosts, procs):
-            p.terminate()
-            assert p.wait(timeout=20) == 0, s.dispatch_log(h)
+        s.stop_dispatchers(s.hosts, procs)
         got = [x for x in s.sink.deliveries("/minute") if x[2] < first + 3 * 60]
         late = [round(x[2] - (first + 60 * i), 3) for i, x in enumerate(got)]
         print(f"every minute on 3 hosts: {len(got)} deliveries from "
