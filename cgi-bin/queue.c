@@ -257,10 +257,11 @@ json_time_or_null(pd_ms t)
 
 /* ---- POST /api/receive ---- */
 
+/* Adds a received message to the answer's "messages" array, ctx a jsonw. */
 static int
 add_received(void *ctx, struct pd_message *m, const char *receipt, pd_ms visible_until)
 {
-	json_object_array_add(ctx, render_received(m, receipt, visible_until));
+	render_received(ctx, m, receipt, visible_until);
 	message_free(m);
 	return 0;
 }
@@ -312,7 +313,7 @@ handle_receive(struct pd_request *r)
 	struct store_queue_op op = { .fn = add_received };
 	long max = 1, visibility = 0, wait = 0;
 	enum store_result res;
-	json_object *messages, *o;
+	struct jsonw answer;
 	const char *queue;
 	int received = 0;
 
@@ -328,18 +329,22 @@ handle_receive(struct pd_request *r)
 		reply_retry_later(r, "too many receives are waiting; try again");
 		return;
 	}
-	messages = json_object_new_array();
+	/* {"messages": [...]}, each message written as it is handed over. */
+	jsonw_init(&answer);
+	jsonw_open(&answer, '{');
+	jsonw_key(&answer, "messages");
+	jsonw_open(&answer, '[');
 	op.queue = queue;
 	op.max = (int)max;
 	op.visibility_s = (int)visibility;
-	op.ctx = messages;
+	op.ctx = &answer;
 	if (wait > 0) {
 		struct waiting_receive w = { r, &reporter };
 		struct longpoll_store held = { take_store, set_store_aside, &w };
 
 		res = longpoll_receive(poller, &held, queue, (int)max, (int)visibility,
 		                       wait * PD_MS_PER_S, report_of_message, &reporter,
-		                       add_received, messages, &received);
+		                       add_received, &answer, &received);
 		atomic_fetch_sub(&waiting, 1);
 	} else {	/* in one commit with the process's other queue work */
 		/* The committer writes on a connection of its own: none is
@@ -348,7 +353,7 @@ handle_receive(struct pd_request *r)
 		res = committer_queue(app->committer, &op);
 	}
 	if (res != STORE_OK) {
-		json_object_put(messages);
+		jsonw_free(&answer);
 		if (res == STORE_NOTFOUND)
 			http_error(r, 404, "no queue has this name (create it with POST "
 			           "/api/queues, or by scheduling a message into it)", "queue");
@@ -356,30 +361,36 @@ handle_receive(struct pd_request *r)
 			http_store_error(r, res, NULL);
 		return;
 	}
-	o = json_object_new_object();
-	json_object_object_add(o, "messages", messages);
-	http_reply(r, 200, NULL, o);
+	jsonw_close(&answer, ']');
+	jsonw_close(&answer, '}');
+	http_reply_jsonw(r, 200, NULL, &answer);
 }
 
 /* ---- POST /api/ack ---- */
 
-static json_object *
-ack_result(const struct store_ack *item)
+/* One item of a batch's results: {"id", "state"}, or {"id", "error",
+ * "state"} for one refused. */
+static void
+write_ack_result(struct jsonw *w, const struct store_ack *item)
 {
-	json_object *o = json_object_new_object();
-
-	json_object_object_add(o, "id", json_object_new_string(item->id));
+	jsonw_open(w, '{');
+	jsonw_key(w, "id");
+	jsonw_string(w, item->id);
 	if (item->result == STORE_OK) {
-		json_object_object_add(o, "state", json_object_new_string("delivered"));
+		jsonw_key(w, "state");
+		jsonw_string(w, "delivered");
 	} else if (item->result == STORE_NOTFOUND) {
-		json_object_object_add(o, "error", json_object_new_string("no message has this id"));
-		json_object_object_add(o, "state", NULL);
+		jsonw_key(w, "error");
+		jsonw_string(w, "no message has this id");
+		jsonw_key(w, "state");
+		jsonw_null(w);
 	} else {
-		json_object_object_add(o, "error",
-		                       json_object_new_string(stale_sentence(item->state)));
-		json_object_object_add(o, "state", json_object_new_string(state_name(item->state)));
+		jsonw_key(w, "error");
+		jsonw_string(w, stale_sentence(item->state));
+		jsonw_key(w, "state");
+		jsonw_string(w, state_name(item->state));
 	}
-	return o;
+	jsonw_close(w, '}');
 }
 
 /* Acks items in one transaction and answers: one item as {"id", "state"}
@@ -389,7 +400,8 @@ ack_and_reply(struct pd_request *r, struct store_ack *items, size_t n, int batch
 {
 	struct store_queue_op op = { .items = items, .n = n };
 	enum store_result res;
-	json_object *o, *results;
+	struct jsonw answer;
+	json_object *o;
 
 	http_store_set_aside(r);       /* the committer has a connection of its own */
 	res = committer_queue(http_app(r)->committer, &op);
@@ -408,12 +420,15 @@ ack_and_reply(struct pd_request *r, struct store_ack *items, size_t n, int batch
 		http_reply(r, 200, NULL, o);
 		return;
 	}
-	results = json_object_new_array();
+	jsonw_init(&answer);
+	jsonw_open(&answer, '{');
+	jsonw_key(&answer, "results");
+	jsonw_open(&answer, '[');
 	for (size_t i = 0; i < n; i++)
-		json_object_array_add(results, ack_result(&items[i]));
-	o = json_object_new_object();
-	json_object_object_add(o, "results", results);
-	http_reply(r, 200, NULL, o);
+		write_ack_result(&answer, &items[i]);
+	jsonw_close(&answer, ']');
+	jsonw_close(&answer, '}');
+	http_reply_jsonw(r, 200, NULL, &answer);
 }
 
 /* A JSON body {"items": [{"id": "...", "receipt": "..."}, ...]}: checked

@@ -190,21 +190,15 @@ http_write(struct pd_request *r, const char *data, size_t len)
 		fwrite(data, 1, len, stdout);
 }
 
-void
-http_reply(struct pd_request *r, int status, const char *extra, struct json_object *body)
+/* Sends the JSON text of an answer, a newline after it. */
+static void
+reply_json_text(struct pd_request *r, int status, const char *extra, const char *text,
+                size_t textlen)
 {
 	char head[1024];
-	const char *text;
-	size_t textlen;
 	int n;
 
-	if (r->replied) {
-		json_object_put(body);
-		return;
-	}
 	r->replied = 1;
-	text = json_object_to_json_string_length(body,
-	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &textlen);
 	n = snprintf(head, sizeof(head),
 	    "Status: %d %s\r\n"
 	    "Content-Type: application/json\r\n"
@@ -217,7 +211,38 @@ http_reply(struct pd_request *r, int status, const char *extra, struct json_obje
 		http_write(r, text, textlen);
 		http_write(r, "\n", 1);
 	}
+}
+
+void
+http_reply(struct pd_request *r, int status, const char *extra, struct json_object *body)
+{
+	const char *text;
+	size_t textlen;
+
+	if (!r->replied) {
+		text = json_object_to_json_string_length(body,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &textlen);
+		reply_json_text(r, status, extra, text, textlen);
+	}
 	json_object_put(body);
+}
+
+void
+http_reply_jsonw(struct pd_request *r, int status, const char *extra, struct jsonw *body)
+{
+	size_t textlen;
+	const char *text = jsonw_text(body, &textlen);
+
+	if (text == NULL) {
+		log_error("%s: out of memory writing an answer", r->route != NULL ?
+		          r->route->name : "request");
+		jsonw_free(body);
+		http_error(r, 500, "internal error", NULL);
+		return;
+	}
+	if (!r->replied)
+		reply_json_text(r, status, extra, text, textlen);
+	jsonw_free(body);
 }
 
 void

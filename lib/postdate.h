@@ -472,8 +472,10 @@ struct json_object *render_report(const struct pd_message *m, const char *url,
 
 /* A message as a receive hands it to a worker (API.md "POST /api/receive"):
  * its payload (text, or payload_base64), the receipt that proves this
- * receive and when its lease ends. */
-struct json_object *render_received(const struct pd_message *m, const char *receipt,
-                                    pd_ms visible_until);
+ * receive and when its lease ends. Written by w (request.h), since a
+ * receive answers with up to 100 of them. */
+struct jsonw;
+void render_received(struct jsonw *w, const struct pd_message *m, const char *receipt,
+                     pd_ms visible_until);
 
 #endif

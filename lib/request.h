@@ -60,6 +60,36 @@ int jsonreq_decode(const char *body, size_t len, const char *raw_json_key,
  * surrogates). */
 int utf8_valid(const char *text, size_t len);
 
+/* ---- jsonw.c: JSON text written as it goes, for answers of many objects ---- */
+
+#define JSONW_MAX_DEPTH 8
+
+struct jsonw {
+	char *buf;
+	size_t len, room;
+	int failed;               /* out of memory (or a bracket too many): no text */
+	int after_key;            /* a key was written; its value comes next */
+	unsigned depth;
+	unsigned char has_item[JSONW_MAX_DEPTH];  /* per open bracket: not empty */
+};
+
+void jsonw_init(struct jsonw *w);
+void jsonw_free(struct jsonw *w);
+/* Opens ('{' or '[') or closes ('}' or ']') an object or array. */
+void jsonw_open(struct jsonw *w, char bracket);
+void jsonw_close(struct jsonw *w, char bracket);
+/* The key of the next value, inside an object. */
+void jsonw_key(struct jsonw *w, const char *key);
+void jsonw_key_len(struct jsonw *w, const char *key, size_t n);
+/* A string of n bytes of UTF-8, escaped; jsonw_string writes null for NULL. */
+void jsonw_string_len(struct jsonw *w, const char *s, size_t n);
+void jsonw_string(struct jsonw *w, const char *s);
+void jsonw_int(struct jsonw *w, long long v);
+void jsonw_null(struct jsonw *w);
+/* The text written (len bytes, NUL-terminated), or NULL when writing
+ * failed or a bracket is still open. */
+const char *jsonw_text(const struct jsonw *w, size_t *len);
+
 /* Copies len bytes of text into out (outlen bytes, NUL-terminated) with
  * every byte that is not well-formed UTF-8 written as "%XX". */
 void utf8_escape_invalid(const char *text, size_t len, char *out, size_t outlen);
@@ -199,6 +229,10 @@ int http_stopping(void);
 /* Sends a JSON response and releases body. extra holds further header
  * lines ("Name: value\r\n"...), or NULL. */
 void http_reply(struct pd_request *r, int status, const char *extra, struct json_object *body);
+
+/* The same for JSON text a jsonw wrote, which it releases; a text that
+ * could not be written whole is a 500. */
+void http_reply_jsonw(struct pd_request *r, int status, const char *extra, struct jsonw *body);
 
 /* Sends {"error": sentence, "field": field or null}. */
 void http_error(struct pd_request *r, int status, const char *sentence, const char *field);
