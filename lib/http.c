@@ -763,8 +763,13 @@ request_reset(struct pd_request *r)
 	}
 }
 
-/* Accepting is serialised, as libfcgi's threaded example does. */
-static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Whether the web server has sent all of the request's input: the end of
+ * its body has been read, or is all that is left. */
+static int
+input_ended(FCGX_Request *fcgx)
+{
+	return FCGX_HasSeenEOF(fcgx->in) == EOF || FCGX_GetChar(fcgx->in) == EOF;
+}
 
 /* One request thread: accepts and serves FastCGI requests until the server
  * closes the socket or SIGTERM asks to stop. */
@@ -781,14 +786,27 @@ serve_loop(void *arg)
 	}
 	r.fcgx = &fcgx;
 	for (;;) {
-		pthread_mutex_lock(&accept_lock);
+		/* Threads accept at once, unserialised (libfcgi's threaded
+		 * example takes a mutex for "platforms that require it"; Linux
+		 * wakes one accept() per connection): a mutex handed from thread
+		 * to thread cost two futex calls and a context switch per request,
+		 * and held while the request's parameters were read, one slow
+		 * client held up every other. */
 		rc = stop_after_request ? -1 : FCGX_Accept_r(&fcgx);
-		pthread_mutex_unlock(&accept_lock);
 		if (rc < 0)
 			break;
 		atomic_fetch_add(&serving, 1);
 		r.envp = fcgx.envp;
 		serve_request(&r);
+		/* A request whose input has all been read is closed at once:
+		 * libfcgi otherwise shuts the socket's sending side and waits
+		 * in poll() for the server to close its own (a sleep and a
+		 * wake-up per request), so that input still arriving cannot
+		 * reset the connection before the server has read the answer.
+		 * A request answered before its body ended (413) still closes
+		 * that way. */
+		if (input_ended(&fcgx))
+			FCGX_Detach(&fcgx);
 		FCGX_Finish_r(&fcgx);
 		request_reset(&r);
 		/* The last request to end after SIGTERM ends the process. */

@@ -144,3 +144,36 @@ def test_nginx_refuses_a_body_over_max_body_before_it_reaches_the_token_check():
         assert r.status == 201, r
         with open(os.path.join(s.dir, "run", "nginx.conf")) as f:
             assert "client_max_body_size 4096;" in f.read()
+
+
+def test_connections_to_a_programs_socket_that_stop_sending_stall_none_of_its_requests(stack):
+    """Regression: a request thread read its connection's FastCGI parameters
+    while holding the lock that every other thread of its process needed to
+    accept, so a connection to the socket that sent one byte and then
+    nothing stalled the whole process (libfcgi drops a connection that
+    sends nothing at all within 2 s, not one that has begun), and two (one
+    per process) stalled the queue and schedule programs. Now each such
+    connection holds one thread."""
+    import threading
+
+    for name, ask, want in (
+            ("queue", lambda: stack.get("/api/queues"), 200),
+            ("schedule", lambda: stack.post_form("/api/schedule",
+                                                 {"url": OK, "delay": "1h"}), 201)):
+        silent = []
+        try:
+            for _ in range(4):
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(os.path.join(stack.dir, "run", f"{name}.sock"))
+                s.sendall(b"\x01")        # the first byte of a record header
+                silent.append(s)
+            answers = []
+            t = threading.Thread(target=lambda: answers.append(ask()), daemon=True)
+            t.start()
+            t.join(5)
+            assert answers, f"{name}: no answer within 5 s while 4 connections had stopped sending"
+            assert answers[0].status == want, answers[0]
+        finally:
+            for s in silent:
+                s.close()
+    still_serving(stack)
