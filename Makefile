@@ -47,14 +47,14 @@ BUILD_FLAGS = $(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS)
 LIB_OBJS = lib/log.o lib/clock.o lib/config.o lib/timeparse.o lib/tz.o lib/cron.o lib/fields.o lib/form.o lib/envelope.o \
            lib/jsonreq.o lib/id.o lib/message.o lib/store.o lib/store_sqlite.o lib/store_common.o \
            $(patsubst %.c,%.o,$(wildcard lib/store_pg*.c)) lib/auth.o lib/http.o lib/longpoll.o \
-           lib/render.o lib/jsonw.o lib/report.o lib/redact.o lib/sign.o lib/retry.o lib/delivery.o lib/target.o lib/origin.o lib/commit.o lib/metrics.o
+           lib/render.o lib/jsonw.o lib/report.o lib/redact.o lib/sign.o lib/retry.o lib/delivery.o lib/target.o lib/origin.o lib/commit.o lib/metrics.o lib/writer_turn.o
 CGI_PROGS  = cgi-bin/schedule cgi-bin/status cgi-bin/cancel cgi-bin/health cgi-bin/queue \
              cgi-bin/topics cgi-bin/metrics cgi-bin/recurring
 BIN_PROGS  = bin/dispatch bin/postdate
 BENCH_PROGS = bench/baseline_insert bench/baseline_multi bench/baseline_queue
 UNIT_TESTS = tests/unit/test_timeparse tests/unit/test_tz tests/unit/test_cron tests/unit/test_redact tests/unit/test_form tests/unit/test_jsonreq tests/unit/test_jsonw \
              tests/unit/test_config tests/unit/test_message tests/unit/test_envelope tests/unit/test_store \
-             tests/unit/test_delivery_policy tests/unit/test_target tests/unit/test_origin tests/unit/test_longpoll tests/unit/test_metrics
+             tests/unit/test_delivery_policy tests/unit/test_target tests/unit/test_origin tests/unit/test_longpoll tests/unit/test_metrics tests/unit/test_writer_turn
 
 .PHONY: all deps run test test-pg bench unit-test integration-test install uninstall clean fuzz FORCE
 

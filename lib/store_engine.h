@@ -144,4 +144,14 @@ void recurring_occurrence(struct pd_recurring *r, pd_ms at, struct pd_message *m
 pd_ms latest_occurrence_by(const struct pd_cron *c, const struct pd_tz *zone, pd_ms from,
                            pd_ms now);
 
+/* writer_turn.c: the turn to write an SQLite database, across processes. */
+struct writer_turn;
+/* The turn of database (a path), or NULL when its file cannot be made. */
+struct writer_turn *writer_turn_open(const char *database);
+/* Waits up to timeout_ms for the turn: 0 when taken, -1 when not (NULL t,
+ * or timed out). */
+int writer_turn_take(struct writer_turn *t, int timeout_ms);
+void writer_turn_give(struct writer_turn *t);
+void writer_turn_close(struct writer_turn *t);
+
 #endif

@@ -10,6 +10,7 @@
  * what a row holds says so in its WHERE clause (token = ?, token = 0), so
  * it stays right with several writers, as on PostgreSQL.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -446,6 +447,7 @@ struct sqlite_store {
 	const struct pd_config *cfg;
 	sqlite3_stmt *st[ST_COUNT];
 	pd_ms busy_since;         /* when the current wait for a lock began */
+	pd_ms write_asked;        /* while beginning a write: when the turn was asked for */
 	long delta[PD_NSTATES];   /* count changes of the transaction in progress */
 	struct queue_delta {      /* queue count changes of the transaction in progress */
 		int64_t queue;
@@ -454,7 +456,9 @@ struct sqlite_store {
 	} queue_delta[QUEUE_DELTAS];
 	int queue_deltas;
 	long total[TOTAL_COUNT];  /* and what it adds to the totals */
-	int writing;              /* holds this process's turn to write (writer_turn) */
+	int writing;              /* holds this process's turn to write (threads_turn) */
+	struct writer_turn *turn; /* the turn across processes (writer_turn.c), or NULL */
+	int turn_taken;           /* holds that one */
 };
 
 /* The engine's store behind store.c's (its first member). */
@@ -499,7 +503,7 @@ on_busy(void *ctx, int tries)
 	struct timespec nap = { 0, 0 };
 
 	if (tries == 0)
-		s->busy_since = now;
+		s->busy_since = s->write_asked != 0 ? s->write_asked : now;
 	if (now - s->busy_since >= STORE_BUSY_TIMEOUT_MS)
 		return 0;
 	nap.tv_nsec = (tries < 10 ? tries + 1 : 10) * 100000L;
@@ -525,17 +529,21 @@ store_exec(struct sqlite_store *s, enum statement id)
  * mutex before they ask for the database's write lock: a thread waiting
  * here is woken the moment the turn is free, where one waiting for the
  * database lock sleeps and polls (on_busy) beside the other threads, and
- * may sleep past a lock that was free. Between processes the database lock
- * still decides.
+ * may sleep past a lock that was free. Between processes the same is done
+ * by the turn of writer_turn.c, which a thread asks for after this one.
  */
-static pthread_mutex_t writer_turn = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t threads_turn = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 writer_done(struct sqlite_store *s)
 {
+	if (s->turn_taken) {
+		s->turn_taken = 0;
+		writer_turn_give(s->turn);
+	}
 	if (s->writing) {
 		s->writing = 0;
-		pthread_mutex_unlock(&writer_turn);
+		pthread_mutex_unlock(&threads_turn);
 	}
 }
 
@@ -544,9 +552,16 @@ tx_begin(struct sqlite_store *s, const char *what)
 {
 	int rc;
 
-	pthread_mutex_lock(&writer_turn);
+	pthread_mutex_lock(&threads_turn);
 	s->writing = 1;
+	/* Then the turn among processes (writer_turn.c); without it (no turn
+	 * file, or a holder past the busy timeout) SQLite's lock still
+	 * decides. The busy timeout counts from here: the wait for the turn is
+	 * part of it. */
+	s->write_asked = clock_monotonic();
+	s->turn_taken = writer_turn_take(s->turn, STORE_BUSY_TIMEOUT_MS) == 0;
 	rc = store_exec(s, ST_BEGIN);
+	s->write_asked = 0;
 	memset(s->delta, 0, sizeof(s->delta));
 	s->queue_deltas = 0;
 	memset(s->total, 0, sizeof(s->total));
@@ -834,6 +849,7 @@ sqlite_close(struct pd_store *store)
 	for (int i = 0; i < ST_COUNT; i++)
 		sqlite3_finalize(s->st[i]);
 	sqlite3_close(s->db);
+	writer_turn_close(s->turn);
 	free(s);
 }
 
@@ -877,6 +893,9 @@ sqlite_open(struct pd_store **out, const struct pd_config *cfg)
 		log_error("store: opening %s: %s", cfg->database, sqlite3_errmsg(s->db));
 		goto fail;
 	}
+	if ((s->turn = writer_turn_open(cfg->database)) == NULL)
+		log_warn("store: %s-turn: %s: the writers of several processes will poll for the "
+		         "database's lock instead of queueing for it", cfg->database, strerror(errno));
 	if (store_migrate(s) != 0)
 		goto fail;
 	for (int i = 0; i < ST_COUNT; i++) {
