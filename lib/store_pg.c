@@ -487,14 +487,17 @@ run(struct pg_store *s, const char *what, const char *begin, int writes, pg_body
 
 		deltas_drop(s);
 		last_retryable = 0;
+		s->tx_began = time_now();
 		if (simple(s, begin, what, &res) == 0 &&
 		    (res = body(s, arg)) == STORE_OK &&
 		    (!writes || (res = deltas_write(s, what)) == STORE_OK) &&
 		    simple(s, "COMMIT", what, &res) == 0) {
 			deltas_drop(s);
+			s->tx_began = 0;
 			return STORE_OK;
 		}
 		deltas_drop(s);
+		s->tx_began = 0;
 		if (PQstatus(s->conn) == CONNECTION_BAD) {
 			if (reset++ == 0 && reconnect(s) == 0)
 				continue;

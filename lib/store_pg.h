@@ -17,6 +17,7 @@ struct pg_store {
 	PGconn *conn;
 	const struct pd_config *cfg;
 	int sync_off;                  /* store_sync_normal was asked */
+	pd_ms tx_began;                /* time_now() as the transaction in progress began, or 0 */
 	/* What the transaction in progress changes, written at commit (pg_commit) and
 	 * dropped on rollback or retry. */
 	long delta[PD_NSTATES];

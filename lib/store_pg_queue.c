@@ -3,7 +3,7 @@
  * receives (SKIP LOCKED, a receipt per lease), acks, releases and
  * extensions, each a compare-and-set on the receipt. store_sqlite.c is
  * the reference for what each does; every comparison with "now" and every
- * lease end here is on the database's clock (PG_NOW), so front ends on
+ * lease end here is on the database's clock (TX_NOW, below), so front ends on
  * hosts with skewed clocks agree on what is receivable.
  */
 #include <stdio.h>
@@ -16,11 +16,16 @@
 /* A queue's settings, counts and figures from one row: ready (due, a
  * lease run out counting as due), the oldest ready one's due time, and
  * the leased ones whose lease holds, all on the database's clock. */
-/* The caller's now on the database's clock: PG_NOW moved as far as the
- * caller's now lies from its own present (caller_ahead), so the caller's
- * skew cancels out and a test asking about a minute later gets a minute on. */
-#define AT(n) "(SELECT " PG_NOW " + " n "::bigint AS now)"
-#define CALLER_NOW(n) "(" PG_NOW " + " n "::bigint)"
+/* The caller's now on the database's clock: the transaction's start on
+ * that clock, moved as far as the caller's now lies from the caller's own
+ * clock at that start (caller_ahead), so the caller's skew cancels out and
+ * a test asking about a minute later gets a minute on. One reading for the
+ * whole transaction: a receive's "is it due" and the lease it then writes
+ * (and reports) are on the same now, so a lease reported as ending at T is
+ * never received again before T, however long its statements took. */
+#define TX_NOW "(extract(epoch from now()) * 1000)::bigint"
+#define AT(n) "(SELECT " TX_NOW " + " n "::bigint AS now)"
+#define CALLER_NOW(n) "(" TX_NOW " + " n "::bigint)"
 
 #define QUEUE_FIGURES \
 	"SELECT q.name, q.visibility, q.max_attempts, q.max_depth, q.paused, " \
@@ -73,7 +78,7 @@ const struct pg_statement pg_queue_statements[] = {
 	{ "queue_lease",
 	  "UPDATE live SET token = $3, receipt = $4, due = " CALLER_NOW("$7") " + $5, "
 	  "attempts = attempts + 1, spent = $6 WHERE key = $1 AND token = $2 "
-	  "RETURNING due - " CALLER_NOW("$7") },
+	  "RETURNING due" },
 	{ "queue_end_live", "DELETE FROM live WHERE key = $1 AND token = $2" },
 	{ "queue_end_message",
 	  "UPDATE messages SET state = $2, ended = " CALLER_NOW("$6") ", attempts = $3, "
@@ -85,7 +90,7 @@ const struct pg_statement pg_queue_statements[] = {
 	{ "queue_release",
 	  "UPDATE live SET token = 0, receipt = NULL, due = " CALLER_NOW("$5") " + $4 "
 	  "WHERE " BY_RECEIPT " AND spent = 0 AND coalesce(expires > " CALLER_NOW("$5") ", true) "
-	  "RETURNING due - " CALLER_NOW("$5") },
+	  "RETURNING due" },
 	/* A receipt's message that cannot go back: its last receive, or its
 	 * ttl run out. */
 	{ "queue_end_received",
@@ -94,17 +99,18 @@ const struct pg_statement pg_queue_statements[] = {
 	  HAS_CALLBACK },
 	{ "queue_extend",
 	  "UPDATE live SET due = " CALLER_NOW("$5") " + $4 WHERE " BY_RECEIPT
-	  " AND coalesce(expires > " CALLER_NOW("$5") ", true) RETURNING due - " CALLER_NOW("$5") },
+	  " AND coalesce(expires > " CALLER_NOW("$5") ", true) RETURNING due" },
 };
 const int pg_queue_nstatements =
 	(int)(sizeof(pg_queue_statements) / sizeof(pg_queue_statements[0]));
 
-/* How far the caller's now lies from its own present: a front end passes
- * its present (a few ms), a test a time it asks about. */
+/* How far the caller's now lies from its own clock at the start of the
+ * transaction in progress: a front end passes its present (a few ms on),
+ * a test a time it asks about. */
 static int64_t
-caller_ahead(pd_ms now)
+caller_ahead(const struct pg_store *s, pd_ms now)
 {
-	return now - time_now();
+	return now - (s->tx_began != 0 ? s->tx_began : time_now());
 }
 
 /* ---- figures ---- */
@@ -152,7 +158,7 @@ queue_read_body(struct pg_store *s, void *arg)
 	w->n = 0;
 	if (w->name != NULL)
 		pg_text(&p, w->name);
-	pg_int(&p, caller_ahead(w->now));
+	pg_int(&p, caller_ahead(s, w->now));
 	r = pg_exec(s, w->name != NULL ? "queue_figures" : "queue_figures_all", &p,
 	            "reading a queue", &res);
 	if (r == NULL)
@@ -326,7 +332,7 @@ end_queued(struct pg_store *s, const char *id, int64_t key, int64_t queue, int w
 	else
 		pg_text(&p, NULL);
 	pg_text(&p, wants_report && report_fn != NULL ? report.id : NULL);
-	pg_int(&p, caller_ahead(now));
+	pg_int(&p, caller_ahead(s, now));
 	r = pg_exec(s, "queue_end_message", &p, "ending a message", &res);
 	message_free(&report);
 	if (r == NULL)
@@ -397,13 +403,13 @@ lease_received(struct pg_store *s, struct received *k, int visibility_s, pd_ms n
 	pg_bytes(&p, k->receipt.bytes, sizeof(k->receipt.bytes));
 	pg_int(&p, (int64_t)visibility_s * PD_MS_PER_S);
 	pg_int(&p, k->m.attempts + 1 >= k->m.max_attempts);
-	pg_int(&p, caller_ahead(now));
+	pg_int(&p, caller_ahead(s, now));
 	if ((r = pg_exec(s, "queue_lease", &p, "receiving", &res)) == NULL)
 		return res;
 	if (PQntuples(r) != 1)
 		res = STORE_ERROR;    /* cannot happen: the row is locked */
 	else
-		k->until = now + pg_get_int(r, 0, 0);
+		k->until = pg_get_int(r, 0, 0);   /* the lease's end as stored */
 	PQclear(r);
 	return res;
 }
@@ -440,7 +446,7 @@ read_receivable(struct pg_store *s, int64_t queue, int room, pd_ms now, struct r
 	}
 	pg_int(&p, queue);
 	pg_int(&p, room);
-	pg_int(&p, caller_ahead(now));
+	pg_int(&p, caller_ahead(s, now));
 	if ((r = pg_exec(s, "queue_receivable", &p, "receiving", &res)) == NULL)
 		return res;
 	for (int i = 0; i < PQntuples(r) && *n < room; i++) {
@@ -577,7 +583,7 @@ ack_in_tx(struct pg_store *s, struct store_ack *items, size_t n, pd_ms now,
 			continue;
 		}
 		receipt_params(&p, a->id, &rc);
-		pg_int(&p, caller_ahead(now));
+		pg_int(&p, caller_ahead(s, now));
 		if ((r = pg_exec(s, "queue_ack", &p, "acknowledging", &res)) == NULL)
 			return res;
 		if (PQntuples(r) == 1) {
@@ -683,11 +689,11 @@ release_body(struct pg_store *s, void *arg)
 		goto refused;
 	receipt_params(&p, a->id, &rc);
 	pg_int(&p, g->delay_ms);
-	pg_int(&p, caller_ahead(g->now));
+	pg_int(&p, caller_ahead(s, g->now));
 	if ((r = pg_exec(s, "queue_release", &p, "releasing", &res)) == NULL)
 		return res;
 	if (PQntuples(r) == 1) {
-		g->at = g->now + pg_get_int(r, 0, 0);
+		g->at = pg_get_int(r, 0, 0);
 		PQclear(r);
 		pg_count(s, PD_DELIVERING, -1);
 		pg_count(s, PD_PENDING, 1);
@@ -699,7 +705,7 @@ release_body(struct pg_store *s, void *arg)
 	/* Its last receive (or its ttl run out): a release ends it. */
 	p = (struct pg_params){ 0 };
 	receipt_params(&p, a->id, &rc);
-	pg_int(&p, caller_ahead(g->now));
+	pg_int(&p, caller_ahead(s, g->now));
 	if ((r = pg_exec(s, "queue_end_received", &p, "releasing", &res)) == NULL)
 		return res;
 	if (PQntuples(r) == 1) {
@@ -747,11 +753,11 @@ extend_body(struct pg_store *s, void *arg)
 	if (receipt_parse(a->receipt, &rc) == 0) {
 		receipt_params(&p, a->id, &rc);
 		pg_int(&p, g->delay_ms);
-		pg_int(&p, caller_ahead(g->now));
+		pg_int(&p, caller_ahead(s, g->now));
 		if ((r = pg_exec(s, "queue_extend", &p, "extending", &res)) == NULL)
 			return res;
 		if (PQntuples(r) == 1) {
-			g->at = g->now + pg_get_int(r, 0, 0);
+			g->at = pg_get_int(r, 0, 0);
 			PQclear(r);
 			a->state = PD_DELIVERING;
 			a->result = STORE_OK;
