@@ -180,22 +180,30 @@ render_message(const struct pd_message *m)
 	return o;
 }
 
+/* len bytes at data in base64 (to free), or NULL when out of memory. */
+static char *
+base64_of(const char *data, size_t len)
+{
+	char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+
+	if (b64 != NULL)
+		EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
+	return b64;
+}
+
 /* Adds len bytes at data to o as text under text_key when they are UTF-8,
  * else as base64 under base64_key, so that any bytes survive JSON. */
 static void
 add_text_or_base64(json_object *o, const char *text_key, const char *base64_key,
                    const char *data, size_t len)
 {
+	char *b64;
+
 	if (utf8_valid(data, len)) {
 		json_object_object_add(o, text_key, json_object_new_string_len(data, (int)len));
-	} else {
-		char *b64 = malloc(4 * ((len + 2) / 3) + 1);
-
-		if (b64 != NULL) {
-			EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
-			json_object_object_add(o, base64_key, json_object_new_string(b64));
-			free(b64);
-		}
+	} else if ((b64 = base64_of(data, len)) != NULL) {
+		json_object_object_add(o, base64_key, json_object_new_string(b64));
+		free(b64);
 	}
 }
 
@@ -270,11 +278,10 @@ write_text_or_base64(struct jsonw *w, const char *text_key, const char *base64_k
 		jsonw_string_len(w, data, len);
 		return;
 	}
-	if ((b64 = malloc(4 * ((len + 2) / 3) + 1)) == NULL) {
+	if ((b64 = base64_of(data, len)) == NULL) {
 		w->failed = 1;
 		return;
 	}
-	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)data, (int)len);
 	jsonw_key(w, base64_key);
 	jsonw_string(w, b64);
 	free(b64);
